@@ -131,6 +131,7 @@ impl CKey {
 
 impl Resource for CKey {
     const KIND: ObjectKind = ObjectKind::CKey;
+    const SINGLETON_TYPE: Option<&'static str> = Some("master");
 
     fn validate(&self, _ctx: &ValidationContext<'_>) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
@@ -201,6 +202,23 @@ impl Resource for CKey {
             r.push(Reference::new("holder_id", ObjectKind::Employee, h, "holder").person());
         }
         r
+    }
+
+    fn check_delete(&self) -> Result<(), String> {
+        if self.kind == CKeyKind::Master {
+            return Err("the master C-key cannot be deleted".into());
+        }
+        Ok(())
+    }
+
+    fn check_update(&self, previous: &Self) -> Result<(), ValidationErrors> {
+        if (self.kind == CKeyKind::Master) != (previous.kind == CKeyKind::Master) {
+            return Err(ValidationErrors::single(
+                "kind",
+                "a C-key cannot become or stop being the master",
+            ));
+        }
+        Ok(())
     }
 
     fn field_function(field: &str) -> Option<Function> {

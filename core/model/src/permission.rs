@@ -377,6 +377,10 @@ impl Role {
 impl Resource for Role {
     const KIND: ObjectKind = ObjectKind::Role;
 
+    fn keep_system_fields(&mut self, previous: Option<&Self>) {
+        self.predefined = previous.and_then(|p| p.predefined);
+    }
+
     fn validate(&self, _ctx: &ValidationContext<'_>) -> Result<(), ValidationErrors> {
         let mut e = validate_permissions(&self.permissions);
         e.text("name", &self.name, 1, 50);
@@ -393,6 +397,33 @@ impl Resource for Role {
             );
         }
         e.into_result()
+    }
+
+    fn check_update(&self, previous: &Self) -> Result<(), ValidationErrors> {
+        if self.predefined != previous.predefined {
+            return Err(ValidationErrors::single("predefined", "cannot be changed"));
+        }
+        if let Some(p) = previous.predefined {
+            if p.read_only()
+                && (self.permissions != previous.permissions || self.name != previous.name)
+            {
+                return Err(ValidationErrors::single(
+                    "permissions",
+                    format!("the {} role is read-only", p.display_name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_delete(&self) -> Result<(), String> {
+        match self.predefined {
+            Some(p) => Err(format!(
+                "the pre-defined {} role cannot be deleted",
+                p.display_name()
+            )),
+            None => Ok(()),
+        }
     }
 
     fn projection(&self) -> Projection {

@@ -184,6 +184,42 @@ impl Resource for Person {
             .collect()
     }
 
+    fn keep_system_fields(&mut self, previous: Option<&Self>) {
+        self.lifecycle = previous.map(|p| p.lifecycle).unwrap_or_default();
+        self.synced_from = previous.and_then(|p| p.synced_from.clone());
+    }
+
+    fn check_update(&self, previous: &Self) -> Result<(), ValidationErrors> {
+        match previous.lifecycle {
+            PersonState::Deactivated => {
+                return Err(ValidationErrors::single(
+                    "lifecycle",
+                    "a deactivated person cannot be edited; reactivate first",
+                ));
+            }
+            PersonState::Deleted => {
+                return Err(ValidationErrors::single(
+                    "lifecycle",
+                    "a person marked as deleted cannot be edited; restore first",
+                ));
+            }
+            PersonState::Active => {}
+        }
+        if previous.synced_from.is_some() {
+            // Synced persons are read-only except domain and tags.
+            let mut same = self.clone();
+            same.domain_id = previous.domain_id;
+            same.tags = previous.tags.clone();
+            if same != *previous {
+                return Err(ValidationErrors::single(
+                    "synced_from",
+                    "persons from a directory sync are read-only except domain and tags",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn field_function(field: &str) -> Option<Function> {
         match field {
             "access_profile_ids" => Some(Function::AccessProfileAuthorisation),

@@ -219,6 +219,9 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     /// The object kind.
     const KIND: ObjectKind;
 
+    /// At most one object of the kind may have this type (the master C-key).
+    const SINGLETON_TYPE: Option<&'static str> = None;
+
     /// Check the object on its own (lengths, ranges, combinations of fields).
     fn validate(&self, ctx: &ValidationContext<'_>) -> Result<(), ValidationErrors>;
 
@@ -244,6 +247,16 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     /// Reset fields lockgate maintains itself (last update, locked by...) to
     /// their previous values, or their defaults on creation; clients cannot set them.
     fn keep_system_fields(&mut self, _previous: Option<&Self>) {}
+
+    /// Refuse a change the domain forbids given the previous state (e.g. editing a read-only role).
+    fn check_update(&self, _previous: &Self) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
+
+    /// Refuse deleting this object for a reason of its own (e.g. the master C-key).
+    fn check_delete(&self) -> Result<(), String> {
+        Ok(())
+    }
 
     /// Extra permission functions a change of the given top-level field needs
     /// at Full, beyond the collection's own function.

@@ -1,0 +1,1128 @@
+//! Generic storage of administrable objects: create, read, update, delete, search, bulk changes.
+//!
+//! Each write validates the object, resolves and checks its references (kind,
+//! type, domain), applies domain defaults, enforces uniqueness, then writes the
+//! row, its references, its tags and an event in one transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use lockgate_model::{
+    ObjectKind, Projection, Reference, Resource, ValidationErrors, event::diff,
+    resource::ValidationContext, system::LockingSystem,
+};
+use serde::Serialize;
+use sqlx::{Any, AnyConnection, QueryBuilder, Row, Transaction};
+
+use crate::{Result, Store, StoreError, events::EventDraft, fold, map_unique, parse_ts, ts};
+
+/// Who makes a change (recorded in events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The administrator's C-key; `None` for lockgate itself.
+    pub c_key_id: Option<i64>,
+    pub label: String,
+    /// Shared by all events one operation writes (the request id for API calls).
+    pub correlation_id: String,
+}
+
+impl Actor {
+    /// lockgate itself (bootstrap, maintenance).
+    pub fn system() -> Self {
+        Actor {
+            c_key_id: None,
+            label: "lockgate".into(),
+            correlation_id: new_correlation_id(),
+        }
+    }
+}
+
+/// A fresh random correlation id (32 hex characters).
+pub fn new_correlation_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::getrandom(&mut b).is_err() {
+        // No OS entropy: fall back to the clock, still distinct per operation.
+        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        b[..8].copy_from_slice(&nanos.to_le_bytes());
+    }
+    hex::encode(b)
+}
+
+/// The domains an administrator may see; `None` means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub domains: Option<HashSet<i64>>,
+}
+
+impl Scope {
+    pub fn all() -> Self {
+        Scope { domains: None }
+    }
+
+    pub fn domains(ids: impl IntoIterator<Item = i64>) -> Self {
+        Scope {
+            domains: Some(ids.into_iter().collect()),
+        }
+    }
+
+    /// Whether an object in `domain` (or in none) is visible.
+    pub fn allows(&self, domain: Option<i64>) -> bool {
+        match (&self.domains, domain) {
+            (None, _) | (_, None) => true,
+            (Some(set), Some(d)) => set.contains(&d),
+        }
+    }
+}
+
+/// An object as stored, with its envelope.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stored<R> {
+    pub id: i64,
+    pub kind: ObjectKind,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub body: R,
+}
+
+/// Search row: the indexed projection, plus the body when asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub id: i64,
+    pub kind: ObjectKind,
+    pub name: String,
+    pub marking: Option<String>,
+    pub status: Option<String>,
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub domain_id: Option<i64>,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+/// Sort order of a search (always ties broken by id, so pages are stable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    Name,
+    Marking,
+    Id,
+    UpdatedAt,
+}
+
+/// A search over one kind.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Name or marking prefix; `*` is a wildcard anywhere.
+    pub q: Option<String>,
+    /// All of these tags (case-insensitive).
+    pub tags: Vec<String>,
+    pub domain_id: Option<i64>,
+    /// Any of these statuses.
+    pub status: Vec<String>,
+    pub type_: Option<String>,
+    /// Show lost/broken keys and inactive persons, hidden by default.
+    pub include_hidden: bool,
+    pub sort: Sort,
+    pub descending: bool,
+    pub limit: u32,
+    pub offset: u64,
+    /// Return bodies with the summaries.
+    pub with_body: bool,
+}
+
+/// Matches a search did not return, so "missing" objects can be explained.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct HiddenCounts {
+    /// Lost or broken keys / inactive persons left out (include_hidden=false).
+    pub by_status: u64,
+    /// Matches in domains the administrator cannot see.
+    pub outside_domains: u64,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchPage {
+    pub items: Vec<Summary>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u32,
+    pub hidden: HiddenCounts,
+}
+
+/// Statuses hidden from default searches, per kind.
+pub fn hidden_statuses(kind: ObjectKind) -> &'static [&'static str] {
+    match kind {
+        ObjectKind::Key | ObjectKind::CKey => &["lost", "broken"],
+        ObjectKind::Employee | ObjectKind::Visitor => &["deactivated", "deleted"],
+        _ => &[],
+    }
+}
+
+/// A referenced object's identity as the store sees it.
+#[derive(Debug, Clone)]
+struct Target {
+    kind: ObjectKind,
+    domain_id: Option<i64>,
+    type_: Option<String>,
+    status: Option<String>,
+}
+
+/// Resolved write: projection and the references to store.
+struct Prepared {
+    projection: Projection,
+    refs: Vec<(String, &'static str, i64)>,
+}
+
+fn kind_label(k: ObjectKind) -> String {
+    k.as_str().replace('_', " ")
+}
+
+const SELECT_COLS: &str = "id, kind, version, created_at, updated_at, body, domain_id";
+
+fn decode<R: Resource>(row: &sqlx::any::AnyRow) -> Result<Stored<R>> {
+    let kind_s: String = row.try_get("kind")?;
+    let kind = ObjectKind::from_str_opt(&kind_s)
+        .ok_or_else(|| StoreError::Corrupt(format!("kind '{kind_s}'")))?;
+    let body: String = row.try_get("body")?;
+    let id: i64 = row.try_get("id")?;
+    Ok(Stored {
+        id,
+        kind,
+        version: row.try_get("version")?,
+        created_at: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_ts(&row.try_get::<String, _>("updated_at")?)?,
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("object {id}: {e}")))?,
+    })
+}
+
+/// Load targets of references in chunks.
+async fn load_targets(
+    conn: &mut AnyConnection,
+    system_id: i64,
+    ids: &[i64],
+) -> Result<HashMap<i64, Target>> {
+    let mut out = HashMap::new();
+    let mut unique: Vec<i64> = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    for chunk in unique.chunks(500) {
+        let mut qb = QueryBuilder::<Any>::new(
+            "SELECT id, kind, domain_id, type, status FROM objects WHERE system_id = ",
+        );
+        qb.push_bind(system_id).push(" AND id IN (");
+        let mut sep = qb.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        qb.push(")");
+        for row in qb.build().fetch_all(&mut *conn).await? {
+            let kind_s: String = row.try_get("kind")?;
+            if let Some(kind) = ObjectKind::from_str_opt(&kind_s) {
+                out.insert(
+                    row.try_get("id")?,
+                    Target {
+                        kind,
+                        domain_id: row.try_get("domain_id")?,
+                        type_: row.try_get("type")?,
+                        status: row.try_get("status")?,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn initial_domain(kind: ObjectKind, sys: &LockingSystem) -> Option<i64> {
+    let s = &sys.settings;
+    match kind {
+        ObjectKind::Employee | ObjectKind::Visitor => s.initial_person_domain,
+        ObjectKind::Key => s.initial_key_domain,
+        ObjectKind::Cylinder => s.initial_cylinder_domain,
+        _ => None,
+    }
+}
+
+impl Store {
+    /// Validate, resolve references and domain, and check uniqueness of a body about to be written.
+    async fn prepare<R: Resource>(
+        conn: &mut AnyConnection,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        scope: &Scope,
+        body: &mut R,
+        self_id: Option<i64>,
+    ) -> Result<Prepared> {
+        let ctx = ValidationContext {
+            fixed: &sys.fixed,
+            settings: &sys.settings,
+        };
+        body.validate(&ctx)?;
+        let refs: Vec<Reference> = body.references();
+        let ids: Vec<i64> = refs.iter().map(|r| r.id).collect();
+        let targets = load_targets(conn, sys.id, &ids).await?;
+        let mut errors = ValidationErrors::new();
+
+        // A cylinder in a group takes the group's domain.
+        for r in refs.iter().filter(|r| r.takes_domain) {
+            if let Some(Target {
+                kind: k,
+                domain_id: Some(d),
+                ..
+            }) = targets.get(&r.id)
+            {
+                if *k == r.target {
+                    body.set_domain(*d);
+                }
+            }
+        }
+        let mut projection = body.projection();
+        if kind.has_domain() {
+            let d = projection.domain_id.unwrap_or(0);
+            if d == 0 {
+                match initial_domain(kind, sys) {
+                    Some(init) if scope.allows(Some(init)) => {
+                        body.set_domain(init);
+                        projection.domain_id = Some(init);
+                    }
+                    _ => errors.push(
+                        "domain_id",
+                        "is required (no initial domain is set for this kind)",
+                    ),
+                }
+            }
+            if let Some(d) = projection.domain_id.filter(|d| *d != 0) {
+                let domain = load_targets(conn, sys.id, &[d]).await?;
+                match domain.get(&d) {
+                    Some(t) if t.kind == ObjectKind::Domain && scope.allows(Some(d)) => {}
+                    _ => errors.push("domain_id", format!("no domain {d} among your domains")),
+                }
+            }
+        } else {
+            projection.domain_id = None;
+        }
+
+        let mut stored_refs = Vec::with_capacity(refs.len());
+        for r in &refs {
+            let expected = if r.any_person {
+                "person".to_string()
+            } else {
+                kind_label(r.target)
+            };
+            let Some(t) = targets.get(&r.id).filter(|t| scope.allows(t.domain_id)) else {
+                errors.push(&r.field, format!("no {expected} {}", r.id));
+                continue;
+            };
+            let kind_ok = if r.any_person {
+                t.kind.is_person()
+            } else {
+                t.kind == r.target
+            };
+            if !kind_ok {
+                errors.push(
+                    &r.field,
+                    format!("{} is a {}, not a {expected}", r.id, kind_label(t.kind)),
+                );
+                continue;
+            }
+            if !r.allowed_types.is_empty()
+                && !t
+                    .type_
+                    .as_deref()
+                    .is_some_and(|ty| r.allowed_types.contains(&ty))
+            {
+                errors.push(
+                    &r.field,
+                    format!(
+                        "{expected} {} is of type {}; expected {}",
+                        r.id,
+                        t.type_.as_deref().unwrap_or("none"),
+                        r.allowed_types.join(" or ")
+                    ),
+                );
+                continue;
+            }
+            if t.kind.is_person() && t.status.as_deref().is_some_and(|s| s != "active") {
+                errors.push(
+                    &r.field,
+                    format!(
+                        "person {} is {}",
+                        r.id,
+                        t.status.as_deref().unwrap_or("inactive")
+                    ),
+                );
+                continue;
+            }
+            if r.same_domain && t.domain_id != projection.domain_id {
+                errors.push(
+                    &r.field,
+                    format!("{expected} {} is in another domain", r.id),
+                );
+                continue;
+            }
+            if Some(r.id) == self_id {
+                errors.push(&r.field, "an object cannot refer to itself");
+                continue;
+            }
+            stored_refs.push((r.field.clone(), r.relation, r.id));
+        }
+
+        // Uniqueness: marking / identifier and unique names, case-insensitive.
+        let self_id_or = self_id.unwrap_or(0);
+        if let Some(m) = &projection.marking {
+            let hit = sqlx::query(
+                "SELECT id FROM objects WHERE system_id = $1 AND kind = $2 AND marking_fold = $3 AND id <> $4",
+            )
+            .bind(sys.id)
+            .bind(kind.as_str())
+            .bind(fold(m))
+            .bind(self_id_or)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(row) = hit {
+                let other: i64 = row.try_get("id")?;
+                let field = if kind.is_person() {
+                    "identifier"
+                } else {
+                    "marking"
+                };
+                errors.push(
+                    field,
+                    format!("'{m}' is already used by {} {other}", kind_label(kind)),
+                );
+            }
+        }
+        if projection.unique_name {
+            let hit = sqlx::query(
+                "SELECT id FROM objects WHERE system_id = $1 AND kind = $2 AND unique_name = $3 AND id <> $4",
+            )
+            .bind(sys.id)
+            .bind(kind.as_str())
+            .bind(fold(&projection.name))
+            .bind(self_id_or)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if hit.is_some() {
+                errors.push(
+                    "name",
+                    format!(
+                        "a {} named '{}' already exists",
+                        kind_label(kind),
+                        projection.name
+                    ),
+                );
+            }
+        }
+        if let (Some(single), Some(ty)) = (R::SINGLETON_TYPE, projection.type_) {
+            if single == ty {
+                let n: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM objects WHERE system_id = $1 AND kind = $2 AND type = $3 AND id <> $4",
+                )
+                .bind(sys.id)
+                .bind(kind.as_str())
+                .bind(ty)
+                .bind(self_id_or)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get("n")?;
+                if n > 0 {
+                    errors.push(
+                        "kind",
+                        format!("a locking system has exactly one {ty} {}", kind_label(kind)),
+                    );
+                }
+            }
+        }
+        errors.into_result()?;
+        Ok(Prepared {
+            projection,
+            refs: stored_refs,
+        })
+    }
+
+    async fn write_refs_and_tags(
+        conn: &mut AnyConnection,
+        sys_id: i64,
+        kind: ObjectKind,
+        id: i64,
+        prepared: &Prepared,
+        tags: &[String],
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM object_refs WHERE from_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        let mut seen = HashSet::new();
+        let refs: Vec<_> = prepared
+            .refs
+            .iter()
+            .filter(|(_, rel, to)| seen.insert((*rel, *to)))
+            .collect();
+        for chunk in refs.chunks(300) {
+            let mut qb =
+                QueryBuilder::<Any>::new("INSERT INTO object_refs (from_id, relation, to_id) ");
+            qb.push_values(chunk, |mut b, (_, rel, to)| {
+                b.push_bind(id).push_bind(*rel).push_bind(*to);
+            });
+            qb.build().execute(&mut *conn).await?;
+        }
+        sqlx::query("DELETE FROM object_tags WHERE object_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        let mut seen = HashSet::new();
+        let folded: Vec<String> = tags
+            .iter()
+            .map(|t| fold(t))
+            .filter(|t| seen.insert(t.clone()))
+            .collect();
+        if !folded.is_empty() {
+            let mut qb = QueryBuilder::<Any>::new(
+                "INSERT INTO object_tags (object_id, system_id, kind, tag_fold) ",
+            );
+            qb.push_values(&folded, |mut b, t| {
+                b.push_bind(id)
+                    .push_bind(sys_id)
+                    .push_bind(kind.as_str())
+                    .push_bind(t.clone());
+            });
+            qb.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Create an object inside an open transaction; `trusted` keeps lockgate-maintained fields as given.
+    pub(crate) async fn create_in<R: Resource>(
+        tx: &mut Transaction<'static, Any>,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        scope: &Scope,
+        actor: &Actor,
+        mut body: R,
+        trusted: bool,
+    ) -> Result<Stored<R>> {
+        if !trusted {
+            body.keep_system_fields(None);
+        }
+        let prepared = Self::prepare(&mut **tx, sys, kind, scope, &mut body, None).await?;
+        let now = Utc::now();
+        let json = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let p = &prepared.projection;
+        let row = sqlx::query(
+            "INSERT INTO objects (system_id, kind, domain_id, name, name_fold, marking, marking_fold, unique_name, \
+             status, type, body, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12) RETURNING id",
+        )
+        .bind(sys.id)
+        .bind(kind.as_str())
+        .bind(p.domain_id)
+        .bind(&p.name)
+        .bind(fold(&p.name))
+        .bind(p.marking.clone())
+        .bind(p.marking.as_deref().map(fold))
+        .bind(p.unique_name.then(|| fold(&p.name)))
+        .bind(p.status)
+        .bind(p.type_)
+        .bind(&json)
+        .bind(ts(now))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| map_unique(e, "marking", p.marking.as_deref().unwrap_or(&p.name)))?;
+        let id: i64 = row.try_get("id")?;
+        Self::write_refs_and_tags(&mut **tx, sys.id, kind, id, &prepared, body.tags()).await?;
+        let after = serde_json::to_value(&body).ok();
+        EventDraft::new(
+            kind,
+            Some(id),
+            &p.name,
+            "created",
+            diff(None, after.as_ref()),
+        )
+        .insert(&mut **tx, sys.id, actor)
+        .await?;
+        Ok(Stored {
+            id,
+            kind,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            body,
+        })
+    }
+
+    /// Create an object.
+    pub async fn create<R: Resource>(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        scope: &Scope,
+        actor: &Actor,
+        body: R,
+    ) -> Result<Stored<R>> {
+        let mut tx = self.write_tx().await?;
+        let stored = Self::create_in(&mut tx, sys, kind, scope, actor, body, false).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Read one object visible in `scope`.
+    pub async fn get<R: Resource>(
+        &self,
+        sys_id: i64,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+    ) -> Result<Stored<R>> {
+        let mut conn = self.pool().acquire().await?;
+        Self::get_in(&mut conn, sys_id, kind, id, scope).await
+    }
+
+    pub(crate) async fn get_in<R: Resource>(
+        conn: &mut AnyConnection,
+        sys_id: i64,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+    ) -> Result<Stored<R>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SELECT_COLS} FROM objects WHERE id = $1 AND system_id = $2 AND kind = $3"
+        ))
+        .bind(id)
+        .bind(sys_id)
+        .bind(kind.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found(kind, id))?;
+        let domain: Option<i64> = row.try_get("domain_id")?;
+        if !scope.allows(domain) {
+            return Err(StoreError::not_found(kind, id));
+        }
+        decode(&row)
+    }
+
+    /// Apply `change` to an object inside an open transaction and write it back
+    /// (optimistic on `version`; `expected_version` adds an If-Match check).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_in<R: Resource, F>(
+        tx: &mut Transaction<'static, Any>,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+        expected_version: Option<i64>,
+        action: &str,
+        trusted: bool,
+        change: F,
+    ) -> Result<Stored<R>>
+    where
+        F: FnOnce(&mut R) -> Result<()>,
+    {
+        let current: Stored<R> = Self::get_in(&mut **tx, sys.id, kind, id, scope).await?;
+        if let Some(v) = expected_version {
+            if v != current.version {
+                return Err(StoreError::VersionMismatch {
+                    current: current.version,
+                });
+            }
+        }
+        let mut body = current.body.clone();
+        change(&mut body)?;
+        if !trusted {
+            body.keep_system_fields(Some(&current.body));
+            body.check_update(&current.body)?;
+        }
+        let prepared = Self::prepare(&mut **tx, sys, kind, scope, &mut body, Some(id)).await?;
+        let before = serde_json::to_value(&current.body).ok();
+        let after = serde_json::to_value(&body).ok();
+        let changes = diff(before.as_ref(), after.as_ref());
+        if changes.as_object().is_some_and(|m| m.is_empty()) {
+            return Ok(current); // nothing changed: no write, no event
+        }
+        let now = Utc::now();
+        let json = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let p = &prepared.projection;
+        let res = sqlx::query(
+            "UPDATE objects SET domain_id = $1, name = $2, name_fold = $3, marking = $4, marking_fold = $5, \
+             unique_name = $6, status = $7, type = $8, body = $9, version = version + 1, updated_at = $10 \
+             WHERE id = $11 AND system_id = $12 AND version = $13",
+        )
+        .bind(p.domain_id)
+        .bind(&p.name)
+        .bind(fold(&p.name))
+        .bind(p.marking.clone())
+        .bind(p.marking.as_deref().map(fold))
+        .bind(p.unique_name.then(|| fold(&p.name)))
+        .bind(p.status)
+        .bind(p.type_)
+        .bind(&json)
+        .bind(ts(now))
+        .bind(id)
+        .bind(sys.id)
+        .bind(current.version)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| map_unique(e, "marking", p.marking.as_deref().unwrap_or(&p.name)))?;
+        if res.rows_affected() != 1 {
+            return Err(StoreError::VersionMismatch {
+                current: current.version + 1,
+            });
+        }
+        Self::write_refs_and_tags(&mut **tx, sys.id, kind, id, &prepared, body.tags()).await?;
+        EventDraft::new(kind, Some(id), &p.name, action, changes)
+            .insert(&mut **tx, sys.id, actor)
+            .await?;
+        Ok(Stored {
+            id,
+            kind,
+            version: current.version + 1,
+            created_at: current.created_at,
+            updated_at: now,
+            body,
+        })
+    }
+
+    /// Change one object. Concurrent writers never lose each other's changes:
+    /// the write is conditional on the version read in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update<R: Resource, F>(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+        expected_version: Option<i64>,
+        change: F,
+    ) -> Result<Stored<R>>
+    where
+        F: FnOnce(&mut R) -> Result<()>,
+    {
+        let mut tx = self.write_tx().await?;
+        let s = Self::update_in(
+            &mut tx,
+            sys,
+            kind,
+            id,
+            scope,
+            actor,
+            expected_version,
+            "updated",
+            false,
+            change,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// Apply the same change to many objects, all or nothing. Errors name the failing id.
+    pub async fn update_many<R: Resource, F>(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        ids: &[i64],
+        scope: &Scope,
+        actor: &Actor,
+        action: &str,
+        change: F,
+    ) -> Result<Vec<Stored<R>>>
+    where
+        F: Fn(&mut R) -> Result<()>,
+    {
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let r = Self::update_in(
+                &mut tx, sys, kind, *id, scope, actor, None, action, false, &change,
+            )
+            .await;
+            match r {
+                Ok(s) => out.push(s),
+                Err(StoreError::Invalid(v)) => {
+                    let mut e = ValidationErrors::new();
+                    e.extend_prefixed(&format!("ids[{i}]"), v);
+                    return Err(e.into());
+                }
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(ValidationErrors::single(
+                        format!("ids[{i}]"),
+                        format!("no {} {id}", kind_label(kind)),
+                    )
+                    .into());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Delete an object that nothing refers to.
+    pub async fn delete<R: Resource>(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+        expected_version: Option<i64>,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        Self::delete_in::<R>(
+            &mut tx,
+            sys,
+            kind,
+            id,
+            scope,
+            actor,
+            expected_version,
+            "deleted",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn delete_in<R: Resource>(
+        tx: &mut Transaction<'static, Any>,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+        expected_version: Option<i64>,
+        action: &str,
+    ) -> Result<Stored<R>> {
+        let current: Stored<R> = Self::get_in(&mut **tx, sys.id, kind, id, scope).await?;
+        if let Some(v) = expected_version {
+            if v != current.version {
+                return Err(StoreError::VersionMismatch {
+                    current: current.version,
+                });
+            }
+        }
+        current
+            .body
+            .check_delete()
+            .map_err(|message| StoreError::Refused { message })?;
+        let users = Self::referrers_in(&mut **tx, id, 5).await?;
+        if !users.is_empty() {
+            let list: Vec<String> = users
+                .iter()
+                .map(|(k, i, n)| format!("{} {i} '{n}'", kind_label(*k)))
+                .collect();
+            return Err(StoreError::InUse {
+                message: format!(
+                    "{} {id} is still used by {}",
+                    kind_label(kind),
+                    list.join(", ")
+                ),
+            });
+        }
+        let name = current.body.projection().name;
+        sqlx::query("DELETE FROM objects WHERE id = $1 AND system_id = $2")
+            .bind(id)
+            .bind(sys.id)
+            .execute(&mut **tx)
+            .await?;
+        EventDraft::new(kind, Some(id), &name, action, serde_json::json!({}))
+            .insert(&mut **tx, sys.id, actor)
+            .await?;
+        Ok(current)
+    }
+
+    /// Up to `limit` objects referring to `id` (through a reference or as their domain).
+    pub(crate) async fn referrers_in(
+        conn: &mut AnyConnection,
+        id: i64,
+        limit: i64,
+    ) -> Result<Vec<(ObjectKind, i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.kind, o.name FROM object_refs r JOIN objects o ON o.id = r.from_id WHERE r.to_id = $1 \
+             UNION SELECT o.id, o.kind, o.name FROM objects o WHERE o.domain_id = $1 \
+             ORDER BY 1 LIMIT $2",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let k: String = r.try_get("kind")?;
+            if let Some(kind) = ObjectKind::from_str_opt(&k) {
+                out.push((kind, r.try_get("id")?, r.try_get("name")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Search one kind with filters, stable order and pagination.
+    pub async fn search(
+        &self,
+        sys_id: i64,
+        kind: ObjectKind,
+        scope: &Scope,
+        q: &SearchQuery,
+    ) -> Result<SearchPage> {
+        let mut conn = self.pool().acquire().await?;
+        let hidden = hidden_statuses(kind);
+        let push_filters =
+            |qb: &mut QueryBuilder<'_, Any>, scope_filter: bool, hide: Option<bool>| {
+                qb.push(" FROM objects WHERE system_id = ")
+                    .push_bind(sys_id);
+                qb.push(" AND kind = ").push_bind(kind.as_str());
+                if let Some(text) = q.q.as_deref().map(fold).filter(|t| !t.is_empty()) {
+                    if text.contains('*') {
+                        let pattern = like_pattern(&text);
+                        qb.push(" AND (name_fold LIKE ")
+                            .push_bind(pattern.clone())
+                            .push(" ESCAPE '\\'");
+                        qb.push(" OR marking_fold LIKE ")
+                            .push_bind(pattern)
+                            .push(" ESCAPE '\\')");
+                    } else {
+                        let upper = format!("{text}\u{10FFFF}");
+                        qb.push(" AND ((name_fold >= ")
+                            .push_bind(text.clone())
+                            .push(" AND name_fold < ")
+                            .push_bind(upper.clone());
+                        qb.push(") OR (marking_fold >= ")
+                            .push_bind(text)
+                            .push(" AND marking_fold < ")
+                            .push_bind(upper)
+                            .push("))");
+                    }
+                }
+                for tag in &q.tags {
+                    qb.push(" AND id IN (SELECT object_id FROM object_tags WHERE system_id = ")
+                        .push_bind(sys_id);
+                    qb.push(" AND kind = ").push_bind(kind.as_str());
+                    qb.push(" AND tag_fold = ").push_bind(fold(tag)).push(")");
+                }
+                if let Some(d) = q.domain_id {
+                    qb.push(" AND domain_id = ").push_bind(d);
+                }
+                if !q.status.is_empty() {
+                    qb.push(" AND status IN (");
+                    let mut sep = qb.separated(", ");
+                    for s in &q.status {
+                        sep.push_bind(s.clone());
+                    }
+                    qb.push(")");
+                }
+                if let Some(t) = &q.type_ {
+                    qb.push(" AND type = ").push_bind(t.clone());
+                }
+                match hide {
+                    Some(true) if !hidden.is_empty() => {
+                        qb.push(" AND (status IS NULL OR status NOT IN (");
+                        let mut sep = qb.separated(", ");
+                        for s in hidden {
+                            sep.push_bind(*s);
+                        }
+                        qb.push("))");
+                    }
+                    Some(false) if !hidden.is_empty() => {
+                        qb.push(" AND status IN (");
+                        let mut sep = qb.separated(", ");
+                        for s in hidden {
+                            sep.push_bind(*s);
+                        }
+                        qb.push(")");
+                    }
+                    _ => {}
+                }
+                if let (true, Some(domains)) = (kind.has_domain(), &scope.domains) {
+                    if scope_filter {
+                        push_domain_filter(qb, domains, true);
+                    } else {
+                        push_domain_filter(qb, domains, false);
+                    }
+                }
+            };
+        // Explicit status filters show hidden statuses too.
+        let hide = (!q.include_hidden && q.status.is_empty()).then_some(true);
+
+        let mut qb = QueryBuilder::<Any>::new(
+            "SELECT id, kind, name, marking, status, type, domain_id, version, updated_at",
+        );
+        if q.with_body {
+            qb.push(", body");
+        }
+        push_filters(&mut qb, true, hide);
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let order = match q.sort {
+            Sort::Name => format!(" ORDER BY name_fold {dir}, id {dir}"),
+            Sort::Marking => format!(" ORDER BY marking_fold {dir}, id {dir}"),
+            Sort::Id => format!(" ORDER BY id {dir}"),
+            Sort::UpdatedAt => format!(" ORDER BY updated_at {dir}, id {dir}"),
+        };
+        qb.push(order);
+        qb.push(" LIMIT ")
+            .push_bind(i64::from(q.limit))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
+        let rows = qb.build().fetch_all(&mut *conn).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            let body = if q.with_body {
+                let b: String = r.try_get("body")?;
+                Some(serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            } else {
+                None
+            };
+            items.push(Summary {
+                id: r.try_get("id")?,
+                kind,
+                name: r.try_get("name")?,
+                marking: r.try_get("marking")?,
+                status: r.try_get("status")?,
+                type_: r.try_get("type")?,
+                domain_id: r.try_get("domain_id")?,
+                version: r.try_get("version")?,
+                updated_at: parse_ts(&r.try_get::<String, _>("updated_at")?)?,
+                body,
+            });
+        }
+        let count = |scope_filter: bool, hide: Option<bool>| {
+            let mut qb = QueryBuilder::<Any>::new("SELECT COUNT(*) AS n");
+            push_filters(&mut qb, scope_filter, hide);
+            qb
+        };
+        let total = if q.offset == 0 && items.len() < q.limit as usize {
+            items.len() as u64
+        } else {
+            count(true, hide)
+                .build()
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get::<i64, _>("n")? as u64
+        };
+        let mut hidden_counts = HiddenCounts::default();
+        if hide == Some(true) && !hidden.is_empty() {
+            hidden_counts.by_status = count(true, Some(false))
+                .build()
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get::<i64, _>("n")? as u64;
+        }
+        if kind.has_domain() && scope.domains.is_some() {
+            hidden_counts.outside_domains = count(false, hide)
+                .build()
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get::<i64, _>("n")? as u64;
+        }
+        Ok(SearchPage {
+            items,
+            total,
+            offset: q.offset,
+            limit: q.limit,
+            hidden: hidden_counts,
+        })
+    }
+
+    /// All objects of a kind (for exports and bootstrap), in id order, bounded by `limit`.
+    pub async fn list_all<R: Resource>(
+        &self,
+        sys_id: i64,
+        kind: ObjectKind,
+        scope: &Scope,
+        limit: i64,
+    ) -> Result<Vec<Stored<R>>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SELECT_COLS} FROM objects WHERE system_id = $1 AND kind = $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(sys_id)
+        .bind(kind.as_str())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let d: Option<i64> = r.try_get("domain_id")?;
+            if scope.allows(d) {
+                out.push(decode(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of `ids` exist as `kind` in the system and in scope (for bulk checks).
+    pub async fn kind_of(&self, sys_id: i64, id: i64) -> Result<Option<ObjectKind>> {
+        let row = sqlx::query("SELECT kind FROM objects WHERE id = $1 AND system_id = $2")
+            .bind(id)
+            .bind(sys_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => ObjectKind::from_str_opt(&r.try_get::<String, _>("kind")?),
+            None => None,
+        })
+    }
+}
+
+fn push_domain_filter(qb: &mut QueryBuilder<'_, Any>, domains: &HashSet<i64>, inside: bool) {
+    if domains.is_empty() {
+        qb.push(if inside { " AND 1 = 0" } else { " AND 1 = 1" });
+        return;
+    }
+    qb.push(if inside {
+        " AND domain_id IN ("
+    } else {
+        " AND domain_id NOT IN ("
+    });
+    let mut sorted: Vec<i64> = domains.iter().copied().collect();
+    sorted.sort_unstable();
+    let mut sep = qb.separated(", ");
+    for d in sorted {
+        sep.push_bind(d);
+    }
+    qb.push(")");
+}
+
+/// Turn a `*` wildcard query into a LIKE pattern, escaping LIKE's own metacharacters.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        match c {
+            '*' => out.push('%'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    // Prefix semantics: "a*c" matches names starting with a, then anything, then c...
+    if !out.ends_with('%') {
+        out.push('%');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_escapes() {
+        assert_eq!(like_pattern("a*b%c_d"), "a%b\\%c\\_d%");
+        assert_eq!(like_pattern("*door"), "%door%");
+    }
+
+    #[test]
+    fn scope_rules() {
+        let s = Scope::domains([1, 2]);
+        assert!(s.allows(Some(1)));
+        assert!(!s.allows(Some(3)));
+        assert!(s.allows(None));
+        assert!(Scope::all().allows(Some(3)));
+    }
+}

@@ -1,0 +1,640 @@
+//! Persons and privacy: deactivate / reactivate, delete permanently or mark as deleted,
+//! restore, and the employee CSV import and export.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use lockgate_model::{
+    ObjectKind, Resource,
+    domain::Domain,
+    employee_csv::{self, CsvRowError},
+    event::diff,
+    person::{Person, PersonState},
+    system::{LockingSystem, PersonDeletion},
+    validation::FieldError,
+};
+use serde::Serialize;
+use sqlx::{Any, QueryBuilder, Row, Transaction};
+
+use crate::{
+    Result, Store, StoreError,
+    events::EventDraft,
+    fold,
+    objects::{Actor, Scope, Stored},
+    ts,
+};
+
+/// A row the import left alone on purpose.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SkippedRow {
+    pub line: usize,
+    pub identifier: Option<String>,
+    pub reason: String,
+}
+
+/// What an import did (or, on a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    pub delimiter: char,
+    /// Rows that passed every check.
+    pub valid_rows: usize,
+    pub created: usize,
+    pub updated: usize,
+    /// Valid rows identical to the stored person.
+    pub unchanged: usize,
+    pub skipped: Vec<SkippedRow>,
+    pub invalid: Vec<CsvRowError>,
+}
+
+enum Plan {
+    Create(Person),
+    Update {
+        id: i64,
+        version: i64,
+        before: Box<Person>,
+        after: Box<Person>,
+    },
+}
+
+struct Existing {
+    id: i64,
+    version: i64,
+    domain_id: Option<i64>,
+    body: Person,
+}
+
+impl Store {
+    async fn person_holds_keys(
+        conn: &mut sqlx::AnyConnection,
+        id: i64,
+    ) -> Result<Vec<(ObjectKind, i64, String)>> {
+        Self::referrers_in(conn, id, 5).await
+    }
+
+    /// Change a person's lifecycle state (deactivate, reactivate, mark deleted, restore).
+    async fn set_lifecycle(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+        from: PersonState,
+        to: PersonState,
+        action: &str,
+    ) -> Result<Stored<Person>> {
+        let mut tx = self.write_tx().await?;
+        let current: Stored<Person> = Self::get_in(&mut tx, sys.id, kind, id, scope).await?;
+        if current.body.lifecycle != from {
+            return Err(StoreError::Refused {
+                message: format!(
+                    "person {id} is {}, not {}",
+                    current.body.lifecycle.as_str(),
+                    from.as_str()
+                ),
+            });
+        }
+        if to != PersonState::Active {
+            if current.body.synced_from.is_some() {
+                return Err(StoreError::Refused {
+                    message: format!("person {id} is maintained by a directory sync"),
+                });
+            }
+            let users = Self::person_holds_keys(&mut tx, id).await?;
+            if !users.is_empty() {
+                let list: Vec<String> = users
+                    .iter()
+                    .map(|(k, i, n)| format!("{} {i} '{n}'", k.as_str()))
+                    .collect();
+                return Err(StoreError::InUse {
+                    message: format!(
+                        "person {id} still holds or is referenced by {}",
+                        list.join(", ")
+                    ),
+                });
+            }
+        }
+        let s = Self::update_in(
+            &mut tx,
+            sys,
+            kind,
+            id,
+            scope,
+            actor,
+            None,
+            action,
+            true,
+            |p: &mut Person| {
+                p.lifecycle = to;
+                Ok(())
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// Deactivate (setting "delete permanently" only): hidden, shown as N/A, reversible.
+    pub async fn deactivate_person(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+    ) -> Result<Stored<Person>> {
+        if sys.settings.person_deletion != PersonDeletion::DeletePermanently {
+            return Err(StoreError::Refused {
+                message: "deactivation is only available when persons are deleted permanently"
+                    .into(),
+            });
+        }
+        self.set_lifecycle(
+            sys,
+            kind,
+            id,
+            scope,
+            actor,
+            PersonState::Active,
+            PersonState::Deactivated,
+            "deactivated",
+        )
+        .await
+    }
+
+    pub async fn reactivate_person(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+    ) -> Result<Stored<Person>> {
+        self.set_lifecycle(
+            sys,
+            kind,
+            id,
+            scope,
+            actor,
+            PersonState::Deactivated,
+            PersonState::Active,
+            "reactivated",
+        )
+        .await
+    }
+
+    pub async fn restore_person(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+    ) -> Result<Stored<Person>> {
+        self.set_lifecycle(
+            sys,
+            kind,
+            id,
+            scope,
+            actor,
+            PersonState::Deleted,
+            PersonState::Active,
+            "restored",
+        )
+        .await
+    }
+
+    /// Delete a person as the system setting says: permanently (events anonymised) or marked as deleted.
+    pub async fn delete_person(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+        expected_version: Option<i64>,
+    ) -> Result<()> {
+        match sys.settings.person_deletion {
+            PersonDeletion::MarkAsDeleted => {
+                self.set_lifecycle(
+                    sys,
+                    kind,
+                    id,
+                    scope,
+                    actor,
+                    PersonState::Active,
+                    PersonState::Deleted,
+                    "marked_deleted",
+                )
+                .await?;
+            }
+            PersonDeletion::DeletePermanently => {
+                let mut tx = self.write_tx().await?;
+                let current: Stored<Person> =
+                    Self::get_in(&mut tx, sys.id, kind, id, scope).await?;
+                if current.body.synced_from.is_some() {
+                    return Err(StoreError::Refused {
+                        message: format!("person {id} is maintained by a directory sync"),
+                    });
+                }
+                if current.body.lifecycle == PersonState::Deactivated {
+                    return Err(StoreError::Refused {
+                        message: format!("person {id} is deactivated; reactivate first"),
+                    });
+                }
+                Self::delete_permanently(&mut tx, sys, kind, id, scope, actor, expected_version)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_permanently(
+        tx: &mut Transaction<'static, Any>,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+        actor: &Actor,
+        expected_version: Option<i64>,
+    ) -> Result<()> {
+        Self::delete_in::<Person>(tx, sys, kind, id, scope, actor, expected_version, "deleted")
+            .await?;
+        Self::anonymise_events(&mut **tx, sys.id, id).await
+    }
+
+    /// Delete permanently every person marked as deleted (switching the setting).
+    pub(crate) async fn purge_marked_persons(
+        tx: &mut Transaction<'static, Any>,
+        sys: &LockingSystem,
+        actor: &Actor,
+    ) -> Result<usize> {
+        let rows = sqlx::query("SELECT id, kind FROM objects WHERE system_id = $1 AND kind IN ('employee', 'visitor') AND status = 'deleted'")
+            .bind(sys.id)
+            .fetch_all(&mut **tx)
+            .await?;
+        let all = Scope::all();
+        for r in &rows {
+            let k: String = r.try_get("kind")?;
+            let kind =
+                ObjectKind::from_str_opt(&k).ok_or_else(|| StoreError::Corrupt(k.clone()))?;
+            Self::delete_permanently(tx, sys, kind, r.try_get("id")?, &all, actor, None).await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Import employees (or visitors) from CSV. File-level errors refuse everything;
+    /// valid rows are applied in one transaction, invalid and skipped rows are reported.
+    pub async fn import_persons(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        scope: &Scope,
+        actor: &Actor,
+        bytes: &[u8],
+        dry_run: bool,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<ImportReport> {
+        let parsed = employee_csv::parse(bytes)?;
+        let mut report = ImportReport {
+            dry_run,
+            delimiter: parsed.delimiter,
+            valid_rows: 0,
+            created: 0,
+            updated: 0,
+            unchanged: 0,
+            skipped: Vec::new(),
+            invalid: parsed.invalid,
+        };
+        let domains: HashMap<String, (i64, Option<i64>)> = self
+            .list_all::<Domain>(sys.id, ObjectKind::Domain, &Scope::all(), 100_000)
+            .await?
+            .into_iter()
+            .map(|d| (fold(&d.body.name), (d.id, Some(d.id))))
+            .collect();
+
+        // Existing persons with the identifiers in the file.
+        let idents: Vec<String> = parsed
+            .valid
+            .iter()
+            .filter_map(|r| r.person.identifier.as_deref().map(fold))
+            .collect();
+        let mut existing: HashMap<String, Existing> = HashMap::new();
+        for chunk in idents.chunks(500) {
+            let mut qb = QueryBuilder::<Any>::new(
+                "SELECT id, version, domain_id, marking_fold, body FROM objects WHERE system_id = ",
+            );
+            qb.push_bind(sys.id)
+                .push(" AND kind = ")
+                .push_bind(kind.as_str())
+                .push(" AND marking_fold IN (");
+            let mut sep = qb.separated(", ");
+            for i in chunk {
+                sep.push_bind(i.clone());
+            }
+            qb.push(")");
+            for r in qb.build().fetch_all(self.pool()).await? {
+                let body: String = r.try_get("body")?;
+                existing.insert(
+                    r.try_get("marking_fold")?,
+                    Existing {
+                        id: r.try_get("id")?,
+                        version: r.try_get("version")?,
+                        domain_id: r.try_get("domain_id")?,
+                        body: serde_json::from_str(&body)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    },
+                );
+            }
+        }
+
+        let mut next_generated = self.next_generated_identifier(sys.id, kind).await?;
+        let today = Utc::now().format("%Y-%m-%d").to_string();
+        let mut plans: Vec<(usize, Plan)> = Vec::new();
+        for row in parsed.valid {
+            let reject = |report: &mut ImportReport, field: &str, message: String| {
+                report.invalid.push(CsvRowError {
+                    line: row.line,
+                    errors: vec![FieldError {
+                        field: field.into(),
+                        message,
+                    }],
+                });
+            };
+            let domain_id = match &row.domain {
+                Some(name) => match domains.get(&fold(name)) {
+                    Some((id, d)) if scope.allows(*d) => Some(*id),
+                    _ => {
+                        reject(
+                            &mut report,
+                            "domain",
+                            format!("no domain '{name}' among your domains"),
+                        );
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let found = row
+                .person
+                .identifier
+                .as_deref()
+                .map(fold)
+                .and_then(|i| existing.get(&i));
+            match found {
+                Some(ex) => {
+                    let reason = match ex.body.lifecycle {
+                        PersonState::Deactivated => Some("the person is deactivated"),
+                        PersonState::Deleted => Some("the person is marked as deleted"),
+                        PersonState::Active if ex.body.synced_from.is_some() => {
+                            Some("the person is maintained by a directory sync")
+                        }
+                        PersonState::Active => None,
+                    };
+                    if let Some(reason) = reason {
+                        report.skipped.push(SkippedRow {
+                            line: row.line,
+                            identifier: row.person.identifier.clone(),
+                            reason: reason.into(),
+                        });
+                        continue;
+                    }
+                    if !scope.allows(ex.domain_id) {
+                        reject(
+                            &mut report,
+                            "identifier",
+                            "belongs to a person outside your domains".into(),
+                        );
+                        continue;
+                    }
+                    let mut after = row.person.clone();
+                    after.domain_id = domain_id.unwrap_or(ex.body.domain_id);
+                    after.access_profile_ids = ex.body.access_profile_ids.clone();
+                    after.tags = ex.body.tags.clone();
+                    after.links = ex.body.links.clone();
+                    after.lifecycle = ex.body.lifecycle;
+                    after.identifier = ex.body.identifier.clone();
+                    report.valid_rows += 1;
+                    if after == ex.body {
+                        report.unchanged += 1;
+                    } else {
+                        report.updated += 1;
+                        plans.push((
+                            row.line,
+                            Plan::Update {
+                                id: ex.id,
+                                version: ex.version,
+                                before: Box::new(ex.body.clone()),
+                                after: Box::new(after),
+                            },
+                        ));
+                    }
+                }
+                None => {
+                    let Some(d) = domain_id.or(sys
+                        .settings
+                        .initial_person_domain
+                        .filter(|d| scope.allows(Some(*d))))
+                    else {
+                        reject(
+                            &mut report,
+                            "domain",
+                            "is required: no initial person domain among your domains".into(),
+                        );
+                        continue;
+                    };
+                    let mut p = row.person.clone();
+                    p.domain_id = d;
+                    if p.identifier.is_none() {
+                        p.identifier = Some(format!("{today}:{next_generated}"));
+                        next_generated += 1;
+                    }
+                    report.valid_rows += 1;
+                    report.created += 1;
+                    plans.push((row.line, Plan::Create(p)));
+                }
+            }
+        }
+        report.invalid.sort_by_key(|r| r.line);
+        if dry_run || plans.is_empty() {
+            return Ok(report);
+        }
+
+        let total = plans.len();
+        let mut tx = self.write_tx().await?;
+        let now = ts(Utc::now());
+        let mut done = 0usize;
+        let (creates, updates): (Vec<_>, Vec<_>) = plans
+            .into_iter()
+            .partition(|(_, p)| matches!(p, Plan::Create(_)));
+        let creates: Vec<Person> = creates
+            .into_iter()
+            .filter_map(|(_, p)| {
+                if let Plan::Create(p) = p {
+                    Some(p)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for chunk in creates.chunks(400) {
+            let mut qb = QueryBuilder::<Any>::new(
+                "INSERT INTO objects (system_id, kind, domain_id, name, name_fold, marking, marking_fold, status, body, version, created_at, updated_at) ",
+            );
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                encoded.push(
+                    serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+            qb.push_values(chunk.iter().zip(&encoded), |mut b, (p, json)| {
+                let proj = p.projection();
+                b.push_bind(sys.id)
+                    .push_bind(kind.as_str())
+                    .push_bind(p.domain_id)
+                    .push_bind(proj.name.clone())
+                    .push_bind(fold(&proj.name))
+                    .push_bind(proj.marking.clone())
+                    .push_bind(proj.marking.as_deref().map(fold))
+                    .push_bind("active")
+                    .push_bind(json.clone())
+                    .push_bind(1_i64)
+                    .push_bind(now.clone())
+                    .push_bind(now.clone());
+            });
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| crate::map_unique(e, "identifier", "an identifier in this file"))?;
+            // Read the new ids back by identifier to write their events.
+            let mut qb =
+                QueryBuilder::<Any>::new("SELECT id, name FROM objects WHERE system_id = ");
+            qb.push_bind(sys.id)
+                .push(" AND kind = ")
+                .push_bind(kind.as_str())
+                .push(" AND marking_fold IN (");
+            let mut sep = qb.separated(", ");
+            for p in chunk {
+                sep.push_bind(p.identifier.as_deref().map(fold).unwrap_or_default());
+            }
+            qb.push(")");
+            let rows = qb.build().fetch_all(&mut *tx).await?;
+            let mut ev = QueryBuilder::<Any>::new(
+                "INSERT INTO events (system_id, at, actor_id, actor, action, object_kind, object_id, object_label, changes, correlation_id) ",
+            );
+            let mut ids = Vec::with_capacity(rows.len());
+            for r in &rows {
+                ids.push((r.try_get::<i64, _>("id")?, r.try_get::<String, _>("name")?));
+            }
+            ev.push_values(&ids, |mut b, (id, name)| {
+                b.push_bind(sys.id)
+                    .push_bind(now.clone())
+                    .push_bind(actor.c_key_id)
+                    .push_bind(actor.label.clone())
+                    .push_bind("imported")
+                    .push_bind(kind.as_str())
+                    .push_bind(*id)
+                    .push_bind(name.clone())
+                    .push_bind("{}")
+                    .push_bind(actor.correlation_id.clone());
+            });
+            if !ids.is_empty() {
+                ev.build().execute(&mut *tx).await?;
+            }
+            done += chunk.len();
+            progress(done, total);
+        }
+        for (_, plan) in updates {
+            if let Plan::Update {
+                id,
+                version,
+                before,
+                after,
+            } = plan
+            {
+                let proj = after.projection();
+                let json = serde_json::to_string(&*after)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let res = sqlx::query(
+                    "UPDATE objects SET domain_id = $1, name = $2, name_fold = $3, body = $4, version = version + 1, updated_at = $5 \
+                     WHERE id = $6 AND version = $7",
+                )
+                .bind(after.domain_id)
+                .bind(&proj.name)
+                .bind(fold(&proj.name))
+                .bind(json)
+                .bind(&now)
+                .bind(id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+                if res.rows_affected() != 1 {
+                    return Err(StoreError::VersionMismatch {
+                        current: version + 1,
+                    });
+                }
+                let changes = diff(
+                    serde_json::to_value(&*before).ok().as_ref(),
+                    serde_json::to_value(&*after).ok().as_ref(),
+                );
+                EventDraft::new(kind, Some(id), &proj.name, "imported", changes)
+                    .insert(&mut tx, sys.id, actor)
+                    .await?;
+                done += 1;
+                if done % 200 == 0 || done == total {
+                    progress(done, total);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Next running number for identifiers generated today ("YYYY-MM-DD:N").
+    async fn next_generated_identifier(&self, sys_id: i64, kind: ObjectKind) -> Result<u64> {
+        let prefix = format!("{}:", Utc::now().format("%Y-%m-%d"));
+        let rows = sqlx::query("SELECT marking FROM objects WHERE system_id = $1 AND kind = $2 AND marking_fold >= $3 AND marking_fold < $4")
+            .bind(sys_id)
+            .bind(kind.as_str())
+            .bind(&prefix)
+            .bind(format!("{prefix}\u{10FFFF}"))
+            .fetch_all(self.pool())
+            .await?;
+        let mut max = 0u64;
+        for r in rows {
+            let m: String = r.try_get("marking")?;
+            if let Some(n) = m.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()) {
+                max = max.max(n);
+            }
+        }
+        Ok(max + 1)
+    }
+
+    /// Persons to export (active only; deactivated and deleted persons are never exported), with domain names.
+    pub async fn export_persons(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        scope: &Scope,
+    ) -> Result<Vec<(Person, String)>> {
+        let domains: HashMap<i64, String> = self
+            .list_all::<Domain>(sys.id, ObjectKind::Domain, &Scope::all(), 100_000)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.body.name))
+            .collect();
+        let persons = self
+            .list_all::<Person>(sys.id, kind, scope, 1_000_000)
+            .await?;
+        Ok(persons
+            .into_iter()
+            .filter(|p| p.body.lifecycle == PersonState::Active)
+            .map(|p| {
+                let d = domains.get(&p.body.domain_id).cloned().unwrap_or_default();
+                (p.body, d)
+            })
+            .collect())
+    }
+}
