@@ -1,1 +1,140 @@
-//! placeholder
+//! lockgate REST API: axum routers under `/api/v1`, problem+json errors, OpenAPI, authorisation.
+//!
+//! Only this crate knows HTTP and JSON. Every endpoint authenticates a bearer
+//! token, checks the caller's function levels and domains, then calls the store.
+
+pub mod admin;
+pub mod authz;
+pub mod extract;
+pub mod openapi;
+pub mod persons;
+pub mod policy;
+pub mod problem;
+pub mod resources;
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use lockgate_model::{
+    ObjectKind,
+    access_profile::{AccessProfile, TemporaryAccessGroup},
+    ckey::CKey,
+    cylinder::{Cylinder, CylinderGroup},
+    domain::Domain,
+    key::Key,
+    key_group::KeyGroup,
+    permission::Role,
+    person::Person,
+    remote_pd::RemotePd,
+    schedule::ScheduleTemplate,
+};
+use lockgate_store::Store;
+
+use crate::problem::Problem;
+
+/// Limits the API enforces.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest JSON request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state of all handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: ApiConfig,
+    openapi: Arc<String>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: ApiConfig) -> Self {
+        let doc = serde_json::to_string(&openapi::document()).unwrap_or_else(|_| "{}".into());
+        Self {
+            store,
+            config,
+            openapi: Arc::new(doc),
+        }
+    }
+}
+
+async fn openapi_json(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        s.openapi.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "the database does not answer",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    Problem::not_found("no such endpoint; see /api/v1/openapi.json").into_response()
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let max = state.config.max_body_bytes;
+    Router::new()
+        .merge(resources::routes::<Domain>(ObjectKind::Domain))
+        .merge(resources::routes::<Person>(ObjectKind::Employee))
+        .merge(resources::routes::<Person>(ObjectKind::Visitor))
+        .merge(resources::routes::<Key>(ObjectKind::Key))
+        .merge(resources::routes::<CKey>(ObjectKind::CKey))
+        .merge(resources::routes::<KeyGroup>(ObjectKind::KeyGroup))
+        .merge(resources::routes::<Cylinder>(ObjectKind::Cylinder))
+        .merge(resources::routes::<CylinderGroup>(
+            ObjectKind::CylinderGroup,
+        ))
+        .merge(resources::routes::<AccessProfile>(
+            ObjectKind::AccessProfile,
+        ))
+        .merge(resources::routes::<TemporaryAccessGroup>(
+            ObjectKind::TemporaryAccessGroup,
+        ))
+        .merge(resources::routes::<ScheduleTemplate>(
+            ObjectKind::ScheduleTemplate,
+        ))
+        .merge(resources::routes::<RemotePd>(ObjectKind::RemotePd))
+        .merge(resources::routes::<Role>(ObjectKind::Role))
+        .merge(persons::routes())
+        .merge(admin::routes())
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -85,10 +85,10 @@ impl Resource for AccessProfile {
                 "this locking system has no cylinder groups",
             );
         }
-        if let Some(h) = self.revalidation_interval_hours {
-            if h == 0 || h > crate::key::MAX_REVALIDATION_HOURS {
-                e.push("revalidation_interval_hours", "must be 1 hour to 3660 days");
-            }
+        if let Some(h) = self.revalidation_interval_hours
+            && (h == 0 || h > crate::key::MAX_REVALIDATION_HOURS)
+        {
+            e.push("revalidation_interval_hours", "must be 1 hour to 3660 days");
         }
         e.into_result()
     }

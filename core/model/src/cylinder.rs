@@ -157,15 +157,15 @@ impl Resource for Cylinder {
         e.opt_text("length", &self.length, 20);
         validate_tags(&mut e, &self.tags);
         validate_links(&mut e, &self.links, ctx.settings.link_root_url.is_some());
-        if let Some(tz) = &self.time_zone {
-            if tz.parse::<chrono_tz::Tz>().is_err() {
-                e.push("time_zone", format!("'{tz}' is not an IANA time zone"));
-            }
+        if let Some(tz) = &self.time_zone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            e.push("time_zone", format!("'{tz}' is not an IANA time zone"));
         }
         if !(-720..=840).contains(&self.time_zone_offset_minutes) {
             e.push("time_zone_offset_minutes", "must be between -720 and 840");
         } else if self.time_zone_offset_minutes != 0
-            && !self.firmware.as_ref().is_some_and(|f| f.major() >= 10)
+            && self.firmware.as_ref().is_none_or(|f| f.major() < 10)
         {
             e.push(
                 "time_zone_offset_minutes",
@@ -317,10 +317,10 @@ impl Resource for CylinderGroup {
         }
         e.text("name", &self.name, 1, 50);
         validate_tags(&mut e, &self.tags);
-        if let Some(h) = self.revalidation_interval_hours {
-            if h == 0 || h > crate::key::MAX_REVALIDATION_HOURS {
-                e.push("revalidation_interval_hours", "must be 1 hour to 3660 days");
-            }
+        if let Some(h) = self.revalidation_interval_hours
+            && (h == 0 || h > crate::key::MAX_REVALIDATION_HOURS)
+        {
+            e.push("revalidation_interval_hours", "must be 1 hour to 3660 days");
         }
         e.into_result()
     }

@@ -166,13 +166,13 @@ impl Validity {
                     format!("must be 1–{MAX_REVALIDATION_HOURS} hours"),
                 );
             }
-            if let Some(fw) = fw {
-                if fw.major() < 3 {
-                    e.push(
-                        format!("{prefix}.revalidation"),
-                        format!("key firmware {fw} cannot revalidate (needs 3.0)"),
-                    );
-                }
+            if let Some(fw) = fw
+                && fw.major() < 3
+            {
+                e.push(
+                    format!("{prefix}.revalidation"),
+                    format!("key firmware {fw} cannot revalidate (needs 3.0)"),
+                );
             }
         }
         if let Some(p) = &self.pin {
@@ -188,13 +188,13 @@ impl Validity {
                     format!("must be 1 minute to 45 days ({MAX_PIN_MINUTES} minutes)"),
                 );
             }
-            if let Some(fw) = fw {
-                if *fw < FirmwareVersion::new(&[16]) {
-                    e.push(
-                        format!("{prefix}.pin"),
-                        format!("key firmware {fw} cannot validate a PIN (needs 16.0.0)"),
-                    );
-                }
+            if let Some(fw) = fw
+                && *fw < FirmwareVersion::new(&[16])
+            {
+                e.push(
+                    format!("{prefix}.pin"),
+                    format!("key firmware {fw} cannot validate a PIN (needs 16.0.0)"),
+                );
             }
         }
         e
@@ -344,10 +344,10 @@ impl Resource for Key {
         if self.status == KeyStatus::InStock && self.holder_id.is_some() {
             e.push("holder_id", "a key in stock has no holder");
         }
-        if let (Some(o), Some(i)) = (self.date_out, self.date_in) {
-            if i < o {
-                e.push("date_in", "must not be before date_out");
-            }
+        if let (Some(o), Some(i)) = (self.date_out, self.date_in)
+            && i < o
+        {
+            e.push("date_in", "must not be before date_out");
         }
         if self.key_type == KeyType::Mechanical && self.validity != Validity::default() {
             e.push("validity", "mechanical keys have no validity settings");
@@ -369,13 +369,13 @@ impl Resource for Key {
             if !self.key_type.has_clock() {
                 e.push("schedule", "schedules need a quartz or dynamic key");
             }
-            if let Some(fw) = &self.firmware {
-                if !s.supported_by(fw) {
-                    e.push(
-                        "schedule",
-                        format!("key firmware {fw} holds basic schedules only"),
-                    );
-                }
+            if let Some(fw) = &self.firmware
+                && !s.supported_by(fw)
+            {
+                e.push(
+                    "schedule",
+                    format!("key firmware {fw} holds basic schedules only"),
+                );
             }
             e.errors.extend(s.validate("schedule").errors);
         }
@@ -399,13 +399,13 @@ impl Resource for Key {
                     "this locking system has no cylinder groups",
                 );
             }
-            if let Some(cap) = self.access_list_capacity {
-                if cap == 0 || cap > MAX_ACCESS_LIST_CAPACITY {
-                    e.push(
-                        "access_list_capacity",
-                        format!("must be 1–{MAX_ACCESS_LIST_CAPACITY}"),
-                    );
-                }
+            if let Some(cap) = self.access_list_capacity
+                && (cap == 0 || cap > MAX_ACCESS_LIST_CAPACITY)
+            {
+                e.push(
+                    "access_list_capacity",
+                    format!("must be 1–{MAX_ACCESS_LIST_CAPACITY}"),
+                );
             }
         }
         if self.key_type != KeyType::Dynamic && self.access_list_capacity.is_some() {

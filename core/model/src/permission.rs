@@ -403,15 +403,14 @@ impl Resource for Role {
         if self.predefined != previous.predefined {
             return Err(ValidationErrors::single("predefined", "cannot be changed"));
         }
-        if let Some(p) = previous.predefined {
-            if p.read_only()
-                && (self.permissions != previous.permissions || self.name != previous.name)
-            {
-                return Err(ValidationErrors::single(
-                    "permissions",
-                    format!("the {} role is read-only", p.display_name()),
-                ));
-            }
+        if let Some(p) = previous.predefined
+            && p.read_only()
+            && (self.permissions != previous.permissions || self.name != previous.name)
+        {
+            return Err(ValidationErrors::single(
+                "permissions",
+                format!("the {} role is read-only", p.display_name()),
+            ));
         }
         Ok(())
     }

@@ -138,8 +138,6 @@ impl Person {
         for (name, value) in self.optional_fields() {
             if name == "email" {
                 e.opt_email(name, value);
-            } else if name == "gmd_text" {
-                e.opt_text(name, value, PERSON_TEXT_MAX);
             } else {
                 e.opt_text(name, value, PERSON_TEXT_MAX);
             }

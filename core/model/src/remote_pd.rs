@@ -187,10 +187,10 @@ impl Resource for RemotePd {
         e.text("marking", &self.marking, 1, 50);
         validate_tags(&mut e, &self.tags);
         validate_links(&mut e, &self.links, ctx.settings.link_root_url.is_some());
-        if let Some(m) = &self.mac {
-            if let Err(msg) = check_mac(m) {
-                e.push("mac", msg);
-            }
+        if let Some(m) = &self.mac
+            && let Err(msg) = check_mac(m)
+        {
+            e.push("mac", msg);
         }
         if self.bootloader_firmware.is_some() && self.pd_type != RemotePdType::WallGen1 {
             e.push(
@@ -206,10 +206,10 @@ impl Resource for RemotePd {
         check_url(&mut e, "settings.alternative_url", &s.alternative_url);
         check_url(&mut e, "settings.proxy", &s.proxy);
         e.opt_text("settings.hostname", &s.hostname, 253);
-        if let Some(ip) = &s.static_ip {
-            if ip.parse::<std::net::IpAddr>().is_err() {
-                e.push("settings.static_ip", format!("'{ip}' is not an IP address"));
-            }
+        if let Some(ip) = &s.static_ip
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            e.push("settings.static_ip", format!("'{ip}' is not an IP address"));
         }
         if s.log_level.is_some() && self.pd_type != RemotePdType::WallGen2 {
             e.push(

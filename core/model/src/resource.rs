@@ -108,14 +108,17 @@ impl ObjectKind {
         }
     }
 
-    /// Objects of this kind belong to a domain (key groups, C-keys and roles do not).
+    /// Objects of this kind belong to a domain (domains themselves, key groups, C-keys,
+    /// roles, schedule templates and remote PDs do not).
     pub fn has_domain(self) -> bool {
         !matches!(
             self,
-            ObjectKind::KeyGroup
+            ObjectKind::Domain
+                | ObjectKind::KeyGroup
                 | ObjectKind::CKey
                 | ObjectKind::Role
                 | ObjectKind::ScheduleTemplate
+                | ObjectKind::RemotePd
         )
     }
 

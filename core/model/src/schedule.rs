@@ -226,13 +226,13 @@ impl Resource for ScheduleTemplate {
         let mut e = self.schedule.validate("schedule");
         e.text("name", &self.name, 1, 50);
         e.opt_text("description", &self.description, 500);
-        if let Schedule::MultipleTimeWindows { per_cylinder, .. } = &self.schedule {
-            if !per_cylinder.is_empty() {
-                e.push(
-                    "schedule.per_cylinder",
-                    "templates hold general periods only",
-                );
-            }
+        if let Schedule::MultipleTimeWindows { per_cylinder, .. } = &self.schedule
+            && !per_cylinder.is_empty()
+        {
+            e.push(
+                "schedule.per_cylinder",
+                "templates hold general periods only",
+            );
         }
         e.into_result()
     }

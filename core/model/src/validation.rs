@@ -77,10 +77,10 @@ impl ValidationErrors {
 
     /// Check an optional email address.
     pub fn opt_email(&mut self, field: &str, value: &Option<String>) {
-        if let Some(v) = value {
-            if let Err(m) = check_email(v) {
-                self.push(field, m);
-            }
+        if let Some(v) = value
+            && let Err(m) = check_email(v)
+        {
+            self.push(field, m);
         }
     }
 }

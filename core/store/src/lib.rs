@@ -202,13 +202,13 @@ pub fn fold(s: &str) -> String {
 
 /// Map a unique-constraint violation to a conflict on `field`; other errors pass through.
 pub(crate) fn map_unique(e: sqlx::Error, field: &str, value: &str) -> StoreError {
-    if let sqlx::Error::Database(d) = &e {
-        if d.is_unique_violation() {
-            return StoreError::Conflict {
-                field: field.into(),
-                message: format!("'{value}' is already in use"),
-            };
-        }
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return StoreError::Conflict {
+            field: field.into(),
+            message: format!("'{value}' is already in use"),
+        };
     }
     StoreError::Db(e)
 }

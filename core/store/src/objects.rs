@@ -274,10 +274,9 @@ impl Store {
                 domain_id: Some(d),
                 ..
             }) = targets.get(&r.id)
+                && *k == r.target
             {
-                if *k == r.target {
-                    body.set_domain(*d);
-                }
+                body.set_domain(*d);
             }
         }
         let mut projection = body.projection();
@@ -417,9 +416,10 @@ impl Store {
                 );
             }
         }
-        if let (Some(single), Some(ty)) = (R::SINGLETON_TYPE, projection.type_) {
-            if single == ty {
-                let n: i64 = sqlx::query(
+        if let (Some(single), Some(ty)) = (R::SINGLETON_TYPE, projection.type_)
+            && single == ty
+        {
+            let n: i64 = sqlx::query(
                     "SELECT COUNT(*) AS n FROM objects WHERE system_id = $1 AND kind = $2 AND type = $3 AND id <> $4",
                 )
                 .bind(sys.id)
@@ -429,12 +429,11 @@ impl Store {
                 .fetch_one(&mut *conn)
                 .await?
                 .try_get("n")?;
-                if n > 0 {
-                    errors.push(
-                        "kind",
-                        format!("a locking system has exactly one {ty} {}", kind_label(kind)),
-                    );
-                }
+            if n > 0 {
+                errors.push(
+                    "kind",
+                    format!("a locking system has exactly one {ty} {}", kind_label(kind)),
+                );
             }
         }
         errors.into_result()?;
@@ -508,7 +507,7 @@ impl Store {
         if !trusted {
             body.keep_system_fields(None);
         }
-        let prepared = Self::prepare(&mut **tx, sys, kind, scope, &mut body, None).await?;
+        let prepared = Self::prepare(tx, sys, kind, scope, &mut body, None).await?;
         let now = Utc::now();
         let json = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let p = &prepared.projection;
@@ -533,7 +532,7 @@ impl Store {
         .await
         .map_err(|e| map_unique(e, "marking", p.marking.as_deref().unwrap_or(&p.name)))?;
         let id: i64 = row.try_get("id")?;
-        Self::write_refs_and_tags(&mut **tx, sys.id, kind, id, &prepared, body.tags()).await?;
+        Self::write_refs_and_tags(tx, sys.id, kind, id, &prepared, body.tags()).await?;
         let after = serde_json::to_value(&body).ok();
         EventDraft::new(
             kind,
@@ -542,7 +541,7 @@ impl Store {
             "created",
             diff(None, after.as_ref()),
         )
-        .insert(&mut **tx, sys.id, actor)
+        .insert(tx, sys.id, actor)
         .await?;
         Ok(Stored {
             id,
@@ -606,7 +605,6 @@ impl Store {
 
     /// Apply `change` to an object inside an open transaction and write it back
     /// (optimistic on `version`; `expected_version` adds an If-Match check).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn update_in<R: Resource, F>(
         tx: &mut Transaction<'static, Any>,
         sys: &LockingSystem,
@@ -622,13 +620,13 @@ impl Store {
     where
         F: FnOnce(&mut R) -> Result<()>,
     {
-        let current: Stored<R> = Self::get_in(&mut **tx, sys.id, kind, id, scope).await?;
-        if let Some(v) = expected_version {
-            if v != current.version {
-                return Err(StoreError::VersionMismatch {
-                    current: current.version,
-                });
-            }
+        let current: Stored<R> = Self::get_in(tx, sys.id, kind, id, scope).await?;
+        if let Some(v) = expected_version
+            && v != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                current: current.version,
+            });
         }
         let mut body = current.body.clone();
         change(&mut body)?;
@@ -636,7 +634,7 @@ impl Store {
             body.keep_system_fields(Some(&current.body));
             body.check_update(&current.body)?;
         }
-        let prepared = Self::prepare(&mut **tx, sys, kind, scope, &mut body, Some(id)).await?;
+        let prepared = Self::prepare(tx, sys, kind, scope, &mut body, Some(id)).await?;
         let before = serde_json::to_value(&current.body).ok();
         let after = serde_json::to_value(&body).ok();
         let changes = diff(before.as_ref(), after.as_ref());
@@ -672,9 +670,9 @@ impl Store {
                 current: current.version + 1,
             });
         }
-        Self::write_refs_and_tags(&mut **tx, sys.id, kind, id, &prepared, body.tags()).await?;
+        Self::write_refs_and_tags(tx, sys.id, kind, id, &prepared, body.tags()).await?;
         EventDraft::new(kind, Some(id), &p.name, action, changes)
-            .insert(&mut **tx, sys.id, actor)
+            .insert(tx, sys.id, actor)
             .await?;
         Ok(Stored {
             id,
@@ -688,7 +686,6 @@ impl Store {
 
     /// Change one object. Concurrent writers never lose each other's changes:
     /// the write is conditional on the version read in the same transaction.
-    #[allow(clippy::too_many_arguments)]
     pub async fn update<R: Resource, F>(
         &self,
         sys: &LockingSystem,
@@ -788,7 +785,6 @@ impl Store {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn delete_in<R: Resource>(
         tx: &mut Transaction<'static, Any>,
         sys: &LockingSystem,
@@ -799,19 +795,19 @@ impl Store {
         expected_version: Option<i64>,
         action: &str,
     ) -> Result<Stored<R>> {
-        let current: Stored<R> = Self::get_in(&mut **tx, sys.id, kind, id, scope).await?;
-        if let Some(v) = expected_version {
-            if v != current.version {
-                return Err(StoreError::VersionMismatch {
-                    current: current.version,
-                });
-            }
+        let current: Stored<R> = Self::get_in(tx, sys.id, kind, id, scope).await?;
+        if let Some(v) = expected_version
+            && v != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                current: current.version,
+            });
         }
         current
             .body
             .check_delete()
             .map_err(|message| StoreError::Refused { message })?;
-        let users = Self::referrers_in(&mut **tx, id, 5).await?;
+        let users = Self::referrers_in(tx, id, 5).await?;
         if !users.is_empty() {
             let list: Vec<String> = users
                 .iter()
@@ -832,7 +828,7 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         EventDraft::new(kind, Some(id), &name, action, serde_json::json!({}))
-            .insert(&mut **tx, sys.id, actor)
+            .insert(tx, sys.id, actor)
             .await?;
         Ok(current)
     }

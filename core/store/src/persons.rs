@@ -24,6 +24,11 @@ use crate::{
     ts,
 };
 
+/// Today's date as used in generated identifiers.
+pub fn today() -> String {
+    Utc::now().format("%Y-%m-%d").to_string()
+}
+
 /// A row the import left alone on purpose.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SkippedRow {
@@ -262,7 +267,7 @@ impl Store {
     ) -> Result<()> {
         Self::delete_in::<Person>(tx, sys, kind, id, scope, actor, expected_version, "deleted")
             .await?;
-        Self::anonymise_events(&mut **tx, sys.id, id).await
+        Self::anonymise_events(tx, sys.id, id).await
     }
 
     /// Delete permanently every person marked as deleted (switching the setting).
@@ -351,7 +356,7 @@ impl Store {
         }
 
         let mut next_generated = self.next_generated_identifier(sys.id, kind).await?;
-        let today = Utc::now().format("%Y-%m-%d").to_string();
+        let today = today();
         let mut plans: Vec<(usize, Plan)> = Vec::new();
         for row in parsed.valid {
             let reject = |report: &mut ImportReport, field: &str, message: String| {
@@ -583,7 +588,7 @@ impl Store {
                     .insert(&mut tx, sys.id, actor)
                     .await?;
                 done += 1;
-                if done % 200 == 0 || done == total {
+                if done.is_multiple_of(200) || done == total {
                     progress(done, total);
                 }
             }
@@ -592,8 +597,9 @@ impl Store {
         Ok(report)
     }
 
-    /// Next running number for identifiers generated today ("YYYY-MM-DD:N").
-    async fn next_generated_identifier(&self, sys_id: i64, kind: ObjectKind) -> Result<u64> {
+    /// Next running number for identifiers generated today ("YYYY-MM-DD:N"), used when
+    /// a person is created without an identifier.
+    pub async fn next_generated_identifier(&self, sys_id: i64, kind: ObjectKind) -> Result<u64> {
         let prefix = format!("{}:", Utc::now().format("%Y-%m-%d"));
         let rows = sqlx::query("SELECT marking FROM objects WHERE system_id = $1 AND kind = $2 AND marking_fold >= $3 AND marking_fold < $4")
             .bind(sys_id)

@@ -242,12 +242,12 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let mut current = decode_system(&row)?;
-        if let Some(v) = expected_version {
-            if v != current.version {
-                return Err(StoreError::VersionMismatch {
-                    current: current.version,
-                });
-            }
+        if let Some(v) = expected_version
+            && v != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                current: current.version,
+            });
         }
         let all = Scope::all();
         let mut errors = lockgate_model::ValidationErrors::new();
@@ -256,13 +256,12 @@ impl Store {
             ("initial_key_domain", new.initial_key_domain),
             ("initial_cylinder_domain", new.initial_cylinder_domain),
         ] {
-            if let Some(d) = d {
-                if Self::get_in::<Domain>(&mut tx, sys.id, ObjectKind::Domain, d, &all)
+            if let Some(d) = d
+                && Self::get_in::<Domain>(&mut tx, sys.id, ObjectKind::Domain, d, &all)
                     .await
                     .is_err()
-                {
-                    errors.push(field, format!("no domain {d}"));
-                }
+            {
+                errors.push(field, format!("no domain {d}"));
             }
         }
         errors.into_result()?;

@@ -1,0 +1,124 @@
+//! Request extraction: JSON bodies with field-naming errors, ids, If-Match versions, query strings.
+
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, header},
+};
+use serde::de::DeserializeOwned;
+
+use crate::problem::{ApiResult, Problem};
+
+/// Check the Content-Type names JSON (`application/json`, `application/merge-patch+json` or `+json`).
+pub fn require_json(headers: &HeaderMap) -> ApiResult<()> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || mime.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!(
+                "Content-Type must be application/json, got '{}'",
+                ct.chars().take(80).collect::<String>()
+            ),
+        ))
+    }
+}
+
+/// Parse a JSON document, reporting syntax errors with line and column.
+pub fn parse_json_value(headers: &HeaderMap, body: &Bytes) -> ApiResult<serde_json::Value> {
+    require_json(headers)?;
+    serde_json::from_slice(body).map_err(|e| {
+        Problem::bad_request(format!(
+            "malformed JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Deserialize a JSON value into `T`, naming the offending field on failure (422).
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> ApiResult<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        Problem::field(field, e.inner().to_string())
+    })
+}
+
+/// Parse a JSON request body into `T` (400 for syntax, 422 naming the field for content).
+pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> ApiResult<T> {
+    from_value(parse_json_value(headers, body)?)
+}
+
+/// Parse a path id.
+pub fn parse_id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        Problem::bad_request(format!(
+            "'{}' is not an object id (a positive integer)",
+            raw.chars().take(40).collect::<String>()
+        ))
+    })
+}
+
+/// The version an `If-Match` header names (`"3"`, `W/"3"` or `3`), if any.
+pub fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    let t = s.trim_start_matches("W/").trim_matches('"');
+    t.parse::<i64>().map(Some).map_err(|_| {
+        Problem::bad_request(format!("If-Match must be an ETag like \"3\", got '{s}'"))
+    })
+}
+
+/// Query parameters as ordered pairs; unknown names are refused by the caller.
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .take(200)
+        .collect()
+}
+
+/// Parse a boolean query value.
+pub fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
+    match v {
+        "true" | "1" | "yes" | "" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Problem::bad_request(format!(
+            "query parameter '{name}' must be true or false"
+        ))),
+    }
+}
+
+/// Parse an integer query value in a range.
+pub fn parse_int<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    name: &str,
+    v: &str,
+    min: T,
+    max: T,
+) -> ApiResult<T> {
+    match v.parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(Problem::bad_request(format!(
+            "query parameter '{name}' must be an integer from {min} to {max}"
+        ))),
+    }
+}

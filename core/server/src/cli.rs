@@ -1,0 +1,267 @@
+//! The `lockgate` command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use lockgate_model::{
+    ObjectKind,
+    employee_csv::{self, ExportRow},
+    system::{FixedSettings, LockingSystem},
+};
+use lockgate_store::{Actor, Scope, Store};
+
+use crate::{
+    config::Config,
+    serve::{open_store, print_token_once, serve},
+};
+
+/// lockgate: integration gateway and management core for offline electromechanical locking systems.
+#[derive(Debug, Parser)]
+#[command(name = "lockgate", version)]
+pub struct Cli {
+    /// Configuration file (default: config/lockgate.toml when present, else built-in defaults).
+    #[arg(long, short, env = "LOCKGATE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (migrates, and creates a first locking system on an empty database).
+    Serve,
+    /// Create a locking system with its fixed settings and print a super-administrator token once.
+    Init(InitArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration (file and environment) and exit.
+    CheckConfig,
+    /// Import data.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Export data.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Issue an API token for a C-key (operator recovery; prints the token once).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Name of the locking system.
+    #[arg(long)]
+    pub name: String,
+    /// Remote system: keys are updated at remote PDs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub remote: bool,
+    /// Cylinder-group system.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub cylinder_groups: bool,
+    /// Base time zone (IANA name).
+    #[arg(long, default_value = "UTC")]
+    pub time_zone: String,
+    /// Audit-trail requests need an approver.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub approvals: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import employees from a CSV file (UTF-8, comma or semicolon, header row).
+    Employees {
+        file: PathBuf,
+        /// Check the file and report, without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Locking system id (needed when the database holds several).
+        #[arg(long)]
+        system: Option<i64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Delimiter {
+    Comma,
+    Semicolon,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export employees as CSV (import format plus Tags).
+    Employees {
+        /// Output file; standard output when omitted.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "comma")]
+        delimiter: Delimiter,
+        #[arg(long)]
+        system: Option<i64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// C-key the token acts as.
+    #[arg(long)]
+    pub c_key: i64,
+    /// What the token is for.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub system: Option<i64>,
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    let default = PathBuf::from("config/lockgate.toml");
+    let path = match path {
+        Some(p) => Some(p.clone()),
+        None if default.exists() => Some(default),
+        None => None,
+    };
+    Ok(Config::load(path.as_deref(), std::env::vars())?)
+}
+
+async fn pick_system(store: &Store, id: Option<i64>) -> anyhow::Result<LockingSystem> {
+    if let Some(id) = id {
+        return Ok(store.system(id).await?);
+    }
+    let mut all = store.systems().await?;
+    match all.len() {
+        0 => bail!("the database holds no locking system; run `lockgate init --name ...` first"),
+        1 => Ok(all.remove(0)),
+        n => bail!("the database holds {n} locking systems; choose one with --system ID"),
+    }
+}
+
+fn operator() -> Actor {
+    let mut a = Actor::system();
+    a.label = "operator (CLI)".into();
+    a
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = load_config(cli.config.as_ref())?;
+    match cli.command {
+        Command::CheckConfig => {
+            println!(
+                "configuration is valid (database {})",
+                cfg.redacted_database_url()
+            );
+            Ok(())
+        }
+        Command::Serve => serve(cfg).await,
+        Command::Migrate => {
+            open_store(&cfg, true).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Init(a) => {
+            let store = open_store(&cfg, true).await?;
+            let fixed = FixedSettings {
+                remote: a.remote,
+                cylinder_groups: a.cylinder_groups,
+                base_time_zone: a.time_zone,
+                audit_trail_approvals: a.approvals,
+            };
+            let b = store.init_system(&a.name, fixed).await?;
+            print_token_once(&b.system.name, &b.token);
+            println!(
+                "system id {}, master C-key id {}, default domain id {}",
+                b.system.id, b.master_c_key_id, b.default_domain_id
+            );
+            Ok(())
+        }
+        Command::Token(a) => {
+            let store = open_store(&cfg, false).await?;
+            let sys = pick_system(&store, a.system).await?;
+            let (info, secret) = store.create_token(sys.id, a.c_key, &a.name, None).await?;
+            println!(
+                "token {} for C-key {} (shown once):\n\n    {secret}\n",
+                info.id, info.c_key_id
+            );
+            Ok(())
+        }
+        Command::Import(ImportCommand::Employees {
+            file,
+            dry_run,
+            system,
+        }) => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let store = open_store(&cfg, false).await?;
+            let sys = pick_system(&store, system).await?;
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} rows {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let progress = |done: usize, total: usize| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            };
+            let report = store
+                .import_persons(
+                    &sys,
+                    ObjectKind::Employee,
+                    &Scope::all(),
+                    &operator(),
+                    &bytes,
+                    dry_run,
+                    &progress,
+                )
+                .await?;
+            bar.finish_and_clear();
+            for row in &report.invalid {
+                for e in &row.errors {
+                    eprintln!("line {}: {}: {}", row.line, e.field, e.message);
+                }
+            }
+            for s in &report.skipped {
+                eprintln!("line {}: skipped: {}", s.line, s.reason);
+            }
+            println!(
+                "{}{} valid rows: {} created, {} updated, {} unchanged; {} skipped, {} invalid",
+                if dry_run { "dry run: " } else { "" },
+                report.valid_rows,
+                report.created,
+                report.updated,
+                report.unchanged,
+                report.skipped.len(),
+                report.invalid.len()
+            );
+            Ok(())
+        }
+        Command::Export(ExportCommand::Employees {
+            output,
+            delimiter,
+            system,
+        }) => {
+            let store = open_store(&cfg, false).await?;
+            let sys = pick_system(&store, system).await?;
+            let rows = store
+                .export_persons(&sys, ObjectKind::Employee, &Scope::all())
+                .await?;
+            let d = match delimiter {
+                Delimiter::Comma => b',',
+                Delimiter::Semicolon => b';',
+            };
+            let it = rows.iter().map(|(p, dn)| ExportRow {
+                person: p,
+                domain: dn,
+            });
+            match output {
+                Some(path) => {
+                    let f = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    employee_csv::write_export(f, d, it)?;
+                    eprintln!("{} employees written to {}", rows.len(), path.display());
+                }
+                None => employee_csv::write_export(std::io::stdout().lock(), d, it)?,
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The gateway's configuration: one TOML file, environment overrides, validated before anything starts.
+
+use std::{net::SocketAddr, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration was refused; always names the key and, for the file, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: `{key}`: {message}")]
+    Parse {
+        path: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("`{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub bootstrap: BootstrapConfig,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// `[database]`: SQLite file or PostgreSQL server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_seconds: u64,
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://lockgate.db".into(),
+            max_connections: 8,
+            acquire_timeout_seconds: 10,
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `lockgate=debug,tower_http=info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `[bootstrap]`: the locking system `serve` creates when the database has none.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    pub enabled: bool,
+    pub system_name: String,
+    pub remote: bool,
+    pub cylinder_groups: bool,
+    pub base_time_zone: String,
+    pub audit_trail_approvals: bool,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            system_name: "Main site".into(),
+            remote: true,
+            cylinder_groups: true,
+            base_time_zone: "UTC".into(),
+            audit_trail_approvals: false,
+        }
+    }
+}
+
+/// Prefix of environment overrides: `LOCKGATE__SECTION__KEY=value`.
+pub const ENV_PREFIX: &str = "LOCKGATE__";
+
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+impl Config {
+    /// Parse a file's text; errors name the key path, line and column.
+    pub fn parse(path: &str, src: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(src);
+        serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let (line, column) = inner
+                .span()
+                .map(|s| line_col(src, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Parse {
+                path: path.into(),
+                line,
+                column,
+                key,
+                message: inner.message().to_string(),
+            }
+        })
+    }
+
+    /// Read the file (or take defaults when `path` is None), apply environment overrides, validate.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let src = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Config::parse(&p.display().to_string(), &src)?
+            }
+            None => Config::default(),
+        };
+        cfg = cfg.with_env(env)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Apply `LOCKGATE__SECTION__KEY` overrides; values are parsed as TOML, else taken as strings.
+    pub fn with_env(
+        self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Value::try_from(&self).map_err(|e| ConfigError::Invalid {
+            key: "config".into(),
+            message: e.to_string(),
+        })?;
+        let mut any = false;
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.len() != 2 {
+                return Err(ConfigError::Env {
+                    var,
+                    message: "must be LOCKGATE__SECTION__KEY".into(),
+                });
+            }
+            let section = table
+                .get_mut(&path[0])
+                .and_then(|s| s.as_table_mut())
+                .ok_or_else(|| ConfigError::Env {
+                    var: var.clone(),
+                    message: format!("unknown section `{}`", path[0]),
+                })?;
+            let Some(existing) = section.get(&path[1]) else {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("unknown key `{}.{}`", path[0], path[1]),
+                });
+            };
+            let parsed = match existing {
+                toml::Value::String(_) => toml::Value::String(value.clone()),
+                _ => toml::from_str::<toml::Table>(&format!("v = {value}"))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .ok_or_else(|| ConfigError::Env {
+                        var: var.clone(),
+                        message: format!("`{value}` is not a valid value"),
+                    })?,
+            };
+            section.insert(path[1].clone(), parsed);
+            any = true;
+        }
+        if !any {
+            return Ok(self);
+        }
+        serde_path_to_error::deserialize::<_, Config>(table).map_err(|e| ConfigError::Env {
+            var: format!(
+                "{ENV_PREFIX}{}",
+                e.path().to_string().replace('.', "__").to_ascii_uppercase()
+            ),
+            message: e.into_inner().to_string(),
+        })
+    }
+
+    /// Check values that parse but make no sense, before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "server.listen",
+                format!(
+                    "'{}' is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            );
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            return invalid("server.max_body_bytes", "must be 1 KiB to 64 MiB".into());
+        }
+        if let Err(e) = lockgate_store::backend_of(&self.database.url) {
+            return invalid("database.url", e.to_string());
+        }
+        if !(1..=512).contains(&self.database.max_connections) {
+            return invalid("database.max_connections", "must be 1–512".into());
+        }
+        if self.database.acquire_timeout_seconds == 0 {
+            return invalid(
+                "database.acquire_timeout_seconds",
+                "must be at least 1".into(),
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid(
+                "log.level",
+                format!(
+                    "'{}' is not a log filter such as info or lockgate=debug",
+                    self.log.level
+                ),
+            );
+        }
+        let b = &self.bootstrap;
+        if b.enabled {
+            if b.system_name.trim().is_empty() || b.system_name.chars().count() > 100 {
+                return invalid("bootstrap.system_name", "must be 1–100 characters".into());
+            }
+            if b.base_time_zone.parse::<chrono_tz::Tz>().is_err() {
+                return invalid(
+                    "bootstrap.base_time_zone",
+                    format!("'{}' is not an IANA time zone", b.base_time_zone),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL with any password replaced, for logs.
+    pub fn redacted_database_url(&self) -> String {
+        redact_url(&self.database.url)
+    }
+}
+
+/// Replace the password of a URL (`scheme://user:secret@host`) with `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_named_with_line() {
+        let src = "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n";
+        let e = Config::parse("x.toml", src).unwrap_err().to_string();
+        assert!(e.starts_with("x.toml:3:"), "{e}");
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_named() {
+        let e = Config::parse("x.toml", "[database]\nmax_connections = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("database.max_connections") && e.contains(":2:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn env_overrides_and_validation() {
+        let cfg = Config::default()
+            .with_env([
+                (
+                    "LOCKGATE__DATABASE__MAX_CONNECTIONS".to_string(),
+                    "3".to_string(),
+                ),
+                ("LOCKGATE__SERVER__LISTEN".into(), "0.0.0.0:9".into()),
+            ])
+            .expect("valid");
+        assert_eq!(cfg.database.max_connections, 3);
+        assert_eq!(cfg.server.listen, "0.0.0.0:9");
+        let e = Config::default()
+            .with_env([(
+                "LOCKGATE__DATABASE__MAX_CONNECTIONS".to_string(),
+                "lots".to_string(),
+            )])
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("LOCKGATE__DATABASE__MAX_CONNECTIONS"),
+            "{e}"
+        );
+        let e = Config::default()
+            .with_env([("LOCKGATE__DATABASE__NOPE".to_string(), "1".to_string())])
+            .unwrap_err();
+        assert!(e.to_string().contains("database.nope"), "{e}");
+        let mut bad = Config::default();
+        bad.database.url = "mysql://x".into();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("database.url")
+        );
+        bad = Config::default();
+        bad.bootstrap.base_time_zone = "Nowhere/City".into();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("bootstrap.base_time_zone")
+        );
+    }
+
+    #[test]
+    fn passwords_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn every_file_in_config_parses_and_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut seen = 0;
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).expect("config dir") {
+                let p = entry.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "toml") {
+                    Config::load(Some(&p), std::iter::empty())
+                        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 2, "expected config/lockgate.toml and examples");
+    }
+}

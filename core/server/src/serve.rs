@@ -1,0 +1,113 @@
+//! Wiring for `serve`: tracing, database, first-start bootstrap, HTTP listener, graceful shutdown.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use lockgate_api::{ApiConfig, AppState};
+use lockgate_model::system::FixedSettings;
+use lockgate_store::{ConnectOptions, Store};
+
+use crate::config::{Config, LogFormat};
+
+/// Install the global tracing subscriber as the config says.
+pub fn init_tracing(cfg: &Config) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Connect to the configured database (and migrate when configured).
+pub async fn open_store(cfg: &Config, migrate: bool) -> anyhow::Result<Store> {
+    let mut opts = ConnectOptions::new(&cfg.database.url);
+    opts.max_connections = cfg.database.max_connections;
+    opts.acquire_timeout = Duration::from_secs(cfg.database.acquire_timeout_seconds);
+    let store = Store::connect(&opts)
+        .await
+        .with_context(|| format!("connecting to {}", cfg.redacted_database_url()))?;
+    if migrate {
+        store.migrate().await.context("applying migrations")?;
+    }
+    Ok(store)
+}
+
+/// Fixed settings of the bootstrap system.
+pub fn bootstrap_settings(cfg: &Config) -> FixedSettings {
+    FixedSettings {
+        remote: cfg.bootstrap.remote,
+        cylinder_groups: cfg.bootstrap.cylinder_groups,
+        base_time_zone: cfg.bootstrap.base_time_zone.clone(),
+        audit_trail_approvals: cfg.bootstrap.audit_trail_approvals,
+    }
+}
+
+/// Print a freshly issued token once, on the terminal and never into the log.
+pub fn print_token_once(system: &str, token: &str) {
+    println!("Locking system '{system}' created.");
+    println!("Super-administrator API token (shown once, store it now):");
+    println!();
+    println!("    {token}");
+    println!();
+}
+
+/// Run the gateway until SIGINT/SIGTERM.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    init_tracing(&cfg);
+    tracing::info!(database = %cfg.redacted_database_url(), listen = %cfg.server.listen, "starting lockgate");
+    let store = open_store(&cfg, cfg.database.migrate_on_start).await?;
+    if cfg.bootstrap.enabled && store.systems().await?.is_empty() {
+        let b = store
+            .init_system(&cfg.bootstrap.system_name, bootstrap_settings(&cfg))
+            .await
+            .context("creating the first locking system")?;
+        tracing::info!(system_id = b.system.id, "created the first locking system");
+        print_token_once(&b.system.name, &b.token);
+    }
+    let state = AppState::new(
+        store.clone(),
+        ApiConfig {
+            max_body_bytes: cfg.server.max_body_bytes,
+        },
+    );
+    let app = lockgate_api::router(state);
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "listening; API document at /api/v1/openapi.json");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tokio::time::timeout(
+        Duration::from_secs(cfg.server.shutdown_grace_seconds),
+        store.close(),
+    )
+    .await
+    .ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
