@@ -1,1 +1,347 @@
-//! placeholder
+//! Test harness for lockgate's end-to-end suites: a fresh database per test (SQLite file or a
+//! PostgreSQL database created and dropped on 127.0.0.1:5432), the real router driven with
+//! `oneshot`, and helpers to create administrators with chosen roles and domains.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use http_body_util::BodyExt;
+use lockgate_api::{ApiConfig, AppState};
+use lockgate_model::system::FixedSettings;
+use lockgate_store::{ConnectOptions, Store};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Admin URL of the PostgreSQL server the suite uses (override with LOCKGATE_TEST_PG).
+pub fn pg_admin_url() -> String {
+    std::env::var("LOCKGATE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name() -> String {
+    let mut b = [0u8; 6];
+    getrandom::getrandom(&mut b).expect("randomness");
+    format!(
+        "lgt_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        hex::encode(b)
+    )
+}
+
+/// A database that exists for one test and is removed afterwards.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub db: Db,
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(db: Db) -> TestDatabase {
+        let name = unique_name();
+        match db {
+            Db::Sqlite => {
+                let dir = std::env::temp_dir().join("lockgate-tests");
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                let path = dir.join(format!("{name}.db"));
+                TestDatabase {
+                    db,
+                    url: format!("sqlite://{}", path.display()),
+                    name: path.display().to_string(),
+                }
+            }
+            Db::Postgres => {
+                sqlx::any::install_default_drivers();
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&pg_admin_url())
+                    .await
+                    .expect("PostgreSQL on 127.0.0.1:5432 (the README's test command starts it)");
+                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create database");
+                let base = pg_admin_url();
+                let url = format!(
+                    "{}/{name}",
+                    base.rsplit_once('/').map(|(b, _)| b).unwrap_or(&base)
+                );
+                TestDatabase { db, url, name }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self.db {
+            Db::Sqlite => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", self.name));
+                }
+            }
+            Db::Postgres => {
+                let name = self.name.clone();
+                // Drop from a fresh runtime on another thread: the test's runtime may be gone.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async move {
+                        if let Ok(mut c) =
+                            <sqlx::AnyConnection as sqlx::Connection>::connect(&pg_admin_url())
+                                .await
+                        {
+                            let _ = sqlx::Executor::execute(
+                                &mut c,
+                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                            )
+                            .await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// A running app on a fresh database with one locking system and its super-administrator.
+#[derive(Debug)]
+pub struct TestApp {
+    pub store: Store,
+    pub router: Router,
+    pub system_id: i64,
+    pub master_c_key_id: i64,
+    pub default_domain: i64,
+    /// Super-administrator token.
+    pub token: String,
+    pub db: Db,
+    _database: TestDatabase,
+}
+
+/// A response: status, headers and the body as JSON (or `Value::String` for non-JSON bodies).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The `id` of a created object.
+    pub fn id(&self) -> i64 {
+        self.body["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no id in {} {}", self.status, self.body))
+    }
+
+    /// Assert the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Resp {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+
+    /// Field names of a problem document's `errors`.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn fixed(cylinder_groups: bool) -> FixedSettings {
+    FixedSettings {
+        remote: true,
+        cylinder_groups,
+        base_time_zone: "Europe/Berlin".into(),
+        audit_trail_approvals: false,
+    }
+}
+
+impl TestApp {
+    pub async fn new(db: Db) -> TestApp {
+        let database = TestDatabase::create(db).await;
+        let store = Store::connect(&ConnectOptions::new(&database.url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let b = store
+            .init_system("Test site", fixed(true))
+            .await
+            .expect("init");
+        let router = lockgate_api::router(AppState::new(store.clone(), ApiConfig::default()));
+        TestApp {
+            store,
+            router,
+            system_id: b.system.id,
+            master_c_key_id: b.master_c_key_id,
+            default_domain: b.default_domain_id,
+            token: b.token,
+            db,
+            _database: database,
+        }
+    }
+
+    /// Send a request with a token and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        self.send(req).await
+    }
+
+    /// Send a prepared request.
+    pub async fn send(&self, req: Request<Body>) -> Resp {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router answers");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, Some(&self.token), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(&self.token), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(&self.token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(&self.token), None)
+            .await
+    }
+
+    /// Create a domain and return its id.
+    pub async fn domain(&self, name: &str) -> i64 {
+        self.post("/api/v1/domains", json!({ "name": name }))
+            .await
+            .expect(201)
+            .id()
+    }
+
+    /// Id of a key group of the given kind created on demand.
+    pub async fn key_group(&self, name: &str, kind: &str) -> i64 {
+        self.post("/api/v1/key-groups", json!({ "name": name, "kind": kind }))
+            .await
+            .expect(201)
+            .id()
+    }
+
+    /// A C-key with a custom role (`permissions` as JSON map) in the given domains, and its token.
+    pub async fn admin_with(
+        &self,
+        marking: &str,
+        permissions: Value,
+        domains: &[i64],
+    ) -> (i64, String) {
+        let role = self
+            .post(
+                "/api/v1/roles",
+                json!({ "name": format!("role {marking}"), "permissions": permissions }),
+            )
+            .await
+            .expect(201)
+            .id();
+        let group =
+            match self.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"]
+                .as_i64()
+            {
+                Some(g) => g,
+                None => self.key_group("C-keys", "normal_c_key").await,
+            };
+        let ck = self
+            .post(
+                "/api/v1/c-keys",
+                json!({ "name": format!("Admin {marking}"), "marking": marking, "kind": "normal", "key_group_id": group, "role_ids": [role], "domain_ids": domains }),
+            )
+            .await
+            .expect(201)
+            .id();
+        let token = self
+            .post("/api/v1/tokens", json!({ "name": "test", "c_key_id": ck }))
+            .await
+            .expect(201)
+            .body["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        (ck, token)
+    }
+}
+
+/// Run a test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let f = $body;
+                f($crate::TestApp::new($crate::Db::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let f = $body;
+                f($crate::TestApp::new($crate::Db::Postgres).await).await;
+            }
+        }
+    };
+}

@@ -8,6 +8,7 @@
 pub mod events;
 pub mod objects;
 pub mod persons;
+mod sql;
 pub mod systems;
 pub mod tokens;
 

@@ -12,9 +12,11 @@ use lockgate_model::{
     resource::ValidationContext, system::LockingSystem,
 };
 use serde::Serialize;
-use sqlx::{Any, AnyConnection, QueryBuilder, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use crate::{Result, Store, StoreError, events::EventDraft, fold, map_unique, parse_ts, ts};
+use crate::{
+    Result, Store, StoreError, events::EventDraft, fold, map_unique, parse_ts, sql::Sql, ts,
+};
 
 /// Who makes a change (recorded in events).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,16 +212,13 @@ async fn load_targets(
     unique.sort_unstable();
     unique.dedup();
     for chunk in unique.chunks(500) {
-        let mut qb = QueryBuilder::<Any>::new(
-            "SELECT id, kind, domain_id, type, status FROM objects WHERE system_id = ",
-        );
-        qb.push_bind(system_id).push(" AND id IN (");
-        let mut sep = qb.separated(", ");
-        for id in chunk {
-            sep.push_bind(*id);
-        }
-        qb.push(")");
-        for row in qb.build().fetch_all(&mut *conn).await? {
+        let mut q =
+            Sql::new("SELECT id, kind, domain_id, type, status FROM objects WHERE system_id = ");
+        q.bind(system_id)
+            .push(" AND id IN (")
+            .bind_list(chunk.iter().copied())
+            .push(")");
+        for row in q.fetch_all(&mut *conn).await? {
             let kind_s: String = row.try_get("kind")?;
             if let Some(kind) = ObjectKind::from_str_opt(&kind_s) {
                 out.insert(
@@ -462,12 +461,11 @@ impl Store {
             .filter(|(_, rel, to)| seen.insert((*rel, *to)))
             .collect();
         for chunk in refs.chunks(300) {
-            let mut qb =
-                QueryBuilder::<Any>::new("INSERT INTO object_refs (from_id, relation, to_id) ");
-            qb.push_values(chunk, |mut b, (_, rel, to)| {
-                b.push_bind(id).push_bind(*rel).push_bind(*to);
+            let mut q = Sql::new("INSERT INTO object_refs (from_id, relation, to_id)");
+            q.values(chunk.iter(), |q, (_, rel, to)| {
+                q.bind(id).bind(*rel).bind(*to);
             });
-            qb.build().execute(&mut *conn).await?;
+            q.execute(&mut *conn).await?;
         }
         sqlx::query("DELETE FROM object_tags WHERE object_id = $1")
             .bind(id)
@@ -480,16 +478,11 @@ impl Store {
             .filter(|t| seen.insert(t.clone()))
             .collect();
         if !folded.is_empty() {
-            let mut qb = QueryBuilder::<Any>::new(
-                "INSERT INTO object_tags (object_id, system_id, kind, tag_fold) ",
-            );
-            qb.push_values(&folded, |mut b, t| {
-                b.push_bind(id)
-                    .push_bind(sys_id)
-                    .push_bind(kind.as_str())
-                    .push_bind(t.clone());
+            let mut q = Sql::new("INSERT INTO object_tags (object_id, system_id, kind, tag_fold)");
+            q.values(folded, |q, t| {
+                q.bind(id).bind(sys_id).bind(kind.as_str()).bind(t);
             });
-            qb.build().execute(&mut *conn).await?;
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -868,103 +861,35 @@ impl Store {
     ) -> Result<SearchPage> {
         let mut conn = self.pool().acquire().await?;
         let hidden = hidden_statuses(kind);
-        let push_filters =
-            |qb: &mut QueryBuilder<'_, Any>, scope_filter: bool, hide: Option<bool>| {
-                qb.push(" FROM objects WHERE system_id = ")
-                    .push_bind(sys_id);
-                qb.push(" AND kind = ").push_bind(kind.as_str());
-                if let Some(text) = q.q.as_deref().map(fold).filter(|t| !t.is_empty()) {
-                    if text.contains('*') {
-                        let pattern = like_pattern(&text);
-                        qb.push(" AND (name_fold LIKE ")
-                            .push_bind(pattern.clone())
-                            .push(" ESCAPE '\\'");
-                        qb.push(" OR marking_fold LIKE ")
-                            .push_bind(pattern)
-                            .push(" ESCAPE '\\')");
-                    } else {
-                        let upper = format!("{text}\u{10FFFF}");
-                        qb.push(" AND ((name_fold >= ")
-                            .push_bind(text.clone())
-                            .push(" AND name_fold < ")
-                            .push_bind(upper.clone());
-                        qb.push(") OR (marking_fold >= ")
-                            .push_bind(text)
-                            .push(" AND marking_fold < ")
-                            .push_bind(upper)
-                            .push("))");
-                    }
-                }
-                for tag in &q.tags {
-                    qb.push(" AND id IN (SELECT object_id FROM object_tags WHERE system_id = ")
-                        .push_bind(sys_id);
-                    qb.push(" AND kind = ").push_bind(kind.as_str());
-                    qb.push(" AND tag_fold = ").push_bind(fold(tag)).push(")");
-                }
-                if let Some(d) = q.domain_id {
-                    qb.push(" AND domain_id = ").push_bind(d);
-                }
-                if !q.status.is_empty() {
-                    qb.push(" AND status IN (");
-                    let mut sep = qb.separated(", ");
-                    for s in &q.status {
-                        sep.push_bind(s.clone());
-                    }
-                    qb.push(")");
-                }
-                if let Some(t) = &q.type_ {
-                    qb.push(" AND type = ").push_bind(t.clone());
-                }
-                match hide {
-                    Some(true) if !hidden.is_empty() => {
-                        qb.push(" AND (status IS NULL OR status NOT IN (");
-                        let mut sep = qb.separated(", ");
-                        for s in hidden {
-                            sep.push_bind(*s);
-                        }
-                        qb.push("))");
-                    }
-                    Some(false) if !hidden.is_empty() => {
-                        qb.push(" AND status IN (");
-                        let mut sep = qb.separated(", ");
-                        for s in hidden {
-                            sep.push_bind(*s);
-                        }
-                        qb.push(")");
-                    }
-                    _ => {}
-                }
-                if let (true, Some(domains)) = (kind.has_domain(), &scope.domains) {
-                    if scope_filter {
-                        push_domain_filter(qb, domains, true);
-                    } else {
-                        push_domain_filter(qb, domains, false);
-                    }
-                }
-            };
         // Explicit status filters show hidden statuses too.
-        let hide = (!q.include_hidden && q.status.is_empty()).then_some(true);
+        let hide = (!q.include_hidden && q.status.is_empty()).then_some(Visibility::Hide);
+        let filters = Filters {
+            sys_id,
+            kind,
+            scope,
+            q,
+            hidden,
+        };
 
-        let mut qb = QueryBuilder::<Any>::new(
+        let mut sql = Sql::new(
             "SELECT id, kind, name, marking, status, type, domain_id, version, updated_at",
         );
         if q.with_body {
-            qb.push(", body");
+            sql.push(", body");
         }
-        push_filters(&mut qb, true, hide);
+        filters.push(&mut sql, true, hide);
         let dir = if q.descending { "DESC" } else { "ASC" };
-        let order = match q.sort {
+        sql.push(&match q.sort {
             Sort::Name => format!(" ORDER BY name_fold {dir}, id {dir}"),
             Sort::Marking => format!(" ORDER BY marking_fold {dir}, id {dir}"),
             Sort::Id => format!(" ORDER BY id {dir}"),
             Sort::UpdatedAt => format!(" ORDER BY updated_at {dir}, id {dir}"),
-        };
-        qb.push(order);
-        qb.push(" LIMIT ")
-            .push_bind(i64::from(q.limit))
+        });
+        sql.push(" LIMIT ")
+            .bind(i64::from(q.limit))
             .push(" OFFSET ")
-            .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
-        let rows = qb.build().fetch_all(&mut *conn).await?;
+            .bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
+        let rows = sql.fetch_all(&mut conn).await?;
         let mut items = Vec::with_capacity(rows.len());
         for r in rows {
             let body = if q.with_body {
@@ -986,34 +911,19 @@ impl Store {
                 body,
             });
         }
-        let count = |scope_filter: bool, hide: Option<bool>| {
-            let mut qb = QueryBuilder::<Any>::new("SELECT COUNT(*) AS n");
-            push_filters(&mut qb, scope_filter, hide);
-            qb
-        };
         let total = if q.offset == 0 && items.len() < q.limit as usize {
             items.len() as u64
         } else {
-            count(true, hide)
-                .build()
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get::<i64, _>("n")? as u64
+            filters.count(&mut conn, true, hide).await?
         };
         let mut hidden_counts = HiddenCounts::default();
-        if hide == Some(true) && !hidden.is_empty() {
-            hidden_counts.by_status = count(true, Some(false))
-                .build()
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get::<i64, _>("n")? as u64;
+        if hide.is_some() && !hidden.is_empty() {
+            hidden_counts.by_status = filters
+                .count(&mut conn, true, Some(Visibility::OnlyHidden))
+                .await?;
         }
         if kind.has_domain() && scope.domains.is_some() {
-            hidden_counts.outside_domains = count(false, hide)
-                .build()
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get::<i64, _>("n")? as u64;
+            hidden_counts.outside_domains = filters.count(&mut conn, false, hide).await?;
         }
         Ok(SearchPage {
             items,
@@ -1064,23 +974,117 @@ impl Store {
     }
 }
 
-fn push_domain_filter(qb: &mut QueryBuilder<'_, Any>, domains: &HashSet<i64>, inside: bool) {
-    if domains.is_empty() {
-        qb.push(if inside { " AND 1 = 0" } else { " AND 1 = 1" });
-        return;
+/// Which statuses a search shows when hidden statuses apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visibility {
+    /// Leave out the kind's hidden statuses.
+    Hide,
+    /// Only the hidden statuses (to count what was left out).
+    OnlyHidden,
+}
+
+/// The WHERE clause of a search, reused for the page and its counts.
+struct Filters<'a> {
+    sys_id: i64,
+    kind: ObjectKind,
+    scope: &'a Scope,
+    q: &'a SearchQuery,
+    hidden: &'static [&'static str],
+}
+
+impl Filters<'_> {
+    /// Append ` FROM objects WHERE ...`; `inside_scope` false selects matches outside the caller's domains.
+    fn push(&self, sql: &mut Sql, inside_scope: bool, visibility: Option<Visibility>) {
+        let (q, kind) = (self.q, self.kind);
+        sql.push(" FROM objects WHERE system_id = ")
+            .bind(self.sys_id);
+        sql.push(" AND kind = ").bind(kind.as_str());
+        if let Some(text) = q.q.as_deref().map(fold).filter(|t| !t.is_empty()) {
+            if text.contains('*') {
+                let pattern = like_pattern(&text);
+                sql.push(" AND (name_fold LIKE ")
+                    .bind(pattern.clone())
+                    .push(" ESCAPE '\\'");
+                sql.push(" OR marking_fold LIKE ")
+                    .bind(pattern)
+                    .push(" ESCAPE '\\')");
+            } else {
+                // A prefix is a range on the folded columns, so the indexes serve it.
+                let upper = format!("{text}\u{10FFFF}");
+                sql.push(" AND ((name_fold >= ")
+                    .bind(text.clone())
+                    .push(" AND name_fold < ")
+                    .bind(upper.clone());
+                sql.push(") OR (marking_fold >= ")
+                    .bind(text)
+                    .push(" AND marking_fold < ")
+                    .bind(upper)
+                    .push("))");
+            }
+        }
+        for tag in &q.tags {
+            sql.push(" AND id IN (SELECT object_id FROM object_tags WHERE system_id = ")
+                .bind(self.sys_id);
+            sql.push(" AND kind = ").bind(kind.as_str());
+            sql.push(" AND tag_fold = ").bind(fold(tag)).push(")");
+        }
+        if let Some(d) = q.domain_id {
+            sql.push(" AND domain_id = ").bind(d);
+        }
+        if !q.status.is_empty() {
+            sql.push(" AND status IN (")
+                .bind_list(q.status.iter().cloned())
+                .push(")");
+        }
+        if let Some(t) = &q.type_ {
+            sql.push(" AND type = ").bind(t.clone());
+        }
+        if !self.hidden.is_empty() {
+            match visibility {
+                Some(Visibility::Hide) => {
+                    sql.push(" AND (status IS NULL OR status NOT IN (")
+                        .bind_list(self.hidden.iter().copied())
+                        .push("))");
+                }
+                Some(Visibility::OnlyHidden) => {
+                    sql.push(" AND status IN (")
+                        .bind_list(self.hidden.iter().copied())
+                        .push(")");
+                }
+                None => {}
+            }
+        }
+        if let (true, Some(domains)) = (kind.has_domain(), &self.scope.domains) {
+            let mut sorted: Vec<i64> = domains.iter().copied().collect();
+            sorted.sort_unstable();
+            match (sorted.is_empty(), inside_scope) {
+                (true, true) => sql.push(" AND 1 = 0"),
+                (true, false) => sql.push(""),
+                (false, true) => sql.push(" AND domain_id IN (").bind_list(sorted).push(")"),
+                (false, false) => sql
+                    .push(" AND domain_id NOT IN (")
+                    .bind_list(sorted)
+                    .push(")"),
+            };
+        }
     }
-    qb.push(if inside {
-        " AND domain_id IN ("
-    } else {
-        " AND domain_id NOT IN ("
-    });
-    let mut sorted: Vec<i64> = domains.iter().copied().collect();
-    sorted.sort_unstable();
-    let mut sep = qb.separated(", ");
-    for d in sorted {
-        sep.push_bind(d);
+
+    async fn count(
+        &self,
+        conn: &mut AnyConnection,
+        inside_scope: bool,
+        visibility: Option<Visibility>,
+    ) -> Result<u64> {
+        let mut sql = Sql::new("SELECT COUNT(*) AS n");
+        self.push(&mut sql, inside_scope, visibility);
+        let rows = sql.fetch_all(conn).await?;
+        let n: i64 = rows
+            .first()
+            .map(|r| r.try_get("n"))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
     }
-    qb.push(")");
 }
 
 /// Turn a `*` wildcard query into a LIKE pattern, escaping LIKE's own metacharacters.

@@ -14,13 +14,14 @@ use lockgate_model::{
     validation::FieldError,
 };
 use serde::Serialize;
-use sqlx::{Any, QueryBuilder, Row, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use crate::{
     Result, Store, StoreError,
     events::EventDraft,
     fold,
     objects::{Actor, Scope, Stored},
+    sql::Sql,
     ts,
 };
 
@@ -328,19 +329,17 @@ impl Store {
             .collect();
         let mut existing: HashMap<String, Existing> = HashMap::new();
         for chunk in idents.chunks(500) {
-            let mut qb = QueryBuilder::<Any>::new(
+            let mut q = Sql::new(
                 "SELECT id, version, domain_id, marking_fold, body FROM objects WHERE system_id = ",
             );
-            qb.push_bind(sys.id)
+            q.bind(sys.id)
                 .push(" AND kind = ")
-                .push_bind(kind.as_str())
-                .push(" AND marking_fold IN (");
-            let mut sep = qb.separated(", ");
-            for i in chunk {
-                sep.push_bind(i.clone());
-            }
-            qb.push(")");
-            for r in qb.build().fetch_all(self.pool()).await? {
+                .bind(kind.as_str())
+                .push(" AND marking_fold IN (")
+                .bind_list(chunk.iter().cloned())
+                .push(")");
+            let mut conn = self.pool().acquire().await?;
+            for r in q.fetch_all(&mut conn).await? {
                 let body: String = r.try_get("body")?;
                 existing.insert(
                     r.try_get("marking_fold")?,
@@ -485,8 +484,8 @@ impl Store {
             })
             .collect();
         for chunk in creates.chunks(400) {
-            let mut qb = QueryBuilder::<Any>::new(
-                "INSERT INTO objects (system_id, kind, domain_id, name, name_fold, marking, marking_fold, status, body, version, created_at, updated_at) ",
+            let mut q = Sql::new(
+                "INSERT INTO objects (system_id, kind, domain_id, name, name_fold, marking, marking_fold, status, body, version, created_at, updated_at)",
             );
             let mut encoded = Vec::with_capacity(chunk.len());
             for p in chunk {
@@ -494,59 +493,61 @@ impl Store {
                     serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 );
             }
-            qb.push_values(chunk.iter().zip(&encoded), |mut b, (p, json)| {
+            q.values(chunk.iter().zip(encoded), |q, (p, json)| {
                 let proj = p.projection();
-                b.push_bind(sys.id)
-                    .push_bind(kind.as_str())
-                    .push_bind(p.domain_id)
-                    .push_bind(proj.name.clone())
-                    .push_bind(fold(&proj.name))
-                    .push_bind(proj.marking.clone())
-                    .push_bind(proj.marking.as_deref().map(fold))
-                    .push_bind("active")
-                    .push_bind(json.clone())
-                    .push_bind(1_i64)
-                    .push_bind(now.clone())
-                    .push_bind(now.clone());
+                q.bind(sys.id)
+                    .bind(kind.as_str())
+                    .bind(p.domain_id)
+                    .bind(proj.name.clone())
+                    .bind(fold(&proj.name))
+                    .bind(proj.marking.clone())
+                    .bind(proj.marking.as_deref().map(fold))
+                    .bind("active")
+                    .bind(json)
+                    .bind(1_i64)
+                    .bind(now.clone())
+                    .bind(now.clone());
             });
-            qb.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| crate::map_unique(e, "identifier", "an identifier in this file"))?;
+            q.execute(&mut tx).await.map_err(|e| match e {
+                StoreError::Db(d) => {
+                    crate::map_unique(d, "identifier", "an identifier in this file")
+                }
+                other => other,
+            })?;
             // Read the new ids back by identifier to write their events.
-            let mut qb =
-                QueryBuilder::<Any>::new("SELECT id, name FROM objects WHERE system_id = ");
-            qb.push_bind(sys.id)
+            let mut q = Sql::new("SELECT id, name FROM objects WHERE system_id = ");
+            q.bind(sys.id)
                 .push(" AND kind = ")
-                .push_bind(kind.as_str())
+                .bind(kind.as_str())
                 .push(" AND marking_fold IN (");
-            let mut sep = qb.separated(", ");
-            for p in chunk {
-                sep.push_bind(p.identifier.as_deref().map(fold).unwrap_or_default());
-            }
-            qb.push(")");
-            let rows = qb.build().fetch_all(&mut *tx).await?;
-            let mut ev = QueryBuilder::<Any>::new(
-                "INSERT INTO events (system_id, at, actor_id, actor, action, object_kind, object_id, object_label, changes, correlation_id) ",
+            q.bind_list(
+                chunk
+                    .iter()
+                    .map(|p| p.identifier.as_deref().map(fold).unwrap_or_default()),
+            )
+            .push(")");
+            let rows = q.fetch_all(&mut tx).await?;
+            let mut ev = Sql::new(
+                "INSERT INTO events (system_id, at, actor_id, actor, action, object_kind, object_id, object_label, changes, correlation_id)",
             );
             let mut ids = Vec::with_capacity(rows.len());
             for r in &rows {
                 ids.push((r.try_get::<i64, _>("id")?, r.try_get::<String, _>("name")?));
             }
-            ev.push_values(&ids, |mut b, (id, name)| {
-                b.push_bind(sys.id)
-                    .push_bind(now.clone())
-                    .push_bind(actor.c_key_id)
-                    .push_bind(actor.label.clone())
-                    .push_bind("imported")
-                    .push_bind(kind.as_str())
-                    .push_bind(*id)
-                    .push_bind(name.clone())
-                    .push_bind("{}")
-                    .push_bind(actor.correlation_id.clone());
-            });
             if !ids.is_empty() {
-                ev.build().execute(&mut *tx).await?;
+                ev.values(ids, |q, (id, name)| {
+                    q.bind(sys.id)
+                        .bind(now.clone())
+                        .bind(actor.c_key_id)
+                        .bind(actor.label.clone())
+                        .bind("imported")
+                        .bind(kind.as_str())
+                        .bind(id)
+                        .bind(name)
+                        .bind("{}")
+                        .bind(actor.correlation_id.clone());
+                });
+                ev.execute(&mut tx).await?;
             }
             done += chunk.len();
             progress(done, total);
