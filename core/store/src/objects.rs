@@ -561,6 +561,33 @@ impl Store {
         Ok(stored)
     }
 
+    /// Create many objects in one transaction, all or nothing (bulk loads, extension imports).
+    /// An invalid object fails the whole batch; its errors are prefixed with `items[i]`.
+    pub async fn create_batch<R: Resource>(
+        &self,
+        sys: &LockingSystem,
+        kind: ObjectKind,
+        scope: &Scope,
+        actor: &Actor,
+        bodies: Vec<R>,
+    ) -> Result<Vec<i64>> {
+        let mut tx = self.write_tx().await?;
+        let mut ids = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.into_iter().enumerate() {
+            match Self::create_in(&mut tx, sys, kind, scope, actor, body, false).await {
+                Ok(s) => ids.push(s.id),
+                Err(StoreError::Invalid(v)) => {
+                    let mut e = ValidationErrors::new();
+                    e.extend_prefixed(&format!("items[{i}]"), v);
+                    return Err(e.into());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     /// Read one object visible in `scope`.
     pub async fn get<R: Resource>(
         &self,
