@@ -288,7 +288,7 @@ pub async fn patch<R: Resource>(
     map.remove("updated_at");
     // Read, patch, check, then write conditionally on the version read; without an
     // If-Match a concurrent change is merged by re-reading (no write is lost).
-    let attempts = if expected.is_some() { 1 } else { 3 };
+    let attempts: u32 = if expected.is_some() { 1 } else { 10 };
     for attempt in 1..=attempts {
         let current: Stored<R> = state
             .store
@@ -325,11 +325,28 @@ pub async fn patch<R: Resource>(
             .await;
         match result {
             Ok(s) => return Ok(object_response(StatusCode::OK, &s)),
-            Err(StoreError::VersionMismatch { .. }) if attempt < attempts => continue,
+            Err(StoreError::VersionMismatch { .. }) if attempt < attempts => {
+                // Back off a little, with jitter, before merging again.
+                let jitter = u64::from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.subsec_nanos())
+                        .unwrap_or(0)
+                        % 5,
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    u64::from(attempt) * 2 + jitter,
+                ))
+                .await;
+            }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Problem::internal())
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        "contention",
+        "the object is being changed by others; try again",
+    ))
 }
 
 /// Delete an object (persons: as the deletion setting says).
@@ -402,7 +419,7 @@ pub async fn events<R: Resource>(
         .await?;
     let mut events = state
         .store
-        .events_for(admin.system.id, id, limit, before)
+        .events_for(admin.system.id, kind, id, limit, before)
         .await?;
     if kind.is_person() {
         // A deactivated person shows as N/A until reactivated.

@@ -65,18 +65,20 @@ impl Store {
     pub async fn events_for(
         &self,
         system_id: i64,
+        kind: ObjectKind,
         object_id: i64,
         limit: i64,
         before_id: Option<i64>,
     ) -> Result<Vec<Event>> {
         let rows = sqlx::query(
             "SELECT id, at, actor_id, actor, action, object_kind, object_id, object_label, changes, correlation_id \
-             FROM events WHERE system_id = $1 AND object_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+             FROM events WHERE system_id = $1 AND object_id = $2 AND id < $3 AND object_kind = $5 ORDER BY id DESC LIMIT $4",
         )
         .bind(system_id)
         .bind(object_id)
         .bind(before_id.unwrap_or(i64::MAX))
         .bind(limit)
+        .bind(kind.as_str())
         .fetch_all(self.pool())
         .await?;
         rows.iter()

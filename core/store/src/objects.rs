@@ -282,15 +282,21 @@ impl Store {
         if kind.has_domain() {
             let d = projection.domain_id.unwrap_or(0);
             if d == 0 {
-                match initial_domain(kind, sys) {
-                    Some(init) if scope.allows(Some(init)) => {
+                // The system's initial domain for the kind, else the caller's only domain.
+                let only = scope
+                    .domains
+                    .as_ref()
+                    .filter(|d| d.len() == 1)
+                    .and_then(|d| d.iter().next().copied());
+                match initial_domain(kind, sys)
+                    .filter(|d| scope.allows(Some(*d)))
+                    .or(only)
+                {
+                    Some(init) => {
                         body.set_domain(init);
                         projection.domain_id = Some(init);
                     }
-                    _ => errors.push(
-                        "domain_id",
-                        "is required (no initial domain is set for this kind)",
-                    ),
+                    None => errors.push("domain_id", "is required: name one of your domains"),
                 }
             }
             if let Some(d) = projection.domain_id.filter(|d| *d != 0) {
@@ -827,6 +833,9 @@ impl Store {
             .body
             .check_delete()
             .map_err(|message| StoreError::Refused { message })?;
+        if kind == ObjectKind::Domain {
+            Self::detach_domain(tx, sys, id, actor).await?;
+        }
         let users = Self::referrers_in(tx, id, 5).await?;
         if !users.is_empty() {
             let list: Vec<String> = users
@@ -851,6 +860,41 @@ impl Store {
             .insert(tx, sys.id, actor)
             .await?;
         Ok(current)
+    }
+
+    /// Remove a domain from the C-keys that administer it (deleting an empty domain).
+    async fn detach_domain(
+        tx: &mut Transaction<'static, Any>,
+        sys: &LockingSystem,
+        domain: i64,
+        actor: &Actor,
+    ) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT from_id FROM object_refs WHERE to_id = $1 AND relation = 'administers'",
+        )
+        .bind(domain)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in rows {
+            let c_key: i64 = r.try_get("from_id")?;
+            Self::update_in(
+                tx,
+                sys,
+                ObjectKind::CKey,
+                c_key,
+                &Scope::all(),
+                actor,
+                None,
+                "domain_removed",
+                true,
+                |c: &mut lockgate_model::ckey::CKey| {
+                    c.domain_ids.retain(|d| *d != domain);
+                    Ok(())
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Up to `limit` objects referring to `id` (through a reference or as their domain).

@@ -2,7 +2,7 @@
 -- Only INTEGER, TEXT, REAL and BLOB column types: the sqlx Any driver maps nothing else.
 
 CREATE TABLE locking_systems (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT NOT NULL UNIQUE,
     fixed       TEXT NOT NULL,          -- JSON FixedSettings, never changed
     settings    TEXT NOT NULL,          -- JSON SystemSettings
@@ -12,7 +12,7 @@ CREATE TABLE locking_systems (
 
 -- Every administrable object: indexed projection columns plus the full JSON body.
 CREATE TABLE objects (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused (events keep them)
     system_id     INTEGER NOT NULL REFERENCES locking_systems(id) ON DELETE CASCADE,
     kind          TEXT NOT NULL,
     domain_id     INTEGER REFERENCES objects(id),
@@ -53,7 +53,7 @@ CREATE TABLE object_tags (
 CREATE INDEX object_tags_search ON object_tags(system_id, kind, tag_fold, object_id);
 
 CREATE TABLE events (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     system_id       INTEGER NOT NULL REFERENCES locking_systems(id) ON DELETE CASCADE,
     at              TEXT NOT NULL,
     actor_id        INTEGER,
@@ -68,7 +68,7 @@ CREATE TABLE events (
 CREATE INDEX events_by_object ON events(system_id, object_id, id);
 
 CREATE TABLE api_tokens (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused (events keep them)
     system_id     INTEGER NOT NULL REFERENCES locking_systems(id) ON DELETE CASCADE,
     c_key_id      INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
     name          TEXT NOT NULL,
