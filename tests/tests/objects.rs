@@ -652,3 +652,55 @@ on_both!(bulk_changes_are_all_or_nothing, |app: TestApp| async move {
         ]
     );
 });
+
+on_both!(
+    tokens_never_reach_beyond_the_issuer,
+    |app: TestApp| async move {
+        // An administrator with C-key and roles at Full, but key only at List.
+        let (_, issuer) = app
+            .admin_with(
+                "I-1",
+                json!({ "c_key": "full", "roles": "full", "key": "list" }),
+                &[app.default_domain],
+            )
+            .await;
+        let (stronger, _) = app
+            .admin_with("S-1", json!({ "key": "full" }), &[app.default_domain])
+            .await;
+        let (weaker, _) = app
+            .admin_with("W-1", json!({ "key": "list" }), &[app.default_domain])
+            .await;
+        let call = |body: serde_json::Value| {
+            app.call(
+                axum::http::Method::POST,
+                "/api/v1/tokens",
+                Some(&issuer),
+                Some(body),
+            )
+        };
+        call(json!({ "name": "x", "c_key_id": stronger }))
+            .await
+            .expect(403);
+        call(json!({ "name": "x", "c_key_id": app.master_c_key_id }))
+            .await
+            .expect(403);
+        let t = call(json!({ "name": "x", "c_key_id": weaker }))
+            .await
+            .expect(201);
+        let secret = t.body["token"].as_str().expect("token").to_string();
+        assert!(secret.starts_with("lgt_") && secret.len() > 60);
+        // Listing never shows secrets; revoking stops the token.
+        let list = app.get("/api/v1/tokens").await.expect(200);
+        assert!(!list.body.to_string().contains(&secret));
+        app.call(axum::http::Method::GET, "/api/v1/me", Some(&secret), None)
+            .await
+            .expect(200);
+        let id = t.body["info"]["id"].as_i64().expect("id");
+        app.delete(&format!("/api/v1/tokens/{id}"))
+            .await
+            .expect(204);
+        app.call(axum::http::Method::GET, "/api/v1/me", Some(&secret), None)
+            .await
+            .expect(401);
+    }
+);

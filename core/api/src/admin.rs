@@ -102,13 +102,39 @@ async fn create_token(
     let req: NewToken = json_body(&headers, &body)?;
     let c_key_id = req.c_key_id.unwrap_or(admin.c_key.id);
     if c_key_id != admin.c_key.id {
+        // A token acts as its C-key: issuing one for another C-key is impersonation, so it
+        // needs C-key and roles at Full and never reaches beyond the issuer's own rights.
         admin.require(Function::CKey, Level::Full)?;
         admin.require(Function::Roles, Level::Full)?;
-        let _: Stored<CKey> = state
+        let target: Stored<CKey> = state
             .store
             .get(admin.system.id, ObjectKind::CKey, c_key_id, &admin.scope)
             .await
             .map_err(|_| Problem::field("c_key_id", format!("no C-key {c_key_id}")))?;
+        if target.body.kind == lockgate_model::ckey::CKeyKind::Master && !admin.is_master() {
+            return Err(Problem::forbidden(
+                "only the master C-key may issue tokens for the master C-key",
+            ));
+        }
+        let theirs = crate::authz::load_permissions(&state, admin.system.id, &target.body).await?;
+        let over = lockgate_model::permission::exceeds(&theirs, &admin.permissions);
+        if !over.is_empty() {
+            let names: Vec<String> = over
+                .into_iter()
+                .map(lockgate_model::permission::fn_name)
+                .collect();
+            return Err(Problem::forbidden(format!(
+                "that C-key holds more than you for {}",
+                names.join(", ")
+            )));
+        }
+        if let Some(own) = &admin.scope.domains
+            && target.body.domain_ids.iter().any(|d| !own.contains(d))
+        {
+            return Err(Problem::forbidden(
+                "that C-key administers domains you do not",
+            ));
+        }
     }
     let (info, secret) = state
         .store
