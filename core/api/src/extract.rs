@@ -8,30 +8,47 @@ use serde::de::DeserializeOwned;
 
 use crate::problem::{ApiResult, Problem};
 
-/// Check the Content-Type names JSON (`application/json`, `application/merge-patch+json` or `+json`).
-pub fn require_json(headers: &HeaderMap) -> ApiResult<()> {
+/// The request's media type, lower-cased, without parameters.
+pub fn media_type(headers: &HeaderMap) -> String {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct
-        .split(';')
+    ct.split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    if mime == "application/json" || mime.ends_with("+json") {
+        .to_ascii_lowercase()
+}
+
+/// Refuse (415) a body whose media type `accept` does not take; `expected` names what is.
+pub fn require_media(
+    headers: &HeaderMap,
+    accept: impl Fn(&str) -> bool,
+    expected: &str,
+) -> ApiResult<()> {
+    let mime = media_type(headers);
+    if accept(&mime) {
         Ok(())
     } else {
         Err(Problem::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             format!(
-                "Content-Type must be application/json, got '{}'",
-                ct.chars().take(80).collect::<String>()
+                "Content-Type must be {expected}, got '{}'",
+                mime.chars().take(80).collect::<String>()
             ),
         ))
     }
+}
+
+/// Check the Content-Type names JSON (`application/json`, `application/merge-patch+json` or `+json`).
+pub fn require_json(headers: &HeaderMap) -> ApiResult<()> {
+    require_media(
+        headers,
+        |m| m == "application/json" || m.ends_with("+json"),
+        "application/json",
+    )
 }
 
 /// Parse a JSON document, reporting syntax errors with line and column.

@@ -17,7 +17,7 @@ use lockgate_model::{
 use crate::{
     AppState,
     authz::Admin,
-    extract::{parse_bool, parse_id, query_pairs},
+    extract::{parse_bool, parse_id, query_pairs, require_media},
     problem::{ApiResult, Problem},
     resources::object_response,
 };
@@ -78,23 +78,11 @@ pub async fn import(
             }
         }
     }
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime != "text/csv" && mime != "application/octet-stream" {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "the import body must be text/csv",
-        ));
-    }
+    require_media(
+        &headers,
+        |m| m == "text/csv" || m == "application/octet-stream",
+        "text/csv",
+    )?;
     let report = state
         .store
         .import_persons(

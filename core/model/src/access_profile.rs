@@ -85,11 +85,11 @@ impl Resource for AccessProfile {
                 "this locking system has no cylinder groups",
             );
         }
-        if let Some(h) = self.revalidation_interval_hours
-            && (h == 0 || h > crate::key::MAX_REVALIDATION_HOURS)
-        {
-            e.push("revalidation_interval_hours", "must be 1 hour to 3660 days");
-        }
+        crate::key::check_revalidation_hours(
+            &mut e,
+            "revalidation_interval_hours",
+            self.revalidation_interval_hours,
+        );
         e.into_result()
     }
 

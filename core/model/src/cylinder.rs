@@ -317,11 +317,11 @@ impl Resource for CylinderGroup {
         }
         e.text("name", &self.name, 1, 50);
         validate_tags(&mut e, &self.tags);
-        if let Some(h) = self.revalidation_interval_hours
-            && (h == 0 || h > crate::key::MAX_REVALIDATION_HOURS)
-        {
-            e.push("revalidation_interval_hours", "must be 1 hour to 3660 days");
-        }
+        crate::key::check_revalidation_hours(
+            &mut e,
+            "revalidation_interval_hours",
+            self.revalidation_interval_hours,
+        );
         e.into_result()
     }
 

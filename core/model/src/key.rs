@@ -107,6 +107,15 @@ pub struct Revalidation {
 /// Longest revalidation interval in hours.
 pub const MAX_REVALIDATION_HOURS: u32 = 3660 * 24;
 
+/// Check an optional flexible-revalidation interval (hours): 1 hour to 3660 days.
+pub fn check_revalidation_hours(e: &mut ValidationErrors, field: &str, hours: Option<u32>) {
+    if let Some(h) = hours
+        && (h == 0 || h > MAX_REVALIDATION_HOURS)
+    {
+        e.push(field, "must be 1 hour to 3660 days");
+    }
+}
+
 /// PIN validation (Connect keys only): the holder enters the PIN within the interval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
