@@ -704,3 +704,58 @@ on_both!(
             .expect(401);
     }
 );
+
+on_both!(
+    domains_are_scoped_by_their_own_id,
+    |app: TestApp| async move {
+        let b = app.domain("Annex").await;
+        let (_, admin) = app
+            .admin_with(
+                "D-1",
+                json!({ "domain": "full", "c_key": "full", "roles": "full" }),
+                &[app.default_domain],
+            )
+            .await;
+        use axum::http::Method;
+        let as_admin = |m: Method, path: String, body: Option<serde_json::Value>| {
+            let (app, admin) = (&app, admin.clone());
+            async move { app.call(m, &path, Some(&admin), body).await }
+        };
+        as_admin(Method::GET, format!("/api/v1/domains/{b}"), None)
+            .await
+            .expect(404);
+        as_admin(
+            Method::PATCH,
+            format!("/api/v1/domains/{b}"),
+            Some(json!({ "name": "Mine now" })),
+        )
+        .await
+        .expect(404);
+        as_admin(Method::DELETE, format!("/api/v1/domains/{b}"), None)
+            .await
+            .expect(404);
+        let listed = as_admin(Method::GET, "/api/v1/domains".into(), None)
+            .await
+            .expect(200);
+        assert_eq!(listed.body["total"], 1);
+        assert_eq!(listed.body["hidden"]["outside_domains"], 1);
+        // Nor can it hand domain B to another C-key.
+        let group = app.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"]
+            .as_i64()
+            .expect("group");
+        let r = as_admin(Method::POST, "/api/v1/c-keys".into(), Some(json!({ "name": "X", "marking": "X-1", "kind": "normal", "key_group_id": group, "domain_ids": [b] }))).await.expect(422);
+        assert_eq!(r.error_fields(), ["domain_ids[0]"]);
+        // A domain it creates is its own from then on.
+        let c = as_admin(
+            Method::POST,
+            "/api/v1/domains".into(),
+            Some(json!({ "name": "Lab" })),
+        )
+        .await
+        .expect(201)
+        .id();
+        as_admin(Method::GET, format!("/api/v1/domains/{c}"), None)
+            .await
+            .expect(200);
+    }
+);

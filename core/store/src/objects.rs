@@ -225,7 +225,11 @@ async fn load_targets(
                     row.try_get("id")?,
                     Target {
                         kind,
-                        domain_id: row.try_get("domain_id")?,
+                        domain_id: scope_domain(
+                            kind,
+                            row.try_get("id")?,
+                            row.try_get("domain_id")?,
+                        ),
                         type_: row.try_get("type")?,
                         status: row.try_get("status")?,
                     },
@@ -234,6 +238,21 @@ async fn load_targets(
         }
     }
     Ok(out)
+}
+
+/// The domain that decides whether an administrator sees an object: a domain is
+/// visible to those who administer it; other objects by the domain they are in.
+fn scope_domain(kind: ObjectKind, id: i64, domain_id: Option<i64>) -> Option<i64> {
+    if kind == ObjectKind::Domain {
+        Some(id)
+    } else {
+        domain_id
+    }
+}
+
+/// Kinds an administrator's domains restrict.
+fn is_scoped(kind: ObjectKind) -> bool {
+    kind.has_domain() || kind == ObjectKind::Domain
 }
 
 fn initial_domain(kind: ObjectKind, sys: &LockingSystem) -> Option<i64> {
@@ -623,7 +642,7 @@ impl Store {
         .await?
         .ok_or_else(|| StoreError::not_found(kind, id))?;
         let domain: Option<i64> = row.try_get("domain_id")?;
-        if !scope.allows(domain) {
+        if !scope.allows(scope_domain(kind, id, domain)) {
             return Err(StoreError::not_found(kind, id));
         }
         decode(&row)
@@ -993,7 +1012,7 @@ impl Store {
                 .count(&mut conn, true, Some(Visibility::OnlyHidden))
                 .await?;
         }
-        if kind.has_domain() && scope.domains.is_some() {
+        if is_scoped(kind) && scope.domains.is_some() {
             hidden_counts.outside_domains = filters.count(&mut conn, false, hide).await?;
         }
         Ok(SearchPage {
@@ -1024,7 +1043,7 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let d: Option<i64> = r.try_get("domain_id")?;
-            if scope.allows(d) {
+            if scope.allows(scope_domain(kind, r.try_get("id")?, d)) {
                 out.push(decode(r)?);
             }
         }
@@ -1125,15 +1144,24 @@ impl Filters<'_> {
                 None => {}
             }
         }
-        if let (true, Some(domains)) = (kind.has_domain(), &self.scope.domains) {
+        if let (true, Some(domains)) = (is_scoped(kind), &self.scope.domains) {
             let mut sorted: Vec<i64> = domains.iter().copied().collect();
             sorted.sort_unstable();
+            // A domain is scoped by its own id, everything else by its domain.
+            let col = if kind == ObjectKind::Domain {
+                "id"
+            } else {
+                "domain_id"
+            };
             match (sorted.is_empty(), inside_scope) {
                 (true, true) => sql.push(" AND 1 = 0"),
                 (true, false) => sql.push(""),
-                (false, true) => sql.push(" AND domain_id IN (").bind_list(sorted).push(")"),
+                (false, true) => sql
+                    .push(&format!(" AND {col} IN ("))
+                    .bind_list(sorted)
+                    .push(")"),
                 (false, false) => sql
-                    .push(" AND domain_id NOT IN (")
+                    .push(&format!(" AND {col} NOT IN ("))
                     .bind_list(sorted)
                     .push(")"),
             };
