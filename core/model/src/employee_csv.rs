@@ -119,7 +119,7 @@ pub struct ParsedFile {
 }
 
 fn opt(s: &str) -> Option<String> {
-    let t = s.trim();
+    let t = unsanitize_cell(s.trim());
     (!t.is_empty()).then(|| t.to_string())
 }
 
@@ -131,14 +131,38 @@ fn line_of(bytes: &[u8], pos: usize) -> usize {
         .count()
 }
 
-/// Line where a record starts: the reader reports the end of the previous
-/// record, so skip the blank lines it passed over.
-fn record_line(bytes: &[u8], pos: u64) -> usize {
-    let mut p = usize::try_from(pos).unwrap_or(usize::MAX).min(bytes.len());
-    while p < bytes.len() && (bytes[p] == b'\n' || bytes[p] == b'\r') {
-        p += 1;
+/// Line numbers of records, counted incrementally (records arrive in file order,
+/// so the whole file is scanned once, not once per row).
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            pos: 0,
+            line: 1,
+        }
     }
-    line_of(bytes, p)
+
+    /// Line where a record starts: the reader reports the end of the previous
+    /// record, so skip the blank lines it passed over.
+    fn record_line(&mut self, pos: u64) -> usize {
+        let bytes = self.bytes;
+        let mut p = usize::try_from(pos).unwrap_or(usize::MAX).min(bytes.len());
+        while p < bytes.len() && (bytes[p] == b'\n' || bytes[p] == b'\r') {
+            p += 1;
+        }
+        if p < self.pos {
+            return line_of(bytes, p);
+        }
+        self.line += bytes[self.pos..p].iter().filter(|b| **b == b'\n').count();
+        self.pos = p;
+        self.line
+    }
 }
 
 /// Parse and check an import file. File-level problems refuse the whole file;
@@ -183,6 +207,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, FileError> {
     };
     check_header(&header)?;
 
+    let mut lines = LineCounter::new(text.as_bytes());
     let mut valid = Vec::new();
     let mut invalid = Vec::new();
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -195,7 +220,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, FileError> {
             Err(e) => {
                 let line = e
                     .position()
-                    .map(|p| record_line(text.as_bytes(), p.byte()))
+                    .map(|p| lines.record_line(p.byte()))
                     .unwrap_or(0);
                 return Err(FileError::Malformed {
                     line,
@@ -205,7 +230,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, FileError> {
         };
         let line = rec
             .position()
-            .map(|p| record_line(text.as_bytes(), p.byte()))
+            .map(|p| lines.record_line(p.byte()))
             .unwrap_or(count + 2);
         if rec.iter().all(|f| f.trim().is_empty()) {
             continue; // blank line
@@ -224,8 +249,8 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, FileError> {
         let person = Person {
             identifier: opt(f(0)),
             title: opt(f(1)),
-            first_name: f(2).trim().to_string(),
-            surname: f(3).trim().to_string(),
+            first_name: unsanitize_cell(f(2).trim()).to_string(),
+            surname: unsanitize_cell(f(3).trim()).to_string(),
             domain_id: 0,
             email: opt(f(5)),
             phone: opt(f(6)),
@@ -362,12 +387,23 @@ pub fn write_export<'a, W: std::io::Write>(
     Ok(())
 }
 
-/// Neutralise spreadsheet formula injection: a cell starting with `= + @` gets a leading quote (OWASP CSV injection).
+/// First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Neutralise formula injection on export: such a cell gets a leading apostrophe.
 fn sanitize_cell(v: &str) -> String {
-    if v.starts_with(['=', '+', '@', '\t', '\r']) {
+    if v.starts_with(FORMULA_START) {
         format!("'{v}")
     } else {
         v.to_string()
+    }
+}
+
+/// Undo [`sanitize_cell`] on import, so an export re-imports unchanged.
+fn unsanitize_cell(v: &str) -> &str {
+    match v.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_START) => rest,
+        _ => v,
     }
 }
 
@@ -500,6 +536,10 @@ mod tests {
         assert!(text.contains("'=cmd"));
         let back = parse(text.as_bytes()).expect("re-imports");
         assert_eq!(back.valid[0].person.first_name, "Zoë");
+        assert_eq!(
+            back.valid[0].person.surname, "=cmd",
+            "the guard is undone on import"
+        );
         assert_eq!(back.valid[0].domain.as_deref(), Some("HQ"));
         assert!(back.valid[0].person.tags.is_empty());
     }

@@ -177,6 +177,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(a) => {
             let store = open_store(&cfg, false).await?;
             let sys = pick_system(&store, a.system).await?;
+            let c_key: Result<lockgate_store::Stored<lockgate_model::ckey::CKey>, _> = store
+                .get(sys.id, ObjectKind::CKey, a.c_key, &Scope::all())
+                .await;
+            if c_key.is_err() {
+                bail!("locking system {} has no C-key {}", sys.id, a.c_key);
+            }
             let (info, secret) = store.create_token(sys.id, a.c_key, &a.name, None).await?;
             println!(
                 "token {} for C-key {} (shown once):\n\n    {secret}\n",

@@ -86,12 +86,18 @@ impl Store {
         id: i64,
         scope: &Scope,
         actor: &Actor,
-        from: PersonState,
-        to: PersonState,
-        action: &str,
+        (from, to, action): (PersonState, PersonState, &str),
+        expected_version: Option<i64>,
     ) -> Result<Stored<Person>> {
         let mut tx = self.write_tx().await?;
         let current: Stored<Person> = Self::get_in(&mut tx, sys.id, kind, id, scope).await?;
+        if let Some(v) = expected_version
+            && v != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                current: current.version,
+            });
+        }
         if current.body.lifecycle != from {
             return Err(StoreError::Refused {
                 message: format!(
@@ -162,9 +168,8 @@ impl Store {
             id,
             scope,
             actor,
-            PersonState::Active,
-            PersonState::Deactivated,
-            "deactivated",
+            (PersonState::Active, PersonState::Deactivated, "deactivated"),
+            None,
         )
         .await
     }
@@ -183,9 +188,8 @@ impl Store {
             id,
             scope,
             actor,
-            PersonState::Deactivated,
-            PersonState::Active,
-            "reactivated",
+            (PersonState::Deactivated, PersonState::Active, "reactivated"),
+            None,
         )
         .await
     }
@@ -204,9 +208,8 @@ impl Store {
             id,
             scope,
             actor,
-            PersonState::Deleted,
-            PersonState::Active,
-            "restored",
+            (PersonState::Deleted, PersonState::Active, "restored"),
+            None,
         )
         .await
     }
@@ -229,9 +232,8 @@ impl Store {
                     id,
                     scope,
                     actor,
-                    PersonState::Active,
-                    PersonState::Deleted,
-                    "marked_deleted",
+                    (PersonState::Active, PersonState::Deleted, "marked_deleted"),
+                    expected_version,
                 )
                 .await?;
             }
@@ -355,6 +357,7 @@ impl Store {
         }
 
         let mut next_generated = self.next_generated_identifier(sys.id, kind).await?;
+        let in_file: std::collections::HashSet<String> = idents.iter().cloned().collect();
         let today = today();
         let mut plans: Vec<(usize, Plan)> = Vec::new();
         for row in parsed.valid {
@@ -452,8 +455,15 @@ impl Store {
                     let mut p = row.person.clone();
                     p.domain_id = d;
                     if p.identifier.is_none() {
-                        p.identifier = Some(format!("{today}:{next_generated}"));
-                        next_generated += 1;
+                        // Skip numbers an identifier in the file already uses.
+                        let generated = loop {
+                            let candidate = format!("{today}:{next_generated}");
+                            next_generated += 1;
+                            if !in_file.contains(&fold(&candidate)) {
+                                break candidate;
+                            }
+                        };
+                        p.identifier = Some(generated);
                     }
                     report.valid_rows += 1;
                     report.created += 1;
