@@ -106,6 +106,9 @@ pub struct Cylinder {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<String>,
     pub side_a: SideKind,
+    /// Mechanical cutting the cylinder takes; any cutting of the system when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutting: Option<String>,
     /// Present for double cylinders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub side_b: Option<SideKind>,
@@ -155,6 +158,7 @@ impl Resource for Cylinder {
         e.opt_text("location", &self.location, 100);
         e.opt_text("model", &self.model, 100);
         e.opt_text("length", &self.length, 20);
+        e.opt_text("cutting", &self.cutting, 100);
         validate_tags(&mut e, &self.tags);
         validate_links(&mut e, &self.links, ctx.settings.link_root_url.is_some());
         if let Some(tz) = &self.time_zone

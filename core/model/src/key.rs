@@ -210,6 +210,17 @@ impl Validity {
     }
 }
 
+/// Factory-only features of a user key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyFactory {
+    /// The key must be updated online just before every opening (Connect keys).
+    pub online_open: bool,
+    /// Exempt from cylinders' online-open requirement.
+    pub override_key: bool,
+}
+
 /// A user key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -270,6 +281,9 @@ pub struct Key {
     /// Explicit access: cylinder groups on the key's own access list (dynamic keys).
     #[serde(default)]
     pub cylinder_group_ids: Vec<ObjectId>,
+    /// Factory features of the key (set at import, not by administrators).
+    #[serde(default)]
+    pub factory: KeyFactory,
     /// Last confirmed remote update; maintained by lockgate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_remote_update: Option<DateTime<Utc>>,
