@@ -1,0 +1,268 @@
+//! Reconciliation: compare the defined state with the actual state and decide the
+//! minimal jobs (`DOMAIN.md` §4) — remote update jobs for keys, cylinder programming
+//! jobs for cylinders — taking the jobs already pending into account.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use lockgate_model::ObjectId;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    defined::DefinedState,
+    state::{CylinderProgram, KeyProgram},
+};
+
+/// What the hardware last confirmed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActualState {
+    pub keys: HashMap<ObjectId, KeyProgram>,
+    pub cylinders: HashMap<ObjectId, CylinderProgram>,
+}
+
+/// What a cylinder programming job changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CylinderAction {
+    /// Key groups, exceptions or individual keys change.
+    AccessList,
+    /// Keys are added to the blocked list.
+    Block,
+    /// Keys leave the blocked list (a lost key was found).
+    Unblock,
+    /// The cylinder moves between cylinder groups (needs the group-programming capability).
+    GroupChange,
+    /// The time-zone offset changes.
+    TimeZoneOffset,
+}
+
+/// Which jobs a target needs: the actions to bring `actual` to `defined`.
+pub fn cylinder_actions(
+    actual: &CylinderProgram,
+    defined: &CylinderProgram,
+) -> BTreeSet<CylinderAction> {
+    let mut a = BTreeSet::new();
+    if actual.key_groups != defined.key_groups || actual.keys != defined.keys {
+        a.insert(CylinderAction::AccessList);
+    }
+    if !defined.blocked.is_subset(&actual.blocked) {
+        a.insert(CylinderAction::Block);
+    }
+    if !actual.blocked.is_subset(&defined.blocked) {
+        a.insert(CylinderAction::Unblock);
+    }
+    if actual.cylinder_group != defined.cylinder_group {
+        a.insert(CylinderAction::GroupChange);
+    }
+    if actual.time_zone_offset_minutes != defined.time_zone_offset_minutes {
+        a.insert(CylinderAction::TimeZoneOffset);
+    }
+    a
+}
+
+/// A job not yet finished, as the reconciler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingJob<P> {
+    pub id: ObjectId,
+    /// The program the job writes.
+    pub target: P,
+}
+
+/// Jobs still pending, per key and per cylinder (at most one each: a newer job replaces an older).
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    pub keys: HashMap<ObjectId, PendingJob<KeyProgram>>,
+    pub cylinders: HashMap<ObjectId, PendingJob<CylinderProgram>>,
+}
+
+/// One decision of the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision<P> {
+    /// Create a job writing `target`.
+    Create { target: P },
+    /// A pending job writes something else: replace it by a job writing `target`.
+    Replace { old: ObjectId, target: P },
+    /// The pending job is no longer needed (defined state equals actual state again).
+    Cancel { old: ObjectId },
+}
+
+/// The plan for a set of keys and cylinders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub keys: BTreeMap<ObjectId, Decision<KeyProgram>>,
+    pub cylinders: BTreeMap<ObjectId, (Decision<CylinderProgram>, BTreeSet<CylinderAction>)>,
+    /// Keys whose update is held back because it exceeds their access-list capacity.
+    pub capacity_exceeded: BTreeSet<ObjectId>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.cylinders.is_empty()
+    }
+}
+
+fn decide<P: Clone + PartialEq>(
+    actual: Option<&P>,
+    defined: &P,
+    pending: Option<&PendingJob<P>>,
+    default: &P,
+) -> Option<Decision<P>> {
+    let actual = actual.unwrap_or(default);
+    match pending {
+        Some(p) if p.target == *defined => None,
+        Some(p) if actual == defined => Some(Decision::Cancel { old: p.id }),
+        Some(p) => Some(Decision::Replace {
+            old: p.id,
+            target: defined.clone(),
+        }),
+        None if actual == defined => None,
+        None => Some(Decision::Create {
+            target: defined.clone(),
+        }),
+    }
+}
+
+/// Decide the jobs for every key and cylinder of `defined`. A key or cylinder without a
+/// recorded actual state counts as holding the factory default (empty) program.
+/// Keys over capacity get no update (it would not be executed) and are listed instead;
+/// a pending update for them is cancelled. Lost keys get no update either.
+pub fn reconcile(defined: &DefinedState, actual: &ActualState, pending: &Pending) -> Plan {
+    let mut plan = Plan::default();
+    let empty_key = KeyProgram::default();
+    for (id, d) in &defined.keys {
+        if defined.lost.contains(id) {
+            // A lost key cannot be reached: its pending updates are cancelled.
+            if let Some(p) = pending.keys.get(id) {
+                plan.keys.insert(*id, Decision::Cancel { old: p.id });
+            }
+            continue;
+        }
+        if defined.over_capacity.contains_key(id) {
+            plan.capacity_exceeded.insert(*id);
+            if let Some(p) = pending.keys.get(id) {
+                plan.keys.insert(*id, Decision::Cancel { old: p.id });
+            }
+            continue;
+        }
+        if let Some(decision) = decide(actual.keys.get(id), d, pending.keys.get(id), &empty_key) {
+            plan.keys.insert(*id, decision);
+        }
+    }
+    let empty_cylinder = CylinderProgram::default();
+    for (id, d) in &defined.cylinders {
+        let a = actual.cylinders.get(id).unwrap_or(&empty_cylinder);
+        if let Some(decision) = decide(Some(a), d, pending.cylinders.get(id), &empty_cylinder) {
+            plan.cylinders
+                .insert(*id, (decision, cylinder_actions(a, d)));
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::AccessTarget;
+
+    fn key_with(cylinders: &[ObjectId]) -> KeyProgram {
+        KeyProgram {
+            access: cylinders
+                .iter()
+                .map(|c| (AccessTarget::Cylinder(*c), None))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nothing_changed_means_no_job() {
+        let mut defined = DefinedState::default();
+        defined.keys.insert(1, key_with(&[10]));
+        let mut actual = ActualState::default();
+        actual.keys.insert(1, key_with(&[10]));
+        assert!(reconcile(&defined, &actual, &Pending::default()).is_empty());
+    }
+
+    #[test]
+    fn create_replace_cancel() {
+        let mut defined = DefinedState::default();
+        defined.keys.insert(1, key_with(&[10, 11]));
+        let mut actual = ActualState::default();
+        actual.keys.insert(1, key_with(&[10]));
+        let plan = reconcile(&defined, &actual, &Pending::default());
+        assert_eq!(
+            plan.keys[&1],
+            Decision::Create {
+                target: key_with(&[10, 11])
+            }
+        );
+        // A pending job writing an older target is replaced.
+        let mut pending = Pending::default();
+        pending.keys.insert(
+            1,
+            PendingJob {
+                id: 77,
+                target: key_with(&[12]),
+            },
+        );
+        assert_eq!(
+            reconcile(&defined, &actual, &pending).keys[&1],
+            Decision::Replace {
+                old: 77,
+                target: key_with(&[10, 11])
+            }
+        );
+        // A pending job writing the defined target stays.
+        pending.keys.insert(
+            1,
+            PendingJob {
+                id: 78,
+                target: key_with(&[10, 11]),
+            },
+        );
+        assert!(reconcile(&defined, &actual, &pending).is_empty());
+        // Back to what the key holds: the pending job is cancelled.
+        defined.keys.insert(1, key_with(&[10]));
+        assert_eq!(
+            reconcile(&defined, &actual, &pending).keys[&1],
+            Decision::Cancel { old: 78 }
+        );
+    }
+
+    #[test]
+    fn over_capacity_gets_no_update() {
+        let mut defined = DefinedState::default();
+        defined.keys.insert(1, key_with(&[10, 11, 12]));
+        defined.over_capacity.insert(1, (3, 2));
+        let plan = reconcile(&defined, &ActualState::default(), &Pending::default());
+        assert!(plan.keys.is_empty());
+        assert!(plan.capacity_exceeded.contains(&1));
+    }
+
+    #[test]
+    fn cylinder_actions_name_what_changes() {
+        let actual = CylinderProgram {
+            blocked: [5].into_iter().collect(),
+            ..Default::default()
+        };
+        let defined = CylinderProgram {
+            keys: [1].into_iter().collect(),
+            blocked: [6].into_iter().collect(),
+            cylinder_group: Some(3),
+            time_zone_offset_minutes: 60,
+            ..Default::default()
+        };
+        let a: Vec<_> = cylinder_actions(&actual, &defined).into_iter().collect();
+        assert_eq!(
+            a,
+            [
+                CylinderAction::AccessList,
+                CylinderAction::Block,
+                CylinderAction::Unblock,
+                CylinderAction::GroupChange,
+                CylinderAction::TimeZoneOffset
+            ]
+        );
+        assert!(cylinder_actions(&defined, &defined).is_empty());
+    }
+}
