@@ -1,4 +1,4 @@
-//! Opening decisions: can this key open this side of this cylinder at this instant, on the state the hardware actually holds (`DOMAIN.md` §2), and if not, why.
+//! Opening decisions: can this key open this cylinder side now, on the state the hardware holds (`DOMAIN.md` §2)?
 //!
 //! [`can_open`] applies the rules in the order `DOMAIN.md` §2 lists them and
 //! returns the first [`Refusal`]:
@@ -33,6 +33,14 @@
 //! * Schedule periods are half-open (`from <= t < to`), except that an end at
 //!   23:59 or later means the end of that day (24:00), because a time of day
 //!   cannot hold 24:00 and "all day" / [`Schedule::whole_week`] end at 23:59.
+//!   A window ending earlier in the week than it starts wraps around the week's
+//!   end; one starting and ending on the same day must end after it starts (as
+//!   the model validates), otherwise it is empty, not a week-long wrap.
+//! * Under flexible revalidation, when the key access list reaches the cylinder
+//!   both individually and through its group, the longer interval applies (either
+//!   entry opens), always capped by the key's own interval.
+//! * Per-cylinder periods without any window do not replace the general ones; a
+//!   key without a generation follows the generation 1 rule.
 
 use chrono::{DateTime, Datelike, NaiveDateTime, NaiveTime, TimeDelta, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
@@ -397,9 +405,14 @@ fn period_contains(p: &DayPeriod, t: NaiveTime) -> bool {
     p.from <= t && (t < p.to || is_end_of_day(p.to))
 }
 
-/// Whether `window` contains the week position `pos`; a window whose end lies before its
-/// start wraps around the end of the week.
+/// Whether `window` contains the week position `pos`. A window whose end lies before its
+/// start in the week wraps around the end of the week (Friday 22:00 → Monday 06:00); a
+/// window starting and ending on the same day must end after it starts (the model's
+/// validation refuses anything else), and contains nothing otherwise.
 fn window_contains(w: &TimeWindow, pos: i64) -> bool {
+    if w.start_day == w.end_day && w.end <= w.start {
+        return false;
+    }
     let start = week_position(w.start_day, w.start);
     let end = if is_end_of_day(w.end) {
         i64::from(w.end_day.week_minute()) * 60 * 1_000_000_000 + DAY_NANOS
@@ -409,8 +422,8 @@ fn window_contains(w: &TimeWindow, pos: i64) -> bool {
     match start.cmp(&end) {
         std::cmp::Ordering::Less => start <= pos && pos < end,
         std::cmp::Ordering::Greater => pos >= start || pos < end,
-        // A full turn of the week, unless start and end are literally the same (empty).
-        std::cmp::Ordering::Equal => (w.start_day, w.start) != (w.end_day, w.end),
+        // A full turn of the week, e.g. Tuesday 00:00 → Monday 23:59 (24:00).
+        std::cmp::Ordering::Equal => true,
     }
 }
 
@@ -593,7 +606,9 @@ mod tests {
         }
     }
 
-    type Case = (&'static str, fn(&mut Scenario), Result<(), Refusal>);
+    /// A change to the default scenario.
+    type Edit = fn(&mut Scenario);
+    type Case = (&'static str, Edit, Result<(), Refusal>);
 
     fn check(cases: Vec<Case>) {
         for (name, edit, expected) in cases {
@@ -1257,6 +1272,7 @@ mod tests {
         let wednesday_morning = window(Day::Wednesday, hm(8, 0), Day::Wednesday, hm(9, 0));
         let sunday_evening = window(Day::Sunday, hm(20, 0), Day::Sunday, hm(23, 59));
         let tuesday_to_tuesday = window(Day::Tuesday, hm(0, 0), Day::Monday, hm(23, 59));
+        let tuesday_backwards = window(Day::Tuesday, hm(10, 0), Day::Tuesday, hm(9, 0));
         // (windows, instant in UTC = local time, opens)
         let rows: Vec<(Vec<TimeWindow>, &str, bool)> = vec![
             (vec![weekend], "2025-06-06T21:59:59Z", false), // Friday
@@ -1282,6 +1298,9 @@ mod tests {
             (vec![tuesday_to_tuesday], "2025-06-09T23:59:59Z", true), // a full turn
             (vec![tuesday_to_tuesday], "2025-06-04T12:00:00Z", true),
             (vec![], "2025-06-04T12:00:00Z", false),
+            // Invalid (same day, ending before it starts): not read as a week-long wrap.
+            (vec![tuesday_backwards], "2025-06-04T12:00:00Z", false),
+            (vec![tuesday_backwards], "2025-06-03T09:30:00Z", false),
         ];
         for (ws, at, opens) in rows {
             let mut s = Scenario::new();
@@ -1699,7 +1718,7 @@ mod tests {
     fn the_first_refusal_in_rule_order_wins() {
         use Refusal as R;
         // Each edit breaks one rule; the table lists them in rule order.
-        let breakers: Vec<(fn(&mut Scenario), Refusal)> = vec![
+        let breakers: Vec<(Edit, Refusal)> = vec![
             (|s| s.side = Side::B, R::NoSuchSide { side: Side::B }),
             (|s| s.key.cutting = None, R::CuttingDoesNotFit),
             (
@@ -1882,11 +1901,14 @@ mod tests {
             } else {
                 covering_windows(&cuts)
             };
-            s.program.schedule = Some(Schedule::MultipleTimeWindows {
+            let schedule = Schedule::MultipleTimeWindows {
                 windows: general,
                 // Periods at another cylinder change nothing here.
                 per_cylinder: if periods_elsewhere { afternoon_at(CYLINDER + 1) } else { Vec::new() },
-            });
+            };
+            // Only schedules the model accepts (not all cuts on one day).
+            prop_assume!(schedule.validate("schedule").is_empty());
+            s.program.schedule = Some(schedule);
             prop_assert_eq!(s.run(), Ok(()));
         }
     }

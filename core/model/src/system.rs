@@ -66,6 +66,8 @@ pub struct SystemSettings {
     pub link_root_url: Option<String>,
     /// Language of system messages (BCP 47 tag, e.g. `en`, `de`).
     pub messaging_language: String,
+    /// Flexible revalidation: intervals per cylinder group and access profile (licensed).
+    pub flexible_revalidation: bool,
 }
 
 impl Default for SystemSettings {
@@ -73,6 +75,7 @@ impl Default for SystemSettings {
         Self {
             person_deletion: PersonDeletion::default(),
             hierarchical_administrators: false,
+            flexible_revalidation: false,
             initial_person_domain: None,
             initial_key_domain: None,
             initial_cylinder_domain: None,

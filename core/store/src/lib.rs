@@ -8,6 +8,7 @@
 pub mod events;
 pub mod objects;
 pub mod persons;
+pub mod reconciliation;
 mod sql;
 pub mod systems;
 pub mod tokens;
