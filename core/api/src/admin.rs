@@ -63,6 +63,14 @@ async fn patch_settings(
         .store
         .update_settings(&admin.system, &admin.actor, if_match(&headers)?, new)
         .await?;
+    // Flexible revalidation changes what keys hold.
+    if let Err(e) = state
+        .store
+        .reconcile(&sys, &admin.actor, chrono::Utc::now())
+        .await
+    {
+        tracing::error!(error = %e, "reconciliation after a settings change failed");
+    }
     Ok(Json(sys).into_response())
 }
 
@@ -242,6 +250,7 @@ async fn bulk_apply<R: Resource>(
         )
         .await?
         .len();
+    crate::jobs::after_change(state, admin, kind).await;
     Ok(n)
 }
 

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod authz;
 pub mod extract;
+pub mod jobs;
 pub mod openapi;
 pub mod persons;
 pub mod policy;
@@ -130,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .merge(resources::routes::<Role>(ObjectKind::Role))
         .merge(persons::routes())
         .merge(admin::routes())
+        .merge(jobs::routes())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -557,6 +557,47 @@ pub fn document() -> OpenApi {
         ("200", "Count updated"),
     );
 
+    p = simple(
+        p,
+        "/api/v1/jobs",
+        HttpMethod::Get,
+        "listJobs",
+        "jobs",
+        "Remote update and cylinder programming jobs (?target_id=&open=true&limit=)",
+        None,
+        ("200", "Jobs, newest first"),
+    );
+    p = simple(
+        p,
+        "/api/v1/jobs/{id}/confirm",
+        HttpMethod::Post,
+        "confirmJob",
+        "jobs",
+        "A device confirms a job: its program becomes the actual state",
+        None,
+        ("200", "The finished job"),
+    );
+    p = simple(
+        p,
+        "/api/v1/reconcile",
+        HttpMethod::Post,
+        "reconcile",
+        "jobs",
+        "Recompute the defined state and create, replace or cancel jobs",
+        None,
+        ("200", "What the run did"),
+    );
+    p = simple(
+        p,
+        "/api/v1/keys/{id}/update-status",
+        HttpMethod::Get,
+        "keyUpdateStatus",
+        "keys",
+        "Derived update status: up_to_date, update_required, capacity_exceeded",
+        None,
+        ("200", "Status and the open job"),
+    );
+
     OpenApiBuilder::new()
         .info(InfoBuilder::new().title("lockgate API").version(env!("CARGO_PKG_VERSION")).description(Some("Management API of lockgate: the lock data model of an offline electromechanical locking system. Errors are RFC 9457 problem documents.")).build())
         .paths(p.build())

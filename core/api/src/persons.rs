@@ -53,6 +53,7 @@ async fn lifecycle(
                 .await?
         }
     };
+    crate::jobs::after_change(&state, &admin, kind).await;
     Ok(object_response(StatusCode::OK, &s))
 }
 
@@ -95,6 +96,9 @@ pub async fn import(
             &|_, _| {},
         )
         .await?;
+    if !dry_run {
+        crate::jobs::after_change(&state, &admin, ObjectKind::Employee).await;
+    }
     let status = if dry_run {
         StatusCode::OK
     } else {

@@ -31,7 +31,46 @@ pub struct KeyProgram {
     pub schedule: Option<Schedule>,
     /// Dynamic keys: the key access list, with the effective revalidation interval in
     /// hours per entry under flexible revalidation (`None`: the key's own interval).
+    /// In JSON a list of `{ "target": ..., "revalidation_hours": ... }`.
+    #[serde(with = "access_list")]
     pub access: BTreeMap<AccessTarget, Option<u32>>,
+}
+
+/// JSON form of a key access list (maps with structured keys are not JSON objects).
+mod access_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::AccessTarget;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Entry {
+        target: AccessTarget,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revalidation_hours: Option<u32>,
+    }
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<AccessTarget, Option<u32>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter().map(|(target, revalidation_hours)| Entry {
+            target: *target,
+            revalidation_hours: *revalidation_hours,
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<AccessTarget, Option<u32>>, D::Error> {
+        let entries = Vec::<Entry>::deserialize(d)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| (e.target, e.revalidation_hours))
+            .collect())
+    }
 }
 
 /// What a cylinder is programmed with.
@@ -96,6 +135,42 @@ impl CylinderFacts {
 pub enum Side {
     A,
     B,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_round_trip_through_json() {
+        let p = KeyProgram {
+            access: [
+                (AccessTarget::Cylinder(3), None),
+                (AccessTarget::CylinderGroup(4), Some(48)),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&p).expect("serialises");
+        assert!(
+            text.contains(r#"{"target":{"kind":"cylinder_group","id":4},"revalidation_hours":48}"#),
+            "{text}"
+        );
+        assert_eq!(
+            serde_json::from_str::<KeyProgram>(&text).expect("parses"),
+            p
+        );
+        let c = CylinderProgram {
+            key_groups: [(1, [2].into_iter().collect())].into_iter().collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::from_str::<CylinderProgram>(&serde_json::to_string(&c).expect("ser"))
+                .expect("de"),
+            c
+        );
+    }
 }
 
 /// What a key remembers of its last updates.

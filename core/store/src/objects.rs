@@ -1050,6 +1050,28 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether an object of `kind` exists in the system and in `scope`.
+    pub async fn kind_visible(
+        &self,
+        sys_id: i64,
+        kind: ObjectKind,
+        id: i64,
+        scope: &Scope,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT domain_id FROM objects WHERE id = $1 AND system_id = $2 AND kind = $3",
+        )
+        .bind(id)
+        .bind(sys_id)
+        .bind(kind.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            Some(r) => scope.allows(scope_domain(kind, id, r.try_get("domain_id")?)),
+            None => false,
+        })
+    }
+
     /// Which of `ids` exist as `kind` in the system and in scope (for bulk checks).
     pub async fn kind_of(&self, sys_id: i64, id: i64) -> Result<Option<ObjectKind>> {
         let row = sqlx::query("SELECT kind FROM objects WHERE id = $1 AND system_id = $2")

@@ -1,0 +1,277 @@
+//! Defined state → jobs → confirmations → actual state, through the API on both databases.
+
+use chrono::Utc;
+use lockgate_engine::{
+    opening::{OpeningContext, can_open},
+    state::{CylinderFacts, KeyClock, KeyFacts, Side},
+};
+use lockgate_model::{cylinder::FactoryFeatures, cylinder::SideKind};
+use lockgate_tests::*;
+use serde_json::{Value, json};
+
+struct Site {
+    dynamic_group: i64,
+    profile: i64,
+    cylinders: Vec<i64>,
+    key: i64,
+}
+
+async fn site(app: &TestApp) -> Site {
+    let dynamic_group = app.key_group("Dynamic", "dynamic").await;
+    let mut cylinders = Vec::new();
+    for i in 0..3 {
+        // A typical remote system: every cylinder admits the dynamic key group.
+        let c = app
+            .post("/api/v1/cylinders", json!({ "name": format!("Door {i}"), "marking": format!("C-{i}"), "side_a": "electronic", "firmware": "10.2", "access_list": { "key_groups": [{ "key_group_id": dynamic_group }] } }))
+            .await
+            .expect(201)
+            .id();
+        cylinders.push(c);
+    }
+    let profile = app
+        .post(
+            "/api/v1/access-profiles",
+            json!({ "name": "Office", "cylinder_ids": [cylinders[0]] }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let key = app
+        .post("/api/v1/keys", json!({ "name": "Dyn", "marking": "D-1", "type": "dynamic", "generation": "2", "firmware": "12.7", "key_group_id": dynamic_group, "access_list_capacity": 2, "access_profile_ids": [profile] }))
+        .await
+        .expect(201)
+        .id();
+    Site {
+        dynamic_group,
+        profile,
+        cylinders,
+        key,
+    }
+}
+
+async fn open_jobs(app: &TestApp) -> Vec<Value> {
+    app.get("/api/v1/jobs?open=true").await.expect(200).body["items"]
+        .as_array()
+        .expect("items")
+        .clone()
+}
+
+async fn confirm_all(app: &TestApp) {
+    for j in open_jobs(app).await {
+        let id = j["id"].as_i64().expect("id");
+        app.post(&format!("/api/v1/jobs/{id}/confirm"), json!({}))
+            .await
+            .expect(200);
+    }
+}
+
+on_both!(
+    changes_become_jobs_and_confirmations_actual_state,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        let jobs = open_jobs(&app).await;
+        let key_jobs: Vec<_> = jobs
+            .iter()
+            .filter(|j| j["kind"] == "remote_update")
+            .collect();
+        let cyl_jobs: Vec<_> = jobs
+            .iter()
+            .filter(|j| j["kind"] == "cylinder_programming")
+            .collect();
+        assert_eq!(key_jobs.len(), 1);
+        assert_eq!(key_jobs[0]["target_id"], s.key);
+        assert_eq!(
+            key_jobs[0]["program"]["access"].as_array().map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(cyl_jobs.len(), 3, "each cylinder gets its access list");
+        assert!(
+            cyl_jobs
+                .iter()
+                .all(|j| j["actions"] == json!(["access_list"]))
+        );
+        let st = app
+            .get(&format!("/api/v1/keys/{}/update-status", s.key))
+            .await
+            .expect(200);
+        assert_eq!(st.body["status"], "update_required");
+
+        confirm_all(&app).await;
+        assert!(open_jobs(&app).await.is_empty());
+        assert_eq!(
+            app.get(&format!("/api/v1/keys/{}/update-status", s.key))
+                .await
+                .body["status"],
+            "up_to_date"
+        );
+        let key = app.get(&format!("/api/v1/keys/{}", s.key)).await.body;
+        assert!(key["last_remote_update"].is_string());
+        // Nothing changed: a reconciliation run creates nothing.
+        let r = app.post("/api/v1/reconcile", json!({})).await.expect(200);
+        assert_eq!(
+            r.body,
+            json!({ "created": 0, "replaced": 0, "cancelled": 0, "capacity_exceeded": [] })
+        );
+
+        // The actual state now opens exactly the profile's cylinder.
+        let sys = app.store.system(app.system_id).await.expect("system");
+        let actual = app.store.actual_state(app.system_id).await.expect("actual");
+        let kp = &actual.keys[&s.key];
+        let facts = KeyFacts {
+            id: s.key,
+            key_type: lockgate_model::key::KeyType::Dynamic,
+            generation: Some(lockgate_model::key::Generation::Gen2),
+            firmware: Some("12.7".parse().expect("fw")),
+            connect: false,
+            key_group: Some(s.dynamic_group),
+            cutting: None,
+            capacity: Some(2),
+            online_open: false,
+            override_key: false,
+        };
+        let ctx = OpeningContext {
+            base_time_zone: &sys.fixed.base_time_zone,
+            previous_insertion: None,
+        };
+        let opens: Vec<bool> = s
+            .cylinders
+            .iter()
+            .map(|c| {
+                let cf = CylinderFacts {
+                    id: *c,
+                    side_a: SideKind::Electronic,
+                    side_b: None,
+                    cutting: None,
+                    firmware: None,
+                    time_zone: None,
+                    factory: FactoryFeatures::default(),
+                };
+                can_open(
+                    &facts,
+                    kp,
+                    &KeyClock::default(),
+                    &cf,
+                    &actual.cylinders[c],
+                    Side::A,
+                    Utc::now(),
+                    &ctx,
+                )
+                .is_ok()
+            })
+            .collect();
+        assert_eq!(opens, [true, false, false]);
+
+        // Changing the profile makes a remote update job, not cylinder programming.
+        app.patch(
+            &format!("/api/v1/access-profiles/{}", s.profile),
+            json!({ "cylinder_ids": [s.cylinders[0], s.cylinders[1]] }),
+        )
+        .await
+        .expect(200);
+        let jobs = open_jobs(&app).await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0]["kind"], "remote_update");
+        // A newer change before the key picked it up replaces the pending job.
+        app.patch(
+            &format!("/api/v1/access-profiles/{}", s.profile),
+            json!({ "cylinder_ids": [s.cylinders[1]] }),
+        )
+        .await
+        .expect(200);
+        let jobs = open_jobs(&app).await;
+        assert_eq!(jobs.len(), 1);
+        let all = app
+            .get(&format!("/api/v1/jobs?target_id={}", s.key))
+            .await
+            .body["items"]
+            .as_array()
+            .expect("items")
+            .clone();
+        assert_eq!(all.iter().filter(|j| j["state"] == "replaced").count(), 1);
+        // Back to what the key holds: the pending job is cancelled.
+        app.patch(
+            &format!("/api/v1/access-profiles/{}", s.profile),
+            json!({ "cylinder_ids": [s.cylinders[0]] }),
+        )
+        .await
+        .expect(200);
+        assert!(open_jobs(&app).await.is_empty());
+    }
+);
+
+on_both!(
+    capacity_exceeded_is_flagged_not_written,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        confirm_all(&app).await;
+        // Capacity 2: three cylinders do not fit.
+        app.patch(
+            &format!("/api/v1/keys/{}", s.key),
+            json!({ "cylinder_ids": [s.cylinders[1], s.cylinders[2]] }),
+        )
+        .await
+        .expect(200);
+        assert_eq!(
+            app.get(&format!("/api/v1/keys/{}/update-status", s.key))
+                .await
+                .body["status"],
+            "capacity_exceeded"
+        );
+        assert!(
+            open_jobs(&app)
+                .await
+                .iter()
+                .all(|j| j["target_id"] != s.key)
+        );
+        let r = app.post("/api/v1/reconcile", json!({})).await.expect(200);
+        assert_eq!(r.body["capacity_exceeded"], json!([s.key]));
+    }
+);
+
+on_both!(
+    lost_key_is_blocked_and_found_key_unblocked,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        confirm_all(&app).await;
+        app.patch(
+            &format!("/api/v1/keys/{}", s.key),
+            json!({ "status": "lost" }),
+        )
+        .await
+        .expect(200);
+        let jobs = open_jobs(&app).await;
+        assert_eq!(
+            jobs.len(),
+            3,
+            "a block job on every cylinder admitting the key"
+        );
+        assert!(jobs.iter().all(|j| j["kind"] == "cylinder_programming"
+            && j["actions"] == json!(["block"])
+            && j["priority"] == "high"));
+        // Found before the blocks were executed: the block jobs are cancelled.
+        app.patch(
+            &format!("/api/v1/keys/{}", s.key),
+            json!({ "status": "in_stock" }),
+        )
+        .await
+        .expect(200);
+        assert!(open_jobs(&app).await.is_empty());
+        // Lost again, blocks executed, then found: the blocks are reversed by programming.
+        app.patch(
+            &format!("/api/v1/keys/{}", s.key),
+            json!({ "status": "lost" }),
+        )
+        .await
+        .expect(200);
+        confirm_all(&app).await;
+        app.patch(
+            &format!("/api/v1/keys/{}", s.key),
+            json!({ "status": "in_stock" }),
+        )
+        .await
+        .expect(200);
+        let jobs = open_jobs(&app).await;
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.iter().all(|j| j["actions"] == json!(["unblock"])));
+    }
+);
