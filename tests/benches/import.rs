@@ -64,7 +64,9 @@ async fn lockgate_import(db: Db, bytes: &[u8]) -> Duration {
 /// (`marking_fold IN (400 identifiers)`), with a table of 10 000 employees.
 async fn explain_readback(f: &Fresh) {
     let n = 400;
-    let mut sql = String::from("SELECT id, name FROM objects WHERE system_id = $1 AND kind = $2 AND marking_fold IN (");
+    let mut sql = String::from(
+        "SELECT id, name FROM objects WHERE system_id = $1 AND kind = $2 AND marking_fold IN (",
+    );
     for i in 0..n {
         if i > 0 {
             sql.push_str(", ");
@@ -77,13 +79,14 @@ async fn explain_readback(f: &Fresh) {
         Db::Postgres => "EXPLAIN (ANALYZE, BUFFERS) ",
     };
     let text = format!("{prefix}{sql}");
-    let mut q = sqlx::query(&text)
-        .bind(f.boot.system.id)
-        .bind("employee");
+    let mut q = sqlx::query(&text).bind(f.boot.system.id).bind("employee");
     for i in 0..n {
         q = q.bind(format!("e{:06}", 105_000 + i));
     }
-    println!("--- {} plan of the import read-back query ---", db_name(f.db.db));
+    println!(
+        "--- {} plan of the import read-back query ---",
+        db_name(f.db.db)
+    );
     for r in q.fetch_all(f.store.pool()).await.expect("explain") {
         let line: String = match f.db.db {
             Db::Sqlite => r.try_get("detail").expect("detail"),
@@ -112,7 +115,11 @@ fn run(cmd: &mut Command) -> Duration {
 
 fn query_one(cmd: &mut Command) -> String {
     let out = cmd.output().expect("start CLI");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -128,7 +135,11 @@ async fn sqlite_bare(file: &str) -> Duration {
         .arg(&path)
         .arg(".mode csv")
         .arg(format!(".import {file} bare")));
-    let n = query_one(Command::new("sqlite3").arg(&path).arg("SELECT COUNT(*) FROM bare"));
+    let n = query_one(
+        Command::new("sqlite3")
+            .arg(&path)
+            .arg("SELECT COUNT(*) FROM bare"),
+    );
     assert_eq!(n, ROWS.to_string(), "sqlite3 imported every row");
     took
 }
@@ -145,11 +156,11 @@ async fn postgres_bare(file: &str) -> Duration {
         .arg(&database.url)
         .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
         .arg(format!("\\copy bare FROM '{file}' CSV HEADER")));
-    let n = query_one(
-        Command::new("psql")
-            .arg(&database.url)
-            .args(["-At", "-c", "SELECT COUNT(*) FROM bare"]),
-    );
+    let n = query_one(Command::new("psql").arg(&database.url).args([
+        "-At",
+        "-c",
+        "SELECT COUNT(*) FROM bare",
+    ]));
     assert_eq!(n, ROWS.to_string(), "psql copied every row");
     took
 }
@@ -239,14 +250,21 @@ fn main() {
         &rows,
     );
     println!();
-    println!("bare = sqlite3 \".mode csv\" \".import FILE bare\" / psql \"\\copy bare FROM 'FILE' CSV HEADER\",");
+    println!(
+        "bare = sqlite3 \".mode csv\" \".import FILE bare\" / psql \"\\copy bare FROM 'FILE' CSV HEADER\","
+    );
     println!("       whole CLI command timed (process start included)");
-    println!("CSV parse = lockgate_model::employee_csv::parse alone (median of {RUNS}), the first step of import_persons");
+    println!(
+        "CSV parse = lockgate_model::employee_csv::parse alone (median of {RUNS}), the first step of import_persons"
+    );
     println!();
     print_table(&["database", "lockgate runs ms", "bare runs ms"], &detail);
     println!();
     drop(rt);
     drop(file);
     print_peak_rss();
-    println!("Total bench wall time: {:.1} s", wall.elapsed().as_secs_f64());
+    println!(
+        "Total bench wall time: {:.1} s",
+        wall.elapsed().as_secs_f64()
+    );
 }

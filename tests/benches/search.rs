@@ -47,12 +47,32 @@ const WARMUP: usize = 50;
 const LIMIT: u32 = 50;
 
 const KEY_TAGS: &[&str] = &[
-    "Night shift", "Cleaning", "Facility", "IT", "Management", "Visitor pool", "Contractor",
-    "Security", "HR", "Finance", "Lab", "Warehouse",
+    "Night shift",
+    "Cleaning",
+    "Facility",
+    "IT",
+    "Management",
+    "Visitor pool",
+    "Contractor",
+    "Security",
+    "HR",
+    "Finance",
+    "Lab",
+    "Warehouse",
 ];
 const CYLINDER_TAGS: &[&str] = &[
-    "Entrance", "Office", "Server room", "Fire door", "Outdoor", "Lab", "Storage", "Restricted",
-    "Ground floor", "1st floor", "2nd floor", "Basement",
+    "Entrance",
+    "Office",
+    "Server room",
+    "Fire door",
+    "Outdoor",
+    "Lab",
+    "Storage",
+    "Restricted",
+    "Ground floor",
+    "1st floor",
+    "2nd floor",
+    "Basement",
 ];
 /// (domain name, marking prefix)
 const SITES: &[(&str, &str)] = &[
@@ -63,12 +83,32 @@ const SITES: &[(&str, &str)] = &[
     ("Lab Campus", "LAB"),
 ];
 const KEY_PURPOSES: &[&str] = &[
-    "Spare", "Pool", "Cleaning", "Caretaker", "Emergency", "Courier", "Service", "Workshop",
-    "Reception", "Night watch",
+    "Spare",
+    "Pool",
+    "Cleaning",
+    "Caretaker",
+    "Emergency",
+    "Courier",
+    "Service",
+    "Workshop",
+    "Reception",
+    "Night watch",
 ];
 const ROOM_KINDS: &[&str] = &[
-    "Office", "Meeting room", "Server room", "Storage", "Kitchen", "Entrance", "Stairwell",
-    "Archive", "Lab", "Workshop", "Garage", "Plant room", "Toilet", "Canteen",
+    "Office",
+    "Meeting room",
+    "Server room",
+    "Storage",
+    "Kitchen",
+    "Entrance",
+    "Stairwell",
+    "Archive",
+    "Lab",
+    "Workshop",
+    "Garage",
+    "Plant room",
+    "Toilet",
+    "Canteen",
 ];
 
 /// What the benchmark knows about one seeded object, to build queries from.
@@ -325,7 +365,8 @@ async fn seed_kind<R: Resource>(
     let started = Instant::now();
     t.sql_n = rest.len();
     for part in rest.chunks(10 * CHUNK) {
-        t.sql_ids.extend(insert_direct(store, sys, kind, part).await);
+        t.sql_ids
+            .extend(insert_direct(store, sys, kind, part).await);
     }
     t.sql = started.elapsed();
     t
@@ -346,12 +387,19 @@ async fn check_rows<R: Resource>(store: &Store, sys_id: i64, kind: ObjectKind, i
         .expect("row");
         let body_s: String = r.try_get("body").expect("body");
         let body: R = serde_json::from_str(&body_s).expect("body decodes");
-        assert_eq!(serde_json::to_string(&body).expect("json"), body_s, "{kind:?} {id}: body");
+        assert_eq!(
+            serde_json::to_string(&body).expect("json"),
+            body_s,
+            "{kind:?} {id}: body"
+        );
         let p = body.projection();
         let s = |c: &str| r.try_get::<Option<String>, _>(c).expect("text column");
         assert_eq!(r.try_get::<i64, _>("system_id").expect("sys"), sys_id);
         assert_eq!(s("kind").as_deref(), Some(kind.as_str()));
-        assert_eq!(r.try_get::<Option<i64>, _>("domain_id").expect("domain"), p.domain_id);
+        assert_eq!(
+            r.try_get::<Option<i64>, _>("domain_id").expect("domain"),
+            p.domain_id
+        );
         assert_eq!(s("name"), Some(p.name.clone()), "{kind:?} {id}: name");
         assert_eq!(s("name_fold"), Some(fold(&p.name)));
         assert_eq!(s("marking"), p.marking.clone());
@@ -360,11 +408,16 @@ async fn check_rows<R: Resource>(store: &Store, sys_id: i64, kind: ObjectKind, i
         assert_eq!(s("status").as_deref(), p.status);
         assert_eq!(s("type").as_deref(), p.type_);
         assert_eq!(r.try_get::<i64, _>("version").expect("version"), 1);
-        let (c, u) = (s("created_at").expect("created"), s("updated_at").expect("updated"));
+        let (c, u) = (
+            s("created_at").expect("created"),
+            s("updated_at").expect("updated"),
+        );
         assert_eq!(c, u);
         let parsed = chrono::DateTime::parse_from_rfc3339(&c).expect("RFC 3339");
         assert_eq!(
-            parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Micros, true),
+            parsed
+                .with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
             c
         );
         let mut tags: Vec<String> = sqlx::query(
@@ -391,7 +444,12 @@ async fn check_rows<R: Resource>(store: &Store, sys_id: i64, kind: ObjectKind, i
                 .await
                 .expect("refs")
                 .iter()
-                .map(|r| (r.try_get("relation").expect("rel"), r.try_get("to_id").expect("to")))
+                .map(|r| {
+                    (
+                        r.try_get("relation").expect("rel"),
+                        r.try_get("to_id").expect("to"),
+                    )
+                })
                 .collect();
         refs.sort();
         let mut want: Vec<(String, i64)> = body
@@ -448,7 +506,11 @@ fn key_body(
     };
     let name = match &holder {
         Some((_, person)) if rng.chance(80) => person.clone(),
-        _ => format!("{} key {code} {}", rng.pick(KEY_PURPOSES), 1 + rng.below(400)),
+        _ => format!(
+            "{} key {code} {}",
+            rng.pick(KEY_PURPOSES),
+            1 + rng.below(400)
+        ),
     };
     let gen2 = rng.chance(70);
     let ntags = 2 + rng.below(3); // 2–4, ~3 on average
@@ -477,7 +539,8 @@ fn key_body(
         body["access_list_capacity"] = json!(500);
     }
     if ty != "normal" && rng.chance(20) {
-        body["validity"] = json!({ "revalidation": { "interval_hours": 24 * (1 + rng.below(30)) } });
+        body["validity"] =
+            json!({ "revalidation": { "interval_hours": 24 * (1 + rng.below(30)) } });
     }
     serde_json::from_value(body).expect("key body")
 }
@@ -565,8 +628,22 @@ async fn seed(db: Db) -> World {
     let mut normal_groups = Vec::new();
     let mut dynamic_groups = Vec::new();
     for (i, dept) in [
-        "Staff", "Management", "Facility", "IT", "Cleaning", "Security", "Lab", "Logistics",
-        "Sales", "Finance", "HR", "Production", "Visitors", "Contractors", "Canteen", "Fleet",
+        "Staff",
+        "Management",
+        "Facility",
+        "IT",
+        "Cleaning",
+        "Security",
+        "Lab",
+        "Logistics",
+        "Sales",
+        "Finance",
+        "HR",
+        "Production",
+        "Visitors",
+        "Contractors",
+        "Canteen",
+        "Fleet",
     ]
     .iter()
     .enumerate()
@@ -639,7 +716,11 @@ async fn seed(db: Db) -> World {
     )
     .await;
 
-    let groups: Vec<i64> = normal_groups.iter().chain(&dynamic_groups).copied().collect();
+    let groups: Vec<i64> = normal_groups
+        .iter()
+        .chain(&dynamic_groups)
+        .copied()
+        .collect();
     let cylinder_bodies: Vec<Cylinder> = (0..CYLINDERS)
         .map(|n| cylinder_body(&mut rng, n, &domains, &groups))
         .collect();
@@ -649,7 +730,11 @@ async fn seed(db: Db) -> World {
         &sys,
         ObjectKind::Cylinder,
         cylinder_bodies,
-        if all_store { CYLINDERS } else { STORE_CYLINDERS },
+        if all_store {
+            CYLINDERS
+        } else {
+            STORE_CYLINDERS
+        },
     )
     .await;
 
@@ -743,7 +828,10 @@ impl Stats {
         format!("{:.2}", ms(*self.samples.last().unwrap_or(&Duration::ZERO)))
     }
     fn avg_total(&self) -> String {
-        format!("{:.0}", self.total as f64 / self.samples.len().max(1) as f64)
+        format!(
+            "{:.0}",
+            self.total as f64 / self.samples.len().max(1) as f64
+        )
     }
 }
 
@@ -796,7 +884,9 @@ async fn explain(w: &World, q: &str, tag: &str) {
         ),
         (
             "total",
-            format!("SELECT COUNT(*) AS n {where_} AND (status IS NULL OR status NOT IN ($10, $11))"),
+            format!(
+                "SELECT COUNT(*) AS n {where_} AND (status IS NULL OR status NOT IN ($10, $11))"
+            ),
         ),
         (
             "hidden",
@@ -868,11 +958,19 @@ fn main() {
                 .map(|r| (r.try_get("kind").expect("kind"), r.try_get("n").expect("n")))
                 .collect()
         });
-        let n_of = |k: &str| counts.iter().find(|(c, _)| c == k).map(|c| c.1).unwrap_or(0);
+        let n_of = |k: &str| {
+            counts
+                .iter()
+                .find(|(c, _)| c == k)
+                .map(|c| c.1)
+                .unwrap_or(0)
+        };
         assert_eq!(n_of("key") as usize, KEYS);
         assert_eq!(n_of("cylinder") as usize, CYLINDERS);
         let tags: i64 = rt
-            .block_on(sqlx::query("SELECT COUNT(*) AS n FROM object_tags").fetch_one(w.f.store.pool()))
+            .block_on(
+                sqlx::query("SELECT COUNT(*) AS n FROM object_tags").fetch_one(w.f.store.pool()),
+            )
             .expect("tags")
             .try_get("n")
             .expect("n");
@@ -936,7 +1034,11 @@ fn main() {
                 pre.p(50.0),
                 wild.p(50.0),
             ]);
-            for (label, st) in [("prefix + tag", &main), ("prefix only", &pre), ("wildcard *", &wild)] {
+            for (label, st) in [
+                ("prefix + tag", &main),
+                ("prefix only", &pre),
+                ("wildcard *", &wild),
+            ] {
                 shapes.push(vec![
                     db_name(db).to_string(),
                     kind.as_str().to_string(),
@@ -962,7 +1064,9 @@ fn main() {
             db_wall.elapsed().as_secs_f64()
         );
     }
-    println!("Seeding (first objects through Store::create_batch, {CHUNK} per call; the rest by multi-row SQL INSERTs of identical rows):");
+    println!(
+        "Seeding (first objects through Store::create_batch, {CHUNK} per call; the rest by multi-row SQL INSERTs of identical rows):"
+    );
     print_table(
         &[
             "database",
@@ -978,7 +1082,9 @@ fn main() {
     for t in &tag_rows {
         println!("{t}");
     }
-    println!("\nStore::search latency, ms (prefix+tag: 2–3 character prefix of a name or marking + one tag):");
+    println!(
+        "\nStore::search latency, ms (prefix+tag: 2–3 character prefix of a name or marking + one tag):"
+    );
     print_table(
         &[
             "database",
@@ -996,7 +1102,15 @@ fn main() {
     println!("\nAll shapes (avg total = mean `total` of the page; empty = queries with no match):");
     print_table(
         &[
-            "database", "kind", "shape", "queries", "p50", "p90", "p99", "max", "avg total",
+            "database",
+            "kind",
+            "shape",
+            "queries",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "avg total",
             "empty",
         ],
         &shapes,
@@ -1004,5 +1118,8 @@ fn main() {
     println!();
     drop(rt);
     print_peak_rss();
-    println!("Total bench wall time: {:.1} s", wall.elapsed().as_secs_f64());
+    println!(
+        "Total bench wall time: {:.1} s",
+        wall.elapsed().as_secs_f64()
+    );
 }

@@ -275,3 +275,92 @@ on_both!(
         assert!(jobs.iter().all(|j| j["actions"] == json!(["unblock"])));
     }
 );
+
+on_both!(
+    cylinder_jobs_are_loaded_assigned_failed_and_recreated,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        let jobs = open_jobs(&app).await;
+        let cyl_job = jobs
+            .iter()
+            .find(|j| j["kind"] == "cylinder_programming")
+            .expect("a cylinder job")["id"]
+            .as_i64()
+            .expect("id");
+        let (other_ck, other) = app
+            .admin_with(
+                "P-1",
+                json!({ "cylinder": "list", "cylinder_programming": "full" }),
+                &[app.default_domain],
+            )
+            .await;
+        let as_other = |path: String, body: Value| {
+            let (app, other) = (&app, other.clone());
+            async move {
+                app.call(axum::http::Method::POST, &path, Some(&other), Some(body))
+                    .await
+            }
+        };
+        // Only onto the C-key you are using.
+        as_other(
+            format!("/api/v1/jobs/{cyl_job}/load"),
+            json!({ "c_key_id": app.master_c_key_id }),
+        )
+        .await
+        .expect(403);
+        // Assigned to the other administrator's C-key: the master can no longer load it.
+        app.post(
+            &format!("/api/v1/jobs/{cyl_job}/assign"),
+            json!({ "c_key_id": other_ck }),
+        )
+        .await
+        .expect(200);
+        let r = app
+            .post(
+                &format!("/api/v1/jobs/{cyl_job}/load"),
+                json!({ "c_key_id": app.master_c_key_id }),
+            )
+            .await
+            .expect(409);
+        assert_eq!(r.body["reason"], "assigned_to_other");
+        let loaded = as_other(
+            format!("/api/v1/jobs/{cyl_job}/load"),
+            json!({ "c_key_id": other_ck }),
+        )
+        .await
+        .expect(200);
+        assert_eq!(loaded.body["state"], "loaded");
+        assert_eq!(loaded.body["loaded_on"], other_ck);
+        // Loaded once: the cylinder is locked by that C-key.
+        app.post(
+            &format!("/api/v1/jobs/{cyl_job}/load"),
+            json!({ "c_key_id": app.master_c_key_id }),
+        )
+        .await
+        .expect(409);
+        // It fails at the door and is recreated for the next attempt.
+        as_other(
+            format!("/api/v1/jobs/{cyl_job}/fail"),
+            json!({ "reason": "" }),
+        )
+        .await
+        .expect(422);
+        let r = as_other(
+            format!("/api/v1/jobs/{cyl_job}/fail"),
+            json!({ "reason": "cylinder battery empty" }),
+        )
+        .await
+        .expect(200);
+        assert_eq!(r.body["job"]["state"], "failed");
+        assert_eq!(r.body["recreated"], 1);
+        let target = r.body["job"]["target_id"].as_i64().expect("target");
+        let again: Vec<Value> = open_jobs(&app)
+            .await
+            .into_iter()
+            .filter(|j| j["target_id"] == target)
+            .collect();
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0]["id"], cyl_job);
+        assert!(s.cylinders.contains(&target));
+    }
+);

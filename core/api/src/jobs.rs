@@ -145,6 +145,182 @@ async fn update_status(state: AppState, admin: Admin, id: String) -> ApiResult<R
     )
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CKeyRef {
+    c_key_id: i64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailReport {
+    reason: String,
+}
+
+/// The cylinder job `id`, visible to the caller, with its engine view.
+async fn cylinder_job(
+    state: &AppState,
+    admin: &Admin,
+    id: i64,
+) -> ApiResult<(
+    lockgate_store::reconciliation::JobRecord,
+    lockgate_engine::jobs::CylinderJob,
+)> {
+    let job = state.store.job(admin.system.id, id).await?;
+    if job.kind != "cylinder_programming"
+        || !state
+            .store
+            .kind_visible(
+                admin.system.id,
+                ObjectKind::Cylinder,
+                job.target_id,
+                &admin.scope,
+            )
+            .await?
+    {
+        return Err(Problem::not_found(format!(
+            "no cylinder programming job {id}"
+        )));
+    }
+    let changes_c_key_access = false;
+    let engine_job = lockgate_engine::jobs::CylinderJob {
+        id: job.id,
+        cylinder: job.target_id,
+        actions: job.actions.iter().copied().collect(),
+        reprogram: false,
+        audit_trail: false,
+        changes_c_key_access,
+        priority: if job.priority == "high" {
+            lockgate_engine::jobs::Priority::High
+        } else {
+            lockgate_engine::jobs::Priority::Normal
+        },
+        state: match job.state.as_str() {
+            "created" => lockgate_engine::jobs::JobState::Created,
+            "loaded" => lockgate_engine::jobs::JobState::Loaded {
+                c_key: job.loaded_on.unwrap_or_default(),
+            },
+            "awaiting_approval" => lockgate_engine::jobs::JobState::AwaitingApproval,
+            _ => lockgate_engine::jobs::JobState::Cancelled,
+        },
+        assigned_to: job.assigned_to,
+    };
+    Ok((job, engine_job))
+}
+
+async fn load(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::CylinderProgramming, Level::Full)?;
+    let id = parse_id(&id)?;
+    let req: CKeyRef = crate::extract::json_body(&headers, &body)?;
+    // Only your own C-key: it is in your hands at the local or remote PD.
+    if req.c_key_id != admin.c_key.id {
+        return Err(Problem::forbidden(
+            "jobs are loaded on the C-key you are using",
+        ));
+    }
+    let (_, job) = cylinder_job(&state, &admin, id).await?;
+    let c = &admin.c_key.body;
+    let loading = lockgate_engine::jobs::LoadingCKey {
+        id: admin.c_key.id,
+        kind: c.kind,
+        blocked: c.blocked,
+        programming_permission: true,
+        reprogramming_right: c.capabilities.cylinder_reprogramming,
+        group_programming: c.capabilities.cylinder_group_programming,
+    };
+    lockgate_engine::jobs::can_load(&job, &loading, None).map_err(|e| {
+        Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "job-not-loadable",
+            e.to_string(),
+        )
+        .with_extra(serde_json::to_value(&e).unwrap_or_default())
+    })?;
+    let done = state
+        .store
+        .load_job(admin.system.id, id, admin.c_key.id)
+        .await?;
+    Ok(Json(done).into_response())
+}
+
+async fn assign(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::CylinderProgramming, Level::Full)?;
+    let id = parse_id(&id)?;
+    let req: CKeyRef = crate::extract::json_body(&headers, &body)?;
+    let _ = cylinder_job(&state, &admin, id).await?;
+    let target: Stored<lockgate_model::ckey::CKey> = state
+        .store
+        .get(
+            admin.system.id,
+            ObjectKind::CKey,
+            req.c_key_id,
+            &admin.scope,
+        )
+        .await
+        .map_err(|_| Problem::field("c_key_id", format!("no C-key {}", req.c_key_id)))?;
+    if target.body.blocked {
+        return Err(Problem::field("c_key_id", "that C-key is blocked"));
+    }
+    let assigned = state
+        .store
+        .jobs(admin.system.id, None, true, 100_000)
+        .await?
+        .iter()
+        .filter(|j| j.assigned_to == Some(req.c_key_id))
+        .count();
+    let done = state
+        .store
+        .assign_job(admin.system.id, id, req.c_key_id)
+        .await?;
+    let warning = (assigned + 1 > lockgate_engine::jobs::RECOMMENDED_JOBS_PER_C_KEY).then(|| {
+        format!(
+            "C-key {} now holds {} assigned jobs; about {} is the recommended maximum",
+            req.c_key_id,
+            assigned + 1,
+            lockgate_engine::jobs::RECOMMENDED_JOBS_PER_C_KEY
+        )
+    });
+    Ok(Json(serde_json::json!({ "job": done, "warning": warning })).into_response())
+}
+
+async fn fail(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::CylinderProgramming, Level::Full)?;
+    let id = parse_id(&id)?;
+    let req: FailReport = crate::extract::json_body(&headers, &body)?;
+    if req.reason.trim().is_empty() {
+        return Err(Problem::field("reason", "is required"));
+    }
+    let _ = cylinder_job(&state, &admin, id).await?;
+    let failed = state
+        .store
+        .fail_job(admin.system.id, id, &req.reason)
+        .await?;
+    // A failed job brought back is recreated.
+    let report = state
+        .store
+        .reconcile(&admin.system, &admin.actor, Utc::now())
+        .await?;
+    Ok(Json(serde_json::json!({ "job": failed, "recreated": report.created })).into_response())
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -154,6 +330,36 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/jobs/{id}/confirm",
             post(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| confirm(s, a, id)),
+        )
+        .route(
+            "/api/v1/jobs/{id}/load",
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: axum::http::HeaderMap,
+                 b: axum::body::Bytes| load(s, a, id, h, b),
+            ),
+        )
+        .route(
+            "/api/v1/jobs/{id}/assign",
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: axum::http::HeaderMap,
+                 b: axum::body::Bytes| assign(s, a, id, h, b),
+            ),
+        )
+        .route(
+            "/api/v1/jobs/{id}/fail",
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: axum::http::HeaderMap,
+                 b: axum::body::Bytes| fail(s, a, id, h, b),
+            ),
         )
         .route(
             "/api/v1/reconcile",

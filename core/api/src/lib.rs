@@ -7,6 +7,8 @@ pub mod admin;
 pub mod authz;
 pub mod extract;
 pub mod jobs;
+pub mod licence;
+pub mod lifecycle;
 pub mod openapi;
 pub mod persons;
 pub mod policy;
@@ -44,12 +46,15 @@ use crate::problem::Problem;
 pub struct ApiConfig {
     /// Largest JSON request body in bytes.
     pub max_body_bytes: usize,
+    /// Trusted licence keys and enforcement (`[licence]`; default: no keys, open mode).
+    pub licence: licence::LicenceConfig,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            licence: licence::LicenceConfig::default(),
         }
     }
 }
@@ -132,10 +137,16 @@ pub fn router(state: AppState) -> Router {
         .merge(persons::routes())
         .merge(admin::routes())
         .merge(jobs::routes())
+        .merge(licence::routes())
+        .merge(lifecycle::routes())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            licence::guard,
+        ))
         .layer(DefaultBodyLimit::max(max))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

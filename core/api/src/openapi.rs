@@ -598,6 +598,28 @@ pub fn document() -> OpenApi {
         ("200", "Status and the open job"),
     );
 
+    // Licence (docs/licences.md).
+    p = simple(
+        p,
+        "/api/v1/licence",
+        HttpMethod::Get,
+        "getLicence",
+        "system",
+        "The installed licence: payload, state (valid, soft_expired, hard_expired, missing, invalid) and available features",
+        None,
+        ("200", "Licence status"),
+    );
+    p = simple(
+        p,
+        "/api/v1/licence",
+        HttpMethod::Put,
+        "putLicence",
+        "system",
+        "Install a signed licence file (the body); verified against the configured trusted keys; only a higher number for this system installs (409 licence-not-newer)",
+        Some(("application/json", csv())),
+        ("200", "Licence status after installation"),
+    );
+
     OpenApiBuilder::new()
         .info(InfoBuilder::new().title("lockgate API").version(env!("CARGO_PKG_VERSION")).description(Some("Management API of lockgate: the lock data model of an offline electromechanical locking system. Errors are RFC 9457 problem documents.")).build())
         .paths(p.build())

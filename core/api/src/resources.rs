@@ -215,6 +215,8 @@ pub async fn create<R: Resource>(
         value["identifier"] = Value::String(format!("{}:{n}", lockgate_store::persons::today()));
     }
     let obj: R = from_value(value)?;
+    let licensed = serde_json::to_value(&obj).unwrap_or_default();
+    crate::licence::gate_write(&state, &admin, kind, None, &licensed).await?;
     policy::check_write(
         &state,
         &admin,
@@ -308,6 +310,7 @@ pub async fn patch<R: Resource>(
         merge_patch(&mut after, &patch);
         require_fields::<R>(&admin, changed_fields(&before, &after))?;
         let next: R = from_value(after.clone())?;
+        crate::licence::gate_write(&state, &admin, kind, Some(&before), &after).await?;
         policy::check_write(&state, &admin, kind, Some(id), Some(&before), &after).await?;
         let result = state
             .store

@@ -20,3 +20,4 @@ pub mod opening;
 pub mod reconcile;
 pub mod revalidation;
 pub mod state;
+pub mod views;

@@ -210,6 +210,34 @@ impl Validity {
     }
 }
 
+/// Which cylinders block a lost key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BlockChoice {
+    /// Every cylinder that admits the key.
+    #[default]
+    All,
+    /// Only installed cylinders that admit the key.
+    Installed,
+    /// The cylinders listed.
+    Custom,
+    /// None: the key is not blocked.
+    None,
+}
+
+/// How a key was reported lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LostReport {
+    pub block: BlockChoice,
+    /// Cylinders for `custom`.
+    #[serde(default)]
+    pub cylinder_ids: Vec<ObjectId>,
+    pub reported_at: DateTime<Utc>,
+}
+
 /// Factory-only features of a user key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -287,6 +315,9 @@ pub struct Key {
     /// Last confirmed remote update; maintained by lockgate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_remote_update: Option<DateTime<Utc>>,
+    /// How the key was reported lost (set by the lost-key flow; maintained by lockgate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_report: Option<LostReport>,
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
@@ -515,6 +546,7 @@ impl Resource for Key {
 
     fn keep_system_fields(&mut self, previous: Option<&Self>) {
         self.last_remote_update = previous.and_then(|p| p.last_remote_update);
+        self.lost_report = previous.and_then(|p| p.lost_report.clone());
     }
 
     crate::tags_and_domain!();

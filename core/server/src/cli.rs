@@ -46,6 +46,9 @@ pub enum Command {
     Export(ExportCommand),
     /// Issue an API token for a C-key (operator recovery; prints the token once).
     Token(TokenArgs),
+    /// Licences: key pairs and signing for operators running their own trust root, installation.
+    #[command(subcommand)]
+    Licence(LicenceCommand),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +144,142 @@ fn operator() -> Actor {
     a
 }
 
+// ---- licence subcommands (docs/licences.md) ----
+
+#[derive(Debug, Subcommand)]
+pub enum LicenceCommand {
+    /// Create a licence signing key pair from OS randomness: prints the public
+    /// `key-id:base64url` entry for `[licence] trusted_keys` and the private signing key.
+    Keygen {
+        /// Id of the key (ASCII letters, digits, '.', '_', '-').
+        #[arg(long, default_value = "local")]
+        key_id: String,
+        /// Write the private signing key to this new file (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Sign a licence and print the licence file.
+    Sign(LicenceSignArgs),
+    /// Verify a licence file against `[licence] trusted_keys` and install it.
+    Install {
+        file: PathBuf,
+        /// Locking system id (needed when the database holds several).
+        #[arg(long)]
+        system: Option<i64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LicenceSignArgs {
+    /// Private signing key file (`key-id:base64url seed` as `keygen` writes, or a bare seed).
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// Name of the locking system the licence is for (exactly as the system is named).
+    #[arg(long)]
+    pub system_name: String,
+    /// Licence number; only a higher number replaces an installed licence.
+    #[arg(long)]
+    pub number: u64,
+    /// Comma-separated features, e.g. remote,domains,access_profiles (may be empty).
+    #[arg(long)]
+    pub features: String,
+    /// Start of the warning state (RFC 3339).
+    #[arg(long)]
+    pub soft_expiry: Option<String>,
+    /// Start of the locked state (RFC 3339).
+    #[arg(long)]
+    pub hard_expiry: Option<String>,
+    /// Issue instant (RFC 3339; default now).
+    #[arg(long)]
+    pub issued_at: Option<String>,
+    /// Maximum number of keys.
+    #[arg(long)]
+    pub max_keys: Option<u32>,
+    /// Maximum number of cylinders.
+    #[arg(long)]
+    pub max_cylinders: Option<u32>,
+    /// Key id written into the file (default: the id in the key file).
+    #[arg(long)]
+    pub key_id: Option<String>,
+}
+
+/// Run a `lockgate licence ...` command.
+async fn run_licence(cfg: &Config, cmd: LicenceCommand) -> anyhow::Result<()> {
+    use lockgate_api::licence as lic;
+    match cmd {
+        LicenceCommand::Keygen { key_id, out } => {
+            let seed = lockgate_store::licences::random_seed()?;
+            let (public, private) =
+                lic::key_pair_lines(&key_id, seed).map_err(|e| anyhow::anyhow!("--key-id: {e}"))?;
+            println!("# public key: add to [licence] trusted_keys\n{public}");
+            match out {
+                Some(path) => {
+                    let mut o = std::fs::OpenOptions::new();
+                    o.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+                    let mut f = o
+                        .open(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    std::io::Write::write_all(&mut f, format!("{private}\n").as_bytes())?;
+                    eprintln!(
+                        "private signing key written to {} (keep it secret)",
+                        path.display()
+                    );
+                }
+                None => println!(
+                    "# private signing key (keep it secret; for `lockgate licence sign --key-file`)\n{private}"
+                ),
+            }
+            Ok(())
+        }
+        LicenceCommand::Sign(a) => {
+            let text = std::fs::read_to_string(&a.key_file)
+                .with_context(|| format!("reading {}", a.key_file.display()))?;
+            let req = lic::SignRequest {
+                system_name: a.system_name,
+                number: a.number,
+                features: a.features,
+                issued_at: a.issued_at,
+                soft_expiry: a.soft_expiry,
+                hard_expiry: a.hard_expiry,
+                max_keys: a.max_keys,
+                max_cylinders: a.max_cylinders,
+                key_id: a.key_id,
+            };
+            println!(
+                "{}",
+                lic::sign_with_key_file(&text, req).map_err(anyhow::Error::msg)?
+            );
+            Ok(())
+        }
+        LicenceCommand::Install { file, system } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let trusted = cfg.licence.trusted()?;
+            if trusted.is_empty() {
+                bail!(
+                    "no licence key is trusted: add the signer's public key to [licence] trusted_keys"
+                );
+            }
+            let store = open_store(cfg, cfg.database.migrate_on_start).await?;
+            let sys = pick_system(&store, system).await?;
+            let licence = lic::install(&store, &trusted, sys.id, &sys.name, &bytes, &operator())
+                .await
+                .map_err(|p| anyhow::anyhow!("{}: {}", file.display(), p.detail))?;
+            let features: Vec<&str> = licence.features.iter().map(|f| f.as_str()).collect();
+            println!(
+                "licence number {} installed for locking system {} ('{}'); features: {}",
+                licence.number,
+                sys.id,
+                sys.name,
+                features.join(", ")
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_config(cli.config.as_ref())?;
@@ -153,6 +292,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(cfg).await,
+        Command::Licence(cmd) => run_licence(&cfg, cmd).await,
         Command::Migrate => {
             open_store(&cfg, true).await?;
             println!("database is up to date");

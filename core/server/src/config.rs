@@ -34,6 +34,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub bootstrap: BootstrapConfig,
+    pub licence: LicenceConfig,
 }
 
 /// `[server]`: the HTTP listener.
@@ -125,6 +126,37 @@ impl Default for BootstrapConfig {
             base_time_zone: "UTC".into(),
             audit_trail_approvals: false,
         }
+    }
+}
+
+/// `[licence]`: which keys licence files are verified against, and whether features are
+/// gated when no licence is installed (see docs/licences.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LicenceConfig {
+    /// `"<key_id>:<base64url Ed25519 public key>"` entries; the only keys trusted.
+    pub trusted_keys: Vec<String>,
+    /// Gate licensed features even when no licence is installed (default: open mode).
+    pub enforce: bool,
+}
+
+impl LicenceConfig {
+    /// The trusted keys, or an error naming the offending entry.
+    pub fn trusted(&self) -> Result<lockgate_api::licence::TrustedKeys, ConfigError> {
+        lockgate_api::licence::TrustedKeys::from_config(&self.trusted_keys).map_err(|e| {
+            ConfigError::Invalid {
+                key: "licence.trusted_keys".into(),
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// What the API needs.
+    pub fn api(&self) -> Result<lockgate_api::licence::LicenceConfig, ConfigError> {
+        Ok(lockgate_api::licence::LicenceConfig {
+            trusted_keys: self.trusted()?,
+            enforce: self.enforce,
+        })
     }
 }
 
@@ -296,6 +328,7 @@ impl Config {
                 );
             }
         }
+        self.licence.trusted()?;
         Ok(())
     }
 
@@ -386,6 +419,37 @@ mod tests {
                 .to_string()
                 .contains("bootstrap.base_time_zone")
         );
+    }
+
+    #[test]
+    fn licence_section_validated_and_overridable() {
+        let good = "ops-2026:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let cfg = Config::parse(
+            "x.toml",
+            &format!("[licence]\ntrusted_keys = [\"{good}\"]\nenforce = true\n"),
+        )
+        .expect("parses");
+        assert!(cfg.licence.enforce);
+        assert_eq!(cfg.licence.api().expect("valid").trusted_keys.len(), 1);
+        assert!(!Config::default().licence.enforce);
+        let mut bad = Config::default();
+        bad.licence.trusted_keys = vec![good.into(), "backup:AAAA".into()];
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("licence.trusted_keys") && e.contains("#1"),
+            "{e}"
+        );
+        let cfg = Config::default()
+            .with_env([
+                (
+                    "LOCKGATE__LICENCE__TRUSTED_KEYS".to_string(),
+                    format!("[\"{good}\"]"),
+                ),
+                ("LOCKGATE__LICENCE__ENFORCE".into(), "true".into()),
+            ])
+            .expect("valid");
+        assert_eq!(cfg.licence.trusted_keys, [good]);
+        assert!(cfg.licence.enforce);
     }
 
     #[test]

@@ -68,10 +68,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(system_id = b.system.id, "created the first locking system");
         print_token_once(&b.system.name, &b.token);
     }
+    // Licence start-up check: a hard-expired licence locks the system (docs/licences.md).
+    let licence = cfg.licence.api()?;
+    lockgate_api::licence::check_at_startup(&store, &licence, chrono::Utc::now())
+        .await
+        .context("refusing to start")?;
     let state = AppState::new(
         store.clone(),
         ApiConfig {
             max_body_bytes: cfg.server.max_body_bytes,
+            licence,
         },
     );
     let app = lockgate_api::router(state);

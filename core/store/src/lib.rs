@@ -6,6 +6,8 @@
 //! each (`BEGIN IMMEDIATE` on SQLite); updates are optimistic on `version`.
 
 pub mod events;
+pub mod licences;
+pub mod lifecycle;
 pub mod objects;
 pub mod persons;
 pub mod reconciliation;

@@ -19,8 +19,8 @@ use lockgate_engine::{
 use lockgate_model::{
     ObjectKind,
     access_profile::{AccessProfile, TemporaryAccessGroup},
-    cylinder::{Cylinder, CylinderGroup},
-    key::{Key, KeyStatus},
+    cylinder::{Cylinder, CylinderGroup, CylinderStatus},
+    key::{BlockChoice, Key, KeyStatus, LostReport},
     person::{Person, PersonState},
     system::LockingSystem,
 };
@@ -130,7 +130,8 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn key_config(id: i64, k: &Key) -> KeyConfig {
+/// The engine's view of a stored key.
+pub fn key_config(id: i64, k: &Key) -> KeyConfig {
     KeyConfig {
         facts: KeyFacts {
             id,
@@ -169,10 +170,10 @@ impl Store {
             .list_all::<Key>(sys.id, ObjectKind::Key, &all, limit)
             .await?;
         cfg.keys = keys.iter().map(|k| key_config(k.id, &k.body)).collect();
-        let lost: Vec<(i64, Option<i64>)> = keys
+        let lost: Vec<(i64, Option<i64>, Option<LostReport>)> = keys
             .iter()
             .filter(|k| k.body.status == KeyStatus::Lost)
-            .map(|k| (k.id, k.body.key_group_id))
+            .map(|k| (k.id, k.body.key_group_id, k.body.lost_report.clone()))
             .collect();
         for c in self
             .list_all::<Cylinder>(sys.id, ObjectKind::Cylinder, &all, limit)
@@ -186,14 +187,26 @@ impl Store {
                 .map(|g| (g.key_group_id, g.exceptions.iter().copied().collect()))
                 .collect();
             let keys: BTreeSet<i64> = b.access_list.key_ids.iter().copied().collect();
-            // A lost key goes silently into the blocked list of every cylinder that admits it.
+            let admits = |k: i64, g: Option<i64>| {
+                keys.contains(&k)
+                    || g.is_some_and(|g| key_groups.get(&g).is_some_and(|ex| !ex.contains(&k)))
+            };
+            // A lost key is blocked as its report chose (by default on every cylinder admitting it).
             let blocked = lost
                 .iter()
-                .filter(|(k, g)| {
-                    keys.contains(k)
-                        || g.is_some_and(|g| key_groups.get(&g).is_some_and(|ex| !ex.contains(k)))
+                .filter(|(k, g, report)| {
+                    match report.as_ref().map(|r| r.block).unwrap_or_default() {
+                        BlockChoice::All => admits(*k, *g),
+                        BlockChoice::Installed => {
+                            admits(*k, *g) && b.status == CylinderStatus::Installed
+                        }
+                        BlockChoice::Custom => report
+                            .as_ref()
+                            .is_some_and(|r| r.cylinder_ids.contains(&c.id)),
+                        BlockChoice::None => false,
+                    }
                 })
-                .map(|(k, _)| *k)
+                .map(|(k, _, _)| *k)
                 .collect();
             cfg.cylinders.push(CylinderConfig {
                 id: c.id,
@@ -583,4 +596,221 @@ pub fn by_target(jobs: &[JobRecord]) -> HashMap<i64, Vec<&JobRecord>> {
         m.entry(j.target_id).or_default().push(j);
     }
     m
+}
+
+/// Access views: which cylinders a key reaches and which keys reach a cylinder.
+impl Store {
+    async fn views_input(
+        &self,
+        sys: &LockingSystem,
+        now: DateTime<Utc>,
+    ) -> Result<(
+        Configuration,
+        lockgate_engine::defined::DefinedState,
+        ActualState,
+    )> {
+        let cfg = self.configuration(sys).await?;
+        let defined = defined::compute(&cfg, now);
+        let actual = self.actual_state(sys.id).await?;
+        Ok((cfg, defined, actual))
+    }
+
+    /// Cylinders the key reaches now (actual) or once pending jobs run (defined).
+    pub async fn access_for_key(
+        &self,
+        sys: &LockingSystem,
+        key_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<lockgate_engine::views::AccessView>> {
+        let (cfg, defined, actual) = self.views_input(sys, now).await?;
+        let key = cfg
+            .keys
+            .iter()
+            .find(|k| k.facts.id == key_id)
+            .ok_or(StoreError::NotFound {
+                kind: "key",
+                id: key_id,
+            })?;
+        let empty_k = KeyProgram::default();
+        let empty_c = CylinderProgram::default();
+        let mut out = Vec::new();
+        for c in cfg.cylinders.iter().filter(|c| c.electronic) {
+            let a = lockgate_engine::views::grants(
+                &key.facts,
+                actual.keys.get(&key_id).unwrap_or(&empty_k),
+                c.id,
+                actual.cylinders.get(&c.id).unwrap_or(&empty_c),
+            );
+            let d = !defined.lost.contains(&key_id)
+                && lockgate_engine::views::grants(
+                    &key.facts,
+                    defined.keys.get(&key_id).unwrap_or(&empty_k),
+                    c.id,
+                    defined.cylinders.get(&c.id).unwrap_or(&empty_c),
+                );
+            if a || d {
+                out.push(lockgate_engine::views::AccessView {
+                    id: c.id,
+                    actual: a,
+                    defined: d,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keys reaching a cylinder now (actual) or once pending jobs run (defined).
+    pub async fn access_for_cylinder(
+        &self,
+        sys: &LockingSystem,
+        cylinder_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<lockgate_engine::views::AccessView>> {
+        let (cfg, defined, actual) = self.views_input(sys, now).await?;
+        let empty_k = KeyProgram::default();
+        let empty_c = CylinderProgram::default();
+        let ac = actual.cylinders.get(&cylinder_id).unwrap_or(&empty_c);
+        let dc = defined.cylinders.get(&cylinder_id).unwrap_or(&empty_c);
+        let mut out = Vec::new();
+        for k in &cfg.keys {
+            let id = k.facts.id;
+            let a = lockgate_engine::views::grants(
+                &k.facts,
+                actual.keys.get(&id).unwrap_or(&empty_k),
+                cylinder_id,
+                ac,
+            );
+            let d = !defined.lost.contains(&id)
+                && lockgate_engine::views::grants(
+                    &k.facts,
+                    defined.keys.get(&id).unwrap_or(&empty_k),
+                    cylinder_id,
+                    dc,
+                );
+            if a || d {
+                out.push(lockgate_engine::views::AccessView {
+                    id,
+                    actual: a,
+                    defined: d,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Access profiles giving access to a cylinder, directly or through its cylinder group.
+    pub async fn profiles_for_cylinder(
+        &self,
+        sys: &LockingSystem,
+        cylinder_id: i64,
+    ) -> Result<Vec<i64>> {
+        let c: crate::Stored<Cylinder> = self
+            .get(sys.id, ObjectKind::Cylinder, cylinder_id, &Scope::all())
+            .await?;
+        let mut out = Vec::new();
+        for p in self
+            .list_all::<AccessProfile>(sys.id, ObjectKind::AccessProfile, &Scope::all(), 1_000_000)
+            .await?
+        {
+            if p.body.cylinder_ids.contains(&cylinder_id)
+                || c.body
+                    .cylinder_group_id
+                    .is_some_and(|g| p.body.cylinder_group_ids.contains(&g))
+            {
+                out.push(p.id);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Moving cylinder programming jobs between administrators and devices.
+impl Store {
+    /// One job by id.
+    pub async fn job(&self, system_id: i64, job_id: i64) -> Result<JobRecord> {
+        let row = sqlx::query("SELECT target_id FROM jobs WHERE id = $1 AND system_id = $2")
+            .bind(job_id)
+            .bind(system_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound {
+                kind: "job",
+                id: job_id,
+            })?;
+        let target: i64 = row.try_get("target_id")?;
+        self.jobs(system_id, Some(target), false, 10_000)
+            .await?
+            .into_iter()
+            .find(|j| j.id == job_id)
+            .ok_or(StoreError::NotFound {
+                kind: "job",
+                id: job_id,
+            })
+    }
+
+    /// Change an open job's state columns, conditional on its current state (no lost race).
+    async fn set_job(
+        &self,
+        system_id: i64,
+        job_id: i64,
+        from_state: &str,
+        sql_set: &str,
+        binds: (Option<i64>, Option<String>),
+    ) -> Result<JobRecord> {
+        let q = format!(
+            "UPDATE jobs SET {sql_set}, updated_at = $1 WHERE id = $2 AND system_id = $3 AND state = $4 AND open = 1"
+        );
+        let res = sqlx::query(&q)
+            .bind(ts(Utc::now()))
+            .bind(job_id)
+            .bind(system_id)
+            .bind(from_state)
+            .bind(binds.0)
+            .bind(binds.1)
+            .execute(self.pool())
+            .await?;
+        if res.rows_affected() != 1 {
+            return Err(StoreError::Refused {
+                message: format!("job {job_id} changed meanwhile or is not {from_state}"),
+            });
+        }
+        self.job(system_id, job_id).await
+    }
+
+    /// Load a created cylinder job onto a C-key (the caller checked the engine's loading rules).
+    pub async fn load_job(&self, system_id: i64, job_id: i64, c_key: i64) -> Result<JobRecord> {
+        self.set_job(
+            system_id,
+            job_id,
+            "created",
+            "state = 'loaded', loaded_on = $5, reason = $6",
+            (Some(c_key), None),
+        )
+        .await
+    }
+
+    /// Prepare a created job for pick-up by another administrator's C-key at a remote PD.
+    pub async fn assign_job(&self, system_id: i64, job_id: i64, c_key: i64) -> Result<JobRecord> {
+        self.set_job(
+            system_id,
+            job_id,
+            "created",
+            "assigned_to = $5, reason = $6",
+            (Some(c_key), None),
+        )
+        .await
+    }
+
+    /// The C-key reports a loaded job failed at the cylinder. The next reconciliation
+    /// recreates it (the cylinder still differs from its defined state).
+    pub async fn fail_job(&self, system_id: i64, job_id: i64, reason: &str) -> Result<JobRecord> {
+        self.set_job(
+            system_id,
+            job_id,
+            "loaded",
+            "state = 'failed', open = 0, loaded_on = COALESCE($5, loaded_on), reason = $6",
+            (None, Some(reason.chars().take(500).collect())),
+        )
+        .await
+    }
 }

@@ -1,0 +1,456 @@
+//! Lifecycle flows and views (`DOMAIN.md` §6 and the administrators' views): hand out,
+//! hand in, lost, found, replacement by a clone, copy configuration, redundant and
+//! key-side authorisations, key-group schedules; accessible cylinders, keys with access,
+//! profiles giving access, key update history.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::Utc;
+use lockgate_model::{
+    ObjectKind,
+    cylinder::Cylinder,
+    key::Key,
+    key_group::KeyGroup,
+    permission::{Function, Level},
+    schedule::{Schedule, ScheduleTemplate},
+};
+use lockgate_store::{
+    Stored,
+    lifecycle::{HandOut, LostRequest},
+};
+use serde::Deserialize;
+
+use crate::{
+    AppState,
+    authz::Admin,
+    extract::{json_body, parse_id},
+    jobs::after_change,
+    problem::{ApiResult, Problem},
+    resources::object_response,
+};
+
+fn body_or_default<T: serde::de::DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<T> {
+    if body.is_empty() {
+        Ok(T::default())
+    } else {
+        json_body(headers, body)
+    }
+}
+
+async fn key_done(state: &AppState, admin: &Admin, s: Stored<Key>) -> ApiResult<Response> {
+    after_change(state, admin, ObjectKind::Key).await;
+    Ok(object_response(StatusCode::OK, &s))
+}
+
+async fn hand_out(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::KeyHandInOut, Level::Full)?;
+    let id = parse_id(&id)?;
+    let h: HandOut = json_body(&headers, &body)?;
+    if h.validity.is_some() {
+        admin.require(Function::KeyValidity, Level::Full)?;
+    }
+    if h.schedule.is_some() {
+        admin.require(Function::KeySchedule, Level::Full)?;
+    }
+    let s = state
+        .store
+        .hand_out_key(&admin.system, id, &admin.scope, &admin.actor, h)
+        .await?;
+    key_done(&state, &admin, s).await
+}
+
+async fn hand_in(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::KeyHandInOut, Level::Full)?;
+    let s = state
+        .store
+        .hand_in_key(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
+        .await?;
+    key_done(&state, &admin, s).await
+}
+
+async fn lost(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::Key, Level::Full)?;
+    let req: LostRequest = body_or_default(&headers, &body)?;
+    let s = state
+        .store
+        .report_key_lost(
+            &admin.system,
+            parse_id(&id)?,
+            &admin.scope,
+            &admin.actor,
+            req,
+        )
+        .await?;
+    key_done(&state, &admin, s).await
+}
+
+async fn found(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::Key, Level::Full)?;
+    let s = state
+        .store
+        .report_key_found(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
+        .await?;
+    key_done(&state, &admin, s).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CopyRequest {
+    target_key_id: i64,
+}
+
+async fn copy(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    for f in [
+        Function::KeyAuthorisation,
+        Function::KeyValidity,
+        Function::KeySchedule,
+    ] {
+        admin.require(f, Level::Full)?;
+    }
+    let req: CopyRequest = json_body(&headers, &body)?;
+    let s = state
+        .store
+        .copy_key_configuration(
+            &admin.system,
+            parse_id(&id)?,
+            req.target_key_id,
+            &admin.scope,
+            &admin.actor,
+        )
+        .await?;
+    key_done(&state, &admin, s).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloneRequest {
+    /// Marking of the factory clone.
+    marking: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn replace(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::Key, Level::Full)?;
+    admin.require(Function::KeyAuthorisation, Level::Full)?;
+    let req: CloneRequest = json_body(&headers, &body)?;
+    let s = state
+        .store
+        .replace_key_with_clone(
+            &admin.system,
+            parse_id(&id)?,
+            &admin.scope,
+            &admin.actor,
+            req.marking,
+            req.name,
+        )
+        .await?;
+    after_change(&state, &admin, ObjectKind::Key).await;
+    Ok(object_response(StatusCode::CREATED, &s))
+}
+
+async fn remove_redundant(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::KeyAuthorisation, Level::Full)?;
+    let s = state
+        .store
+        .remove_redundant_authorisations(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
+        .await?;
+    key_done(&state, &admin, s).await
+}
+
+async fn remove_key_side(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    for f in [
+        Function::KeyAuthorisation,
+        Function::AccessProfileAuthorisation,
+        Function::TemporaryAccessGroups,
+    ] {
+        admin.require(f, Level::Full)?;
+    }
+    let n = state
+        .store
+        .remove_key_side_authorisations(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
+        .await?;
+    after_change(&state, &admin, ObjectKind::Key).await;
+    Ok(Json(serde_json::json!({ "updated": n })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSchedule {
+    #[serde(default)]
+    schedule: Option<Schedule>,
+    #[serde(default)]
+    schedule_template_id: Option<i64>,
+}
+
+async fn group_schedule(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::KeySchedule, Level::Full)?;
+    let group = parse_id(&id)?;
+    let _: Stored<KeyGroup> = state
+        .store
+        .get(admin.system.id, ObjectKind::KeyGroup, group, &admin.scope)
+        .await?;
+    let req: GroupSchedule = json_body(&headers, &body)?;
+    let schedule = match (req.schedule, req.schedule_template_id) {
+        (Some(s), None) => s,
+        (None, Some(t)) => {
+            admin.require(Function::ScheduleTemplatesApply, Level::Full)?;
+            let tpl: Stored<ScheduleTemplate> = state
+                .store
+                .get(
+                    admin.system.id,
+                    ObjectKind::ScheduleTemplate,
+                    t,
+                    &admin.scope,
+                )
+                .await
+                .map_err(|_| {
+                    Problem::field("schedule_template_id", format!("no schedule template {t}"))
+                })?;
+            tpl.body.schedule
+        }
+        _ => {
+            return Err(Problem::field(
+                "schedule",
+                "give either schedule or schedule_template_id",
+            ));
+        }
+    };
+    let n = state
+        .store
+        .apply_schedule_to_key_group(&admin.system, group, &admin.scope, &admin.actor, schedule)
+        .await?;
+    after_change(&state, &admin, ObjectKind::Key).await;
+    Ok(Json(serde_json::json!({ "updated": n })).into_response())
+}
+
+async fn key_access(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::Key, Level::View)?;
+    admin.require(Function::Cylinder, Level::List)?;
+    let id = parse_id(&id)?;
+    let _: Stored<Key> = state
+        .store
+        .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
+        .await?;
+    let mut items = state
+        .store
+        .access_for_key(&admin.system, id, Utc::now())
+        .await?;
+    let mut visible = Vec::with_capacity(items.len());
+    for v in items.drain(..) {
+        if state
+            .store
+            .kind_visible(admin.system.id, ObjectKind::Cylinder, v.id, &admin.scope)
+            .await?
+        {
+            visible.push(serde_json::json!({ "cylinder_id": v.id, "actual": v.actual, "defined": v.defined, "pending": v.pending() }));
+        }
+    }
+    Ok(Json(serde_json::json!({ "items": visible })).into_response())
+}
+
+async fn cylinder_access(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::Cylinder, Level::View)?;
+    admin.require(Function::Key, Level::List)?;
+    let id = parse_id(&id)?;
+    let _: Stored<Cylinder> = state
+        .store
+        .get(admin.system.id, ObjectKind::Cylinder, id, &admin.scope)
+        .await?;
+    let mut items = state
+        .store
+        .access_for_cylinder(&admin.system, id, Utc::now())
+        .await?;
+    let mut visible = Vec::with_capacity(items.len());
+    for v in items.drain(..) {
+        if state
+            .store
+            .kind_visible(admin.system.id, ObjectKind::Key, v.id, &admin.scope)
+            .await?
+        {
+            visible.push(serde_json::json!({ "key_id": v.id, "actual": v.actual, "defined": v.defined, "pending": v.pending() }));
+        }
+    }
+    Ok(Json(serde_json::json!({ "items": visible })).into_response())
+}
+
+async fn cylinder_profiles(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::Cylinder, Level::View)?;
+    admin.require(Function::AccessProfiles, Level::View)?;
+    let id = parse_id(&id)?;
+    let _: Stored<Cylinder> = state
+        .store
+        .get(admin.system.id, ObjectKind::Cylinder, id, &admin.scope)
+        .await?;
+    let mut ids = Vec::new();
+    for p in state.store.profiles_for_cylinder(&admin.system, id).await? {
+        if state
+            .store
+            .kind_visible(admin.system.id, ObjectKind::AccessProfile, p, &admin.scope)
+            .await?
+        {
+            ids.push(p);
+        }
+    }
+    Ok(Json(serde_json::json!({ "access_profile_ids": ids })).into_response())
+}
+
+async fn update_history(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::KeyUpdateHistory, Level::View)?;
+    let id = parse_id(&id)?;
+    let _: Stored<Key> = state
+        .store
+        .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
+        .await?;
+    let jobs = state
+        .store
+        .jobs(admin.system.id, Some(id), false, 1000)
+        .await?;
+    Ok(Json(serde_json::json!({ "items": jobs })).into_response())
+}
+
+pub fn routes() -> Router<AppState> {
+    let k = "/api/v1/keys/{id}";
+    Router::new()
+        .route(
+            &format!("{k}/hand-out"),
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: HeaderMap,
+                 b: Bytes| hand_out(s, a, id, h, b),
+            ),
+        )
+        .route(
+            &format!("{k}/hand-in"),
+            post(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| hand_in(s, a, id)),
+        )
+        .route(
+            &format!("{k}/lost"),
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: HeaderMap,
+                 b: Bytes| lost(s, a, id, h, b),
+            ),
+        )
+        .route(
+            &format!("{k}/found"),
+            post(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| found(s, a, id)),
+        )
+        .route(
+            &format!("{k}/copy-configuration"),
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: HeaderMap,
+                 b: Bytes| copy(s, a, id, h, b),
+            ),
+        )
+        .route(
+            &format!("{k}/replace-with-clone"),
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: HeaderMap,
+                 b: Bytes| replace(s, a, id, h, b),
+            ),
+        )
+        .route(
+            &format!("{k}/remove-redundant-authorisations"),
+            post(
+                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
+                    remove_redundant(s, a, id)
+                },
+            ),
+        )
+        .route(
+            &format!("{k}/accessible-cylinders"),
+            get(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| key_access(s, a, id)),
+        )
+        .route(
+            &format!("{k}/update-history"),
+            get(
+                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
+                    update_history(s, a, id)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/cylinders/{id}/remove-key-side-authorisations",
+            post(
+                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
+                    remove_key_side(s, a, id)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/cylinders/{id}/keys-with-access",
+            get(
+                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
+                    cylinder_access(s, a, id)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/cylinders/{id}/access-profiles",
+            get(
+                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
+                    cylinder_profiles(s, a, id)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/key-groups/{id}/schedule",
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: HeaderMap,
+                 b: Bytes| group_schedule(s, a, id, h, b),
+            ),
+        )
+}

@@ -1,0 +1,463 @@
+//! Key and cylinder lifecycle flows (`DOMAIN.md` §6) as single transactions: hand out,
+//! hand in, lost, found, broken, replacement by a factory clone, copying a key's
+//! configuration, removing redundant and key-side authorisations, a schedule for a whole
+//! key group. Jobs follow from the changed objects by reconciliation.
+
+use chrono::{NaiveDate, Utc};
+use lockgate_engine::{defined, state::AccessTarget};
+use lockgate_model::{
+    ObjectId, ObjectKind, ValidationErrors,
+    access_profile::{AccessProfile, TemporaryAccessGroup},
+    key::{BlockChoice, Key, KeyStatus, KeyType, LostReport, Validity},
+    schedule::Schedule,
+    system::LockingSystem,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Result, Store, StoreError,
+    objects::{Actor, Scope, Stored},
+    reconciliation::key_config,
+};
+
+/// What a hand-out sets besides the holder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandOut {
+    /// Employee or visitor receiving the key.
+    pub holder_id: ObjectId,
+    #[serde(default)]
+    pub date_out: Option<NaiveDate>,
+    /// Expected return date (overdue after it).
+    #[serde(default)]
+    pub date_in: Option<NaiveDate>,
+    /// Access profiles tied to the key (the holder's own profiles apply anyway).
+    #[serde(default)]
+    pub access_profile_ids: Option<Vec<ObjectId>>,
+    #[serde(default)]
+    pub cylinder_ids: Option<Vec<ObjectId>>,
+    #[serde(default)]
+    pub cylinder_group_ids: Option<Vec<ObjectId>>,
+    #[serde(default)]
+    pub validity: Option<Validity>,
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+}
+
+/// How a key is reported lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LostRequest {
+    #[serde(default)]
+    pub block: BlockChoice,
+    /// Cylinders to block with `custom`.
+    #[serde(default)]
+    pub cylinder_ids: Vec<ObjectId>,
+}
+
+fn refuse(message: impl Into<String>) -> StoreError {
+    StoreError::Refused {
+        message: message.into(),
+    }
+}
+
+impl Store {
+    async fn key_flow<F>(
+        &self,
+        sys: &LockingSystem,
+        id: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+        action: &str,
+        trusted: bool,
+        change: F,
+    ) -> Result<Stored<Key>>
+    where
+        F: FnOnce(&mut Key) -> Result<()>,
+    {
+        let mut tx = self.write_tx().await?;
+        let s = Self::update_in(
+            &mut tx,
+            sys,
+            ObjectKind::Key,
+            id,
+            scope,
+            actor,
+            None,
+            action,
+            trusted,
+            change,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// Hand a key out to a person.
+    pub async fn hand_out_key(
+        &self,
+        sys: &LockingSystem,
+        id: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+        h: HandOut,
+    ) -> Result<Stored<Key>> {
+        self.key_flow(sys, id, scope, actor, "handed_out", false, |k| {
+            match k.status {
+                KeyStatus::InStock => {}
+                other => {
+                    return Err(refuse(format!(
+                        "key {id} is {}, not in stock",
+                        other.as_str()
+                    )));
+                }
+            }
+            k.status = KeyStatus::HandedOut;
+            k.holder_id = Some(h.holder_id);
+            k.date_out = Some(h.date_out.unwrap_or_else(|| Utc::now().date_naive()));
+            k.date_in = h.date_in;
+            k.preordered_for_id = None;
+            if let Some(p) = h.access_profile_ids {
+                k.access_profile_ids = p;
+            }
+            if let Some(c) = h.cylinder_ids {
+                k.cylinder_ids = c;
+            }
+            if let Some(g) = h.cylinder_group_ids {
+                k.cylinder_group_ids = g;
+            }
+            if let Some(v) = h.validity {
+                k.validity = v;
+            }
+            if h.schedule.is_some() {
+                k.schedule = h.schedule;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Take a key back: no holder, no key-tied access.
+    pub async fn hand_in_key(
+        &self,
+        sys: &LockingSystem,
+        id: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+    ) -> Result<Stored<Key>> {
+        self.key_flow(sys, id, scope, actor, "handed_in", false, |k| {
+            if k.status != KeyStatus::HandedOut {
+                return Err(refuse(format!(
+                    "key {id} is {}, not handed out",
+                    k.status.as_str()
+                )));
+            }
+            k.status = KeyStatus::InStock;
+            k.holder_id = None;
+            k.date_out = None;
+            k.date_in = None;
+            k.access_profile_ids.clear();
+            k.cylinder_ids.clear();
+            k.cylinder_group_ids.clear();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Report a key lost: its pending updates are cancelled (reconciliation plans nothing
+    /// for a lost key) and the chosen cylinders block it.
+    pub async fn report_key_lost(
+        &self,
+        sys: &LockingSystem,
+        id: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+        req: LostRequest,
+    ) -> Result<Stored<Key>> {
+        if req.block != BlockChoice::Custom && !req.cylinder_ids.is_empty() {
+            return Err(
+                ValidationErrors::single("cylinder_ids", "only with block = custom").into(),
+            );
+        }
+        self.key_flow(sys, id, scope, actor, "reported_lost", true, |k| {
+            if k.status == KeyStatus::Lost {
+                return Err(refuse(format!("key {id} is already lost")));
+            }
+            k.status = KeyStatus::Lost;
+            k.lost_report = Some(LostReport {
+                block: req.block,
+                cylinder_ids: req.cylinder_ids,
+                reported_at: Utc::now(),
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// A lost key is found: back in stock; executed blocks are reversed and unexecuted
+    /// block jobs cancelled by reconciliation.
+    pub async fn report_key_found(
+        &self,
+        sys: &LockingSystem,
+        id: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+    ) -> Result<Stored<Key>> {
+        self.key_flow(sys, id, scope, actor, "found", true, |k| {
+            if k.status != KeyStatus::Lost {
+                return Err(refuse(format!("key {id} is not lost")));
+            }
+            k.status = if k.holder_id.is_some() {
+                KeyStatus::HandedOut
+            } else {
+                KeyStatus::InStock
+            };
+            k.lost_report = None;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Copy validity, schedule, revalidation, explicit access list and profiles to another key.
+    /// Copying a dynamic key's configuration to a normal or quartz key is refused.
+    pub async fn copy_key_configuration(
+        &self,
+        sys: &LockingSystem,
+        from: ObjectId,
+        to: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+    ) -> Result<Stored<Key>> {
+        let source: Stored<Key> = self.get(sys.id, ObjectKind::Key, from, scope).await?;
+        let s = source.body;
+        self.key_flow(sys, to, scope, actor, "configuration_copied", false, |k| {
+            if s.key_type == KeyType::Dynamic
+                && matches!(k.key_type, KeyType::Normal | KeyType::Quartz)
+            {
+                return Err(ValidationErrors::single(
+                    "target_key_id",
+                    "a dynamic key's configuration cannot be copied to a normal or quartz key",
+                )
+                .into());
+            }
+            if from == to {
+                return Err(ValidationErrors::single(
+                    "target_key_id",
+                    "source and target are the same key",
+                )
+                .into());
+            }
+            k.validity = s.validity.clone();
+            k.schedule = s.schedule.clone();
+            k.access_profile_ids = s.access_profile_ids.clone();
+            k.cylinder_ids = s.cylinder_ids.clone();
+            k.cylinder_group_ids = s.cylinder_group_ids.clone();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replace a broken key by a factory clone: the clone takes its configuration and holder,
+    /// the old key is marked broken.
+    pub async fn replace_key_with_clone(
+        &self,
+        sys: &LockingSystem,
+        id: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+        marking: String,
+        name: Option<String>,
+    ) -> Result<Stored<Key>> {
+        let mut tx = self.write_tx().await?;
+        let old: Stored<Key> = Self::get_in(&mut tx, sys.id, ObjectKind::Key, id, scope).await?;
+        let mut clone = old.body.clone();
+        clone.marking = marking;
+        if let Some(n) = name {
+            clone.name = n;
+        }
+        clone.last_remote_update = None;
+        let holder = old.body.holder_id;
+        Self::update_in(
+            &mut tx,
+            sys,
+            ObjectKind::Key,
+            id,
+            scope,
+            actor,
+            None,
+            "replaced_by_clone",
+            false,
+            |k: &mut Key| {
+                k.status = KeyStatus::Broken;
+                k.holder_id = None;
+                Ok(())
+            },
+        )
+        .await?;
+        clone.holder_id = holder;
+        let created =
+            Self::create_in(&mut tx, sys, ObjectKind::Key, scope, actor, clone, false).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Delete explicit entries of a key that its profiles or temporary groups already give.
+    pub async fn remove_redundant_authorisations(
+        &self,
+        sys: &LockingSystem,
+        id: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+    ) -> Result<Stored<Key>> {
+        let key: Stored<Key> = self.get(sys.id, ObjectKind::Key, id, scope).await?;
+        let cfg = self.configuration(sys).await?;
+        let mut implicit_only = key_config(key.id, &key.body);
+        implicit_only.cylinders.clear();
+        implicit_only.cylinder_groups.clear();
+        let now = Utc::now();
+        let temporary: Vec<_> = cfg
+            .temporary_groups
+            .iter()
+            .filter(|t| t.keys.contains(&id) && t.start <= now && now < t.end)
+            .collect();
+        let implicit = defined::key_program(&cfg, &implicit_only, &temporary).access;
+        self.key_flow(
+            sys,
+            id,
+            scope,
+            actor,
+            "redundant_authorisations_removed",
+            false,
+            |k| {
+                k.cylinder_ids
+                    .retain(|c| !implicit.contains_key(&AccessTarget::Cylinder(*c)));
+                k.cylinder_group_ids
+                    .retain(|g| !implicit.contains_key(&AccessTarget::CylinderGroup(*g)));
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Remove one cylinder from every key, access profile and temporary access group, in one transaction.
+    pub async fn remove_key_side_authorisations(
+        &self,
+        sys: &LockingSystem,
+        cylinder: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+    ) -> Result<usize> {
+        let mut tx = self.write_tx().await?;
+        let _: Stored<lockgate_model::cylinder::Cylinder> =
+            Self::get_in(&mut tx, sys.id, ObjectKind::Cylinder, cylinder, scope).await?;
+        let rows = sqlx::query(
+            "SELECT r.from_id, o.kind FROM object_refs r JOIN objects o ON o.id = r.from_id \
+             WHERE r.to_id = $1 AND o.kind IN ('key', 'access_profile', 'temporary_access_group')",
+        )
+        .bind(cylinder)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut changed = 0;
+        for r in rows {
+            use sqlx::Row;
+            let (from, kind): (i64, String) = (r.try_get("from_id")?, r.try_get("kind")?);
+            match kind.as_str() {
+                "key" => {
+                    Self::update_in(
+                        &mut tx,
+                        sys,
+                        ObjectKind::Key,
+                        from,
+                        scope,
+                        actor,
+                        None,
+                        "key_side_authorisation_removed",
+                        false,
+                        |k: &mut Key| {
+                            k.cylinder_ids.retain(|c| *c != cylinder);
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                }
+                "access_profile" => {
+                    Self::update_in(
+                        &mut tx,
+                        sys,
+                        ObjectKind::AccessProfile,
+                        from,
+                        scope,
+                        actor,
+                        None,
+                        "key_side_authorisation_removed",
+                        false,
+                        |p: &mut AccessProfile| {
+                            p.cylinder_ids.retain(|c| *c != cylinder);
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                }
+                _ => {
+                    Self::update_in(
+                        &mut tx,
+                        sys,
+                        ObjectKind::TemporaryAccessGroup,
+                        from,
+                        scope,
+                        actor,
+                        None,
+                        "key_side_authorisation_removed",
+                        false,
+                        |t: &mut TemporaryAccessGroup| {
+                            t.cylinder_ids.retain(|c| *c != cylinder);
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                }
+            }
+            changed += 1;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Give every quartz and dynamic key of a key group the same schedule, all or nothing.
+    pub async fn apply_schedule_to_key_group(
+        &self,
+        sys: &LockingSystem,
+        group: ObjectId,
+        scope: &Scope,
+        actor: &Actor,
+        schedule: Schedule,
+    ) -> Result<usize> {
+        let ids: Vec<i64> = {
+            use sqlx::Row;
+            sqlx::query("SELECT r.from_id FROM object_refs r JOIN objects o ON o.id = r.from_id WHERE r.to_id = $1 AND r.relation = 'key_group' AND o.kind = 'key' AND o.type IN ('quartz', 'dynamic') AND o.system_id = $2")
+                .bind(group)
+                .bind(sys.id)
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(|r| r.try_get("from_id"))
+                .collect::<Result<_, _>>()?
+        };
+        let n = self
+            .update_many::<Key, _>(
+                sys,
+                ObjectKind::Key,
+                &ids,
+                scope,
+                actor,
+                "schedule_changed",
+                |k| {
+                    k.schedule = Some(schedule.clone());
+                    Ok(())
+                },
+            )
+            .await?
+            .len();
+        Ok(n)
+    }
+}
