@@ -315,3 +315,56 @@ on_both!(
         );
     }
 );
+
+on_both!(
+    overdue_keys_by_date_and_validity,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        let group = app.key_group("Staff", "normal").await;
+        let quartz = app.post("/api/v1/keys", json!({ "name": "Q", "marking": "Q-1", "type": "quartz", "generation": "2", "key_group_id": group })).await.expect(201).id();
+        app.post(
+            &format!("/api/v1/keys/{}/hand-out", s.key),
+            json!({ "holder_id": s.person, "date_out": "2026-01-01", "date_in": "2026-02-01" }),
+        )
+        .await
+        .expect(200);
+        app.post(
+        &format!("/api/v1/keys/{quartz}/hand-out"),
+        json!({ "holder_id": s.person, "validity": { "activation": { "mode": "between", "from": "2025-01-01T00:00:00Z", "until": "2025-12-31T00:00:00Z" } } }),
+    )
+    .await
+    .expect(200);
+        let r = app.get("/api/v1/keys/overdue").await.expect(200);
+        let items = r.body["items"].as_array().expect("items");
+        assert_eq!(items.len(), 2);
+        assert!(
+            items
+                .iter()
+                .any(|i| i["key_id"] == s.key && i["overdue_by"] == json!(["date_in"]))
+        );
+        assert!(
+            items
+                .iter()
+                .any(|i| i["key_id"] == quartz && i["overdue_by"] == json!(["validity"]))
+        );
+        // Jobs waiting for one C-key: a new cylinder needs programming.
+        app.post("/api/v1/cylinders", json!({ "name": "New door", "marking": "C-9", "side_a": "electronic", "access_list": { "key_groups": [{ "key_group_id": s.dynamic_group }] } })).await.expect(201);
+        let job = open_jobs(&app)
+            .await
+            .into_iter()
+            .find(|j| j["kind"] == "cylinder_programming")
+            .expect("a programming job");
+        app.post(
+            &format!("/api/v1/jobs/{}/assign", job["id"]),
+            json!({ "c_key_id": app.master_c_key_id }),
+        )
+        .await
+        .expect(200);
+        let mine = app
+            .get(&format!("/api/v1/jobs?c_key_id={}", app.master_c_key_id))
+            .await
+            .expect(200);
+        assert_eq!(mine.body["items"].as_array().map(Vec::len), Some(1));
+        assert_eq!(mine.body["items"][0]["id"], job["id"]);
+    }
+);

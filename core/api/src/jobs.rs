@@ -48,15 +48,16 @@ fn require_any_view(admin: &Admin) -> ApiResult<()> {
 
 async fn list(state: AppState, admin: Admin, raw: Option<String>) -> ApiResult<Response> {
     require_any_view(&admin)?;
-    let (mut target, mut open, mut limit) = (None, false, 100i64);
+    let (mut target, mut open, mut limit, mut c_key) = (None, false, 100i64, None);
     for (k, v) in query_pairs(raw.as_deref()) {
         match k.as_str() {
             "target_id" => target = Some(parse_int("target_id", &v, 1, i64::MAX)?),
+            "c_key_id" => c_key = Some(parse_int("c_key_id", &v, 1, i64::MAX)?),
             "open" => open = parse_bool("open", &v)?,
             "limit" => limit = parse_int("limit", &v, 1, 1000)?,
             other => {
                 return Err(Problem::bad_request(format!(
-                    "unknown query parameter '{}'; known: target_id, open, limit",
+                    "unknown query parameter '{}'; known: target_id, c_key_id, open, limit",
                     other.chars().take(40).collect::<String>()
                 )));
             }
@@ -68,6 +69,10 @@ async fn list(state: AppState, admin: Admin, raw: Option<String>) -> ApiResult<R
         .await?;
     // Only jobs whose key or cylinder the caller may see.
     let mut visible = Vec::with_capacity(jobs.len());
+    // Jobs waiting for or held by one C-key.
+    if let Some(c) = c_key {
+        jobs.retain(|j| j.assigned_to == Some(c) || j.loaded_on == Some(c));
+    }
     for j in jobs.drain(..) {
         let kind = if j.kind == "remote_update" {
             ObjectKind::Key

@@ -348,9 +348,25 @@ async fn update_history(state: AppState, admin: Admin, id: String) -> ApiResult<
     Ok(Json(serde_json::json!({ "items": jobs })).into_response())
 }
 
+async fn overdue(state: AppState, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::Key, Level::List)?;
+    let items: Vec<serde_json::Value> = state
+        .store
+        .overdue_keys(&admin.system, &admin.scope, Utc::now())
+        .await?
+        .into_iter()
+        .map(|(id, why)| serde_json::json!({ "key_id": id, "overdue_by": why }))
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
 pub fn routes() -> Router<AppState> {
     let k = "/api/v1/keys/{id}";
     Router::new()
+        .route(
+            "/api/v1/keys/overdue",
+            get(|State(s): State<AppState>, a: Admin| overdue(s, a)),
+        )
         .route(
             &format!("{k}/hand-out"),
             post(

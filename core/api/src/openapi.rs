@@ -620,6 +620,122 @@ pub fn document() -> OpenApi {
         ("200", "Licence status after installation"),
     );
 
+    for (path, method, id, summary) in [
+        (
+            "/api/v1/keys/{id}/hand-out",
+            HttpMethod::Post,
+            "handOutKey",
+            "Hand a key out (holder, dates, profiles, explicit access, validity, schedule)",
+        ),
+        (
+            "/api/v1/keys/{id}/hand-in",
+            HttpMethod::Post,
+            "handInKey",
+            "Take a key back",
+        ),
+        (
+            "/api/v1/keys/{id}/lost",
+            HttpMethod::Post,
+            "reportKeyLost",
+            "Report a key lost (block: all | installed | custom | none)",
+        ),
+        (
+            "/api/v1/keys/{id}/found",
+            HttpMethod::Post,
+            "reportKeyFound",
+            "A lost key is found: blocks reversed, unexecuted blocks cancelled",
+        ),
+        (
+            "/api/v1/keys/{id}/copy-configuration",
+            HttpMethod::Post,
+            "copyKeyConfiguration",
+            "Copy validity, schedule, access list and profiles to another key",
+        ),
+        (
+            "/api/v1/keys/{id}/replace-with-clone",
+            HttpMethod::Post,
+            "replaceKeyWithClone",
+            "Replace a broken key by its factory clone",
+        ),
+        (
+            "/api/v1/keys/{id}/remove-redundant-authorisations",
+            HttpMethod::Post,
+            "removeRedundantAuthorisations",
+            "Drop explicit entries also given by profiles",
+        ),
+        (
+            "/api/v1/keys/{id}/accessible-cylinders",
+            HttpMethod::Get,
+            "accessibleCylinders",
+            "Cylinders the key reaches: actual, defined, pending",
+        ),
+        (
+            "/api/v1/keys/{id}/update-history",
+            HttpMethod::Get,
+            "keyUpdateHistory",
+            "All jobs of the key",
+        ),
+        (
+            "/api/v1/keys/overdue",
+            HttpMethod::Get,
+            "overdueKeys",
+            "Handed-out keys past date in, validity or revalidation",
+        ),
+        (
+            "/api/v1/cylinders/{id}/keys-with-access",
+            HttpMethod::Get,
+            "keysWithAccess",
+            "Keys reaching the cylinder: actual, defined, pending",
+        ),
+        (
+            "/api/v1/cylinders/{id}/access-profiles",
+            HttpMethod::Get,
+            "cylinderAccessProfiles",
+            "Access profiles giving access to the cylinder",
+        ),
+        (
+            "/api/v1/cylinders/{id}/remove-key-side-authorisations",
+            HttpMethod::Post,
+            "removeKeySideAuthorisations",
+            "Remove the cylinder from every key, profile and temporary group",
+        ),
+        (
+            "/api/v1/key-groups/{id}/schedule",
+            HttpMethod::Post,
+            "keyGroupSchedule",
+            "One schedule (or template) for every quartz and dynamic key of the group",
+        ),
+        (
+            "/api/v1/jobs/{id}/load",
+            HttpMethod::Post,
+            "loadJob",
+            "Load a cylinder programming job on your C-key",
+        ),
+        (
+            "/api/v1/jobs/{id}/assign",
+            HttpMethod::Post,
+            "assignJob",
+            "Prepare a job for another administrator's C-key",
+        ),
+        (
+            "/api/v1/jobs/{id}/fail",
+            HttpMethod::Post,
+            "failJob",
+            "Report a loaded job failed; it is recreated",
+        ),
+    ] {
+        p = simple(
+            p,
+            path,
+            method,
+            id,
+            "lifecycle",
+            summary,
+            None,
+            ("200", "Result"),
+        );
+    }
+
     OpenApiBuilder::new()
         .info(InfoBuilder::new().title("lockgate API").version(env!("CARGO_PKG_VERSION")).description(Some("Management API of lockgate: the lock data model of an offline electromechanical locking system. Errors are RFC 9457 problem documents.")).build())
         .paths(p.build())

@@ -423,6 +423,58 @@ impl Store {
         Ok(changed)
     }
 
+    /// Keys overdue at `now`: handed out past their date in, past their validity end, or
+    /// past their revalidation (counted from the last confirmed revalidation).
+    pub async fn overdue_keys(
+        &self,
+        sys: &LockingSystem,
+        scope: &Scope,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<(ObjectId, Vec<&'static str>)>> {
+        use lockgate_model::key::Activation;
+        use sqlx::Row;
+        let mut revalidated: std::collections::HashMap<i64, chrono::DateTime<Utc>> =
+            std::collections::HashMap::new();
+        for r in sqlx::query("SELECT key_id, clock FROM key_actual WHERE system_id = $1")
+            .bind(sys.id)
+            .fetch_all(self.pool())
+            .await?
+        {
+            let clock: lockgate_engine::state::KeyClock =
+                serde_json::from_str(&r.try_get::<String, _>("clock")?).unwrap_or_default();
+            if let Some(t) = clock.last_revalidation {
+                revalidated.insert(r.try_get("key_id")?, t);
+            }
+        }
+        let mut out = Vec::new();
+        for k in self
+            .list_all::<Key>(sys.id, ObjectKind::Key, scope, 10_000_000)
+            .await?
+        {
+            if k.body.status != KeyStatus::HandedOut {
+                continue;
+            }
+            let mut why = Vec::new();
+            if k.body.date_in.is_some_and(|d| d < now.date_naive()) {
+                why.push("date_in");
+            }
+            if let Activation::Between { until, .. } = k.body.validity.activation
+                && until < now
+            {
+                why.push("validity");
+            }
+            if let (Some(r), Some(last)) = (&k.body.validity.revalidation, revalidated.get(&k.id))
+                && *last + chrono::Duration::hours(i64::from(r.interval_hours)) < now
+            {
+                why.push("revalidation");
+            }
+            if !why.is_empty() {
+                out.push((k.id, why));
+            }
+        }
+        Ok(out)
+    }
+
     /// Give every quartz and dynamic key of a key group the same schedule, all or nothing.
     pub async fn apply_schedule_to_key_group(
         &self,

@@ -30,7 +30,9 @@ use sqlx::Row;
 use crate::{
     Result, Store, StoreError,
     objects::{Actor, Scope},
-    parse_ts, ts,
+    parse_ts,
+    sql::Sql,
+    ts,
 };
 
 /// Kinds whose changes can change the defined state.
@@ -343,6 +345,8 @@ impl Store {
         Ok(report)
     }
 
+    /// Write a plan: cancellations and replacements as set-based updates, new jobs as
+    /// multi-row inserts, all in the caller's transaction.
     async fn apply_plan(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         system_id: i64,
@@ -367,65 +371,71 @@ impl Store {
                 actions.iter().copied().collect(),
             )?);
         }
-        for JobWrite {
-            kind,
-            target,
-            program,
-            actions,
-            decision,
-        } in items
-        {
-            let old = match decision {
-                Decision::Cancel { old } => {
-                    sqlx::query("UPDATE jobs SET state = 'cancelled', open = 0, updated_at = $1 WHERE id = $2 AND open = 1")
-                        .bind(&stamp)
-                        .bind(old)
-                        .execute(&mut **tx)
-                        .await?;
-                    report.cancelled += 1;
-                    continue;
-                }
+        let mut cancelled = Vec::new();
+        let mut replaced = Vec::new();
+        let mut inserts = Vec::new();
+        for item in items {
+            match item.decision {
+                Decision::Cancel { old } => cancelled.push(old),
                 Decision::Replace { old, .. } => {
-                    sqlx::query("UPDATE jobs SET state = 'replaced', open = 0, updated_at = $1 WHERE id = $2 AND open = 1")
-                        .bind(&stamp)
-                        .bind(old)
-                        .execute(&mut **tx)
-                        .await?;
-                    report.replaced += 1;
-                    Some(old)
+                    replaced.push(old);
+                    inserts.push(item);
                 }
-                Decision::Create { .. } => {
-                    report.created += 1;
-                    None
-                }
-            };
-            let priority = if actions.contains(&CylinderAction::Block) {
-                "high"
-            } else {
-                "normal"
-            };
-            let row = sqlx::query(
-                "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'created', 1, $4, $5, $6, $7, $8, $8) RETURNING id",
-            )
-            .bind(system_id)
-            .bind(kind)
-            .bind(target)
-            .bind(program)
-            .bind(serde_json::to_string(&actions).map_err(corrupt)?)
-            .bind(priority)
-            .bind(actor.c_key_id)
-            .bind(&stamp)
-            .fetch_one(&mut **tx)
-            .await?;
-            if let Some(old) = old {
-                let new_id: i64 = row.try_get("id")?;
-                sqlx::query("UPDATE jobs SET replaced_by = $1 WHERE id = $2")
-                    .bind(new_id)
-                    .bind(old)
-                    .execute(&mut **tx)
-                    .await?;
+                Decision::Create { .. } => inserts.push(item),
             }
+        }
+        report.cancelled = cancelled.len();
+        report.replaced = replaced.len();
+        report.created = inserts.len() - replaced.len();
+        for (ids, state) in [(&cancelled, "cancelled"), (&replaced, "replaced")] {
+            for chunk in ids.chunks(500) {
+                let mut q = Sql::new("UPDATE jobs SET open = 0, state = ");
+                q.bind(state)
+                    .push(", updated_at = ")
+                    .bind(stamp.clone())
+                    .push(" WHERE open = 1 AND system_id = ")
+                    .bind(system_id);
+                q.push(" AND id IN (")
+                    .bind_list(chunk.iter().copied())
+                    .push(")");
+                q.execute(tx).await?;
+            }
+        }
+        for chunk in inserts.chunks(400) {
+            let mut q = Sql::new(
+                "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at)",
+            );
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for w in chunk {
+                encoded.push(serde_json::to_string(&w.actions).map_err(corrupt)?);
+            }
+            q.values(chunk.iter().zip(encoded), |q, (w, actions)| {
+                let priority = if w.actions.contains(&CylinderAction::Block) {
+                    "high"
+                } else {
+                    "normal"
+                };
+                q.bind(system_id)
+                    .bind(w.kind)
+                    .bind(w.target)
+                    .bind("created")
+                    .bind(1_i64)
+                    .bind(w.program.clone())
+                    .bind(actions)
+                    .bind(priority)
+                    .bind(actor.c_key_id)
+                    .bind(stamp.clone())
+                    .bind(stamp.clone());
+            });
+            q.execute(tx).await?;
+        }
+        // Point each replaced job at the open job that took over its target.
+        for chunk in replaced.chunks(500) {
+            let mut q = Sql::new(
+                "UPDATE jobs SET replaced_by = (SELECT n.id FROM jobs n WHERE n.target_id = jobs.target_id AND n.open = 1) WHERE id IN (",
+            );
+            q.bind_list(chunk.iter().copied()).push(")");
+            q.execute(tx).await?;
         }
         Ok(report)
     }

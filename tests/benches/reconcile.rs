@@ -1,0 +1,1274 @@
+//! Reconciliation benchmark on real databases (SQLite file, PostgreSQL): one access-profile
+//! change that affects 20 000 dynamic keys, end to end, against the floor of writing the
+//! same 20 000 job rows with bulk INSERTs.
+//!
+//! Per database:
+//!
+//! 1. Seed a system: 5 domains, key groups, 100 cylinder groups, 2 000 cylinders, 200 access
+//!    profiles, 5 000 employees (0–2 profiles each), 20 000 dynamic keys that all hold the
+//!    profile "All staff" (a quarter also hold a second one, 60 % are handed out), 2 000
+//!    quartz / normal keys the change does not touch, and 10 temporary access groups in force.
+//!    Small kinds go through the store (`create` / `create_batch`); the keys through
+//!    multi-row SQL INSERTs of the rows `create_batch` would write (as `search.rs` does).
+//! 2. Reconcile once with `Store::reconcile` (≈ 24 000 jobs), then confirm every job
+//!    **by SQL in bulk**: the programs of the open jobs are copied into `key_actual` /
+//!    `cylinder_actual` and the jobs set to `finished`. That is what `Store::confirm_job`
+//!    does per job, minus the `last_remote_update` stamp on each key body and its event,
+//!    which the defined state does not read. A second `Store::reconcile` must then find
+//!    nothing to do: the actual state equals the defined state.
+//! 3. Measured, `RUNS` times: `PATCH /api/v1/access-profiles/{id}` through the real router
+//!    (`TestApp::router` via `oneshot`, super-administrator token) adding one cylinder to
+//!    "All staff". The handler writes the profile, then runs `Store::reconcile` before it
+//!    answers, so the time until the response is the time until the 20 000 remote update
+//!    jobs are committed; the bench then checks there are exactly 20 000 new open remote
+//!    update jobs, one per dynamic key, and no cylinder job. Between runs the jobs are
+//!    deleted and the profile reverted by SQL / `Store::update` (untimed).
+//! 4. Floor, after each run on the same database: the same 20 000 rows (same columns and
+//!    values, the programs the run wrote) inserted into `jobs` with multi-row INSERTs of
+//!    `FLOOR_ROWS` rows in one committed transaction, then deleted again.
+//! 5. Breakdown, after each run (so load from other processes on the shared machine hits
+//!    run, floor and replay alike): the change applied with `Store::update`, then the steps
+//!    of `Store::reconcile` replayed from the bench with `Instant` around each call
+//!    (configuration load, defined state, actual state, open jobs, plan, JSON encoding,
+//!    the per-row job INSERTs as `apply_plan` issues them, committed), then — after
+//!    deleting those rows — the production `Store::reconcile` itself on the same change,
+//!    and the `object_refs` lookup an incremental reconciliation would start from.
+//!    The "estimate" row is derived, not measured: the replay with its per-row INSERTs
+//!    replaced by the floor, i.e. what batched job writes alone could reach.
+//!
+//! Run with `cargo bench -p lockgate-tests --bench reconcile`;
+//! `LOCKGATE_BENCH_DB=sqlite|postgres` runs one database only.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use chrono::{SecondsFormat, Utc};
+use common::*;
+use lockgate_engine::{
+    defined,
+    reconcile::{Decision, Pending, PendingJob, reconcile},
+    state::{CylinderProgram, KeyProgram},
+};
+use lockgate_model::{
+    ObjectKind, Resource,
+    access_profile::{AccessProfile, TemporaryAccessGroup},
+    cylinder::{Cylinder, CylinderGroup},
+    domain::Domain,
+    key::Key,
+    key_group::{KeyGroup, KeyGroupKind},
+    person::Person,
+    resource::ValidationContext,
+    system::LockingSystem,
+};
+use lockgate_store::{Actor, Backend, Scope, Store, fold};
+use lockgate_tests::{Db, TestApp};
+use serde_json::json;
+use sqlx::Row;
+
+const DYNAMIC_KEYS: usize = 20_000;
+const OTHER_KEYS: usize = 2_000;
+const CYLINDERS: usize = 2_000;
+const CYLINDER_GROUPS: usize = 100;
+const PROFILES: usize = 200;
+const EMPLOYEES: usize = 5_000;
+const TEMPORARY_GROUPS: usize = 10;
+/// Measured profile changes per database.
+const RUNS: usize = 3;
+/// Rows per multi-row INSERT, for the floor and for seeding.
+const FLOOR_ROWS: usize = 500;
+const SEED_ROWS: usize = 200;
+const CHUNK: usize = 1_000;
+/// Target: the change costs at most this many times the floor.
+const TARGET_RATIO: f64 = 2.0;
+
+/// (domain name, marking prefix)
+const SITES: &[(&str, &str)] = &[
+    ("Default", "GEN"),
+    ("Headquarters", "HQ"),
+    ("Plant 2", "P2"),
+    ("Warehouse", "WH"),
+    ("Lab Campus", "LAB"),
+];
+const ROOM_KINDS: &[&str] = &[
+    "Office",
+    "Meeting room",
+    "Server room",
+    "Storage",
+    "Kitchen",
+    "Entrance",
+    "Stairwell",
+    "Archive",
+    "Lab",
+    "Workshop",
+    "Garage",
+    "Plant room",
+    "Canteen",
+];
+const ROLES: &[&str] = &[
+    "Cleaning",
+    "Facility",
+    "IT",
+    "Management",
+    "Night shift",
+    "Lab staff",
+    "Warehouse",
+    "Reception",
+    "Security",
+    "Finance",
+    "HR",
+    "Contractors",
+];
+
+/// Placeholders for hand-written SQL: `$n` on PostgreSQL; anonymous `?` on SQLite, because
+/// sqlx looks up every named SQLite parameter by a linear scan (quadratic in the count).
+struct Ph {
+    backend: Backend,
+    n: usize,
+}
+
+impl Ph {
+    fn new(backend: Backend) -> Self {
+        Ph { backend, n: 0 }
+    }
+    fn next(&mut self) -> String {
+        self.n += 1;
+        match self.backend {
+            Backend::Sqlite => "?".into(),
+            Backend::Postgres => format!("${}", self.n),
+        }
+    }
+    /// `(p, …, p)` rows of `cols` placeholders each, with `inline` text after the
+    /// `inline_at`-th placeholder of every row (constant columns, as the store writes them).
+    fn rows_with(&mut self, rows: usize, cols: usize, inline_at: usize, inline: &str) -> String {
+        let mut s = String::new();
+        for r in 0..rows {
+            s.push_str(if r > 0 { ", (" } else { "(" });
+            for c in 0..cols {
+                if c > 0 {
+                    s.push_str(", ");
+                }
+                s.push_str(&self.next());
+                if c + 1 == inline_at {
+                    s.push_str(inline);
+                }
+            }
+            s.push(')');
+        }
+        s
+    }
+    fn rows(&mut self, rows: usize, cols: usize) -> String {
+        self.rows_with(rows, cols, 0, "")
+    }
+}
+
+/// The timestamp format the store writes (RFC 3339, UTC, microseconds).
+fn ts_now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Write objects the way `Store::create_batch` does (row in `objects` with the projection
+/// columns and the serde_json body at version 1, `object_refs`, `object_tags` and a
+/// `created` event), with multi-row INSERTs in one transaction. Bodies are validated first;
+/// every body needs a distinct marking (ids are matched back by it). From `search.rs`.
+async fn insert_direct<R: Resource>(
+    store: &Store,
+    sys: &LockingSystem,
+    kind: ObjectKind,
+    bodies: &[R],
+) -> Vec<i64> {
+    let ctx = ValidationContext {
+        fixed: &sys.fixed,
+        settings: &sys.settings,
+    };
+    for b in bodies {
+        b.validate(&ctx).expect("valid body");
+    }
+    let backend = store.backend();
+    let mut tx = store.write_tx().await.expect("tx");
+    let mut ids = Vec::with_capacity(bodies.len());
+    for chunk in bodies.chunks(SEED_ROWS) {
+        let now = ts_now();
+        let mut ph = Ph::new(backend);
+        let sql = format!(
+            "INSERT INTO objects (system_id, kind, domain_id, name, name_fold, marking, marking_fold, unique_name, \
+             status, type, body, version, created_at, updated_at) VALUES {} RETURNING id, marking_fold",
+            ph.rows(chunk.len(), 14)
+        );
+        let mut q = sqlx::query(&sql);
+        let mut jsons = Vec::with_capacity(chunk.len());
+        for b in chunk {
+            let p = b.projection();
+            jsons.push(serde_json::to_value(b).expect("json value"));
+            q = q
+                .bind(sys.id)
+                .bind(kind.as_str())
+                .bind(p.domain_id)
+                .bind(p.name.clone())
+                .bind(fold(&p.name))
+                .bind(p.marking.clone())
+                .bind(p.marking.as_deref().map(fold))
+                .bind(p.unique_name.then(|| fold(&p.name)))
+                .bind(p.status)
+                .bind(p.type_)
+                .bind(serde_json::to_string(b).expect("json"))
+                .bind(1_i64)
+                .bind(now.clone())
+                .bind(now.clone());
+        }
+        let by_marking: HashMap<String, i64> = q
+            .fetch_all(&mut *tx)
+            .await
+            .expect("insert objects")
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get::<String, _>("marking_fold").expect("marking"),
+                    r.try_get::<i64, _>("id").expect("id"),
+                )
+            })
+            .collect();
+        let chunk_ids: Vec<i64> = chunk
+            .iter()
+            .map(|b| by_marking[&fold(b.projection().marking.as_deref().expect("marking"))])
+            .collect();
+        let mut refs = Vec::new();
+        for (b, id) in chunk.iter().zip(&chunk_ids) {
+            let mut seen = std::collections::HashSet::new();
+            for r in b.references() {
+                if seen.insert((r.relation, r.id)) {
+                    refs.push((*id, r.relation, r.id));
+                }
+            }
+        }
+        for part in refs.chunks(SEED_ROWS * 2) {
+            let mut ph = Ph::new(backend);
+            let sql = format!(
+                "INSERT INTO object_refs (from_id, relation, to_id) VALUES {}",
+                ph.rows(part.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for (from, rel, to) in part {
+                q = q.bind(*from).bind(*rel).bind(*to);
+            }
+            q.execute(&mut *tx).await.expect("insert refs");
+        }
+        let mut tags = Vec::new();
+        for (b, id) in chunk.iter().zip(&chunk_ids) {
+            let mut seen = std::collections::HashSet::new();
+            for t in b.tags() {
+                let f = fold(t);
+                if seen.insert(f.clone()) {
+                    tags.push((*id, f));
+                }
+            }
+        }
+        for part in tags.chunks(SEED_ROWS * 2) {
+            let mut ph = Ph::new(backend);
+            let sql = format!(
+                "INSERT INTO object_tags (object_id, system_id, kind, tag_fold) VALUES {}",
+                ph.rows(part.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, t) in part {
+                q = q.bind(*id).bind(sys.id).bind(kind.as_str()).bind(t.clone());
+            }
+            q.execute(&mut *tx).await.expect("insert tags");
+        }
+        let mut ph = Ph::new(backend);
+        let sql = format!(
+            "INSERT INTO events (system_id, at, actor_id, actor, action, object_kind, object_id, object_label, changes, correlation_id) VALUES {}",
+            ph.rows(chunk.len(), 10)
+        );
+        let actor = Actor::system();
+        let mut q = sqlx::query(&sql);
+        for ((b, id), after) in chunk.iter().zip(&chunk_ids).zip(&jsons) {
+            q = q
+                .bind(sys.id)
+                .bind(now.clone())
+                .bind(actor.c_key_id)
+                .bind(actor.label.clone())
+                .bind("created")
+                .bind(kind.as_str())
+                .bind(*id)
+                .bind(b.projection().name)
+                .bind(lockgate_model::event::diff(None, Some(after)).to_string())
+                .bind(actor.correlation_id.clone());
+        }
+        q.execute(&mut *tx).await.expect("insert events");
+        ids.extend(chunk_ids);
+    }
+    tx.commit().await.expect("commit");
+    ids
+}
+
+/// `create_batch` in chunks of `CHUNK`; the ids in order.
+async fn create_all<R: Resource>(
+    store: &Store,
+    sys: &LockingSystem,
+    kind: ObjectKind,
+    bodies: Vec<R>,
+) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(bodies.len());
+    let mut rest = bodies.into_iter().peekable();
+    while rest.peek().is_some() {
+        let chunk: Vec<R> = rest.by_ref().take(CHUNK).collect();
+        ids.extend(
+            store
+                .create_batch(sys, kind, &Scope::all(), &Actor::system(), chunk)
+                .await
+                .expect("create_batch"),
+        );
+    }
+    ids
+}
+
+async fn count(store: &Store, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(store.pool())
+        .await
+        .expect("count")
+        .try_get::<i64, _>(0)
+        .expect("count value")
+}
+
+async fn execute(store: &Store, sql: &str) {
+    sqlx::query(sql).execute(store.pool()).await.expect(sql);
+}
+
+/// The seeded system.
+struct World {
+    app: TestApp,
+    sys: LockingSystem,
+    /// "All staff": held by every dynamic key.
+    profile: i64,
+    profile_cylinders: Vec<i64>,
+    /// A cylinder of the profile's domain not in the profile: the one the change adds.
+    extra_cylinder: i64,
+    dynamic_keys: Vec<i64>,
+    seed: Duration,
+}
+
+async fn seed(db: Db) -> World {
+    let started = Instant::now();
+    let app = TestApp::new(db).await;
+    let store = &app.store;
+    let sys = store.system(app.system_id).await.expect("system");
+    let (all, actor) = (Scope::all(), Actor::system());
+    let mut rng = Rng::new(0x5EC0_4C11);
+
+    let mut domains = vec![app.default_domain];
+    for (name, _) in &SITES[1..] {
+        let d = store
+            .create(
+                &sys,
+                ObjectKind::Domain,
+                &all,
+                &actor,
+                Domain {
+                    name: (*name).into(),
+                    description: None,
+                },
+            )
+            .await
+            .expect("domain");
+        domains.push(d.id);
+    }
+    let mut dynamic_groups = Vec::new();
+    let mut normal_groups = Vec::new();
+    for (i, name) in ["Staff", "Management", "Facility", "Contractors"]
+        .iter()
+        .enumerate()
+    {
+        for (kind, list) in [
+            (KeyGroupKind::Dynamic, &mut dynamic_groups),
+            (KeyGroupKind::Normal, &mut normal_groups),
+        ] {
+            let g = store
+                .create(
+                    &sys,
+                    ObjectKind::KeyGroup,
+                    &all,
+                    &actor,
+                    KeyGroup {
+                        name: format!("{name} {kind:?} {i}"),
+                        kind,
+                        tags: vec![],
+                    },
+                )
+                .await
+                .expect("key group");
+            list.push(g.id);
+        }
+    }
+    let all_key_groups: Vec<i64> = dynamic_groups
+        .iter()
+        .chain(&normal_groups)
+        .copied()
+        .collect();
+
+    // Cylinder groups, 20 per domain.
+    let group_bodies: Vec<CylinderGroup> = (0..CYLINDER_GROUPS)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "name": format!("{} group {:03}", SITES[i % SITES.len()].0, i),
+                "domain_id": domains[i % SITES.len()],
+                "tags": [rng.pick(ROOM_KINDS)],
+            }))
+            .expect("group body")
+        })
+        .collect();
+    let group_ids = create_all(store, &sys, ObjectKind::CylinderGroup, group_bodies).await;
+    let mut groups_of_site: Vec<Vec<i64>> = vec![Vec::new(); SITES.len()];
+    for (i, g) in group_ids.iter().enumerate() {
+        groups_of_site[i % SITES.len()].push(*g);
+    }
+
+    // Cylinders: 85 % electronic, 70 % of those in a group of their domain.
+    let mut cylinder_sites = Vec::with_capacity(CYLINDERS);
+    let mut cylinder_electronic = Vec::with_capacity(CYLINDERS);
+    let cylinder_bodies: Vec<Cylinder> = (0..CYLINDERS)
+        .map(|n| {
+            let site = n % SITES.len();
+            let (site_name, code) = SITES[site];
+            let building = (b'A' + rng.below(6) as u8) as char;
+            let electronic = rng.chance(85);
+            let mut body = json!({
+                "name": format!("{code} {building}{}.{:02} {}", rng.below(6), 1 + rng.below(60), rng.pick(ROOM_KINDS)),
+                "marking": format!("{code}-C{:05}", n + 1),
+                "status": if rng.chance(90) { "installed" } else { "in_stock" },
+                "location": format!("{site_name}, Building {building}"),
+                "side_a": if electronic { "electronic" } else { "mechanical" },
+                "domain_id": domains[site],
+                "tags": [rng.pick(ROOM_KINDS)],
+            });
+            if electronic {
+                body["firmware"] = json!("12.1.0");
+                if rng.chance(70) {
+                    body["cylinder_group_id"] = json!(rng.pick(&groups_of_site[site]));
+                }
+                let n = 1 + rng.below(2);
+                body["access_list"] = json!({
+                    "key_groups": rng.pick_distinct(&all_key_groups, n).into_iter().map(|g| json!({ "key_group_id": g })).collect::<Vec<_>>()
+                });
+            }
+            cylinder_sites.push(site);
+            cylinder_electronic.push(electronic);
+            serde_json::from_value(body).expect("cylinder body")
+        })
+        .collect();
+    let cylinder_ids = create_all(store, &sys, ObjectKind::Cylinder, cylinder_bodies).await;
+    let mut cylinders_of_site: Vec<Vec<i64>> = vec![Vec::new(); SITES.len()];
+    for (i, c) in cylinder_ids.iter().enumerate() {
+        if cylinder_electronic[i] {
+            cylinders_of_site[cylinder_sites[i]].push(*c);
+        }
+    }
+
+    // Access profiles: "All staff" (default domain: 12 cylinders, 2 groups), then 5–20
+    // cylinders or groups of one domain each.
+    // The cylinder the measured change adds is reserved: no profile, key or group lists
+    // it, so the change reaches every dynamic key.
+    let extra_cylinder = cylinders_of_site[0].pop().expect("an electronic cylinder");
+    let staff_cylinders = rng.pick_distinct(&cylinders_of_site[0], 12);
+    let explicit_cylinders: Vec<i64> = cylinders_of_site.iter().flatten().copied().collect();
+    let mut profile_bodies: Vec<AccessProfile> = vec![
+        serde_json::from_value(json!({
+            "name": "All staff",
+            "description": "Main entrances, canteen, car park",
+            "domain_id": domains[0],
+            "cylinder_ids": staff_cylinders,
+            "cylinder_group_ids": rng.pick_distinct(&groups_of_site[0], 2),
+        }))
+        .expect("profile body"),
+    ];
+    let mut profile_sites = vec![0];
+    for i in 1..PROFILES {
+        let site = i % SITES.len();
+        let n = 5 + rng.below(16);
+        let n_groups = (0..n).filter(|_| rng.chance(25)).count();
+        profile_sites.push(site);
+        profile_bodies.push(
+            serde_json::from_value(json!({
+                "name": format!("{} {} {:03}", SITES[site].0, rng.pick(ROLES), i),
+                "domain_id": domains[site],
+                "cylinder_ids": rng.pick_distinct(&cylinders_of_site[site], n - n_groups),
+                "cylinder_group_ids": rng.pick_distinct(&groups_of_site[site], n_groups),
+            }))
+            .expect("profile body"),
+        );
+    }
+    let profile_ids = create_all(store, &sys, ObjectKind::AccessProfile, profile_bodies).await;
+    let profile = profile_ids[0];
+    let other_profiles = &profile_ids[1..];
+
+    // Employees with 0–2 profiles.
+    let person_bodies: Vec<Person> = (0..EMPLOYEES)
+        .map(|n| {
+            let (first, last) = (rng.pick(FIRST_NAMES), rng.pick(SURNAMES));
+            let np = rng.below(3);
+            serde_json::from_value(json!({
+                "identifier": format!("E{:06}", 100_000 + n),
+                "first_name": first,
+                "surname": last,
+                "email": format!("employee{n}@example-corp.com"),
+                "department": rng.pick(ROLES),
+                "domain_id": domains[n % SITES.len()],
+                "access_profile_ids": rng.pick_distinct(other_profiles, np),
+            }))
+            .expect("person body")
+        })
+        .collect();
+    let employees = create_all(store, &sys, ObjectKind::Employee, person_bodies).await;
+
+    // Keys: 20 000 dynamic keys holding "All staff" (a quarter a second profile, 10 %
+    // explicit cylinders, 20 % revalidation, 60 % handed out), then quartz / normal keys.
+    let key_bodies: Vec<Key> = (0..DYNAMIC_KEYS + OTHER_KEYS)
+        .map(|n| {
+            let site = rng.below(SITES.len());
+            let dynamic = n < DYNAMIC_KEYS;
+            let ty = if dynamic {
+                "dynamic"
+            } else if rng.chance(50) {
+                "quartz"
+            } else {
+                "normal"
+            };
+            let handed_out = rng.chance(60);
+            let mut body = json!({
+                "name": format!("{} key {}", SITES[site].1, n + 1),
+                "marking": format!("{}-K{:06}", SITES[site].1, n + 1),
+                "type": ty,
+                "key_group_id": if dynamic { rng.pick(&dynamic_groups) } else { rng.pick(&normal_groups) },
+                "generation": "2",
+                "firmware": "12.2.0",
+                "status": if handed_out { "handed_out" } else { "in_stock" },
+                "domain_id": domains[site],
+                "tags": [rng.pick(ROLES)],
+            });
+            if handed_out {
+                body["holder_id"] = json!(rng.pick(&employees));
+                body["date_out"] = json!("2025-09-01");
+            }
+            if dynamic {
+                body["access_list_capacity"] = json!(500);
+                let mut profiles = vec![profile];
+                if rng.chance(25) {
+                    profiles.push(*rng.pick(other_profiles));
+                }
+                body["access_profile_ids"] = json!(profiles);
+                if rng.chance(10) {
+                    let n = 1 + rng.below(3);
+                    body["cylinder_ids"] = json!(rng.pick_distinct(&explicit_cylinders, n));
+                }
+            }
+            if ty != "normal" && rng.chance(20) {
+                body["validity"] = json!({ "revalidation": { "interval_hours": 24 * (7 + rng.below(24)) } });
+            }
+            serde_json::from_value(body).expect("key body")
+        })
+        .collect();
+    let key_ids = insert_direct(store, &sys, ObjectKind::Key, &key_bodies).await;
+    let dynamic_keys = key_ids[..DYNAMIC_KEYS].to_vec();
+
+    // Temporary access groups in force during the whole run.
+    let start = Utc::now() - chrono::Duration::days(30);
+    let end = Utc::now() + chrono::Duration::days(60);
+    let temporary: Vec<TemporaryAccessGroup> = (0..TEMPORARY_GROUPS)
+        .map(|i| {
+            let p = 1 + rng.below(PROFILES - 1);
+            serde_json::from_value(json!({
+                "name": format!("Project {i:02}"),
+                "domain_id": domains[profile_sites[p]],
+                "access_profile_ids": [profile_ids[p]],
+                "key_ids": rng.pick_distinct(&dynamic_keys, 50),
+                "start": start,
+                "end": end,
+            }))
+            .expect("temporary group body")
+        })
+        .collect();
+    create_all(store, &sys, ObjectKind::TemporaryAccessGroup, temporary).await;
+
+    let staff = store
+        .get::<AccessProfile>(sys.id, ObjectKind::AccessProfile, profile, &all)
+        .await
+        .expect("profile");
+    World {
+        sys,
+        profile,
+        profile_cylinders: staff.body.cylinder_ids,
+        extra_cylinder,
+        dynamic_keys,
+        seed: started.elapsed(),
+        app,
+    }
+}
+
+/// Confirm every open job by SQL in bulk: its program becomes the actual state.
+async fn confirm_all(store: &Store, sys_id: i64) {
+    let stamp = ts_now();
+    let mut tx = store.write_tx().await.expect("tx");
+    for sql in [
+        "INSERT INTO key_actual (key_id, system_id, program, clock, confirmed_at) \
+         SELECT target_id, system_id, program, '{}', $2 FROM jobs WHERE system_id = $1 AND open = 1 AND kind = 'remote_update'",
+        "INSERT INTO cylinder_actual (cylinder_id, system_id, program, confirmed_at) \
+         SELECT target_id, system_id, program, $2 FROM jobs WHERE system_id = $1 AND open = 1 AND kind = 'cylinder_programming'",
+        "UPDATE jobs SET state = 'finished', open = 0, updated_at = $2 WHERE system_id = $1 AND open = 1",
+    ] {
+        sqlx::query(sql)
+            .bind(sys_id)
+            .bind(stamp.clone())
+            .execute(&mut *tx)
+            .await
+            .expect(sql);
+    }
+    tx.commit().await.expect("commit");
+}
+
+async fn max_job_id(store: &Store) -> i64 {
+    count(store, "SELECT COALESCE(MAX(id), 0) FROM jobs").await
+}
+
+/// Delete the jobs after `baseline` (and let PostgreSQL reclaim them).
+async fn drop_jobs_after(w: &World, baseline: i64) {
+    let store = &w.app.store;
+    sqlx::query("DELETE FROM jobs WHERE id > $1")
+        .bind(baseline)
+        .execute(store.pool())
+        .await
+        .expect("delete jobs");
+    if w.app.db == Db::Postgres {
+        execute(store, "VACUUM ANALYZE jobs").await;
+    }
+}
+
+/// Put "All staff" back as seeded (without reconciliation).
+async fn revert_profile(w: &World) {
+    let cylinders = w.profile_cylinders.clone();
+    w.app
+        .store
+        .update::<AccessProfile, _>(
+            &w.sys,
+            ObjectKind::AccessProfile,
+            w.profile,
+            &Scope::all(),
+            &Actor::system(),
+            None,
+            move |b| {
+                b.cylinder_ids = cylinders;
+                Ok(())
+            },
+        )
+        .await
+        .expect("revert profile");
+}
+
+/// The jobs after `baseline`: (open remote update jobs, distinct dynamic keys among their
+/// targets, open cylinder jobs), and the (target, program) of the remote update jobs.
+async fn new_jobs(w: &World, baseline: i64) -> (usize, usize, usize, Vec<(i64, String)>) {
+    let rows = sqlx::query(
+        "SELECT kind, target_id, program, open FROM jobs WHERE system_id = $1 AND id > $2",
+    )
+    .bind(w.sys.id)
+    .bind(baseline)
+    .fetch_all(w.app.store.pool())
+    .await
+    .expect("jobs");
+    let dynamic: std::collections::HashSet<i64> = w.dynamic_keys.iter().copied().collect();
+    let mut keys = Vec::new();
+    let mut cylinders = 0;
+    for r in rows {
+        let open: i64 = r.try_get("open").expect("open");
+        let kind: String = r.try_get("kind").expect("kind");
+        if open != 1 {
+            continue;
+        }
+        if kind == "remote_update" {
+            keys.push((
+                r.try_get::<i64, _>("target_id").expect("target"),
+                r.try_get::<String, _>("program").expect("program"),
+            ));
+        } else {
+            cylinders += 1;
+        }
+    }
+    let distinct: std::collections::HashSet<i64> = keys
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| dynamic.contains(t))
+        .collect();
+    (keys.len(), distinct.len(), cylinders, keys)
+}
+
+/// The floor: `rows` as job rows (same columns and values as `apply_plan` writes) with
+/// multi-row INSERTs in one committed transaction.
+async fn floor_insert(w: &World, rows: &[(i64, String)]) -> Duration {
+    let store = &w.app.store;
+    let stamp = ts_now();
+    let c_key = Some(w.app.master_c_key_id);
+    let started = Instant::now();
+    let mut tx = store.write_tx().await.expect("tx");
+    for chunk in rows.chunks(FLOOR_ROWS) {
+        let mut ph = Ph::new(store.backend());
+        // system_id, kind, target_id, 'created', 1, program, actions, priority, created_by, created_at, updated_at
+        let sql = format!(
+            "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) VALUES {}",
+            ph.rows_with(chunk.len(), 9, 3, ", 'created', 1")
+        );
+        let mut q = sqlx::query(&sql);
+        for (target, program) in chunk {
+            q = q
+                .bind(w.sys.id)
+                .bind("remote_update")
+                .bind(*target)
+                .bind(program.as_str())
+                .bind("[]")
+                .bind("normal")
+                .bind(c_key)
+                .bind(stamp.as_str())
+                .bind(stamp.as_str());
+        }
+        q.execute(&mut *tx).await.expect("floor insert");
+    }
+    tx.commit().await.expect("commit");
+    started.elapsed()
+}
+
+/// One measured run: the PATCH, its check, the reset, then the floor on the same rows.
+async fn run_once(w: &World) -> (Duration, Duration) {
+    let store = &w.app.store;
+    let baseline = max_job_id(store).await;
+    let mut cylinders = w.profile_cylinders.clone();
+    cylinders.push(w.extra_cylinder);
+    let path = format!("/api/v1/access-profiles/{}", w.profile);
+    let started = Instant::now();
+    w.app
+        .patch(&path, json!({ "cylinder_ids": cylinders }))
+        .await
+        .expect(200);
+    let change = started.elapsed();
+    let (keys, distinct, cyl, rows) = new_jobs(w, baseline).await;
+    assert_eq!(
+        (keys, distinct, cyl),
+        (DYNAMIC_KEYS, DYNAMIC_KEYS, 0),
+        "one open remote update job per dynamic key and no cylinder job"
+    );
+    let extra = format!(r#"{{"kind":"cylinder","id":{}}}"#, w.extra_cylinder);
+    assert!(
+        rows.iter().all(|(_, p)| p.contains(&extra)),
+        "every job writes the added cylinder"
+    );
+    drop_jobs_after(w, baseline).await;
+    revert_profile(w).await;
+
+    let baseline = max_job_id(store).await;
+    let floor = floor_insert(w, &rows).await;
+    let (keys, distinct, _, _) = new_jobs(w, baseline).await;
+    assert_eq!((keys, distinct), (DYNAMIC_KEYS, DYNAMIC_KEYS), "floor rows");
+    drop_jobs_after(w, baseline).await;
+    (change, floor)
+}
+
+/// Times of the steps of one reconciliation, replayed from the bench.
+#[derive(Debug, Default)]
+struct Breakdown {
+    update: Duration,
+    configuration: Duration,
+    /// Part of `configuration`: `list_all::<Key>` alone.
+    list_keys: Duration,
+    compute: Duration,
+    actual: Duration,
+    pending: Duration,
+    plan: Duration,
+    encode: Duration,
+    writes: Duration,
+    /// The production `Store::reconcile` on the same change.
+    reconcile: Duration,
+    /// Object refs lookup of the keys holding the profile (directly or via holder / group).
+    refs_lookup: Duration,
+    refs_found: usize,
+}
+
+async fn breakdown(w: &World) -> Breakdown {
+    let store = &w.app.store;
+    let sys = &w.sys;
+    let actor = Actor {
+        c_key_id: Some(w.app.master_c_key_id),
+        ..Actor::system()
+    };
+    let mut b = Breakdown::default();
+    let baseline = max_job_id(store).await;
+    let mut cylinders = w.profile_cylinders.clone();
+    cylinders.push(w.extra_cylinder);
+
+    // The write the PATCH does before reconciling.
+    let t = Instant::now();
+    store
+        .update::<AccessProfile, _>(
+            sys,
+            ObjectKind::AccessProfile,
+            w.profile,
+            &Scope::all(),
+            &actor,
+            None,
+            move |p| {
+                p.cylinder_ids = cylinders;
+                Ok(())
+            },
+        )
+        .await
+        .expect("update profile");
+    b.update = t.elapsed();
+
+    // Store::reconcile, step by step.
+    let t = Instant::now();
+    let keys = store
+        .list_all::<Key>(sys.id, ObjectKind::Key, &Scope::all(), 10_000_000)
+        .await
+        .expect("keys");
+    b.list_keys = t.elapsed();
+    drop(keys);
+    let t = Instant::now();
+    let cfg = store.configuration(sys).await.expect("configuration");
+    b.configuration = t.elapsed();
+    let now = Utc::now();
+    let t = Instant::now();
+    let defined_state = defined::compute(&cfg, now);
+    b.compute = t.elapsed();
+    let t = Instant::now();
+    let actual = store.actual_state(sys.id).await.expect("actual state");
+    b.actual = t.elapsed();
+    let t = Instant::now();
+    let mut tx = store.write_tx().await.expect("tx");
+    let mut pending = Pending::default();
+    for r in sqlx::query(
+        "SELECT id, kind, target_id, program FROM jobs WHERE system_id = $1 AND open = 1",
+    )
+    .bind(sys.id)
+    .fetch_all(&mut *tx)
+    .await
+    .expect("open jobs")
+    {
+        let (id, target): (i64, i64) = (
+            r.try_get("id").expect("id"),
+            r.try_get("target_id").expect("target"),
+        );
+        let program: String = r.try_get("program").expect("program");
+        if r.try_get::<String, _>("kind").expect("kind") == "remote_update" {
+            let target_p: KeyProgram = serde_json::from_str(&program).expect("program");
+            pending.keys.insert(
+                target,
+                PendingJob {
+                    id,
+                    target: target_p,
+                },
+            );
+        } else {
+            let target_p: CylinderProgram = serde_json::from_str(&program).expect("program");
+            pending.cylinders.insert(
+                target,
+                PendingJob {
+                    id,
+                    target: target_p,
+                },
+            );
+        }
+    }
+    b.pending = t.elapsed();
+    let t = Instant::now();
+    let plan = reconcile(&defined_state, &actual, &pending);
+    b.plan = t.elapsed();
+    assert_eq!(
+        plan.keys.len(),
+        DYNAMIC_KEYS,
+        "plan: one job per dynamic key"
+    );
+    assert!(plan.cylinders.is_empty());
+    let t = Instant::now();
+    let encoded: Vec<(i64, String)> = plan
+        .keys
+        .iter()
+        .map(|(id, d)| match d {
+            Decision::Create { target } => (*id, serde_json::to_string(target).expect("json")),
+            other => panic!("expected a creation, got {other:?}"),
+        })
+        .collect();
+    b.encode = t.elapsed();
+    // The INSERTs `apply_plan` issues for creations: one statement per job, RETURNING id.
+    let stamp = ts_now();
+    let t = Instant::now();
+    for (target, program) in &encoded {
+        sqlx::query(
+            "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'created', 1, $4, $5, $6, $7, $8, $8) RETURNING id",
+        )
+        .bind(sys.id)
+        .bind("remote_update")
+        .bind(*target)
+        .bind(program.as_str())
+        .bind("[]")
+        .bind("normal")
+        .bind(actor.c_key_id)
+        .bind(stamp.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .expect("insert job");
+    }
+    tx.commit().await.expect("commit");
+    b.writes = t.elapsed();
+    drop((cfg, defined_state, actual, pending, plan, encoded));
+    drop_jobs_after(w, baseline).await;
+
+    // The production reconciliation on the same change.
+    let t = Instant::now();
+    let report = store
+        .reconcile(sys, &actor, Utc::now())
+        .await
+        .expect("reconcile");
+    b.reconcile = t.elapsed();
+    assert_eq!(report.created, DYNAMIC_KEYS, "{report:?}");
+    let (keys, distinct, cyl, _) = new_jobs(w, baseline).await;
+    assert_eq!((keys, distinct, cyl), (DYNAMIC_KEYS, DYNAMIC_KEYS, 0));
+    drop_jobs_after(w, baseline).await;
+    revert_profile(w).await;
+
+    // What an incremental reconciliation would start from: the keys the profile reaches
+    // through object_refs (directly, through their holder, through a temporary group).
+    let t = Instant::now();
+    let rows = sqlx::query(
+        "SELECT from_id FROM object_refs WHERE relation = 'access_profile' AND to_id = $1 \
+         AND from_id IN (SELECT id FROM objects WHERE system_id = $2 AND kind = 'key') \
+         UNION SELECT k.from_id FROM object_refs k JOIN object_refs p ON k.to_id = p.from_id \
+         WHERE k.relation = 'holder' AND p.relation = 'access_profile' AND p.to_id = $1 \
+         UNION SELECT k.to_id FROM object_refs k JOIN object_refs g ON k.from_id = g.from_id \
+         WHERE k.relation = 'group_key' AND g.relation = 'group_profile' AND g.to_id = $1",
+    )
+    .bind(w.profile)
+    .bind(sys.id)
+    .fetch_all(store.pool())
+    .await
+    .expect("refs lookup");
+    b.refs_lookup = t.elapsed();
+    b.refs_found = rows.len();
+    b
+}
+
+/// Everything measured on one database.
+struct Outcome {
+    db: Db,
+    seed: Duration,
+    initial: Duration,
+    initial_jobs: usize,
+    confirm: Duration,
+    noop: Duration,
+    changes: Vec<Duration>,
+    floors: Vec<Duration>,
+    /// One replay per run, interleaved with the runs.
+    breakdowns: Vec<Breakdown>,
+    rss_kb: Option<u64>,
+}
+
+async fn bench(db: Db) -> Outcome {
+    let w = seed(db).await;
+    let store = &w.app.store;
+    let actor = Actor::system();
+    eprintln!(
+        "  [{}] seeded in {:.1} s",
+        db_name(db),
+        w.seed.as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let initial = store
+        .reconcile(&w.sys, &actor, Utc::now())
+        .await
+        .expect("initial reconcile");
+    let initial_time = t.elapsed();
+    assert_eq!(initial.replaced + initial.cancelled, 0);
+    assert!(initial.created >= DYNAMIC_KEYS, "{initial:?}");
+    assert!(initial.capacity_exceeded.is_empty());
+    let t = Instant::now();
+    confirm_all(store, w.sys.id).await;
+    let confirm = t.elapsed();
+    if db == Db::Postgres {
+        execute(store, "ANALYZE").await;
+    }
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM jobs WHERE open = 1").await,
+        0
+    );
+    let t = Instant::now();
+    let noop = store
+        .reconcile(&w.sys, &actor, Utc::now())
+        .await
+        .expect("no-op reconcile");
+    let noop_time = t.elapsed();
+    assert_eq!(
+        (noop.created, noop.replaced, noop.cancelled),
+        (0, 0, 0),
+        "the actual state equals the defined state"
+    );
+    eprintln!(
+        "  [{}] initial reconcile {:.1} s ({} jobs), bulk confirm {:.2} s, no-op reconcile {:.2} s",
+        db_name(db),
+        initial_time.as_secs_f64(),
+        initial.created,
+        confirm.as_secs_f64(),
+        noop_time.as_secs_f64()
+    );
+
+    let mut changes = Vec::new();
+    let mut floors = Vec::new();
+    let mut breakdowns = Vec::new();
+    for run in 1..=RUNS {
+        // PATCH, floor and replay back to back, so load from other processes on the
+        // machine affects all three alike.
+        let (change, floor) = run_once(&w).await;
+        let b = breakdown(&w).await;
+        eprintln!(
+            "  [{}] run {run}: PATCH {:.0} ms, floor {:.0} ms, replayed Store::reconcile {:.0} ms",
+            db_name(db),
+            ms(change),
+            ms(floor),
+            ms(b.reconcile)
+        );
+        changes.push(change);
+        floors.push(floor);
+        breakdowns.push(b);
+    }
+    Outcome {
+        db,
+        seed: w.seed,
+        initial: initial_time,
+        initial_jobs: initial.created,
+        confirm,
+        noop: noop_time,
+        changes,
+        floors,
+        breakdowns,
+        rss_kb: peak_rss_kb(),
+    }
+}
+
+fn print_breakdown(o: &Outcome, change: Duration, floor: Duration) {
+    let med = |f: fn(&Breakdown) -> Duration| median(o.breakdowns.iter().map(f).collect());
+    let b = Breakdown {
+        update: med(|b| b.update),
+        configuration: med(|b| b.configuration),
+        list_keys: med(|b| b.list_keys),
+        compute: med(|b| b.compute),
+        actual: med(|b| b.actual),
+        pending: med(|b| b.pending),
+        plan: med(|b| b.plan),
+        encode: med(|b| b.encode),
+        writes: med(|b| b.writes),
+        reconcile: med(|b| b.reconcile),
+        refs_lookup: med(|b| b.refs_lookup),
+        refs_found: o.breakdowns.first().map_or(0, |b| b.refs_found),
+    };
+    let steps = [
+        ("Store::update (profile row, refs, event)", b.update),
+        ("Store::configuration (all objects, JSON)", b.configuration),
+        ("  of which list_all::<Key> alone", b.list_keys),
+        ("defined::compute", b.compute),
+        ("Store::actual_state (key/cylinder programs)", b.actual),
+        ("open jobs (write tx + SELECT)", b.pending),
+        ("reconcile::reconcile (plan)", b.plan),
+        ("JSON encoding of 20 000 programs", b.encode),
+        ("job INSERTs, one per job + commit", b.writes),
+    ];
+    let replayed = b.update
+        + b.configuration
+        + b.compute
+        + b.actual
+        + b.pending
+        + b.plan
+        + b.encode
+        + b.writes;
+    let mut rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|(label, d)| {
+            vec![
+                (*label).to_string(),
+                format!("{:.0}", ms(*d)),
+                if label.starts_with("  ") {
+                    "-".into()
+                } else {
+                    format!("{:.0} %", 100.0 * d.as_secs_f64() / replayed.as_secs_f64())
+                },
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "sum of the replayed steps".into(),
+        format!("{:.0}", ms(replayed)),
+        "100 %".into(),
+    ]);
+    rows.push(vec![
+        "production Store::reconcile, same change".into(),
+        format!("{:.0}", ms(b.reconcile)),
+        "-".into(),
+    ]);
+    rows.push(vec![
+        "  + Store::update = direct-call equivalent".into(),
+        format!("{:.0}", ms(b.update + b.reconcile)),
+        "-".into(),
+    ]);
+    rows.push(vec![
+        "PATCH through the router (median of the runs)".into(),
+        format!("{:.0}", ms(change)),
+        "-".into(),
+    ]);
+    let batched = replayed - b.writes + floor;
+    rows.push(vec![
+        "estimate: replay with the INSERTs swapped for the floor".into(),
+        format!("{:.0}", ms(batched)),
+        format!("{:.1}× floor", batched.as_secs_f64() / floor.as_secs_f64()),
+    ]);
+    rows.push(vec![
+        format!(
+            "object_refs lookup of affected keys ({} found)",
+            b.refs_found
+        ),
+        format!("{:.1}", ms(b.refs_lookup)),
+        "-".into(),
+    ]);
+    println!(
+        "\n{} breakdown (Store::reconcile replayed step by step from the bench; median of {} replays, ms):",
+        db_name(o.db),
+        o.breakdowns.len()
+    );
+    print_table(&["step", "ms", "share"], &rows);
+}
+
+/// The 1, 5 and 15 minute load averages (the machine is shared).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unavailable".into())
+}
+
+fn main() {
+    let wall = Instant::now();
+    let load_before = load_average();
+    println!(
+        "lockgate reconciliation benchmark: one access-profile change reaching {DYNAMIC_KEYS} dynamic keys, per database"
+    );
+    println!(
+        "System: {DYNAMIC_KEYS} dynamic keys all holding \"All staff\" (+ {OTHER_KEYS} quartz/normal keys), {CYLINDERS} cylinders, {CYLINDER_GROUPS} cylinder groups, {PROFILES} access profiles, {EMPLOYEES} employees, {TEMPORARY_GROUPS} temporary access groups, 5 domains"
+    );
+    println!(
+        "Actual state = defined state: one Store::reconcile, then every job confirmed by SQL in bulk (programs copied into key_actual / cylinder_actual; no last_remote_update stamps)"
+    );
+    println!(
+        "Change: PATCH /api/v1/access-profiles/{{id}} adding one cylinder, through the router (oneshot), timed until the response — the handler commits the profile, then Store::reconcile commits the {DYNAMIC_KEYS} jobs before answering; {RUNS} runs, reset between runs"
+    );
+    println!(
+        "Floor: the same {DYNAMIC_KEYS} job rows (same columns and values) by multi-row INSERTs of {FLOOR_ROWS} rows in one committed transaction, after each run on the same database\n"
+    );
+    let rt = runtime();
+    let mut outcomes = Vec::new();
+    for db in databases() {
+        let db_wall = Instant::now();
+        outcomes.push(rt.block_on(bench(db)));
+        eprintln!(
+            "  [{}] done in {:.1} s",
+            db_name(db),
+            db_wall.elapsed().as_secs_f64()
+        );
+    }
+
+    println!("Setup:");
+    let setup: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            vec![
+                db_name(o.db).to_string(),
+                format!("{:.1}", o.seed.as_secs_f64()),
+                format!("{:.2} ({} jobs)", o.initial.as_secs_f64(), o.initial_jobs),
+                format!("{:.2}", o.confirm.as_secs_f64()),
+                format!("{:.2}", o.noop.as_secs_f64()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "database",
+            "seed s",
+            "initial Store::reconcile s",
+            "bulk confirm s",
+            "no-op Store::reconcile s",
+        ],
+        &setup,
+    );
+
+    println!(
+        "\nOne access-profile change reaching {DYNAMIC_KEYS} keys vs the bulk-INSERT floor (ms):"
+    );
+    let mut rows = Vec::new();
+    for o in &outcomes {
+        let change = median(o.changes.clone());
+        let floor = median(o.floors.clone());
+        let ratio = change.as_secs_f64() / floor.as_secs_f64();
+        let list = |v: &[Duration]| {
+            v.iter()
+                .map(|d| format!("{:.0}", ms(*d)))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        rows.push(vec![
+            db_name(o.db).to_string(),
+            list(&o.changes),
+            format!("{:.0}", ms(change)),
+            list(&o.floors),
+            format!("{:.0}", ms(floor)),
+            format!("{ratio:.1}×"),
+            if ratio <= TARGET_RATIO {
+                "met".into()
+            } else {
+                format!("MISSED (target ≤ {TARGET_RATIO:.0}×)")
+            },
+        ]);
+    }
+    print_table(
+        &[
+            "database",
+            "PATCH runs",
+            "PATCH median",
+            "floor runs",
+            "floor median",
+            "ratio",
+            "target ≤ 2×",
+        ],
+        &rows,
+    );
+    for o in &outcomes {
+        print_breakdown(o, median(o.changes.clone()), median(o.floors.clone()));
+    }
+    println!();
+    for o in &outcomes {
+        println!(
+            "Peak RSS after {} (VmHWM, whole process so far): {}",
+            db_name(o.db),
+            o.rss_kb.map_or("unavailable".into(), |kb| format!(
+                "{:.1} MiB",
+                kb as f64 / 1024.0
+            ))
+        );
+    }
+    drop(rt);
+    println!(
+        "Load average (1/5/15 min, {} cores): {load_before} before, {} after",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    print_peak_rss();
+    println!(
+        "Total bench wall time: {:.1} s",
+        wall.elapsed().as_secs_f64()
+    );
+}
