@@ -364,3 +364,195 @@ on_both!(
         assert!(s.cylinders.contains(&target));
     }
 );
+
+on_both!(
+    reprogramming_needs_the_right_and_survives_replacement,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        confirm_all(&app).await;
+        let r = app
+            .post(
+                &format!("/api/v1/cylinders/{}/reprogram", s.cylinders[0]),
+                json!({}),
+            )
+            .await
+            .expect(201);
+        assert_eq!(r.body["actions"], json!(["reprogram"]));
+        let job = r.id();
+        // A change while the request is pending replaces the job; the reprogramming stays.
+        app.patch(
+            &format!("/api/v1/cylinders/{}", s.cylinders[0]),
+            json!({ "access_list": { "key_groups": [] } }),
+        )
+        .await
+        .expect(200);
+        let open: Vec<Value> = open_jobs(&app)
+            .await
+            .into_iter()
+            .filter(|j| j["target_id"] == s.cylinders[0])
+            .collect();
+        assert_eq!(open.len(), 1);
+        assert_ne!(open[0]["id"], job);
+        assert_eq!(open[0]["actions"], json!(["access_list", "reprogram"]));
+        // A C-key without the reprogramming right cannot load it; the master can.
+        let (ck, token) = app
+            .admin_with(
+                "P-2",
+                json!({ "cylinder": "list", "cylinder_programming": "full" }),
+                &[app.default_domain],
+            )
+            .await;
+        let r = app
+            .call(
+                axum::http::Method::POST,
+                &format!("/api/v1/jobs/{}/load", open[0]["id"]),
+                Some(&token),
+                Some(json!({ "c_key_id": ck })),
+            )
+            .await
+            .expect(409);
+        assert_eq!(r.body["reason"], "needs_reprogramming_right");
+        app.post(
+            &format!("/api/v1/jobs/{}/load", open[0]["id"]),
+            json!({ "c_key_id": app.master_c_key_id }),
+        )
+        .await
+        .expect(200);
+    }
+);
+
+on_both!(
+    audit_trail_requests_wait_for_an_approver,
+    |app: TestApp| async move {
+        let fixed = lockgate_model::system::FixedSettings {
+            remote: true,
+            cylinder_groups: true,
+            base_time_zone: "UTC".into(),
+            audit_trail_approvals: true,
+        };
+        let other = app
+            .store
+            .init_system("Approvals site", fixed)
+            .await
+            .expect("system");
+        let call = |m: axum::http::Method, path: String, token: String, body: Option<Value>| {
+            let app = &app;
+            async move { app.call(m, &path, Some(&token), body).await }
+        };
+        use axum::http::Method;
+        let t = other.token.clone();
+        let c = call(
+            Method::POST,
+            "/api/v1/cylinders".into(),
+            t.clone(),
+            Some(json!({ "name": "Vault", "marking": "V-1", "side_a": "electronic" })),
+        )
+        .await
+        .expect(201)
+        .id();
+        let req = call(
+            Method::POST,
+            format!("/api/v1/cylinders/{c}/audit-trail-request"),
+            t.clone(),
+            Some(json!({})),
+        )
+        .await
+        .expect(201);
+        assert_eq!(req.body["state"], "awaiting_approval");
+        let job = req.id();
+        // One open request per object.
+        call(
+            Method::POST,
+            format!("/api/v1/cylinders/{c}/audit-trail-request"),
+            t.clone(),
+            Some(json!({})),
+        )
+        .await
+        .expect(409);
+        // The super administrator never approves; the approver role does.
+        call(
+            Method::POST,
+            format!("/api/v1/jobs/{job}/approve"),
+            t.clone(),
+            Some(json!({ "approved": true })),
+        )
+        .await
+        .expect(403);
+        let approver_role = call(
+            Method::GET,
+            "/api/v1/roles?q=approver".into(),
+            t.clone(),
+            None,
+        )
+        .await
+        .body["items"][0]["id"]
+            .as_i64()
+            .expect("approver role");
+        let group = call(
+            Method::GET,
+            "/api/v1/key-groups?type=normal_c_key".into(),
+            t.clone(),
+            None,
+        )
+        .await
+        .body["items"][0]["id"]
+            .as_i64()
+            .expect("group");
+        let ck = call(Method::POST, "/api/v1/c-keys".into(), t.clone(), Some(json!({ "name": "Approver", "marking": "A-1", "kind": "normal", "key_group_id": group, "role_ids": [approver_role], "domain_ids": [other.default_domain_id] }))).await.expect(201).id();
+        // The super administrator may not issue a token reaching beyond its own rights (approving):
+        // the operator issues it (as `lockgate token` does).
+        call(
+            Method::POST,
+            "/api/v1/tokens".into(),
+            t.clone(),
+            Some(json!({ "name": "approver", "c_key_id": ck })),
+        )
+        .await
+        .expect(403);
+        let approver = app
+            .store
+            .create_token(other.system.id, ck, "approver", None)
+            .await
+            .expect("token")
+            .1;
+        let done = call(
+            Method::POST,
+            format!("/api/v1/jobs/{job}/approve"),
+            approver.clone(),
+            Some(json!({ "approved": true })),
+        )
+        .await
+        .expect(200);
+        assert_eq!(done.body["state"], "created");
+        assert!(
+            done.body["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Approver")
+        );
+        call(
+            Method::POST,
+            format!("/api/v1/jobs/{job}/approve"),
+            approver.clone(),
+            Some(json!({ "approved": false })),
+        )
+        .await
+        .expect(409);
+        // Without approvals (the harness system), a request is created directly.
+        let s = site(&app).await;
+        let r = app
+            .post(
+                &format!("/api/v1/cylinders/{}/audit-trail-request", s.cylinders[0]),
+                json!({}),
+            )
+            .await
+            .expect(201);
+        assert_eq!(r.body["state"], "created");
+        // Normal keys keep no audit trail.
+        let g = app.key_group("Staff", "normal").await;
+        let n = app.post("/api/v1/keys", json!({ "name": "N", "marking": "N-1", "type": "normal", "generation": "2", "key_group_id": g })).await.expect(201).id();
+        app.post(&format!("/api/v1/keys/{n}/audit-trail-request"), json!({}))
+            .await
+            .expect(409);
+    }
+);

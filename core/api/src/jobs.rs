@@ -38,6 +38,23 @@ pub async fn after_change(state: &AppState, admin: &Admin, kind: ObjectKind) {
     }
 }
 
+/// The kind of object a job is about.
+async fn job_target_kind(
+    state: &AppState,
+    admin: &Admin,
+    j: &lockgate_store::reconciliation::JobRecord,
+) -> ApiResult<ObjectKind> {
+    Ok(match j.kind.as_str() {
+        "remote_update" => ObjectKind::Key,
+        "cylinder_programming" => ObjectKind::Cylinder,
+        _ => state
+            .store
+            .kind_of(admin.system.id, j.target_id)
+            .await?
+            .unwrap_or(ObjectKind::Cylinder),
+    })
+}
+
 fn require_any_view(admin: &Admin) -> ApiResult<()> {
     if admin.level(Function::Key) >= Level::View || admin.level(Function::Cylinder) >= Level::View {
         Ok(())
@@ -74,11 +91,7 @@ async fn list(state: AppState, admin: Admin, raw: Option<String>) -> ApiResult<R
         jobs.retain(|j| j.assigned_to == Some(c) || j.loaded_on == Some(c));
     }
     for j in jobs.drain(..) {
-        let kind = if j.kind == "remote_update" {
-            ObjectKind::Key
-        } else {
-            ObjectKind::Cylinder
-        };
+        let kind = job_target_kind(&state, &admin, &j).await?;
         if admin.level(kind.function()) >= Level::View
             && state
                 .store
@@ -100,13 +113,12 @@ async fn confirm(state: AppState, admin: Admin, id: String) -> ApiResult<Respons
         .into_iter()
         .find(|j| j.id == id)
         .ok_or_else(|| Problem::not_found(format!("no job {id}")))?;
-    let kind = if job.kind == "remote_update" {
-        admin.require(Function::KeyAuthorisation, Level::Full)?;
-        ObjectKind::Key
-    } else {
-        admin.require(Function::CylinderProgramming, Level::Full)?;
-        ObjectKind::Cylinder
-    };
+    let kind = job_target_kind(&state, &admin, &job).await?;
+    match job.kind.as_str() {
+        "remote_update" => admin.require(Function::KeyAuthorisation, Level::Full)?,
+        "audit_trail" => admin.require(Function::AuditTrail, Level::View)?,
+        _ => admin.require(Function::CylinderProgramming, Level::Full)?,
+    }
     if !state
         .store
         .kind_visible(admin.system.id, kind, job.target_id, &admin.scope)
@@ -192,7 +204,9 @@ async fn cylinder_job(
         id: job.id,
         cylinder: job.target_id,
         actions: job.actions.iter().copied().collect(),
-        reprogram: false,
+        reprogram: job
+            .actions
+            .contains(&lockgate_engine::reconcile::CylinderAction::Reprogram),
         audit_trail: false,
         changes_c_key_access,
         priority: if job.priority == "high" {
@@ -326,6 +340,89 @@ async fn fail(
     Ok(Json(serde_json::json!({ "job": failed, "recreated": report.created })).into_response())
 }
 
+async fn reprogram(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::CylinderAuthorisation, Level::Full)?;
+    let id = parse_id(&id)?;
+    let _: Stored<lockgate_model::cylinder::Cylinder> = state
+        .store
+        .get(admin.system.id, ObjectKind::Cylinder, id, &admin.scope)
+        .await?;
+    let job = state
+        .store
+        .request_reprogramming(&admin.system, id, &admin.actor, Utc::now())
+        .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(job)).into_response())
+}
+
+async fn audit_trail_request(
+    state: AppState,
+    admin: Admin,
+    kind: ObjectKind,
+    id: String,
+) -> ApiResult<Response> {
+    admin.require(Function::AuditTrail, Level::Full)?;
+    let id = parse_id(&id)?;
+    if kind == ObjectKind::Key {
+        let k: Stored<Key> = state
+            .store
+            .get(admin.system.id, kind, id, &admin.scope)
+            .await?;
+        if !k.body.key_type.has_clock() {
+            return Err(Problem::new(
+                axum::http::StatusCode::CONFLICT,
+                "rule-violation",
+                "only quartz and dynamic keys store an audit trail",
+            ));
+        }
+    } else if !state
+        .store
+        .kind_visible(admin.system.id, kind, id, &admin.scope)
+        .await?
+    {
+        return Err(Problem::not_found(format!("no cylinder {id}")));
+    }
+    let job = state
+        .store
+        .request_audit_trail(&admin.system, id, &admin.actor, Utc::now())
+        .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(job)).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalDecision {
+    approved: bool,
+}
+
+async fn approve(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::Approvals, Level::Full)?;
+    let id = parse_id(&id)?;
+    let d: ApprovalDecision = crate::extract::json_body(&headers, &body)?;
+    let job = state.store.job(admin.system.id, id).await?;
+    if job.kind != "audit_trail" {
+        return Err(Problem::not_found(format!("no audit-trail request {id}")));
+    }
+    let kind = job_target_kind(&state, &admin, &job).await?;
+    if !state
+        .store
+        .kind_visible(admin.system.id, kind, job.target_id, &admin.scope)
+        .await?
+    {
+        return Err(Problem::not_found(format!("no audit-trail request {id}")));
+    }
+    let done = state
+        .store
+        .decide_audit_trail(&admin.system, id, d.approved, &admin.actor)
+        .await?;
+    Ok(Json(done).into_response())
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -364,6 +461,36 @@ pub fn routes() -> Router<AppState> {
                  Path(id): Path<String>,
                  h: axum::http::HeaderMap,
                  b: axum::body::Bytes| fail(s, a, id, h, b),
+            ),
+        )
+        .route(
+            "/api/v1/jobs/{id}/approve",
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: axum::http::HeaderMap,
+                 b: axum::body::Bytes| approve(s, a, id, h, b),
+            ),
+        )
+        .route(
+            "/api/v1/cylinders/{id}/reprogram",
+            post(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| reprogram(s, a, id)),
+        )
+        .route(
+            "/api/v1/cylinders/{id}/audit-trail-request",
+            post(
+                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
+                    audit_trail_request(s, a, ObjectKind::Cylinder, id)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/keys/{id}/audit-trail-request",
+            post(
+                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
+                    audit_trail_request(s, a, ObjectKind::Key, id)
+                },
             ),
         )
         .route(

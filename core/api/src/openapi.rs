@@ -723,6 +723,30 @@ pub fn document() -> OpenApi {
             "failJob",
             "Report a loaded job failed; it is recreated",
         ),
+        (
+            "/api/v1/jobs/{id}/approve",
+            HttpMethod::Post,
+            "approveAuditTrail",
+            "An approver decides an audit-trail request",
+        ),
+        (
+            "/api/v1/cylinders/{id}/reprogram",
+            HttpMethod::Post,
+            "requestReprogramming",
+            "Request reprogramming: memory wiped, defined program restored",
+        ),
+        (
+            "/api/v1/cylinders/{id}/audit-trail-request",
+            HttpMethod::Post,
+            "requestCylinderAuditTrail",
+            "Request the cylinder's audit trail (waits for approval when approvals are on)",
+        ),
+        (
+            "/api/v1/keys/{id}/audit-trail-request",
+            HttpMethod::Post,
+            "requestKeyAuditTrail",
+            "Request a quartz or dynamic key's audit trail",
+        ),
     ] {
         p = simple(
             p,

@@ -33,6 +33,9 @@ pub enum CylinderAction {
     GroupChange,
     /// The time-zone offset changes.
     TimeZoneOffset,
+    /// Requested by an administrator, never planned by the reconciler: memory wiped
+    /// (audit trail included), then access list, blocked list and offset restored.
+    Reprogram,
 }
 
 /// Which jobs a target needs: the actions to bring `actual` to `defined`.

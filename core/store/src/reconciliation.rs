@@ -297,7 +297,7 @@ impl Store {
     async fn pending(conn: &mut sqlx::AnyConnection, system_id: i64) -> Result<Pending> {
         let mut pending = Pending::default();
         for r in sqlx::query(
-            "SELECT id, kind, target_id, program FROM jobs WHERE system_id = $1 AND open = 1",
+            "SELECT id, kind, target_id, program FROM jobs WHERE system_id = $1 AND open = 1 AND kind IN ('remote_update', 'cylinder_programming')",
         )
         .bind(system_id)
         .fetch_all(&mut *conn)
@@ -384,6 +384,25 @@ impl Store {
                 Decision::Create { .. } => inserts.push(item),
             }
         }
+        // A requested reprogramming survives the replacement of its job.
+        if !replaced.is_empty() {
+            let mut q = Sql::new("SELECT target_id, actions FROM jobs WHERE id IN (");
+            q.bind_list(replaced.iter().copied()).push(")");
+            let mut reprogram = BTreeSet::new();
+            for r in q.fetch_all(tx).await? {
+                let actions: Vec<CylinderAction> =
+                    serde_json::from_str(&r.try_get::<String, _>("actions")?).map_err(corrupt)?;
+                if actions.contains(&CylinderAction::Reprogram) {
+                    reprogram.insert(r.try_get::<i64, _>("target_id")?);
+                }
+            }
+            for w in inserts
+                .iter_mut()
+                .filter(|w| w.kind == "cylinder_programming" && reprogram.contains(&w.target))
+            {
+                w.actions.push(CylinderAction::Reprogram);
+            }
+        }
         report.cancelled = cancelled.len();
         report.replaced = replaced.len();
         report.created = inserts.len() - replaced.len();
@@ -432,7 +451,7 @@ impl Store {
         // Point each replaced job at the open job that took over its target.
         for chunk in replaced.chunks(500) {
             let mut q = Sql::new(
-                "UPDATE jobs SET replaced_by = (SELECT n.id FROM jobs n WHERE n.target_id = jobs.target_id AND n.open = 1) WHERE id IN (",
+                "UPDATE jobs SET replaced_by = (SELECT n.id FROM jobs n WHERE n.target_id = jobs.target_id AND n.kind = jobs.kind AND n.open = 1) WHERE id IN (",
             );
             q.bind_list(chunk.iter().copied()).push(")");
             q.execute(tx).await?;
@@ -511,7 +530,9 @@ impl Store {
             row.try_get("program")?,
         );
         let stamp = ts(now);
-        if kind == "remote_update" {
+        if kind == "audit_trail" {
+            // Reading an audit trail changes no programmed state.
+        } else if kind == "remote_update" {
             sqlx::query(
                 "INSERT INTO key_actual (key_id, system_id, program, clock, confirmed_at) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (key_id) DO UPDATE SET program = excluded.program, confirmed_at = excluded.confirmed_at",
@@ -820,6 +841,124 @@ impl Store {
             "loaded",
             "state = 'failed', open = 0, loaded_on = COALESCE($5, loaded_on), reason = $6",
             (None, Some(reason.chars().take(500).collect())),
+        )
+        .await
+    }
+}
+
+/// Requests administrators make of the hardware: reprogramming and audit-trail reads.
+impl Store {
+    /// Request reprogramming of a cylinder: its open programming job (or a new one) writes
+    /// the whole defined program after the memory is wiped.
+    pub async fn request_reprogramming(
+        &self,
+        sys: &LockingSystem,
+        cylinder: i64,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<JobRecord> {
+        let cfg = self.configuration(sys).await?;
+        let defined = defined::compute(&cfg, now);
+        let program = defined
+            .cylinders
+            .get(&cylinder)
+            .ok_or_else(|| StoreError::Refused {
+                message: format!("cylinder {cylinder} has no electronic side to program"),
+            })?;
+        let program = serde_json::to_string(program).map_err(corrupt)?;
+        let stamp = ts(now);
+        let mut tx = self.write_tx().await?;
+        let open = sqlx::query("SELECT id, actions FROM jobs WHERE target_id = $1 AND kind = 'cylinder_programming' AND open = 1 AND system_id = $2")
+            .bind(cylinder)
+            .bind(sys.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id = match open {
+            Some(r) => {
+                let id: i64 = r.try_get("id")?;
+                let mut actions: Vec<CylinderAction> = serde_json::from_str(&r.try_get::<String, _>("actions")?).map_err(corrupt)?;
+                if !actions.contains(&CylinderAction::Reprogram) {
+                    actions.push(CylinderAction::Reprogram);
+                }
+                sqlx::query("UPDATE jobs SET actions = $1, program = $2, updated_at = $3 WHERE id = $4")
+                    .bind(serde_json::to_string(&actions).map_err(corrupt)?)
+                    .bind(&program)
+                    .bind(&stamp)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+            None => sqlx::query(
+                "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
+                 VALUES ($1, 'cylinder_programming', $2, 'created', 1, $3, '[\"reprogram\"]', 'normal', $4, $5, $5) RETURNING id",
+            )
+            .bind(sys.id)
+            .bind(cylinder)
+            .bind(&program)
+            .bind(actor.c_key_id)
+            .bind(&stamp)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?,
+        };
+        tx.commit().await?;
+        self.job(sys.id, id).await
+    }
+
+    /// Request reading the audit trail of a key or cylinder; with approvals on, it waits for an approver.
+    pub async fn request_audit_trail(
+        &self,
+        sys: &LockingSystem,
+        target: i64,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<JobRecord> {
+        let state = if sys.fixed.audit_trail_approvals {
+            "awaiting_approval"
+        } else {
+            "created"
+        };
+        let row = sqlx::query(
+            "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
+             VALUES ($1, 'audit_trail', $2, $3, 1, '{}', '[]', 'normal', $4, $5, $5) RETURNING id",
+        )
+        .bind(sys.id)
+        .bind(target)
+        .bind(state)
+        .bind(actor.c_key_id)
+        .bind(ts(now))
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| crate::map_unique(e, "target_id", "an audit-trail request for this object"))?;
+        self.job(sys.id, row.try_get("id")?).await
+    }
+
+    /// An approver's decision on an audit-trail request.
+    pub async fn decide_audit_trail(
+        &self,
+        sys: &LockingSystem,
+        job_id: i64,
+        approved: bool,
+        approver: &Actor,
+    ) -> Result<JobRecord> {
+        let (set, reason) = if approved {
+            (
+                "state = 'created', reason = $6",
+                format!("approved by {}", approver.label),
+            )
+        } else {
+            (
+                "state = 'cancelled', open = 0, reason = $6",
+                format!("rejected by {}", approver.label),
+            )
+        };
+        self.set_job(
+            sys.id,
+            job_id,
+            "awaiting_approval",
+            &format!("{set}, assigned_to = COALESCE($5, assigned_to)"),
+            (None, Some(reason)),
         )
         .await
     }
