@@ -199,7 +199,40 @@ async fn cylinder_job(
             "no cylinder programming job {id}"
         )));
     }
-    let changes_c_key_access = false;
+    // Only the master executes a job that changes which C-key groups the cylinder admits.
+    let target: lockgate_engine::state::CylinderProgram =
+        serde_json::from_value(job.program.clone()).unwrap_or_default();
+    let actual = state
+        .store
+        .cylinder_actual(admin.system.id, job.target_id)
+        .await?
+        .unwrap_or_default();
+    let mut changed_groups: Vec<i64> = target
+        .key_groups
+        .keys()
+        .chain(actual.key_groups.keys())
+        .copied()
+        .collect();
+    changed_groups.retain(|g| target.key_groups.get(g) != actual.key_groups.get(g));
+    let mut changes_c_key_access = false;
+    for g in changed_groups {
+        if let Ok(kg) = state
+            .store
+            .get::<lockgate_model::key_group::KeyGroup>(
+                admin.system.id,
+                ObjectKind::KeyGroup,
+                g,
+                &lockgate_store::Scope::all(),
+            )
+            .await
+        {
+            use lockgate_model::key_group::KeyGroupKind;
+            changes_c_key_access |= matches!(
+                kg.body.kind,
+                KeyGroupKind::NormalCKey | KeyGroupKind::MasterCKey
+            );
+        }
+    }
     let engine_job = lockgate_engine::jobs::CylinderJob {
         id: job.id,
         cylinder: job.target_id,

@@ -52,7 +52,8 @@ pub struct GroupEntry {
     pub exceptions: Vec<ObjectId>,
 }
 
-/// The cylinder access list: key groups (with exceptions) and individual keys.
+/// The cylinder access list: key groups (with exceptions) and individual keys. C-key
+/// groups on it decide which C-keys may program the cylinder (changed by the master only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
@@ -259,7 +260,7 @@ impl Resource for Cylinder {
                     g.key_group_id,
                     "admits_group",
                 )
-                .of_types(&["normal", "dynamic"]),
+                .of_types(&["normal", "dynamic", "normal_c_key", "master_c_key"]),
             );
             for (j, k) in g.exceptions.iter().enumerate() {
                 r.push(Reference::new(

@@ -963,3 +963,22 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// The program a cylinder last confirmed, if any.
+    pub async fn cylinder_actual(
+        &self,
+        system_id: i64,
+        cylinder: i64,
+    ) -> Result<Option<CylinderProgram>> {
+        let row = sqlx::query(
+            "SELECT program FROM cylinder_actual WHERE cylinder_id = $1 AND system_id = $2",
+        )
+        .bind(cylinder)
+        .bind(system_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| serde_json::from_str(&r.try_get::<String, _>("program")?).map_err(corrupt))
+            .transpose()
+    }
+}
