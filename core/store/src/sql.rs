@@ -1,7 +1,12 @@
-//! A small SQL builder that numbers placeholders `$1, $2, ...`, which both SQLite and
-//! PostgreSQL accept (sqlx's `QueryBuilder<Any>` writes `?`, which PostgreSQL refuses).
+//! A small SQL builder whose placeholders fit the connection it runs on: `$1, $2, ...`
+//! on PostgreSQL, plain positional `?` on SQLite (sqlx's `QueryBuilder<Any>` always writes
+//! `?`, which PostgreSQL refuses; and SQLite resolves each named `$n` by a linear search
+//! over the names seen so far, which makes large multi-row statements quadratic).
 
 use std::fmt::Write;
+
+/// Stands for a placeholder until the statement is rendered for its backend.
+const PLACEHOLDER: char = '\u{1}';
 
 use sqlx::{Any, Arguments, Encode, Type, any::AnyArguments, error::BoxDynError};
 
@@ -46,7 +51,7 @@ impl Sql {
             *k += 1;
         }
         self.n += 1;
-        let _ = write!(self.sql, "${}", self.n);
+        self.sql.push(PLACEHOLDER);
         if let Err(e) = self.args.add(v) {
             self.err.get_or_insert(e);
         }
@@ -87,28 +92,47 @@ impl Sql {
 
     /// Run it on a connection and return the rows.
     pub async fn fetch_all(self, conn: &mut sqlx::AnyConnection) -> Result<Vec<sqlx::any::AnyRow>> {
-        let (sql, args) = self.finish()?;
+        let (sql, args) = self.finish(is_sqlite(conn))?;
         Ok(sqlx::query_with(&sql, args).fetch_all(conn).await?)
     }
 
     /// Run it on a connection.
     pub async fn execute(self, conn: &mut sqlx::AnyConnection) -> Result<u64> {
-        let (sql, args) = self.finish()?;
+        let (sql, args) = self.finish(is_sqlite(conn))?;
         Ok(sqlx::query_with(&sql, args)
             .execute(conn)
             .await?
             .rows_affected())
     }
 
-    /// The finished text and arguments, for `sqlx::query_with`.
-    pub fn finish(self) -> Result<(String, AnyArguments<'static>)> {
-        match self.err {
-            Some(e) => Err(StoreError::Corrupt(format!(
+    /// The finished text for SQLite (`?`) or PostgreSQL (`$n`), and the arguments.
+    pub fn finish(self, sqlite: bool) -> Result<(String, AnyArguments<'static>)> {
+        if let Some(e) = self.err {
+            return Err(StoreError::Corrupt(format!(
                 "cannot encode a query argument: {e}"
-            ))),
-            None => Ok((self.sql, self.args)),
+            )));
         }
+        let mut out = String::with_capacity(self.sql.len() + self.n * 4);
+        let mut k = 0;
+        for c in self.sql.chars() {
+            if c == PLACEHOLDER {
+                k += 1;
+                if sqlite {
+                    out.push('?');
+                } else {
+                    let _ = write!(out, "${k}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        Ok((out, self.args))
     }
+}
+
+/// Whether a connection talks to SQLite.
+fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
 #[cfg(test)]
@@ -122,7 +146,7 @@ mod tests {
             .push(" AND b IN (")
             .bind_list(["x".to_string(), "y".to_string()])
             .push(")");
-        let (sql, args) = s.finish().expect("encodes");
+        let (sql, args) = s.finish(false).expect("encodes");
         assert_eq!(sql, "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
         assert_eq!(args.len(), 3);
         let mut s = Sql::new("INSERT INTO t (a, b)");
@@ -133,8 +157,8 @@ mod tests {
             },
         );
         assert_eq!(
-            s.finish().expect("encodes").0,
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+            s.finish(true).expect("encodes").0,
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
         );
     }
 }
