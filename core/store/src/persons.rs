@@ -518,25 +518,15 @@ impl Store {
                     .bind(now.clone())
                     .bind(now.clone());
             });
-            q.execute(&mut tx).await.map_err(|e| match e {
+            // The new ids come back with the insert (no lookup: inside this transaction the
+            // planner's statistics do not know the new rows yet).
+            q.push(" RETURNING id, name");
+            let rows = q.fetch_all(&mut tx).await.map_err(|e| match e {
                 StoreError::Db(d) => {
                     crate::map_unique(d, "identifier", "an identifier in this file")
                 }
                 other => other,
             })?;
-            // Read the new ids back by identifier to write their events.
-            let mut q = Sql::new("SELECT id, name FROM objects WHERE system_id = ");
-            q.bind(sys.id)
-                .push(" AND kind = ")
-                .bind(kind.as_str())
-                .push(" AND marking_fold IN (");
-            q.bind_list(
-                chunk
-                    .iter()
-                    .map(|p| p.identifier.as_deref().map(fold).unwrap_or_default()),
-            )
-            .push(")");
-            let rows = q.fetch_all(&mut tx).await?;
             let mut ev = Sql::new(
                 "INSERT INTO events (system_id, at, actor_id, actor, action, object_kind, object_id, object_label, changes, correlation_id)",
             );
