@@ -40,9 +40,6 @@ async fn lockgate_import(db: Db, bytes: &[u8]) -> Duration {
         .await
         .expect("import");
     let took = start.elapsed();
-    if std::env::var_os("LOCKGATE_BENCH_EXPLAIN").is_some() {
-        explain_readback(&f).await;
-    }
     assert_eq!(
         (report.created, report.invalid.len(), report.skipped.len()),
         (ROWS, 0, 0),
@@ -58,42 +55,6 @@ async fn lockgate_import(db: Db, bytes: &[u8]) -> Duration {
     assert_eq!(n as usize, ROWS);
     f.store.close().await;
     took
-}
-
-/// Show how the database runs the import's per-chunk read-back of new ids
-/// (`marking_fold IN (400 identifiers)`), with a table of 10 000 employees.
-async fn explain_readback(f: &Fresh) {
-    let n = 400;
-    let mut sql = String::from(
-        "SELECT id, name FROM objects WHERE system_id = $1 AND kind = $2 AND marking_fold IN (",
-    );
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("${}", i + 3));
-    }
-    sql.push(')');
-    let prefix = match f.db.db {
-        Db::Sqlite => "EXPLAIN QUERY PLAN ",
-        Db::Postgres => "EXPLAIN (ANALYZE, BUFFERS) ",
-    };
-    let text = format!("{prefix}{sql}");
-    let mut q = sqlx::query(&text).bind(f.boot.system.id).bind("employee");
-    for i in 0..n {
-        q = q.bind(format!("e{:06}", 105_000 + i));
-    }
-    println!(
-        "--- {} plan of the import read-back query ---",
-        db_name(f.db.db)
-    );
-    for r in q.fetch_all(f.store.pool()).await.expect("explain") {
-        let line: String = match f.db.db {
-            Db::Sqlite => r.try_get("detail").expect("detail"),
-            Db::Postgres => r.try_get(0).expect("plan line"),
-        };
-        println!("  {line}");
-    }
 }
 
 fn run(cmd: &mut Command) -> Duration {
@@ -260,6 +221,7 @@ fn main() {
     println!();
     print_table(&["database", "lockgate runs ms", "bare runs ms"], &detail);
     println!();
+
     drop(rt);
     drop(file);
     print_peak_rss();

@@ -5,7 +5,13 @@
 //!
 //! Run with `cargo bench -p lockgate-tests --bench search`.
 //! `LOCKGATE_BENCH_DB=sqlite|postgres` runs one database only;
-//! `LOCKGATE_BENCH_EXPLAIN=1` also prints the query plans of representative searches.
+//! `LOCKGATE_BENCH_EXPLAIN=1` also prints the query plans of representative searches and
+//! times alternative SQL for them (on the throw-away database; the store is not changed).
+//!
+//! Seeding: the first 5 000 keys and 2 000 cylinders go through `Store::create_batch`
+//! (its rate is reported); the rest are written by multi-row SQL INSERTs producing the
+//! same rows (objects, object_refs, object_tags, a `created` event), checked against
+//! the store-written rows. `LOCKGATE_BENCH_SEED=store` writes everything through the store.
 
 mod common;
 
@@ -461,8 +467,9 @@ async fn check_rows<R: Resource>(store: &Store, sys_id: i64, kind: ObjectKind, i
         want.dedup();
         assert_eq!(refs, want, "{kind:?} {id}: references");
         let events: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM events WHERE object_id = $1 AND action = 'created'",
+            "SELECT COUNT(*) AS n FROM events WHERE system_id = $1 AND object_id = $2 AND action = 'created'",
         )
+        .bind(sys_id)
         .bind(*id)
         .fetch_one(store.pool())
         .await
@@ -738,21 +745,32 @@ async fn seed(db: Db) -> World {
     )
     .await;
 
+    if db == Db::Postgres {
+        // The test server runs without autovacuum; in production autovacuum analyses a
+        // freshly bulk-loaded table within a minute. Analyse now so the figures are those
+        // of a settled database and do not depend on timing.
+        sqlx::query("ANALYZE")
+            .execute(store.pool())
+            .await
+            .expect("analyze");
+    }
     // Rows written either way must look the same.
-    for t in [&seed_keys, &seed_cylinders] {
-        let sample: Vec<i64> = t
-            .store_ids
+    let sample = |t: &SeedTimes| -> Vec<i64> {
+        t.store_ids
             .iter()
             .step_by(97)
             .chain(t.sql_ids.iter().step_by(997))
             .copied()
-            .collect();
-        if std::ptr::eq(t, &seed_keys) {
-            check_rows::<Key>(store, sys.id, ObjectKind::Key, &sample).await;
-        } else {
-            check_rows::<Cylinder>(store, sys.id, ObjectKind::Cylinder, &sample).await;
-        }
-    }
+            .collect()
+    };
+    check_rows::<Key>(store, sys.id, ObjectKind::Key, &sample(&seed_keys)).await;
+    check_rows::<Cylinder>(
+        store,
+        sys.id,
+        ObjectKind::Cylinder,
+        &sample(&seed_cylinders),
+    )
+    .await;
     eprintln!(
         "  [{}] seeded: other {:.1} s, keys {:.1} s ({} by create_batch in {:.1} s), cylinders {:.1} s ({} by create_batch in {:.1} s)",
         db_name(db),
@@ -865,6 +883,238 @@ async fn measure(
     st
 }
 
+/// Alternative SQL for the prefix + tag search, timed against `Store::search` on the same
+/// queries (diagnostics for LOCKGATE_BENCH_EXPLAIN; nothing here changes the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// `Store::search` as it is.
+    Store,
+    /// The store's three statements with the tag filter as a correlated EXISTS.
+    Exists,
+    /// Only the store's page statement (no counts), to split the cost.
+    PageOnly,
+    /// The page as two ordered range scans (name prefix, marking prefix) merged, and one
+    /// statement counting both the total and the hidden matches (tag filter as in the store).
+    Split,
+    /// Split with the tag filter as a correlated EXISTS.
+    SplitExists,
+    /// Split, with the count stopping at 1 000 matches ("1000+").
+    SplitCapped,
+}
+
+const PAGE_COLS: &str =
+    "id, kind, name, marking, status, type, domain_id, version, updated_at, name_fold";
+const TAG_IN: &str = "id IN (SELECT object_id FROM object_tags WHERE system_id = $1 AND kind = $2 AND tag_fold = $5)";
+const TAG_EXISTS: &str =
+    "EXISTS (SELECT 1 FROM object_tags t WHERE t.object_id = objects.id AND t.tag_fold = $5)";
+const PREFIX: &str =
+    "((name_fold >= $3 AND name_fold < $4) OR (marking_fold >= $3 AND marking_fold < $4))";
+const SHOWN: &str = "(status IS NULL OR status NOT IN ($6, $7))";
+
+fn variant_sql(v: Variant) -> Vec<String> {
+    let base = "FROM objects WHERE system_id = $1 AND kind = $2";
+    match v {
+        Variant::Store => vec![],
+        Variant::PageOnly => vec![format!(
+            "SELECT {PAGE_COLS} {base} AND {PREFIX} AND {TAG_IN} AND {SHOWN} ORDER BY name_fold ASC, id ASC LIMIT 50 OFFSET 0"
+        )],
+        Variant::Exists => vec![
+            format!(
+                "SELECT {PAGE_COLS} {base} AND {PREFIX} AND {TAG_EXISTS} AND {SHOWN} ORDER BY name_fold ASC, id ASC LIMIT 50 OFFSET 0"
+            ),
+            format!("SELECT COUNT(*) AS n {base} AND {PREFIX} AND {TAG_EXISTS} AND {SHOWN}"),
+            format!(
+                "SELECT COUNT(*) AS n {base} AND {PREFIX} AND {TAG_EXISTS} AND status IN ($6, $7)"
+            ),
+        ],
+        Variant::Split | Variant::SplitExists | Variant::SplitCapped => {
+            let tag = if v == Variant::SplitExists {
+                TAG_EXISTS
+            } else {
+                TAG_IN
+            };
+            let counted = format!("{base} AND {PREFIX} AND {tag}");
+            let from = if v == Variant::SplitCapped {
+                format!("FROM (SELECT status {counted} LIMIT 1001) AS m")
+            } else {
+                counted
+            };
+            vec![
+                format!(
+                    "SELECT * FROM (SELECT {PAGE_COLS} {base} AND name_fold >= $3 AND name_fold < $4 AND {tag} AND {SHOWN} ORDER BY name_fold, id LIMIT 50) AS a \
+                     UNION SELECT * FROM (SELECT {PAGE_COLS} {base} AND marking_fold >= $3 AND marking_fold < $4 AND {tag} AND {SHOWN} ORDER BY name_fold, id LIMIT 50) AS b \
+                     ORDER BY name_fold, id LIMIT 50"
+                ),
+                format!(
+                    "SELECT COALESCE(SUM(CASE WHEN status IN ($6, $7) THEN 0 ELSE 1 END), 0) AS n, \
+                     COALESCE(SUM(CASE WHEN status IN ($6, $7) THEN 1 ELSE 0 END), 0) AS hidden {from}"
+                ),
+            ]
+        }
+    }
+}
+
+/// Run one search the variant's way; returns the total it found.
+async fn run_variant(w: &World, kind: ObjectKind, v: Variant, q: &SearchQuery) -> u64 {
+    let sys = w.f.boot.system.id;
+    if v == Variant::Store {
+        return w
+            .f
+            .store
+            .search(sys, kind, &Scope::all(), q)
+            .await
+            .expect("search")
+            .total;
+    }
+    let text = q.q.clone().unwrap_or_default();
+    let upper = format!("{text}\u{10FFFF}");
+    let hidden = lockgate_store::objects::hidden_statuses(kind);
+    let (h1, h2) = (
+        hidden.first().copied().unwrap_or("-"),
+        hidden.get(1).copied().unwrap_or("-"),
+    );
+    let mut conn = w.f.store.pool().acquire().await.expect("conn");
+    let mut total = 0;
+    for (i, sql) in variant_sql(v).iter().enumerate() {
+        let rows = sqlx::query(sql)
+            .bind(sys)
+            .bind(kind.as_str())
+            .bind(text.clone())
+            .bind(upper.clone())
+            .bind(fold(&q.tags[0]))
+            .bind(h1)
+            .bind(h2)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("variant");
+        if i == 0 && rows.len() < q.limit as usize {
+            // The store skips the total when the first page is not full.
+            total = rows.len() as u64;
+            if matches!(
+                v,
+                Variant::Split | Variant::SplitExists | Variant::SplitCapped
+            ) {
+                continue;
+            }
+        } else if i == 1 {
+            total = rows[0].try_get::<i64, _>("n").expect("n") as u64;
+        }
+    }
+    total
+}
+
+/// Time the variants on the same prefix + tag queries, before and after adding covering
+/// indexes to this (throw-away) database, and print them with their plans.
+async fn what_if(w: &World) {
+    let db = w.f.db.db;
+    let n = 150;
+    let mut out = Vec::new();
+    let states: &[&str] = match db {
+        Db::Sqlite => &["as migrated", "+ ANALYZE", "+ covering indexes"],
+        Db::Postgres => &["as migrated", "+ covering indexes"],
+    };
+    for state in states {
+        if *state == "+ ANALYZE" {
+            sqlx::query("ANALYZE")
+                .execute(w.f.store.pool())
+                .await
+                .expect("analyze");
+        }
+        if *state == "+ covering indexes" {
+            let stmts: &[&str] = match db {
+                Db::Sqlite => &[
+                    "CREATE INDEX bench_name_cov ON objects(system_id, kind, name_fold, id, marking_fold, status)",
+                    "CREATE INDEX bench_marking_cov ON objects(system_id, kind, marking_fold, name_fold, id, status)",
+                ],
+                Db::Postgres => &[
+                    "CREATE INDEX bench_name_cov ON objects(system_id, kind, name_fold, id) INCLUDE (marking_fold, status)",
+                    "CREATE INDEX bench_marking_cov ON objects(system_id, kind, marking_fold, name_fold, id) INCLUDE (status)",
+                    "VACUUM (ANALYZE) objects",
+                    "VACUUM (ANALYZE) object_tags",
+                ],
+            };
+            for s in stmts {
+                sqlx::query(s)
+                    .execute(w.f.store.pool())
+                    .await
+                    .expect("index");
+            }
+        }
+        for (kind, objects, tags) in [
+            (ObjectKind::Key, &w.keys, KEY_TAGS),
+            (ObjectKind::Cylinder, &w.cylinders, CYLINDER_TAGS),
+        ] {
+            for v in [
+                Variant::Store,
+                Variant::PageOnly,
+                Variant::Exists,
+                Variant::Split,
+                Variant::SplitExists,
+                Variant::SplitCapped,
+            ] {
+                let mut rng = Rng::new(0xA1B2 ^ kind as u64);
+                let mut samples = Vec::new();
+                let mut totals = 0;
+                for i in 0..n + 10 {
+                    let q = make_query(&mut rng, Shape::PrefixTag, objects, tags);
+                    let start = Instant::now();
+                    let total = run_variant(w, kind, v, &q).await;
+                    if i >= 10 {
+                        samples.push(start.elapsed());
+                        totals += total;
+                    }
+                }
+                samples.sort_unstable();
+                out.push(vec![
+                    kind.as_str().to_string(),
+                    state.to_string(),
+                    format!("{v:?}"),
+                    format!("{:.2}", ms(percentile(&samples, 50.0))),
+                    format!("{:.2}", ms(percentile(&samples, 99.0))),
+                    if v == Variant::PageOnly {
+                        "-".to_string()
+                    } else {
+                        totals.to_string()
+                    },
+                ]);
+            }
+        }
+    }
+    println!("
+What-if on {} ({n} prefix+tag queries each; Store = current Store::search; checksum = sum of totals, equal across uncapped variants):", db_name(db));
+    print_table(
+        &["kind", "schema", "variant", "p50 ms", "p99 ms", "checksum"],
+        &out,
+    );
+    // Plans of the split variant with the covering indexes, for one late-alphabet prefix.
+    let sys = w.f.boot.system.id;
+    for sql in variant_sql(Variant::Split) {
+        let text = match db {
+            Db::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
+            Db::Postgres => format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}"),
+        };
+        let rows = sqlx::query(&text)
+            .bind(sys)
+            .bind("key")
+            .bind("sc")
+            .bind("sc\u{10FFFF}")
+            .bind("night shift")
+            .bind("lost")
+            .bind("broken")
+            .fetch_all(w.f.store.pool())
+            .await
+            .expect("explain");
+        println!("  [split variant, keys, q = 'sc', tag = 'night shift']");
+        for r in rows {
+            let line: String = match db {
+                Db::Sqlite => r.try_get("detail").expect("detail"),
+                Db::Postgres => r.try_get(0).expect("plan"),
+            };
+            println!("    {line}");
+        }
+    }
+}
+
 /// Print the plans of the statements `Store::search` runs for a prefix + tag search of keys
 /// (the page, its total and the count of hidden lost/broken keys), mirroring its SQL.
 async fn explain(w: &World, q: &str, tag: &str) {
@@ -943,12 +1193,6 @@ fn main() {
         let db_wall = Instant::now();
         let w = rt.block_on(seed(db));
         let sys_id = w.f.boot.system.id;
-        if db == Db::Postgres {
-            // Autovacuum analyses a freshly bulk-loaded table within a minute; do it now so
-            // the figures are those of a settled database and do not depend on timing.
-            rt.block_on(sqlx::query("ANALYZE").execute(w.f.store.pool()))
-                .expect("analyze");
-        }
         let counts: Vec<(String, i64)> = rt.block_on(async {
             sqlx::query("SELECT kind, COUNT(*) AS n FROM objects GROUP BY kind ORDER BY kind")
                 .fetch_all(w.f.store.pool())
@@ -1056,6 +1300,7 @@ fn main() {
         if explain_plans {
             rt.block_on(explain(&w, "sc", "Night shift"));
             rt.block_on(explain(&w, "hq", "Security"));
+            rt.block_on(what_if(&w));
         }
         drop(w);
         eprintln!(

@@ -557,14 +557,44 @@ on_both!(
     }
 );
 
-on_both!(c_key_access_changes_need_the_master, |app: TestApp| async move {
-    let s = site(&app).await;
-    confirm_all(&app).await;
-    let c_keys = app.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"].as_i64().expect("C-key group");
-    app.patch(&format!("/api/v1/cylinders/{}", s.cylinders[1]), json!({ "access_list": { "key_groups": [{ "key_group_id": s.dynamic_group }, { "key_group_id": c_keys }] } })).await.expect(200);
-    let job = open_jobs(&app).await.into_iter().find(|j| j["target_id"] == s.cylinders[1]).expect("job")["id"].as_i64().expect("id");
-    let (ck, token) = app.admin_with("P-3", json!({ "cylinder": "list", "cylinder_programming": "full" }), &[app.default_domain]).await;
-    let r = app.call(axum::http::Method::POST, &format!("/api/v1/jobs/{job}/load"), Some(&token), Some(json!({ "c_key_id": ck }))).await.expect(409);
-    assert_eq!(r.body["reason"], "needs_master");
-    app.post(&format!("/api/v1/jobs/{job}/load"), json!({ "c_key_id": app.master_c_key_id })).await.expect(200);
-});
+on_both!(
+    c_key_access_changes_need_the_master,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        confirm_all(&app).await;
+        let c_keys = app.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"]
+            .as_i64()
+            .expect("C-key group");
+        app.patch(&format!("/api/v1/cylinders/{}", s.cylinders[1]), json!({ "access_list": { "key_groups": [{ "key_group_id": s.dynamic_group }, { "key_group_id": c_keys }] } })).await.expect(200);
+        let job = open_jobs(&app)
+            .await
+            .into_iter()
+            .find(|j| j["target_id"] == s.cylinders[1])
+            .expect("job")["id"]
+            .as_i64()
+            .expect("id");
+        let (ck, token) = app
+            .admin_with(
+                "P-3",
+                json!({ "cylinder": "list", "cylinder_programming": "full" }),
+                &[app.default_domain],
+            )
+            .await;
+        let r = app
+            .call(
+                axum::http::Method::POST,
+                &format!("/api/v1/jobs/{job}/load"),
+                Some(&token),
+                Some(json!({ "c_key_id": ck })),
+            )
+            .await
+            .expect(409);
+        assert_eq!(r.body["reason"], "needs_master");
+        app.post(
+            &format!("/api/v1/jobs/{job}/load"),
+            json!({ "c_key_id": app.master_c_key_id }),
+        )
+        .await
+        .expect(200);
+    }
+);
