@@ -1001,17 +1001,18 @@ impl Store {
                 body,
             });
         }
-        let total = if q.offset == 0 && items.len() < q.limit as usize {
+        let short_page = q.offset == 0 && items.len() < q.limit as usize;
+        let mut hidden_counts = HiddenCounts::default();
+        let total = if hide.is_some() && !hidden.is_empty() {
+            // One pass counts both what is shown and what the hidden statuses left out.
+            let (shown, left_out) = filters.count_shown_and_hidden(&mut conn).await?;
+            hidden_counts.by_status = left_out;
+            shown
+        } else if short_page {
             items.len() as u64
         } else {
             filters.count(&mut conn, true, hide).await?
         };
-        let mut hidden_counts = HiddenCounts::default();
-        if hide.is_some() && !hidden.is_empty() {
-            hidden_counts.by_status = filters
-                .count(&mut conn, true, Some(Visibility::OnlyHidden))
-                .await?;
-        }
         if is_scoped(kind) && scope.domains.is_some() {
             hidden_counts.outside_domains = filters.count(&mut conn, false, hide).await?;
         }
@@ -1188,6 +1189,22 @@ impl Filters<'_> {
                     .push(")"),
             };
         }
+    }
+
+    /// Matches inside the caller's domains, split into shown and left out by hidden statuses.
+    async fn count_shown_and_hidden(&self, conn: &mut AnyConnection) -> Result<(u64, u64)> {
+        let mut sql = Sql::new("SELECT SUM(CASE WHEN status IN (");
+        sql.bind_list(self.hidden.iter().copied())
+            .push(") THEN 0 ELSE 1 END) AS shown, SUM(CASE WHEN status IN (");
+        sql.bind_list(self.hidden.iter().copied())
+            .push(") THEN 1 ELSE 0 END) AS left_out");
+        self.push(&mut sql, true, None);
+        let rows = sql.fetch_all(conn).await?;
+        let get = |name: &str| -> Result<u64> {
+            let n: Option<i64> = rows.first().map(|r| r.try_get(name)).transpose()?.flatten();
+            Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+        };
+        Ok((get("shown")?, get("left_out")?))
     }
 
     async fn count(
