@@ -1092,8 +1092,6 @@ impl Store {
 enum Visibility {
     /// Leave out the kind's hidden statuses.
     Hide,
-    /// Only the hidden statuses (to count what was left out).
-    OnlyHidden,
 }
 
 /// The WHERE clause of a search, reused for the page and its counts.
@@ -1152,20 +1150,10 @@ impl Filters<'_> {
         if let Some(t) = &q.type_ {
             sql.push(" AND type = ").bind(t.clone());
         }
-        if !self.hidden.is_empty() {
-            match visibility {
-                Some(Visibility::Hide) => {
-                    sql.push(" AND (status IS NULL OR status NOT IN (")
-                        .bind_list(self.hidden.iter().copied())
-                        .push("))");
-                }
-                Some(Visibility::OnlyHidden) => {
-                    sql.push(" AND status IN (")
-                        .bind_list(self.hidden.iter().copied())
-                        .push(")");
-                }
-                None => {}
-            }
+        if !self.hidden.is_empty() && visibility == Some(Visibility::Hide) {
+            sql.push(" AND (status IS NULL OR status NOT IN (")
+                .bind_list(self.hidden.iter().copied())
+                .push("))");
         }
         if let (true, Some(domains)) = (is_scoped(kind), &self.scope.domains) {
             let mut sorted: Vec<i64> = domains.iter().copied().collect();
