@@ -1,13 +1,20 @@
 //! Shared pieces of the lockgate benchmarks: a deterministic random source, realistic
 //! employee data (names, e-mails, addresses) in the import CSV format, a fresh store on
-//! a fresh database, timing statistics and peak memory.
+//! a fresh database, seeding rows exactly as the store writes them, timing statistics and
+//! peak memory.
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
-use lockgate_model::employee_csv::HEADER_EN;
-use lockgate_store::{Bootstrap, ConnectOptions, Store};
+use sqlx::Row;
+
+use chrono::{SecondsFormat, Utc};
+use lockgate_model::{
+    ObjectKind, Resource, employee_csv::HEADER_EN, resource::ValidationContext,
+    system::LockingSystem,
+};
+use lockgate_store::{Actor, Backend, Bootstrap, ConnectOptions, Store, fold};
 use lockgate_tests::{Db, TestDatabase, fixed};
 
 /// A small deterministic generator (xorshift64*), so every run and database sees the same data.
@@ -511,4 +518,195 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         println!("{}", line(r.clone()));
     }
+}
+
+/// Rows per multi-row INSERT when seeding directly.
+pub const SQL_ROWS: usize = 200;
+
+/// Placeholders for hand-written SQL: `$n` on PostgreSQL; anonymous `?` on SQLite, because
+/// sqlx looks up every named SQLite parameter by a linear scan (quadratic in the count).
+pub struct Ph {
+    backend: Backend,
+    n: usize,
+}
+
+impl Ph {
+    pub fn new(backend: Backend) -> Self {
+        Ph { backend, n: 0 }
+    }
+    pub fn next(&mut self) -> String {
+        self.n += 1;
+        match self.backend {
+            Backend::Sqlite => "?".into(),
+            Backend::Postgres => format!("${}", self.n),
+        }
+    }
+    /// `(p, …, p)` rows of `cols` placeholders each, with `inline` text after the
+    /// `inline_at`-th placeholder of every row (constant columns, as the store writes them).
+    pub fn rows_with(
+        &mut self,
+        rows: usize,
+        cols: usize,
+        inline_at: usize,
+        inline: &str,
+    ) -> String {
+        let mut s = String::new();
+        for r in 0..rows {
+            s.push_str(if r > 0 { ", (" } else { "(" });
+            for c in 0..cols {
+                if c > 0 {
+                    s.push_str(", ");
+                }
+                s.push_str(&self.next());
+                if c + 1 == inline_at {
+                    s.push_str(inline);
+                }
+            }
+            s.push(')');
+        }
+        s
+    }
+    pub fn rows(&mut self, rows: usize, cols: usize) -> String {
+        self.rows_with(rows, cols, 0, "")
+    }
+}
+
+/// The timestamp format the store writes (RFC 3339, UTC, microseconds).
+pub fn ts_now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Write objects the way `Store::create_batch` does (row in `objects` with the projection
+/// columns and the serde_json body at version 1, `object_refs`, `object_tags` and a
+/// `created` event), with multi-row INSERTs in one transaction. Bodies are validated first;
+/// every body needs a distinct marking (ids are matched back by it). From `search.rs`.
+pub async fn insert_direct<R: Resource>(
+    store: &Store,
+    sys: &LockingSystem,
+    kind: ObjectKind,
+    bodies: &[R],
+) -> Vec<i64> {
+    let ctx = ValidationContext {
+        fixed: &sys.fixed,
+        settings: &sys.settings,
+    };
+    for b in bodies {
+        b.validate(&ctx).expect("valid body");
+    }
+    let backend = store.backend();
+    let mut tx = store.write_tx().await.expect("tx");
+    let mut ids = Vec::with_capacity(bodies.len());
+    for chunk in bodies.chunks(SQL_ROWS) {
+        let now = ts_now();
+        let mut ph = Ph::new(backend);
+        let sql = format!(
+            "INSERT INTO objects (system_id, kind, domain_id, name, name_fold, marking, marking_fold, unique_name, \
+             status, type, body, version, created_at, updated_at) VALUES {} RETURNING id, marking_fold",
+            ph.rows(chunk.len(), 14)
+        );
+        let mut q = sqlx::query(&sql);
+        let mut jsons = Vec::with_capacity(chunk.len());
+        for b in chunk {
+            let p = b.projection();
+            jsons.push(serde_json::to_value(b).expect("json value"));
+            q = q
+                .bind(sys.id)
+                .bind(kind.as_str())
+                .bind(p.domain_id)
+                .bind(p.name.clone())
+                .bind(fold(&p.name))
+                .bind(p.marking.clone())
+                .bind(p.marking.as_deref().map(fold))
+                .bind(p.unique_name.then(|| fold(&p.name)))
+                .bind(p.status)
+                .bind(p.type_)
+                .bind(serde_json::to_string(b).expect("json"))
+                .bind(1_i64)
+                .bind(now.clone())
+                .bind(now.clone());
+        }
+        let by_marking: HashMap<String, i64> = q
+            .fetch_all(&mut *tx)
+            .await
+            .expect("insert objects")
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get::<String, _>("marking_fold").expect("marking"),
+                    r.try_get::<i64, _>("id").expect("id"),
+                )
+            })
+            .collect();
+        let chunk_ids: Vec<i64> = chunk
+            .iter()
+            .map(|b| by_marking[&fold(b.projection().marking.as_deref().expect("marking"))])
+            .collect();
+        let mut refs = Vec::new();
+        for (b, id) in chunk.iter().zip(&chunk_ids) {
+            let mut seen = std::collections::HashSet::new();
+            for r in b.references() {
+                if seen.insert((r.relation, r.id)) {
+                    refs.push((*id, r.relation, r.id));
+                }
+            }
+        }
+        for part in refs.chunks(SQL_ROWS * 2) {
+            let mut ph = Ph::new(backend);
+            let sql = format!(
+                "INSERT INTO object_refs (from_id, relation, to_id) VALUES {}",
+                ph.rows(part.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for (from, rel, to) in part {
+                q = q.bind(*from).bind(*rel).bind(*to);
+            }
+            q.execute(&mut *tx).await.expect("insert refs");
+        }
+        let mut tags = Vec::new();
+        for (b, id) in chunk.iter().zip(&chunk_ids) {
+            let mut seen = std::collections::HashSet::new();
+            for t in b.tags() {
+                let f = fold(t);
+                if seen.insert(f.clone()) {
+                    tags.push((*id, f));
+                }
+            }
+        }
+        for part in tags.chunks(SQL_ROWS * 2) {
+            let mut ph = Ph::new(backend);
+            let sql = format!(
+                "INSERT INTO object_tags (object_id, system_id, kind, tag_fold) VALUES {}",
+                ph.rows(part.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, t) in part {
+                q = q.bind(*id).bind(sys.id).bind(kind.as_str()).bind(t.clone());
+            }
+            q.execute(&mut *tx).await.expect("insert tags");
+        }
+        let mut ph = Ph::new(backend);
+        let sql = format!(
+            "INSERT INTO events (system_id, at, actor_id, actor, action, object_kind, object_id, object_label, changes, correlation_id) VALUES {}",
+            ph.rows(chunk.len(), 10)
+        );
+        let actor = Actor::system();
+        let mut q = sqlx::query(&sql);
+        for ((b, id), after) in chunk.iter().zip(&chunk_ids).zip(&jsons) {
+            q = q
+                .bind(sys.id)
+                .bind(now.clone())
+                .bind(actor.c_key_id)
+                .bind(actor.label.clone())
+                .bind("created")
+                .bind(kind.as_str())
+                .bind(*id)
+                .bind(b.projection().name)
+                .bind(lockgate_model::event::diff(None, Some(after)).to_string())
+                .bind(actor.correlation_id.clone());
+        }
+        q.execute(&mut *tx).await.expect("insert events");
+        ids.extend(chunk_ids);
+    }
+    tx.commit().await.expect("commit");
+    ids
 }
