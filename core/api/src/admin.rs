@@ -250,7 +250,7 @@ async fn bulk_apply<R: Resource>(
         )
         .await?
         .len();
-    crate::jobs::after_change(state, admin, kind).await;
+    crate::jobs::after_change(state, admin, kind, ids).await;
     Ok(n)
 }
 

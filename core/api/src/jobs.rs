@@ -25,15 +25,21 @@ use crate::{
 /// Recompute jobs after a change of `kind`. The change is already committed; a failed run
 /// is logged and repeated by the next change or `POST /api/v1/reconcile` (jobs are derived
 /// from the stored state, so nothing is lost).
-pub async fn after_change(state: &AppState, admin: &Admin, kind: ObjectKind) {
+/// Reconcile after a change of the objects `ids` of `kind` (none: a change whose reach
+/// is not worked out, e.g. a deletion or an import, which reconciles the whole system).
+pub async fn after_change(state: &AppState, admin: &Admin, kind: ObjectKind, ids: &[i64]) {
     if !RECONCILED_KINDS.contains(&kind) {
         return;
     }
-    if let Err(e) = state
-        .store
-        .reconcile(&admin.system, &admin.actor, Utc::now())
-        .await
-    {
+    let store = &state.store;
+    let result = async {
+        let scope = store.scope_of_change(admin.system.id, kind, ids).await?;
+        store
+            .reconcile_scope(&admin.system, &admin.actor, Utc::now(), &scope)
+            .await
+    }
+    .await;
+    if let Err(e) = result {
         tracing::error!(error = %e, system_id = admin.system.id, "reconciliation after a change failed; it runs again on the next change");
     }
 }

@@ -47,7 +47,7 @@ fn body_or_default<T: serde::de::DeserializeOwned + Default>(
 }
 
 async fn key_done(state: &AppState, admin: &Admin, s: Stored<Key>) -> ApiResult<Response> {
-    after_change(state, admin, ObjectKind::Key).await;
+    after_change(state, admin, ObjectKind::Key, &[s.id]).await;
     Ok(object_response(StatusCode::OK, &s))
 }
 
@@ -178,7 +178,7 @@ async fn replace(
             req.name,
         )
         .await?;
-    after_change(&state, &admin, ObjectKind::Key).await;
+    after_change(&state, &admin, ObjectKind::Key, &[]).await;
     Ok(object_response(StatusCode::CREATED, &s))
 }
 
@@ -203,7 +203,7 @@ async fn remove_key_side(state: AppState, admin: Admin, id: String) -> ApiResult
         .store
         .remove_key_side_authorisations(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
         .await?;
-    after_change(&state, &admin, ObjectKind::Key).await;
+    after_change(&state, &admin, ObjectKind::Key, &[]).await;
     Ok(Json(serde_json::json!({ "updated": n })).into_response())
 }
 
@@ -259,7 +259,7 @@ async fn group_schedule(
         .store
         .apply_schedule_to_key_group(&admin.system, group, &admin.scope, &admin.actor, schedule)
         .await?;
-    after_change(&state, &admin, ObjectKind::Key).await;
+    after_change(&state, &admin, ObjectKind::Key, &[]).await;
     Ok(Json(serde_json::json!({ "updated": n })).into_response())
 }
 

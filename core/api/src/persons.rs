@@ -53,7 +53,7 @@ async fn lifecycle(
                 .await?
         }
     };
-    crate::jobs::after_change(&state, &admin, kind).await;
+    crate::jobs::after_change(&state, &admin, kind, &[id]).await;
     Ok(object_response(StatusCode::OK, &s))
 }
 
@@ -97,7 +97,7 @@ pub async fn import(
         )
         .await?;
     if !dry_run {
-        crate::jobs::after_change(&state, &admin, ObjectKind::Employee).await;
+        crate::jobs::after_change(&state, &admin, ObjectKind::Employee, &[]).await;
     }
     let status = if dry_run {
         StatusCode::OK

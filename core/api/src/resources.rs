@@ -231,7 +231,7 @@ pub async fn create<R: Resource>(
         .create(&admin.system, kind, &admin.scope, &admin.actor, obj)
         .await?;
     policy::after_create(&state, &admin, kind, stored.id).await?;
-    crate::jobs::after_change(&state, &admin, kind).await;
+    crate::jobs::after_change(&state, &admin, kind, &[stored.id]).await;
     let mut resp = object_response(StatusCode::CREATED, &stored);
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/{}/{}", kind.collection(), stored.id))
     {
@@ -329,7 +329,7 @@ pub async fn patch<R: Resource>(
             .await;
         match result {
             Ok(s) => {
-                crate::jobs::after_change(&state, &admin, kind).await;
+                crate::jobs::after_change(&state, &admin, kind, &[s.id]).await;
                 return Ok(object_response(StatusCode::OK, &s));
             }
             Err(StoreError::VersionMismatch { .. }) if attempt < attempts => {
@@ -393,7 +393,7 @@ pub async fn delete<R: Resource>(
             )
             .await?;
     }
-    crate::jobs::after_change(&state, &admin, kind).await;
+    crate::jobs::after_change(&state, &admin, kind, &[]).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

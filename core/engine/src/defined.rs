@@ -88,6 +88,9 @@ pub struct Configuration {
     /// Person → the access profiles tied to them.
     pub persons: HashMap<ObjectId, Vec<ObjectId>>,
     pub temporary_groups: Vec<TemporaryGroupConfig>,
+    /// Key group of keys that are not in `keys` (a scoped configuration that computes
+    /// cylinders without loading every key): cylinder programs need every key's group.
+    pub other_key_groups: HashMap<ObjectId, Option<ObjectId>>,
 }
 
 /// The computed defined state.
@@ -143,11 +146,8 @@ pub fn compute(cfg: &Configuration, now: DateTime<Utc>) -> DefinedState {
         }
         out.keys.insert(key.facts.id, program);
     }
-    let key_groups: HashMap<ObjectId, Option<ObjectId>> = cfg
-        .keys
-        .iter()
-        .map(|k| (k.facts.id, k.facts.key_group))
-        .collect();
+    let mut key_groups = cfg.other_key_groups.clone();
+    key_groups.extend(cfg.keys.iter().map(|k| (k.facts.id, k.facts.key_group)));
     for c in cfg.cylinders.iter().filter(|c| c.electronic) {
         out.cylinders.insert(c.id, cylinder_program(c, &key_groups));
     }

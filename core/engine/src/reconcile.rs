@@ -125,32 +125,61 @@ fn decide<P: Clone + PartialEq>(
     }
 }
 
+/// The key half of [`reconcile`], over any representation `P` of a key program that
+/// compares like the program itself: the typed [`KeyProgram`], or its canonical JSON
+/// encoding (what the store compares, so it never parses the programs keys hold).
+/// `programs` holds the defined program of each key to decide, in that representation;
+/// `defined` says which of them are lost or over capacity.
+/// Returns the decisions and the keys held back for capacity.
+pub fn key_decisions<P: Clone + PartialEq>(
+    programs: &HashMap<ObjectId, P>,
+    defined: &DefinedState,
+    actual: &HashMap<ObjectId, P>,
+    pending: &HashMap<ObjectId, PendingJob<P>>,
+    empty: &P,
+) -> (BTreeMap<ObjectId, Decision<P>>, BTreeSet<ObjectId>) {
+    let mut decisions = BTreeMap::new();
+    let mut capacity_exceeded = BTreeSet::new();
+    for (id, d) in programs {
+        let held_back = if defined.lost.contains(id) {
+            // A lost key cannot be reached: its pending updates are cancelled.
+            true
+        } else if defined.over_capacity.contains_key(id) {
+            capacity_exceeded.insert(*id);
+            true
+        } else {
+            false
+        };
+        if held_back {
+            if let Some(p) = pending.get(id) {
+                decisions.insert(*id, Decision::Cancel { old: p.id });
+            }
+            continue;
+        }
+        if let Some(decision) = decide(actual.get(id), d, pending.get(id), empty) {
+            decisions.insert(*id, decision);
+        }
+    }
+    (decisions, capacity_exceeded)
+}
+
 /// Decide the jobs for every key and cylinder of `defined`. A key or cylinder without a
 /// recorded actual state counts as holding the factory default (empty) program.
 /// Keys over capacity get no update (it would not be executed) and are listed instead;
 /// a pending update for them is cancelled. Lost keys get no update either.
 pub fn reconcile(defined: &DefinedState, actual: &ActualState, pending: &Pending) -> Plan {
-    let mut plan = Plan::default();
-    let empty_key = KeyProgram::default();
-    for (id, d) in &defined.keys {
-        if defined.lost.contains(id) {
-            // A lost key cannot be reached: its pending updates are cancelled.
-            if let Some(p) = pending.keys.get(id) {
-                plan.keys.insert(*id, Decision::Cancel { old: p.id });
-            }
-            continue;
-        }
-        if defined.over_capacity.contains_key(id) {
-            plan.capacity_exceeded.insert(*id);
-            if let Some(p) = pending.keys.get(id) {
-                plan.keys.insert(*id, Decision::Cancel { old: p.id });
-            }
-            continue;
-        }
-        if let Some(decision) = decide(actual.keys.get(id), d, pending.keys.get(id), &empty_key) {
-            plan.keys.insert(*id, decision);
-        }
-    }
+    let (keys, capacity_exceeded) = key_decisions(
+        &defined.keys,
+        defined,
+        &actual.keys,
+        &pending.keys,
+        &KeyProgram::default(),
+    );
+    let mut plan = Plan {
+        keys,
+        capacity_exceeded,
+        ..Default::default()
+    };
     let empty_cylinder = CylinderProgram::default();
     for (id, d) in &defined.cylinders {
         let a = actual.cylinders.get(id).unwrap_or(&empty_cylinder);

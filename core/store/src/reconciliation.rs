@@ -13,7 +13,9 @@ use lockgate_engine::{
     defined::{
         self, Configuration, CylinderConfig, KeyConfig, ProfileConfig, TemporaryGroupConfig,
     },
-    reconcile::{ActualState, CylinderAction, Decision, Pending, PendingJob, Plan, reconcile},
+    reconcile::{
+        ActualState, CylinderAction, Decision, Pending, PendingJob, Plan, key_decisions, reconcile,
+    },
     state::{CylinderProgram, KeyFacts, KeyProgram},
 };
 use lockgate_model::{
@@ -21,7 +23,7 @@ use lockgate_model::{
     access_profile::{AccessProfile, TemporaryAccessGroup},
     cylinder::{Cylinder, CylinderGroup, CylinderStatus},
     key::{BlockChoice, Key, KeyStatus, LostReport},
-    person::{Person, PersonState},
+    person::PersonState,
     system::LockingSystem,
 };
 use serde::{Deserialize, Serialize};
@@ -98,6 +100,33 @@ struct JobWrite {
 }
 
 impl JobWrite {
+    /// A decision whose program is already JSON text.
+    fn encoded(
+        kind: &'static str,
+        target: i64,
+        d: &Decision<String>,
+        actions: Vec<CylinderAction>,
+    ) -> Self {
+        let (program, decision) = match d {
+            Decision::Create { target } => (target.clone(), Decision::Create { target: () }),
+            Decision::Replace { old, target } => (
+                target.clone(),
+                Decision::Replace {
+                    old: *old,
+                    target: (),
+                },
+            ),
+            Decision::Cancel { old } => (String::new(), Decision::Cancel { old: *old }),
+        };
+        JobWrite {
+            kind,
+            target,
+            program,
+            actions,
+            decision,
+        }
+    }
+
     fn new<P: Serialize>(
         kind: &'static str,
         target: i64,
@@ -159,66 +188,225 @@ pub fn key_config(id: i64, k: &Key) -> KeyConfig {
     }
 }
 
+/// The fields of a stored key that the defined state reads (decoding only these skips
+/// names, markings, links and tags of every key on each reconciliation).
+#[derive(Debug, Deserialize)]
+struct KeyEngineFields {
+    #[serde(default)]
+    cutting: Option<String>,
+    #[serde(rename = "type")]
+    key_type: lockgate_model::key::KeyType,
+    #[serde(default)]
+    key_group_id: Option<i64>,
+    #[serde(default)]
+    generation: Option<lockgate_model::key::Generation>,
+    #[serde(default)]
+    firmware: Option<lockgate_model::FirmwareVersion>,
+    #[serde(default)]
+    connect: bool,
+    #[serde(default)]
+    status: KeyStatus,
+    #[serde(default)]
+    holder_id: Option<i64>,
+    #[serde(default)]
+    access_list_capacity: Option<u32>,
+    #[serde(default)]
+    validity: lockgate_model::key::Validity,
+    #[serde(default)]
+    schedule: Option<lockgate_model::schedule::Schedule>,
+    #[serde(default)]
+    access_profile_ids: Vec<i64>,
+    #[serde(default)]
+    cylinder_ids: Vec<i64>,
+    #[serde(default)]
+    cylinder_group_ids: Vec<i64>,
+    #[serde(default)]
+    factory: lockgate_model::key::KeyFactory,
+    #[serde(default)]
+    lost_report: Option<LostReport>,
+}
+
+impl KeyEngineFields {
+    fn config(&self, id: i64) -> KeyConfig {
+        KeyConfig {
+            facts: KeyFacts {
+                id,
+                key_type: self.key_type,
+                generation: self.generation,
+                firmware: self.firmware.clone(),
+                connect: self.connect,
+                key_group: self.key_group_id,
+                cutting: self.cutting.clone(),
+                capacity: self.access_list_capacity,
+                online_open: self.factory.online_open,
+                override_key: self.factory.override_key,
+            },
+            activation: self.validity.activation.clone(),
+            revalidation: self.validity.revalidation.clone(),
+            pin: self.validity.pin.clone(),
+            schedule: self.schedule.clone(),
+            holder: self.holder_id,
+            profiles: self.access_profile_ids.clone(),
+            cylinders: self.cylinder_ids.clone(),
+            cylinder_groups: self.cylinder_group_ids.clone(),
+            lost: self.status == KeyStatus::Lost,
+        }
+    }
+}
+
+/// The fields of a stored person that the defined state reads.
+#[derive(Debug, Deserialize)]
+struct PersonEngineFields {
+    #[serde(default)]
+    lifecycle: PersonState,
+    #[serde(default)]
+    access_profile_ids: Vec<i64>,
+}
+
+/// Which keys a reconciliation run covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyTargets {
+    /// Every key of the system.
+    All,
+    /// Only these keys (possibly none).
+    Only(BTreeSet<i64>),
+}
+
+/// What a reconciliation run covers. A change only reaches the keys and cylinders whose
+/// defined program can depend on it (`Store::scope_of_change`); a run with a scope
+/// decides exactly what a full run would decide for those targets, and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileScope {
+    pub keys: KeyTargets,
+    /// Whether cylinder programs are recomputed (all cylinders, or none).
+    pub cylinders: bool,
+}
+
+impl ReconcileScope {
+    /// Every key and every cylinder.
+    pub fn full() -> Self {
+        ReconcileScope {
+            keys: KeyTargets::All,
+            cylinders: true,
+        }
+    }
+
+    fn keys_only(ids: BTreeSet<i64>) -> Self {
+        ReconcileScope {
+            keys: KeyTargets::Only(ids),
+            cylinders: false,
+        }
+    }
+}
+
+/// Ids per statement when loading by id list.
+const ID_CHUNK: usize = 500;
+
 impl Store {
-    /// Everything the engine needs to compute the defined state of a system.
+    /// Everything the engine needs to compute the defined state of a whole system.
     pub async fn configuration(&self, sys: &LockingSystem) -> Result<Configuration> {
+        self.configuration_for(sys, &ReconcileScope::full()).await
+    }
+
+    /// `(id, body)` of the objects of `kinds`, all of them or only `ids`.
+    async fn bodies(
+        &self,
+        system_id: i64,
+        kinds: &[ObjectKind],
+        ids: Option<&BTreeSet<i64>>,
+        extra: &str,
+    ) -> Result<Vec<(i64, String)>> {
+        let select = |chunk: Option<&[i64]>| {
+            let mut q = Sql::new("SELECT id, body FROM objects WHERE system_id = ");
+            q.bind(system_id).push(" AND kind IN (");
+            q.bind_list(kinds.iter().map(|k| k.as_str().to_string()))
+                .push(")");
+            if let Some(chunk) = chunk {
+                q.push(" AND id IN (")
+                    .bind_list(chunk.iter().copied())
+                    .push(")");
+            }
+            q.push(extra);
+            q
+        };
+        let mut conn = self.pool().acquire().await?;
+        let mut rows = Vec::new();
+        match ids {
+            None => rows = select(None).fetch_all(&mut conn).await?,
+            Some(ids) => {
+                let ids: Vec<i64> = ids.iter().copied().collect();
+                for chunk in ids.chunks(ID_CHUNK) {
+                    rows.extend(select(Some(chunk)).fetch_all(&mut conn).await?);
+                }
+            }
+        }
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("body")?)))
+            .collect()
+    }
+
+    /// The engine's input for the keys and cylinders of `scope`: the keys in scope, the
+    /// holders of those keys, every profile, cylinder group and temporary group, and —
+    /// when cylinders are in scope — every cylinder with the lost keys it blocks.
+    pub async fn configuration_for(
+        &self,
+        sys: &LockingSystem,
+        scope: &ReconcileScope,
+    ) -> Result<Configuration> {
         let all = Scope::all();
         let limit = 10_000_000;
         let mut cfg = Configuration {
             flexible_revalidation: sys.settings.flexible_revalidation,
             ..Default::default()
         };
-        let keys = self
-            .list_all::<Key>(sys.id, ObjectKind::Key, &all, limit)
-            .await?;
-        cfg.keys = keys.iter().map(|k| key_config(k.id, &k.body)).collect();
-        let lost: Vec<(i64, Option<i64>, Option<LostReport>)> = keys
-            .iter()
-            .filter(|k| k.body.status == KeyStatus::Lost)
-            .map(|k| (k.id, k.body.key_group_id, k.body.lost_report.clone()))
-            .collect();
-        for c in self
-            .list_all::<Cylinder>(sys.id, ObjectKind::Cylinder, &all, limit)
-            .await?
-        {
-            let b = &c.body;
-            let key_groups: BTreeMap<i64, BTreeSet<i64>> = b
-                .access_list
-                .key_groups
+        let key_ids = match &scope.keys {
+            KeyTargets::All => None,
+            KeyTargets::Only(ids) => Some(ids),
+        };
+        let decode_key = |(id, body): (i64, String)| -> Result<(i64, KeyEngineFields)> {
+            serde_json::from_str(&body)
+                .map(|k| (id, k))
+                .map_err(|e| corrupt(format!("key {id}: {e}")))
+        };
+        let keys: Vec<(i64, KeyEngineFields)> = if key_ids.is_some_and(BTreeSet::is_empty) {
+            Vec::new()
+        } else {
+            self.bodies(sys.id, &[ObjectKind::Key], key_ids, "")
+                .await?
+                .into_iter()
+                .map(decode_key)
+                .collect::<Result<_>>()?
+        };
+        cfg.keys = keys.iter().map(|(id, k)| k.config(*id)).collect();
+        if scope.cylinders {
+            // Cylinder programs need every key's group and every lost key, loaded or not.
+            let mut lost: Vec<(i64, KeyEngineFields)> = Vec::new();
+            if key_ids.is_some() {
+                let mut q = Sql::new(
+                    "SELECT r.from_id, r.to_id FROM object_refs r JOIN objects o ON o.id = r.from_id WHERE o.system_id = ",
+                );
+                q.bind(sys.id)
+                    .push(" AND o.kind = 'key' AND r.relation = 'key_group'");
+                let mut conn = self.pool().acquire().await?;
+                for r in q.fetch_all(&mut conn).await? {
+                    cfg.other_key_groups
+                        .insert(r.try_get("from_id")?, Some(r.try_get("to_id")?));
+                }
+                drop(conn);
+                lost = self
+                    .bodies(sys.id, &[ObjectKind::Key], None, " AND status = 'lost'")
+                    .await?
+                    .into_iter()
+                    .map(decode_key)
+                    .collect::<Result<_>>()?;
+            }
+            let lost: Vec<(i64, Option<i64>, Option<&LostReport>)> = keys
                 .iter()
-                .map(|g| (g.key_group_id, g.exceptions.iter().copied().collect()))
+                .chain(lost.iter())
+                .filter(|(_, k)| k.status == KeyStatus::Lost)
+                .map(|(id, k)| (*id, k.key_group_id, k.lost_report.as_ref()))
                 .collect();
-            let keys: BTreeSet<i64> = b.access_list.key_ids.iter().copied().collect();
-            let admits = |k: i64, g: Option<i64>| {
-                keys.contains(&k)
-                    || g.is_some_and(|g| key_groups.get(&g).is_some_and(|ex| !ex.contains(&k)))
-            };
-            // A lost key is blocked as its report chose (by default on every cylinder admitting it).
-            let blocked = lost
-                .iter()
-                .filter(|(k, g, report)| {
-                    match report.as_ref().map(|r| r.block).unwrap_or_default() {
-                        BlockChoice::All => admits(*k, *g),
-                        BlockChoice::Installed => {
-                            admits(*k, *g) && b.status == CylinderStatus::Installed
-                        }
-                        BlockChoice::Custom => report
-                            .as_ref()
-                            .is_some_and(|r| r.cylinder_ids.contains(&c.id)),
-                        BlockChoice::None => false,
-                    }
-                })
-                .map(|(k, _, _)| *k)
-                .collect();
-            cfg.cylinders.push(CylinderConfig {
-                id: c.id,
-                electronic: b.is_electronic(),
-                key_groups,
-                keys,
-                blocked,
-                cylinder_group: b.cylinder_group_id,
-                time_zone_offset_minutes: b.time_zone_offset_minutes,
-            });
+            self.cylinder_configs(sys.id, &lost, &mut cfg).await?;
         }
         for g in self
             .list_all::<CylinderGroup>(sys.id, ObjectKind::CylinderGroup, &all, limit)
@@ -240,11 +428,22 @@ impl Store {
                 },
             );
         }
-        for kind in [ObjectKind::Employee, ObjectKind::Visitor] {
-            for p in self.list_all::<Person>(sys.id, kind, &all, limit).await? {
-                if p.body.lifecycle == PersonState::Active && !p.body.access_profile_ids.is_empty()
-                {
-                    cfg.persons.insert(p.id, p.body.access_profile_ids);
+        let holders: Option<BTreeSet<i64>> =
+            key_ids.map(|_| keys.iter().filter_map(|(_, k)| k.holder_id).collect());
+        if holders.as_ref().is_none_or(|h| !h.is_empty()) {
+            for (id, body) in self
+                .bodies(
+                    sys.id,
+                    &[ObjectKind::Employee, ObjectKind::Visitor],
+                    holders.as_ref(),
+                    "",
+                )
+                .await?
+            {
+                let p: PersonEngineFields = serde_json::from_str(&body)
+                    .map_err(|e| corrupt(format!("person {id}: {e}")))?;
+                if p.lifecycle == PersonState::Active && !p.access_profile_ids.is_empty() {
+                    cfg.persons.insert(id, p.access_profile_ids);
                 }
             }
         }
@@ -265,20 +464,162 @@ impl Store {
         Ok(cfg)
     }
 
-    /// The actual state confirmed by hardware.
-    pub async fn actual_state(&self, system_id: i64) -> Result<ActualState> {
-        let mut actual = ActualState::default();
-        for r in sqlx::query("SELECT key_id, program FROM key_actual WHERE system_id = $1")
-            .bind(system_id)
-            .fetch_all(self.pool())
+    /// Every cylinder of the system into `cfg`, with the lost keys each one blocks.
+    async fn cylinder_configs(
+        &self,
+        system_id: i64,
+        lost: &[(i64, Option<i64>, Option<&LostReport>)],
+        cfg: &mut Configuration,
+    ) -> Result<()> {
+        for c in self
+            .list_all::<Cylinder>(system_id, ObjectKind::Cylinder, &Scope::all(), 10_000_000)
             .await?
         {
-            let p: String = r.try_get("program")?;
-            actual.keys.insert(
-                r.try_get("key_id")?,
-                serde_json::from_str(&p).map_err(corrupt)?,
-            );
+            let b = &c.body;
+            let key_groups: BTreeMap<i64, BTreeSet<i64>> = b
+                .access_list
+                .key_groups
+                .iter()
+                .map(|g| (g.key_group_id, g.exceptions.iter().copied().collect()))
+                .collect();
+            let keys: BTreeSet<i64> = b.access_list.key_ids.iter().copied().collect();
+            let admits = |k: i64, g: Option<i64>| {
+                keys.contains(&k)
+                    || g.is_some_and(|g| key_groups.get(&g).is_some_and(|ex| !ex.contains(&k)))
+            };
+            // A lost key is blocked as its report chose (by default on every cylinder admitting it).
+            let blocked = lost
+                .iter()
+                .filter(
+                    |(k, g, report)| match report.map(|r| r.block).unwrap_or_default() {
+                        BlockChoice::All => admits(*k, *g),
+                        BlockChoice::Installed => {
+                            admits(*k, *g) && b.status == CylinderStatus::Installed
+                        }
+                        BlockChoice::Custom => {
+                            report.is_some_and(|r| r.cylinder_ids.contains(&c.id))
+                        }
+                        BlockChoice::None => false,
+                    },
+                )
+                .map(|(k, _, _)| *k)
+                .collect();
+            cfg.cylinders.push(CylinderConfig {
+                id: c.id,
+                electronic: b.is_electronic(),
+                key_groups,
+                keys,
+                blocked,
+                cylinder_group: b.cylinder_group_id,
+                time_zone_offset_minutes: b.time_zone_offset_minutes,
+            });
         }
+        Ok(())
+    }
+
+    /// The keys and cylinders whose defined program a change of the objects `ids` of
+    /// `kind` can reach. Conservative: anything not worked out here is a full run.
+    pub async fn scope_of_change(
+        &self,
+        system_id: i64,
+        kind: ObjectKind,
+        ids: &[i64],
+    ) -> Result<ReconcileScope> {
+        let ids: BTreeSet<i64> = ids.iter().copied().collect();
+        if ids.is_empty() {
+            return Ok(ReconcileScope::full());
+        }
+        Ok(match kind {
+            // A key's own program, and cylinders (its group, its lost state).
+            ObjectKind::Key => ReconcileScope {
+                keys: KeyTargets::Only(ids),
+                cylinders: true,
+            },
+            // Key programs never read cylinders; a cylinder's program is its own.
+            ObjectKind::Cylinder => ReconcileScope {
+                keys: KeyTargets::Only(BTreeSet::new()),
+                cylinders: true,
+            },
+            // The keys the persons hold.
+            ObjectKind::Employee | ObjectKind::Visitor => {
+                ReconcileScope::keys_only(self.referrers(system_id, &ids, ObjectKind::Key).await?)
+            }
+            // Keys holding the profile, keys of holders holding it, keys of temporary
+            // groups that give it.
+            ObjectKind::AccessProfile => {
+                let mut keys = self.referrers(system_id, &ids, ObjectKind::Key).await?;
+                let mut persons = self
+                    .referrers(system_id, &ids, ObjectKind::Employee)
+                    .await?;
+                persons.extend(self.referrers(system_id, &ids, ObjectKind::Visitor).await?);
+                if !persons.is_empty() {
+                    keys.extend(self.referrers(system_id, &persons, ObjectKind::Key).await?);
+                }
+                let groups = self
+                    .referrers(system_id, &ids, ObjectKind::TemporaryAccessGroup)
+                    .await?;
+                for (_, body) in self
+                    .bodies(
+                        system_id,
+                        &[ObjectKind::TemporaryAccessGroup],
+                        Some(&groups),
+                        "",
+                    )
+                    .await?
+                {
+                    let g: TemporaryAccessGroup = serde_json::from_str(&body).map_err(corrupt)?;
+                    keys.extend(g.key_ids);
+                }
+                ReconcileScope::keys_only(keys)
+            }
+            _ => ReconcileScope::full(),
+        })
+    }
+
+    /// Objects of `kind` that refer to any of `ids`.
+    async fn referrers(
+        &self,
+        system_id: i64,
+        ids: &BTreeSet<i64>,
+        kind: ObjectKind,
+    ) -> Result<BTreeSet<i64>> {
+        let ids: Vec<i64> = ids.iter().copied().collect();
+        let mut out = BTreeSet::new();
+        let mut conn = self.pool().acquire().await?;
+        for chunk in ids.chunks(ID_CHUNK) {
+            let mut q = Sql::new(
+                "SELECT DISTINCT r.from_id FROM object_refs r JOIN objects o ON o.id = r.from_id WHERE o.system_id = ",
+            );
+            q.bind(system_id)
+                .push(" AND o.kind = ")
+                .bind(kind.as_str().to_string())
+                .push(" AND r.to_id IN (")
+                .bind_list(chunk.iter().copied())
+                .push(")");
+            for r in q.fetch_all(&mut conn).await? {
+                out.insert(r.try_get::<i64, _>("from_id")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The actual state confirmed by hardware.
+    pub async fn actual_state(&self, system_id: i64) -> Result<ActualState> {
+        let mut actual = self.actual_cylinders(system_id).await?;
+        for (id, p) in self
+            .actual_key_programs(system_id, &KeyTargets::All)
+            .await?
+        {
+            actual
+                .keys
+                .insert(id, serde_json::from_str(&p).map_err(corrupt)?);
+        }
+        Ok(actual)
+    }
+
+    /// The programs cylinders hold (the keys of the result are empty).
+    async fn actual_cylinders(&self, system_id: i64) -> Result<ActualState> {
+        let mut actual = ActualState::default();
         for r in
             sqlx::query("SELECT cylinder_id, program FROM cylinder_actual WHERE system_id = $1")
                 .bind(system_id)
@@ -294,8 +635,17 @@ impl Store {
         Ok(actual)
     }
 
-    async fn pending(conn: &mut sqlx::AnyConnection, system_id: i64) -> Result<Pending> {
-        let mut pending = Pending::default();
+    /// Open jobs of the targets in `scope`: key programs as their stored JSON text (compared,
+    /// never parsed), cylinder programs parsed (their actions need the difference).
+    async fn pending(
+        conn: &mut sqlx::AnyConnection,
+        system_id: i64,
+        scope: &ReconcileScope,
+    ) -> Result<(
+        HashMap<i64, PendingJob<String>>,
+        HashMap<i64, PendingJob<CylinderProgram>>,
+    )> {
+        let (mut keys, mut cylinders) = (HashMap::new(), HashMap::new());
         for r in sqlx::query(
             "SELECT id, kind, target_id, program FROM jobs WHERE system_id = $1 AND open = 1 AND kind IN ('remote_update', 'cylinder_programming')",
         )
@@ -306,15 +656,20 @@ impl Store {
             let program: String = r.try_get("program")?;
             let (id, target): (i64, i64) = (r.try_get("id")?, r.try_get("target_id")?);
             if r.try_get::<String, _>("kind")? == "remote_update" {
-                pending.keys.insert(
+                if let KeyTargets::Only(ids) = &scope.keys
+                    && !ids.contains(&target)
+                {
+                    continue;
+                }
+                keys.insert(
                     target,
                     PendingJob {
                         id,
-                        target: serde_json::from_str::<KeyProgram>(&program).map_err(corrupt)?,
+                        target: program,
                     },
                 );
-            } else {
-                pending.cylinders.insert(
+            } else if scope.cylinders {
+                cylinders.insert(
                     target,
                     PendingJob {
                         id,
@@ -324,7 +679,40 @@ impl Store {
                 );
             }
         }
-        Ok(pending)
+        Ok((keys, cylinders))
+    }
+
+    /// The programs keys in `scope` hold, as stored JSON text.
+    async fn actual_key_programs(
+        &self,
+        system_id: i64,
+        scope: &KeyTargets,
+    ) -> Result<HashMap<i64, String>> {
+        let select = |chunk: Option<&[i64]>| {
+            let mut q = Sql::new("SELECT key_id, program FROM key_actual WHERE system_id = ");
+            q.bind(system_id);
+            if let Some(chunk) = chunk {
+                q.push(" AND key_id IN (")
+                    .bind_list(chunk.iter().copied())
+                    .push(")");
+            }
+            q
+        };
+        let mut conn = self.pool().acquire().await?;
+        let rows = match scope {
+            KeyTargets::All => select(None).fetch_all(&mut conn).await?,
+            KeyTargets::Only(ids) => {
+                let ids: Vec<i64> = ids.iter().copied().collect();
+                let mut rows = Vec::new();
+                for chunk in ids.chunks(ID_CHUNK) {
+                    rows.extend(select(Some(chunk)).fetch_all(&mut conn).await?);
+                }
+                rows
+            }
+        };
+        rows.iter()
+            .map(|r| Ok((r.try_get("key_id")?, r.try_get("program")?)))
+            .collect()
     }
 
     /// Recompute the defined state of the whole system and persist the jobs it needs.
@@ -334,34 +722,81 @@ impl Store {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<ReconcileReport> {
-        let cfg = self.configuration(sys).await?;
+        self.reconcile_scope(sys, actor, now, &ReconcileScope::full())
+            .await
+    }
+
+    /// Recompute the defined programs of the keys and cylinders in `scope` and persist the
+    /// jobs they need. Key programs are compared as canonical JSON text with what the keys
+    /// hold and what open jobs write, so only programs that change are ever parsed.
+    pub async fn reconcile_scope(
+        &self,
+        sys: &LockingSystem,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        scope: &ReconcileScope,
+    ) -> Result<ReconcileReport> {
+        let cfg = self.configuration_for(sys, scope).await?;
         let defined = defined::compute(&cfg, now);
-        let actual = self.actual_state(sys.id).await?;
+        let encoded: HashMap<i64, String> = defined
+            .keys
+            .iter()
+            .map(|(id, p)| Ok((*id, serde_json::to_string(p).map_err(corrupt)?)))
+            .collect::<Result<_>>()?;
+        let actual_keys = self.actual_key_programs(sys.id, &scope.keys).await?;
+        let mut actual = ActualState::default();
+        if scope.cylinders {
+            actual = self.actual_cylinders(sys.id).await?;
+        }
         let mut tx = self.write_tx().await?;
-        let pending = Self::pending(&mut tx, sys.id).await?;
-        let plan = reconcile(&defined, &actual, &pending);
-        let report = Self::apply_plan(&mut tx, sys.id, actor, &plan, now).await?;
+        let (pending_keys, pending_cylinders) = Self::pending(&mut tx, sys.id, scope).await?;
+        let empty = serde_json::to_string(&KeyProgram::default()).map_err(corrupt)?;
+        let (keys, capacity_exceeded) =
+            key_decisions(&encoded, &defined, &actual_keys, &pending_keys, &empty);
+        let mut defined = defined;
+        defined.keys.clear();
+        let plan = reconcile(
+            &defined,
+            &actual,
+            &Pending {
+                keys: HashMap::new(),
+                cylinders: pending_cylinders,
+            },
+        );
+        let report = Self::apply_plan(
+            &mut tx,
+            sys.id,
+            actor,
+            &keys,
+            &capacity_exceeded,
+            &plan,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(report)
     }
 
     /// Write a plan: cancellations and replacements as set-based updates, new jobs as
-    /// multi-row inserts, all in the caller's transaction.
+    /// multi-row inserts, all in the caller's transaction. Key decisions carry the
+    /// program's JSON text; `plan` holds the cylinder decisions.
     async fn apply_plan(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         system_id: i64,
         actor: &Actor,
+        keys: &BTreeMap<i64, Decision<String>>,
+        capacity_exceeded: &BTreeSet<i64>,
         plan: &Plan,
         now: DateTime<Utc>,
     ) -> Result<ReconcileReport> {
         let mut report = ReconcileReport {
-            capacity_exceeded: plan.capacity_exceeded.iter().copied().collect(),
+            capacity_exceeded: capacity_exceeded.iter().copied().collect(),
             ..Default::default()
         };
         let stamp = ts(now);
         let mut items: Vec<JobWrite> = Vec::new();
-        for (id, d) in &plan.keys {
-            items.push(JobWrite::new("remote_update", *id, d, Vec::new())?);
+        for (id, d) in keys {
+            items.push(JobWrite::encoded("remote_update", *id, d, Vec::new()));
         }
         for (id, (d, actions)) in &plan.cylinders {
             items.push(JobWrite::new(
