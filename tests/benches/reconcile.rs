@@ -18,23 +18,21 @@
 //!    nothing to do: the actual state equals the defined state.
 //! 3. Measured, `RUNS` times: `PATCH /api/v1/access-profiles/{id}` through the real router
 //!    (`TestApp::router` via `oneshot`, super-administrator token) adding one cylinder to
-//!    "All staff". The handler writes the profile, then runs `Store::reconcile` before it
-//!    answers, so the time until the response is the time until the 20 000 remote update
-//!    jobs are committed; the bench then checks there are exactly 20 000 new open remote
-//!    update jobs, one per dynamic key, and no cylinder job. Between runs the jobs are
-//!    deleted and the profile reverted by SQL / `Store::update` (untimed).
+//!    "All staff". The handler writes the profile, then runs `Store::reconcile_scope` (the
+//!    keys the profile reaches) before it answers, so the time until the response is the
+//!    time until the 20 000 remote update jobs are committed; the bench then checks there
+//!    are exactly 20 000 new open remote update jobs, one per dynamic key, and no cylinder
+//!    job. Between runs the jobs are deleted and the profile reverted by SQL /
+//!    `Store::update` (untimed).
 //! 4. Floor, after each run on the same database: the same 20 000 rows (same columns and
 //!    values, the programs the run wrote) inserted into `jobs` with multi-row INSERTs of
 //!    `FLOOR_ROWS` rows in one committed transaction, then deleted again.
 //! 5. Breakdown, after each run (so load from other processes on the shared machine hits
-//!    run, floor and replay alike): the change applied with `Store::update`, then the steps
-//!    of `Store::reconcile` replayed from the bench with `Instant` around each call
-//!    (configuration load, defined state, actual state, open jobs, plan, JSON encoding,
-//!    the per-row job INSERTs as `apply_plan` issues them, committed), then — after
-//!    deleting those rows — the production `Store::reconcile` itself on the same change,
-//!    and the `object_refs` lookup an incremental reconciliation would start from.
-//!    The "estimate" row is derived, not measured: the replay with its per-row INSERTs
-//!    replaced by the floor, i.e. what batched job writes alone could reach.
+//!    run, floor and replay alike): the change applied with `Store::update`, then the
+//!    public steps of `Store::reconcile_scope` timed from the bench (`scope_of_change`,
+//!    `configuration_for` that scope, `defined::compute`, JSON encoding of the defined key
+//!    programs), then the production `Store::reconcile_scope` on the same change (what the
+//!    PATCH runs) and, after deleting its jobs, the production full `Store::reconcile`.
 //!
 //! Run with `cargo bench -p lockgate-tests --bench reconcile`;
 //! `LOCKGATE_BENCH_DB=sqlite|postgres` runs one database only.
@@ -45,11 +43,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::*;
-use lockgate_engine::{
-    defined,
-    reconcile::{Decision, Pending, PendingJob, reconcile},
-    state::{CylinderProgram, KeyProgram},
-};
+use lockgate_engine::defined;
 use lockgate_model::{
     ObjectKind, Resource,
     access_profile::{AccessProfile, TemporaryAccessGroup},
@@ -60,7 +54,7 @@ use lockgate_model::{
     person::Person,
     system::LockingSystem,
 };
-use lockgate_store::{Actor, Scope, Store};
+use lockgate_store::{Actor, Scope, Store, reconciliation::KeyTargets};
 use lockgate_tests::{Db, TestApp};
 use serde_json::json;
 use sqlx::Row;
@@ -590,20 +584,18 @@ async fn run_once(w: &World) -> (Duration, Duration) {
 #[derive(Debug, Default)]
 struct Breakdown {
     update: Duration,
+    /// `Store::scope_of_change`: the keys the profile reaches, through object_refs.
+    scope: Duration,
+    scope_keys: usize,
+    /// `Store::configuration_for` that scope.
     configuration: Duration,
-    /// Part of `configuration`: `list_all::<Key>` alone.
-    list_keys: Duration,
     compute: Duration,
-    actual: Duration,
-    pending: Duration,
-    plan: Duration,
+    /// Canonical JSON of every defined key program (what is compared and written).
     encode: Duration,
-    writes: Duration,
-    /// The production `Store::reconcile` on the same change.
-    reconcile: Duration,
-    /// Object refs lookup of the keys holding the profile (directly or via holder / group).
-    refs_lookup: Duration,
-    refs_found: usize,
+    /// The production `Store::reconcile_scope` on the same change (what the PATCH runs).
+    scoped: Duration,
+    /// The production full `Store::reconcile` on the same change, for comparison.
+    full: Duration,
 }
 
 async fn breakdown(w: &World) -> Breakdown {
@@ -637,136 +629,56 @@ async fn breakdown(w: &World) -> Breakdown {
         .expect("update profile");
     b.update = t.elapsed();
 
-    // Store::reconcile, step by step.
+    // The steps of Store::reconcile_scope that are public, replayed.
     let t = Instant::now();
-    let keys = store
-        .list_all::<Key>(sys.id, ObjectKind::Key, &Scope::all(), 10_000_000)
+    let scope = store
+        .scope_of_change(sys.id, ObjectKind::AccessProfile, &[w.profile])
         .await
-        .expect("keys");
-    b.list_keys = t.elapsed();
-    drop(keys);
+        .expect("scope");
+    b.scope = t.elapsed();
+    b.scope_keys = match &scope.keys {
+        KeyTargets::Only(ids) => ids.len(),
+        KeyTargets::All => usize::MAX,
+    };
+    assert!(!scope.cylinders, "a profile change reaches no cylinder");
     let t = Instant::now();
-    let cfg = store.configuration(sys).await.expect("configuration");
+    let cfg = store
+        .configuration_for(sys, &scope)
+        .await
+        .expect("configuration");
     b.configuration = t.elapsed();
-    let now = Utc::now();
     let t = Instant::now();
-    let defined_state = defined::compute(&cfg, now);
+    let defined_state = defined::compute(&cfg, Utc::now());
     b.compute = t.elapsed();
     let t = Instant::now();
-    let actual = store.actual_state(sys.id).await.expect("actual state");
-    b.actual = t.elapsed();
-    let t = Instant::now();
-    let mut tx = store.write_tx().await.expect("tx");
-    let mut pending = Pending::default();
-    for r in sqlx::query(
-        "SELECT id, kind, target_id, program FROM jobs WHERE system_id = $1 AND open = 1",
-    )
-    .bind(sys.id)
-    .fetch_all(&mut *tx)
-    .await
-    .expect("open jobs")
-    {
-        let (id, target): (i64, i64) = (
-            r.try_get("id").expect("id"),
-            r.try_get("target_id").expect("target"),
-        );
-        let program: String = r.try_get("program").expect("program");
-        if r.try_get::<String, _>("kind").expect("kind") == "remote_update" {
-            let target_p: KeyProgram = serde_json::from_str(&program).expect("program");
-            pending.keys.insert(
-                target,
-                PendingJob {
-                    id,
-                    target: target_p,
-                },
-            );
-        } else {
-            let target_p: CylinderProgram = serde_json::from_str(&program).expect("program");
-            pending.cylinders.insert(
-                target,
-                PendingJob {
-                    id,
-                    target: target_p,
-                },
-            );
-        }
-    }
-    b.pending = t.elapsed();
-    let t = Instant::now();
-    let plan = reconcile(&defined_state, &actual, &pending);
-    b.plan = t.elapsed();
-    assert_eq!(
-        plan.keys.len(),
-        DYNAMIC_KEYS,
-        "plan: one job per dynamic key"
-    );
-    assert!(plan.cylinders.is_empty());
-    let t = Instant::now();
-    let encoded: Vec<(i64, String)> = plan
+    let encoded: Vec<String> = defined_state
         .keys
-        .iter()
-        .map(|(id, d)| match d {
-            Decision::Create { target } => (*id, serde_json::to_string(target).expect("json")),
-            other => panic!("expected a creation, got {other:?}"),
-        })
+        .values()
+        .map(|p| serde_json::to_string(p).expect("json"))
         .collect();
     b.encode = t.elapsed();
-    // The INSERTs `apply_plan` issues for creations: one statement per job, RETURNING id.
-    let stamp = ts_now();
-    let t = Instant::now();
-    for (target, program) in &encoded {
-        sqlx::query(
-            "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'created', 1, $4, $5, $6, $7, $8, $8) RETURNING id",
-        )
-        .bind(sys.id)
-        .bind("remote_update")
-        .bind(*target)
-        .bind(program.as_str())
-        .bind("[]")
-        .bind("normal")
-        .bind(actor.c_key_id)
-        .bind(stamp.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .expect("insert job");
-    }
-    tx.commit().await.expect("commit");
-    b.writes = t.elapsed();
-    drop((cfg, defined_state, actual, pending, plan, encoded));
-    drop_jobs_after(w, baseline).await;
+    drop((cfg, defined_state, encoded));
 
-    // The production reconciliation on the same change.
+    // The production runs on the same change.
+    let t = Instant::now();
+    let report = store
+        .reconcile_scope(sys, &actor, Utc::now(), &scope)
+        .await
+        .expect("reconcile");
+    b.scoped = t.elapsed();
+    assert_eq!(report.created, DYNAMIC_KEYS, "{report:?}");
+    drop_jobs_after(w, baseline).await;
     let t = Instant::now();
     let report = store
         .reconcile(sys, &actor, Utc::now())
         .await
         .expect("reconcile");
-    b.reconcile = t.elapsed();
+    b.full = t.elapsed();
     assert_eq!(report.created, DYNAMIC_KEYS, "{report:?}");
     let (keys, distinct, cyl, _) = new_jobs(w, baseline).await;
     assert_eq!((keys, distinct, cyl), (DYNAMIC_KEYS, DYNAMIC_KEYS, 0));
     drop_jobs_after(w, baseline).await;
     revert_profile(w).await;
-
-    // What an incremental reconciliation would start from: the keys the profile reaches
-    // through object_refs (directly, through their holder, through a temporary group).
-    let t = Instant::now();
-    let rows = sqlx::query(
-        "SELECT from_id FROM object_refs WHERE relation = 'access_profile' AND to_id = $1 \
-         AND from_id IN (SELECT id FROM objects WHERE system_id = $2 AND kind = 'key') \
-         UNION SELECT k.from_id FROM object_refs k JOIN object_refs p ON k.to_id = p.from_id \
-         WHERE k.relation = 'holder' AND p.relation = 'access_profile' AND p.to_id = $1 \
-         UNION SELECT k.to_id FROM object_refs k JOIN object_refs g ON k.from_id = g.from_id \
-         WHERE k.relation = 'group_key' AND g.relation = 'group_profile' AND g.to_id = $1",
-    )
-    .bind(w.profile)
-    .bind(sys.id)
-    .fetch_all(store.pool())
-    .await
-    .expect("refs lookup");
-    b.refs_lookup = t.elapsed();
-    b.refs_found = rows.len();
     b
 }
 
@@ -843,11 +755,12 @@ async fn bench(db: Db) -> Outcome {
         let (change, floor) = run_once(&w).await;
         let b = breakdown(&w).await;
         eprintln!(
-            "  [{}] run {run}: PATCH {:.0} ms, floor {:.0} ms, replayed Store::reconcile {:.0} ms",
+            "  [{}] run {run}: PATCH {:.0} ms, floor {:.0} ms, scoped reconcile {:.0} ms, full {:.0} ms",
             db_name(db),
             ms(change),
             ms(floor),
-            ms(b.reconcile)
+            ms(b.scoped),
+            ms(b.full)
         );
         changes.push(change);
         floors.push(floor);
@@ -869,93 +782,46 @@ async fn bench(db: Db) -> Outcome {
 
 fn print_breakdown(o: &Outcome, change: Duration, floor: Duration) {
     let med = |f: fn(&Breakdown) -> Duration| median(o.breakdowns.iter().map(f).collect());
-    let b = Breakdown {
-        update: med(|b| b.update),
-        configuration: med(|b| b.configuration),
-        list_keys: med(|b| b.list_keys),
-        compute: med(|b| b.compute),
-        actual: med(|b| b.actual),
-        pending: med(|b| b.pending),
-        plan: med(|b| b.plan),
-        encode: med(|b| b.encode),
-        writes: med(|b| b.writes),
-        reconcile: med(|b| b.reconcile),
-        refs_lookup: med(|b| b.refs_lookup),
-        refs_found: o.breakdowns.first().map_or(0, |b| b.refs_found),
-    };
-    let steps = [
-        ("Store::update (profile row, refs, event)", b.update),
-        ("Store::configuration (all objects, JSON)", b.configuration),
-        ("  of which list_all::<Key> alone", b.list_keys),
-        ("defined::compute", b.compute),
-        ("Store::actual_state (key/cylinder programs)", b.actual),
-        ("open jobs (write tx + SELECT)", b.pending),
-        ("reconcile::reconcile (plan)", b.plan),
-        ("JSON encoding of 20 000 programs", b.encode),
-        ("job INSERTs, one per job + commit", b.writes),
-    ];
-    let replayed = b.update
-        + b.configuration
-        + b.compute
-        + b.actual
-        + b.pending
-        + b.plan
-        + b.encode
-        + b.writes;
-    let mut rows: Vec<Vec<String>> = steps
-        .iter()
-        .map(|(label, d)| {
-            vec![
-                (*label).to_string(),
-                format!("{:.0}", ms(*d)),
-                if label.starts_with("  ") {
-                    "-".into()
-                } else {
-                    format!("{:.0} %", 100.0 * d.as_secs_f64() / replayed.as_secs_f64())
-                },
-            ]
-        })
-        .collect();
-    rows.push(vec![
-        "sum of the replayed steps".into(),
-        format!("{:.0}", ms(replayed)),
-        "100 %".into(),
-    ]);
-    rows.push(vec![
-        "production Store::reconcile, same change".into(),
-        format!("{:.0}", ms(b.reconcile)),
-        "-".into(),
-    ]);
-    rows.push(vec![
-        "  + Store::update = direct-call equivalent".into(),
-        format!("{:.0}", ms(b.update + b.reconcile)),
-        "-".into(),
-    ]);
-    rows.push(vec![
-        "PATCH through the router (median of the runs)".into(),
-        format!("{:.0}", ms(change)),
-        "-".into(),
-    ]);
-    let batched = replayed - b.writes + floor;
-    rows.push(vec![
-        "estimate: replay with the INSERTs swapped for the floor".into(),
-        format!("{:.0}", ms(batched)),
-        format!("{:.1}× floor", batched.as_secs_f64() / floor.as_secs_f64()),
-    ]);
-    rows.push(vec![
-        format!(
-            "object_refs lookup of affected keys ({} found)",
-            b.refs_found
+    let scoped = med(|b| b.scoped);
+    let rows: Vec<Vec<String>> = [
+        (
+            "Store::update (profile row, refs, event)",
+            med(|b| b.update),
         ),
-        format!("{:.1}", ms(b.refs_lookup)),
-        "-".into(),
-    ]);
+        (
+            "Store::scope_of_change (object_refs: keys reached)",
+            med(|b| b.scope),
+        ),
+        (
+            "Store::configuration_for (keys in scope, holders, profiles)",
+            med(|b| b.configuration),
+        ),
+        ("defined::compute", med(|b| b.compute)),
+        (
+            "JSON encoding of the defined key programs",
+            med(|b| b.encode),
+        ),
+        (
+            "production Store::reconcile_scope (what PATCH runs)",
+            scoped,
+        ),
+        (
+            "production full Store::reconcile, same change",
+            med(|b| b.full),
+        ),
+        ("PATCH through the router (median of the runs)", change),
+        ("floor (median of the runs)", floor),
+    ]
+    .into_iter()
+    .map(|(label, d)| vec![label.to_string(), format!("{:.0}", ms(d))])
+    .collect();
     println!(
-        "\n{} breakdown (Store::reconcile replayed step by step from the bench; median of {} replays, ms):",
+        "\n{} breakdown (median of {} replays, ms; the scope held {} keys):",
         db_name(o.db),
-        o.breakdowns.len()
+        o.breakdowns.len(),
+        o.breakdowns.first().map_or(0, |b| b.scope_keys)
     );
-    print_table(&["step", "ms", "share"], &rows);
+    print_table(&["step", "ms"], &rows);
 }
 
 /// The 1, 5 and 15 minute load averages (the machine is shared).

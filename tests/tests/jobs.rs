@@ -106,6 +106,25 @@ on_both!(
         );
         let key = app.get(&format!("/api/v1/keys/{}", s.key)).await.body;
         assert!(key["last_remote_update"].is_string());
+        // A firmware upgrade changes the key's structure: only a local PD can re-edit it.
+        let status_path = format!("/api/v1/keys/{}/update-status", s.key);
+        app.patch(
+            &format!("/api/v1/keys/{}", s.key),
+            json!({ "firmware": "12.9" }),
+        )
+        .await
+        .expect(200);
+        assert_eq!(
+            app.get(&status_path).await.expect(200).body["status"],
+            "re_edition_required"
+        );
+        app.post(&format!("/api/v1/keys/{}/re-edited", s.key), json!({}))
+            .await
+            .expect(200);
+        assert_eq!(
+            app.get(&status_path).await.expect(200).body["status"],
+            "up_to_date"
+        );
         // Nothing changed: a reconciliation run creates nothing.
         let r = app.post("/api/v1/reconcile", json!({})).await.expect(200);
         assert_eq!(

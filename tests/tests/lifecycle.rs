@@ -181,6 +181,29 @@ on_both!(
             .await
             .expect(200);
         assert!(open_jobs(&app).await.is_empty());
+        // Silently in the blocked list: the next job cylinder 0 gets for another reason
+        // writes the block too (and names only that other reason).
+        app.patch(
+            &format!("/api/v1/cylinders/{}", s.cylinders[0]),
+            json!({ "firmware": "10.2", "time_zone_offset_minutes": 60 }),
+        )
+        .await
+        .expect(200);
+        let jobs = open_jobs(&app).await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0]["target_id"], s.cylinders[0]);
+        assert_eq!(jobs[0]["program"]["blocked"], json!([s.key]));
+        assert_eq!(jobs[0]["actions"], json!(["time_zone_offset"]));
+        app.patch(
+            &format!("/api/v1/cylinders/{}", s.cylinders[0]),
+            json!({ "time_zone_offset_minutes": 0 }),
+        )
+        .await
+        .expect(200);
+        assert!(
+            open_jobs(&app).await.is_empty(),
+            "silent entries alone plan nothing"
+        );
         let r = app
             .post(
                 &format!("{k}/lost"),

@@ -112,13 +112,7 @@ async fn list(state: AppState, admin: Admin, raw: Option<String>) -> ApiResult<R
 
 async fn confirm(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let job = state
-        .store
-        .jobs(admin.system.id, None, false, 100_000)
-        .await?
-        .into_iter()
-        .find(|j| j.id == id)
-        .ok_or_else(|| Problem::not_found(format!("no job {id}")))?;
+    let job = state.store.job(admin.system.id, id).await?;
     let kind = job_target_kind(&state, &admin, &job).await?;
     match job.kind.as_str() {
         "remote_update" => admin.require(Function::KeyAuthorisation, Level::Full)?,
@@ -148,6 +142,25 @@ async fn run(state: AppState, admin: Admin) -> ApiResult<Response> {
         .reconcile(&admin.system, &admin.actor, Utc::now())
         .await?;
     Ok(Json(report).into_response())
+}
+
+/// A local PD (encoder) re-edited the key: its structure is written.
+async fn re_edited(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::Key, Level::Full)?;
+    let s = state
+        .store
+        .confirm_re_edition(
+            &admin.system,
+            parse_id(&id)?,
+            &admin.scope,
+            &admin.actor,
+            Utc::now(),
+        )
+        .await?;
+    Ok(crate::resources::object_response(
+        axum::http::StatusCode::OK,
+        &s,
+    ))
 }
 
 async fn update_status(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
@@ -535,6 +548,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/reconcile",
             post(|State(s): State<AppState>, a: Admin| run(s, a)),
+        )
+        .route(
+            "/api/v1/keys/{id}/re-edited",
+            post(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| re_edited(s, a, id)),
         )
         .route(
             "/api/v1/keys/{id}/update-status",

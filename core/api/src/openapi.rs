@@ -593,9 +593,19 @@ pub fn document() -> OpenApi {
         HttpMethod::Get,
         "keyUpdateStatus",
         "keys",
-        "Derived update status: up_to_date, update_required, capacity_exceeded",
+        "Derived update status: up_to_date, update_required, re_edition_required, capacity_exceeded",
         None,
         ("200", "Status and the open job"),
+    );
+    p = simple(
+        p,
+        "/api/v1/keys/{id}/re-edited",
+        HttpMethod::Post,
+        "keyReEdited",
+        "keys",
+        "Record that a local PD re-edited the key (its structure and firmware are written)",
+        None,
+        ("200", "The key"),
     );
 
     // Licence (docs/licences.md).

@@ -51,6 +51,9 @@ pub struct CylinderConfig {
     pub keys: BTreeSet<ObjectId>,
     /// Keys to block here (lost keys, as the lost-key flow chose).
     pub blocked: BTreeSet<ObjectId>,
+    /// Lost keys that go into the blocked list here silently: no job of their own, but
+    /// every job this cylinder gets for another reason (or a reprogramming) writes them.
+    pub silently_blocked: BTreeSet<ObjectId>,
     pub cylinder_group: Option<ObjectId>,
     pub time_zone_offset_minutes: i32,
 }
@@ -102,6 +105,9 @@ pub struct DefinedState {
     pub over_capacity: BTreeMap<ObjectId, (usize, u32)>,
     /// Keys reported lost: no update is planned for them.
     pub lost: BTreeSet<ObjectId>,
+    /// Per cylinder, the silent blocked-list entries its program holds (see
+    /// [`CylinderConfig::silently_blocked`]): they never cause a job themselves.
+    pub silently_blocked: HashMap<ObjectId, BTreeSet<ObjectId>>,
 }
 
 /// Where an access-list entry comes from, to choose its revalidation interval.
@@ -150,6 +156,11 @@ pub fn compute(cfg: &Configuration, now: DateTime<Utc>) -> DefinedState {
     key_groups.extend(cfg.keys.iter().map(|k| (k.facts.id, k.facts.key_group)));
     for c in cfg.cylinders.iter().filter(|c| c.electronic) {
         out.cylinders.insert(c.id, cylinder_program(c, &key_groups));
+        let silent: BTreeSet<ObjectId> =
+            c.silently_blocked.difference(&c.blocked).copied().collect();
+        if !silent.is_empty() {
+            out.silently_blocked.insert(c.id, silent);
+        }
     }
     out
 }
@@ -270,7 +281,7 @@ pub fn cylinder_program(
     CylinderProgram {
         key_groups: c.key_groups.clone(),
         keys,
-        blocked: c.blocked.clone(),
+        blocked: c.blocked.union(&c.silently_blocked).copied().collect(),
         cylinder_group: c.cylinder_group,
         time_zone_offset_minutes: c.time_zone_offset_minutes,
     }

@@ -182,7 +182,18 @@ pub fn reconcile(defined: &DefinedState, actual: &ActualState, pending: &Pending
     };
     let empty_cylinder = CylinderProgram::default();
     for (id, d) in &defined.cylinders {
-        let a = actual.cylinders.get(id).unwrap_or(&empty_cylinder);
+        let mut a = actual.cylinders.get(id).unwrap_or(&empty_cylinder);
+        // Silent blocked-list entries count as written: they never cause a job, but any
+        // job the cylinder gets writes them.
+        let with_silent;
+        if let Some(silent) = defined.silently_blocked.get(id)
+            && !silent.is_subset(&a.blocked)
+        {
+            let mut c = a.clone();
+            c.blocked.extend(silent);
+            with_silent = c;
+            a = &with_silent;
+        }
         if let Some(decision) = decide(Some(a), d, pending.cylinders.get(id), &empty_cylinder) {
             plan.cylinders
                 .insert(*id, (decision, cylinder_actions(a, d)));
@@ -296,5 +307,51 @@ mod tests {
             ]
         );
         assert!(cylinder_actions(&defined, &defined).is_empty());
+    }
+
+    #[test]
+    fn silent_blocks_ride_along_with_other_jobs() {
+        use crate::defined::{CylinderConfig, cylinder_program};
+        let mut cylinder = CylinderConfig {
+            id: 10,
+            electronic: true,
+            keys: [1, 2].into_iter().collect(),
+            silently_blocked: [2].into_iter().collect(),
+            ..Default::default()
+        };
+        let define = |c: &CylinderConfig| {
+            let mut d = DefinedState::default();
+            d.cylinders
+                .insert(c.id, cylinder_program(c, &HashMap::new()));
+            if !c.silently_blocked.is_empty() {
+                d.silently_blocked.insert(c.id, c.silently_blocked.clone());
+            }
+            d
+        };
+        let held = CylinderProgram {
+            keys: [1, 2].into_iter().collect(),
+            ..Default::default()
+        };
+        let mut actual = ActualState::default();
+        actual.cylinders.insert(10, held.clone());
+        // The silent entry alone plans nothing.
+        assert!(reconcile(&define(&cylinder), &actual, &Pending::default()).is_empty());
+        // Another change to the cylinder writes the silent entry too, without a Block action.
+        cylinder.keys.insert(3);
+        let plan = reconcile(&define(&cylinder), &actual, &Pending::default());
+        let (decision, actions) = &plan.cylinders[&10];
+        let Decision::Create { target } = decision else {
+            panic!("expected a creation, got {decision:?}");
+        };
+        assert!(target.blocked.contains(&2));
+        assert_eq!(
+            actions.iter().copied().collect::<Vec<_>>(),
+            [CylinderAction::AccessList]
+        );
+        // Once written and the key found (no longer silently blocked), it is unblocked.
+        actual.cylinders.insert(10, target.clone());
+        cylinder.silently_blocked.clear();
+        let plan = reconcile(&define(&cylinder), &actual, &Pending::default());
+        assert!(plan.cylinders[&10].1.contains(&CylinderAction::Unblock));
     }
 }

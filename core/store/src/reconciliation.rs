@@ -85,8 +85,23 @@ pub enum UpdateStatus {
     UpToDate,
     /// Pending changes any update point can write.
     UpdateRequired,
+    /// The key's structure or firmware changed since it was last written at a local PD:
+    /// only a local PD (encoder) can re-edit it.
+    ReEditionRequired,
     /// The change exceeds the key's access-list capacity and is not written.
     CapacityExceeded,
+}
+
+/// The part of a key that only a local PD can write (its structure): a change of any of
+/// these since the last re-edition makes the key "re-edition required".
+pub fn key_structure(k: &Key) -> String {
+    serde_json::json!({
+        "generation": k.generation,
+        "firmware": k.firmware,
+        "key_group_id": k.key_group_id,
+        "access_list_capacity": k.access_list_capacity,
+    })
+    .to_string()
 }
 
 /// One job decision, encoded for writing.
@@ -487,29 +502,31 @@ impl Store {
                 keys.contains(&k)
                     || g.is_some_and(|g| key_groups.get(&g).is_some_and(|ex| !ex.contains(&k)))
             };
-            // A lost key is blocked as its report chose (by default on every cylinder admitting it).
-            let blocked = lost
-                .iter()
-                .filter(
-                    |(k, g, report)| match report.map(|r| r.block).unwrap_or_default() {
-                        BlockChoice::All => admits(*k, *g),
-                        BlockChoice::Installed => {
-                            admits(*k, *g) && b.status == CylinderStatus::Installed
-                        }
-                        BlockChoice::Custom => {
-                            report.is_some_and(|r| r.cylinder_ids.contains(&c.id))
-                        }
-                        BlockChoice::None => false,
-                    },
-                )
-                .map(|(k, _, _)| *k)
-                .collect();
+            // A lost key is blocked as its report chose (by default on every cylinder
+            // admitting it); on the other cylinders admitting it, it goes into the blocked
+            // list silently (written with the next job those cylinders get).
+            let (mut blocked, mut silently_blocked) = (BTreeSet::new(), BTreeSet::new());
+            for (k, g, report) in lost {
+                let admitted = admits(*k, *g);
+                let chosen = match report.map(|r| r.block).unwrap_or_default() {
+                    BlockChoice::All => admitted,
+                    BlockChoice::Installed => admitted && b.status == CylinderStatus::Installed,
+                    BlockChoice::Custom => report.is_some_and(|r| r.cylinder_ids.contains(&c.id)),
+                    BlockChoice::None => false,
+                };
+                if chosen {
+                    blocked.insert(*k);
+                } else if admitted {
+                    silently_blocked.insert(*k);
+                }
+            }
             cfg.cylinders.push(CylinderConfig {
                 id: c.id,
                 electronic: b.is_electronic(),
                 key_groups,
                 keys,
                 blocked,
+                silently_blocked,
                 cylinder_group: b.cylinder_group_id,
                 time_zone_offset_minutes: b.time_zone_offset_minutes,
             });
@@ -979,7 +996,7 @@ impl Store {
             .bind(&stamp)
             .execute(&mut *tx)
             .await?;
-            Self::update_in(
+            let key = Self::update_in(
                 &mut tx,
                 sys,
                 ObjectKind::Key,
@@ -994,6 +1011,14 @@ impl Store {
                     Ok(())
                 },
             )
+            .await?;
+            // The first confirmation records the structure the key was issued with.
+            sqlx::query(
+                "UPDATE key_actual SET structure = $1 WHERE key_id = $2 AND structure IS NULL",
+            )
+            .bind(key_structure(&key.body))
+            .bind(target)
+            .execute(&mut *tx)
             .await?;
         } else {
             sqlx::query(
@@ -1046,12 +1071,65 @@ impl Store {
         {
             return Ok(UpdateStatus::CapacityExceeded);
         }
+        let recorded: Option<String> =
+            sqlx::query("SELECT structure FROM key_actual WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get::<Option<String>, _>("structure"))
+                .transpose()?
+                .flatten();
+        if recorded.is_some_and(|r| r != key_structure(&key.body)) {
+            return Ok(UpdateStatus::ReEditionRequired);
+        }
         let open = self.jobs(sys.id, Some(key_id), true, 1).await?;
         Ok(if open.is_empty() {
             UpdateStatus::UpToDate
         } else {
             UpdateStatus::UpdateRequired
         })
+    }
+}
+
+impl Store {
+    /// A local PD re-edited the key: its current structure is now what the key holds.
+    pub async fn confirm_re_edition(
+        &self,
+        sys: &LockingSystem,
+        key_id: i64,
+        scope: &Scope,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<crate::Stored<Key>> {
+        let mut tx = self.write_tx().await?;
+        let key = Self::update_in(
+            &mut tx,
+            sys,
+            ObjectKind::Key,
+            key_id,
+            scope,
+            actor,
+            None,
+            "key_re_edited",
+            true,
+            |_: &mut Key| Ok(()),
+        )
+        .await?;
+        let empty = serde_json::to_string(&KeyProgram::default()).map_err(corrupt)?;
+        sqlx::query(
+            "INSERT INTO key_actual (key_id, system_id, program, clock, confirmed_at, structure) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (key_id) DO UPDATE SET structure = excluded.structure",
+        )
+        .bind(key_id)
+        .bind(sys.id)
+        .bind(empty)
+        .bind("{}")
+        .bind(ts(now))
+        .bind(key_structure(&key.body))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(key)
     }
 }
 
