@@ -296,6 +296,67 @@ on_both!(
 );
 
 on_both!(
+    block_jobs_are_carried_by_capable_user_keys,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        confirm_all(&app).await;
+        let carrier = app
+            .post("/api/v1/keys", json!({ "name": "Carrier", "marking": "D-2", "type": "dynamic", "generation": "2", "firmware": "12.7", "key_group_id": s.dynamic_group, "access_list_capacity": 5 }))
+            .await
+            .expect(201)
+            .id();
+        let old_fw = app
+            .post("/api/v1/keys", json!({ "name": "Old", "marking": "D-3", "type": "dynamic", "generation": "2", "firmware": "12.1", "key_group_id": s.dynamic_group }))
+            .await
+            .expect(201)
+            .id();
+        confirm_all(&app).await;
+        app.post(&format!("/api/v1/keys/{}/lost", s.key), json!({}))
+            .await
+            .expect(200);
+        let block = open_jobs(&app).await[0]["id"].as_i64().expect("job id");
+        let carry = format!("/api/v1/jobs/{block}/carry");
+        // Off by default.
+        let r = app
+            .post(&carry, json!({ "key_id": carrier }))
+            .await
+            .expect(409);
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("block_lost_keys_with_user_keys")
+        );
+        app.patch(
+            "/api/v1/system/settings",
+            json!({ "block_lost_keys_with_user_keys": true }),
+        )
+        .await
+        .expect(200);
+        // Firmware before 12.2 cannot carry; the lost key itself cannot either.
+        app.post(&carry, json!({ "key_id": old_fw }))
+            .await
+            .expect(409);
+        app.post(&carry, json!({ "key_id": s.key }))
+            .await
+            .expect(422);
+        let r = app
+            .post(&carry, json!({ "key_id": carrier }))
+            .await
+            .expect(200);
+        assert_eq!(r.body["state"], "loaded");
+        assert_eq!(r.body["carried_by"], carrier);
+        // Carried once: not again.
+        app.post(&carry, json!({ "key_id": carrier }))
+            .await
+            .expect(409);
+        app.post(&format!("/api/v1/jobs/{block}/confirm"), json!({}))
+            .await
+            .expect(200);
+    }
+);
+
+on_both!(
     cylinder_jobs_are_loaded_assigned_failed_and_recreated,
     |app: TestApp| async move {
         let s = site(&app).await;

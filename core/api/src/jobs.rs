@@ -10,7 +10,7 @@ use axum::{
 use chrono::Utc;
 use lockgate_model::{
     ObjectKind,
-    key::Key,
+    key::{Key, KeyStatus},
     permission::{Function, Level},
 };
 use lockgate_store::{Stored, reconciliation::RECONCILED_KINDS};
@@ -320,6 +320,72 @@ async fn load(
     Ok(Json(done).into_response())
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRef {
+    key_id: i64,
+}
+
+/// "Block lost key with user keys": a generation 2 dynamic user key carries a block job
+/// to its cylinder.
+async fn carry(
+    state: AppState,
+    admin: Admin,
+    id: String,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::CylinderProgramming, Level::Full)?;
+    let id = parse_id(&id)?;
+    let req: KeyRef = crate::extract::json_body(&headers, &body)?;
+    if !admin.system.settings.block_lost_keys_with_user_keys {
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "setting-off",
+            "blocking lost keys with user keys is off (system setting block_lost_keys_with_user_keys)",
+        ));
+    }
+    let (_, job) = cylinder_job(&state, &admin, id).await?;
+    let key: Stored<Key> = state
+        .store
+        .get(admin.system.id, ObjectKind::Key, req.key_id, &admin.scope)
+        .await
+        .map_err(|_| Problem::field("key_id", format!("no key {}", req.key_id)))?;
+    let k = &key.body;
+    if matches!(k.status, KeyStatus::Lost | KeyStatus::Broken) {
+        return Err(Problem::field(
+            "key_id",
+            format!(
+                "key {} is {} and cannot carry jobs",
+                key.id,
+                k.status.as_str()
+            ),
+        ));
+    }
+    let free = state
+        .store
+        .key_free_slots(key.id, k.access_list_capacity)
+        .await?;
+    if !lockgate_engine::jobs::can_carry_block(
+        &job,
+        k.key_type,
+        k.generation,
+        k.firmware.as_ref(),
+        free,
+    ) {
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "job-not-carriable",
+            format!(
+                "key {} cannot carry job {id}: only block jobs, carried by generation 2 dynamic keys with firmware 12.2 or later and free memory ({free} free entries)",
+                key.id
+            ),
+        ));
+    }
+    let done = state.store.carry_job(admin.system.id, id, key.id).await?;
+    Ok(Json(done).into_response())
+}
+
 async fn assign(
     state: AppState,
     admin: Admin,
@@ -503,6 +569,16 @@ pub fn routes() -> Router<AppState> {
                  Path(id): Path<String>,
                  h: axum::http::HeaderMap,
                  b: axum::body::Bytes| assign(s, a, id, h, b),
+            ),
+        )
+        .route(
+            "/api/v1/jobs/{id}/carry",
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(id): Path<String>,
+                 h: axum::http::HeaderMap,
+                 b: axum::body::Bytes| carry(s, a, id, h, b),
             ),
         )
         .route(

@@ -722,6 +722,12 @@ pub fn document() -> OpenApi {
             "Load a cylinder programming job on your C-key",
         ),
         (
+            "/api/v1/jobs/{id}/carry",
+            HttpMethod::Post,
+            "carryJob",
+            "Give a block job to a generation 2 dynamic user key that carries it to the cylinder",
+        ),
+        (
             "/api/v1/jobs/{id}/assign",
             HttpMethod::Post,
             "assignJob",

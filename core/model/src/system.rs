@@ -68,6 +68,9 @@ pub struct SystemSettings {
     pub messaging_language: String,
     /// Flexible revalidation: intervals per cylinder group and access profile (licensed).
     pub flexible_revalidation: bool,
+    /// Block jobs for lost keys may be carried to their cylinders by generation 2 dynamic
+    /// user keys (firmware 12.2 or later, with free memory).
+    pub block_lost_keys_with_user_keys: bool,
 }
 
 impl Default for SystemSettings {
@@ -76,6 +79,7 @@ impl Default for SystemSettings {
             person_deletion: PersonDeletion::default(),
             hierarchical_administrators: false,
             flexible_revalidation: false,
+            block_lost_keys_with_user_keys: false,
             initial_person_domain: None,
             initial_key_domain: None,
             initial_cylinder_domain: None,

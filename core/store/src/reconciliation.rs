@@ -61,6 +61,8 @@ pub struct JobRecord {
     pub actions: Vec<CylinderAction>,
     pub priority: String,
     pub loaded_on: Option<i64>,
+    /// The user key carrying a block job to its cylinder.
+    pub carried_by: Option<i64>,
     pub assigned_to: Option<i64>,
     pub replaced_by: Option<i64>,
     pub reason: Option<String>,
@@ -316,6 +318,8 @@ impl ReconcileScope {
 
 /// Ids per statement when loading by id list.
 const ID_CHUNK: usize = 500;
+/// Above this many ids, one scan of the kind filtered in memory beats id lookups.
+const ID_SCAN_ABOVE: usize = 2_000;
 
 impl Store {
     /// Everything the engine needs to compute the defined state of a whole system.
@@ -348,6 +352,13 @@ impl Store {
         let mut rows = Vec::new();
         match ids {
             None => rows = select(None).fetch_all(&mut conn).await?,
+            Some(ids) if ids.len() > ID_SCAN_ABOVE => {
+                for r in select(None).fetch_all(&mut conn).await? {
+                    if ids.contains(&r.try_get::<i64, _>("id")?) {
+                        rows.push(r);
+                    }
+                }
+            }
             Some(ids) => {
                 let ids: Vec<i64> = ids.iter().copied().collect();
                 for chunk in ids.chunks(ID_CHUNK) {
@@ -718,6 +729,15 @@ impl Store {
         let mut conn = self.pool().acquire().await?;
         let rows = match scope {
             KeyTargets::All => select(None).fetch_all(&mut conn).await?,
+            KeyTargets::Only(ids) if ids.len() > ID_SCAN_ABOVE => {
+                let mut rows = Vec::new();
+                for r in select(None).fetch_all(&mut conn).await? {
+                    if ids.contains(&r.try_get::<i64, _>("key_id")?) {
+                        rows.push(r);
+                    }
+                }
+                rows
+            }
             KeyTargets::Only(ids) => {
                 let ids: Vec<i64> = ids.iter().copied().collect();
                 let mut rows = Vec::new();
@@ -920,7 +940,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<JobRecord>> {
         let rows = sqlx::query(
-            "SELECT id, kind, target_id, state, program, actions, priority, loaded_on, assigned_to, replaced_by, reason, created_at, updated_at \
+            "SELECT id, kind, target_id, state, program, actions, priority, loaded_on, carried_by, assigned_to, replaced_by, reason, created_at, updated_at \
              FROM jobs WHERE system_id = $1 AND ($2 = 0 OR target_id = $2) AND ($3 = 0 OR open = 1) ORDER BY id DESC LIMIT $4",
         )
         .bind(system_id)
@@ -942,6 +962,7 @@ impl Store {
                         .map_err(corrupt)?,
                     priority: r.try_get("priority")?,
                     loaded_on: r.try_get("loaded_on")?,
+                    carried_by: r.try_get("carried_by")?,
                     assigned_to: r.try_get("assigned_to")?,
                     replaced_by: r.try_get("replaced_by")?,
                     reason: r.try_get("reason")?,
@@ -1331,6 +1352,40 @@ impl Store {
             (Some(c_key), None),
         )
         .await
+    }
+
+    /// Give a created block job to a user key that carries it to the cylinder (the caller
+    /// checked the engine's carrying rules).
+    pub async fn carry_job(&self, system_id: i64, job_id: i64, key: i64) -> Result<JobRecord> {
+        self.set_job(
+            system_id,
+            job_id,
+            "created",
+            "state = 'loaded', carried_by = $5, reason = $6",
+            (Some(key), None),
+        )
+        .await
+    }
+
+    /// Free access-list entries of a key: its capacity less what it holds (unlimited when
+    /// no capacity is recorded).
+    pub async fn key_free_slots(&self, key_id: i64, capacity: Option<u32>) -> Result<u32> {
+        let Some(capacity) = capacity else {
+            return Ok(u32::MAX);
+        };
+        let held = match sqlx::query("SELECT program FROM key_actual WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(self.pool())
+            .await?
+        {
+            Some(r) => {
+                let p: KeyProgram =
+                    serde_json::from_str(&r.try_get::<String, _>("program")?).map_err(corrupt)?;
+                p.access.len()
+            }
+            None => 0,
+        };
+        Ok(capacity.saturating_sub(u32::try_from(held).unwrap_or(u32::MAX)))
     }
 
     /// Prepare a created job for pick-up by another administrator's C-key at a remote PD.
