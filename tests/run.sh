@@ -9,6 +9,8 @@ say() { printf '\n== %s\n' "$*"; }
 # 1. Toolchain: rust-toolchain.toml pins the compiler and the wasm32-wasip2 target; rustup installs them.
 say "toolchain"
 rustup show active-toolchain >/dev/null
+# rustup adds a listed target only when it installs the toolchain itself: add it explicitly.
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo --version
 
 # 2. PostgreSQL on 127.0.0.1:5432 (the tests create and drop their own databases).
@@ -34,6 +36,8 @@ say "rustfmt"
 cargo fmt --all -- --check
 say "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+say "clippy (plugins workspace, wasm32-wasip2)"
+(cd plugins && cargo fmt --all -- --check && cargo clippy --workspace --release --target wasm32-wasip2 --locked -- -D warnings)
 
 # 4. Every test, on SQLite and on PostgreSQL.
 say "tests"

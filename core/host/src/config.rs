@@ -1,0 +1,305 @@
+//! Host configuration: engine and allocator choice, per-call resource limits,
+//! back-off, licensed features and the per-plugin grants and settings.
+//! Everything is deny-by-default: a plugin gets no capability that its
+//! `[plugins.NAME.grants]` section does not list.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::HostError;
+
+/// The plugin host's configuration (the `[plugins]` part of the gateway's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+pub struct HostConfig {
+    /// Where precompiled components are cached; `None` compiles on every start.
+    /// Must be writable by the gateway only (its files are loaded as native code).
+    pub cache_dir: Option<PathBuf>,
+    /// Instance allocator: `auto` tries pooling and falls back to on-demand.
+    pub allocator: AllocatorChoice,
+    /// Pooling allocator: how many plugin instances may be alive at once.
+    pub max_concurrent_instances: u32,
+    /// How often the epoch ticker thread advances the engine's epoch.
+    pub epoch_tick_ms: u64,
+    /// Limits applied to every call.
+    pub limits: Limits,
+    /// Back-off after faults.
+    pub backoff: Backoff,
+    /// Licence features the gateway holds; a plugin whose manifest requires
+    /// another one is disabled.
+    pub licensed_features: Vec<String>,
+    /// Per-plugin settings, by plugin name.
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            cache_dir: None,
+            allocator: AllocatorChoice::Auto,
+            max_concurrent_instances: 64,
+            epoch_tick_ms: 10,
+            limits: Limits::default(),
+            backoff: Backoff::default(),
+            licensed_features: Vec::new(),
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl HostConfig {
+    /// Checks the values before anything starts.
+    pub fn validate(&self) -> Result<(), HostError> {
+        let bad = |m: &str| Err(HostError::Config(m.to_owned()));
+        if self.epoch_tick_ms == 0 || self.epoch_tick_ms > 1_000 {
+            return bad("epoch_tick_ms must be 1..=1000");
+        }
+        if self.max_concurrent_instances == 0 {
+            return bad("max_concurrent_instances must be at least 1");
+        }
+        let l = &self.limits;
+        if l.memory_bytes < 64 * 1024 || l.memory_bytes > 4 << 30 {
+            return bad("limits.memory_bytes must be 64 KiB..=4 GiB");
+        }
+        if l.wasm_stack_bytes < 64 * 1024 || l.wasm_stack_bytes > 64 << 20 {
+            return bad("limits.wasm_stack_bytes must be 64 KiB..=64 MiB");
+        }
+        if l.deadline_ms == 0 {
+            return bad("limits.deadline_ms must be positive");
+        }
+        if l.instances == 0 || l.tables == 0 || l.memories == 0 || l.table_elements == 0 {
+            return bad("limits.instances, tables, memories and table_elements must be positive");
+        }
+        if self.backoff.max_ms < self.backoff.base_ms {
+            return bad("backoff.max_ms must be at least backoff.base_ms");
+        }
+        for (name, p) in &self.plugins {
+            crate::manifest::check_name(name).map_err(HostError::Config)?;
+            for op in &p.grants.gateway {
+                if !crate::GATEWAY_OPERATIONS.contains(&op.as_str()) {
+                    return Err(HostError::Config(format!(
+                        "plugins.{name}.grants.gateway: unknown operation `{op}` (known: {})",
+                        crate::GATEWAY_OPERATIONS.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings of one plugin (defaults when it has none: enabled, no grants).
+    pub fn plugin(&self, name: &str) -> PluginSettings {
+        self.plugins.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// Which instance allocator the engine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorChoice {
+    /// Pooling when the address space allows it, on-demand otherwise.
+    Auto,
+    /// Pooling, or fail to start.
+    Pooling,
+    /// Allocate every instance on demand.
+    OnDemand,
+}
+
+/// Limits for every call (each call runs in a fresh store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest linear memory, bytes.
+    pub memory_bytes: u64,
+    /// Most elements in one table.
+    pub table_elements: usize,
+    /// Most (core and component) instances in one store.
+    pub instances: usize,
+    /// Most tables in one store.
+    pub tables: usize,
+    /// Most linear memories in one store.
+    pub memories: usize,
+    /// Largest wasm stack, bytes.
+    pub wasm_stack_bytes: usize,
+    /// Wall-clock deadline for one call, milliseconds.
+    pub deadline_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            table_elements: 20_000,
+            instances: 32,
+            tables: 16,
+            memories: 4,
+            wasm_stack_bytes: 512 << 10,
+            deadline_ms: 5_000,
+        }
+    }
+}
+
+/// Back-off after consecutive faults: `base_ms * 2^(faults - 1)`, at most `max_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backoff {
+    /// Pause after the first fault.
+    pub base_ms: u64,
+    /// Longest pause.
+    pub max_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base_ms: 1_000,
+            max_ms: 300_000,
+        }
+    }
+}
+
+impl Backoff {
+    /// The pause after `faults` consecutive faults.
+    pub fn delay_ms(&self, faults: u32) -> u64 {
+        if faults == 0 {
+            return 0;
+        }
+        let shift = (faults - 1).min(30);
+        self.base_ms.saturating_mul(1u64 << shift).min(self.max_ms)
+    }
+}
+
+/// One plugin's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// False keeps the plugin loaded-but-disabled.
+    pub enabled: bool,
+    /// What the plugin may use.
+    pub grants: Capabilities,
+    /// The plugin's own configuration section, handed to it through the
+    /// `config` capability as JSON.
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            enabled: true,
+            grants: Capabilities::default(),
+            config: serde_json::Map::new(),
+        }
+    }
+}
+
+/// A set of host capabilities with their scope: what a manifest requests and
+/// what the configuration grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Capabilities {
+    /// `lockgate:host/log`.
+    pub log: bool,
+    /// `lockgate:host/config` (the plugin's own section only).
+    pub config: bool,
+    /// `lockgate:host/clock`.
+    pub clock: bool,
+    /// `lockgate:host/kv` (scoped to the plugin).
+    pub kv: bool,
+    /// `lockgate:host/gateway`: the operations allowed (e.g. `upsert-employees`).
+    pub gateway: Vec<String>,
+    /// Outbound HTTP hosts (reserved: outbound HTTP is not offered yet).
+    pub http: Vec<String>,
+}
+
+impl Capabilities {
+    /// The capabilities in `self` that `grants` does not cover, as readable names.
+    pub fn not_covered_by(&self, grants: &Capabilities) -> Vec<String> {
+        let mut out = Vec::new();
+        for (want, have, name) in [
+            (self.log, grants.log, "log"),
+            (self.config, grants.config, "config"),
+            (self.clock, grants.clock, "clock"),
+            (self.kv, grants.kv, "kv"),
+        ] {
+            if want && !have {
+                out.push(name.to_owned());
+            }
+        }
+        out.extend(
+            self.gateway
+                .iter()
+                .filter(|op| !grants.gateway.contains(op))
+                .map(|op| format!("gateway:{op}")),
+        );
+        out.extend(
+            self.http
+                .iter()
+                .filter(|h| !grants.http.contains(h))
+                .map(|h| format!("http:{h}")),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff {
+            base_ms: 100,
+            max_ms: 1_000,
+        };
+        let got: Vec<u64> = (0..7).map(|n| b.delay_ms(n)).collect();
+        assert_eq!(got, [0, 100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(b.delay_ms(u32::MAX), 1_000);
+    }
+
+    #[test]
+    fn config_parses_from_toml_and_refuses_unknown_keys() {
+        let cfg: HostConfig = toml::from_str(
+            r#"
+            allocator = "on-demand"
+            [limits]
+            deadline_ms = 200
+            [plugins.ldap]
+            grants = { log = true, gateway = ["upsert-employees"] }
+            config = { url = "ldaps://dir.example", page_size = 500 }
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.allocator, AllocatorChoice::OnDemand);
+        assert_eq!(cfg.limits.deadline_ms, 200);
+        let ldap = cfg.plugin("ldap");
+        assert!(ldap.enabled && ldap.grants.log && !ldap.grants.kv);
+        assert_eq!(ldap.config["page_size"], 500);
+        assert!(toml::from_str::<HostConfig>("bogus = 1").is_err());
+        let bad: HostConfig =
+            toml::from_str("[plugins.x.grants]\ngateway = [\"drop-tables\"]").unwrap();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("drop-tables")
+        );
+    }
+
+    #[test]
+    fn requested_capabilities_not_granted_are_named() {
+        let want = Capabilities {
+            log: true,
+            kv: true,
+            gateway: vec!["emit-event".into()],
+            ..Default::default()
+        };
+        let have = Capabilities {
+            log: true,
+            ..Default::default()
+        };
+        assert_eq!(want.not_covered_by(&have), ["kv", "gateway:emit-event"]);
+    }
+}

@@ -1,0 +1,150 @@
+//! lockgate's WebAssembly plugin host.
+//!
+//! Plugins are components implementing one world of `lockgate:connector@0.1.0`
+//! (see `wit/`). [`PluginHost`] loads them from a directory of manifests,
+//! refuses any whose imports exceed the capabilities granted in
+//! [`HostConfig`], runs each call in a fresh store with memory, table,
+//! instance, stack and deadline limits, and contains faults: a trapping,
+//! looping or exhausting plugin is reported with its cause chain, counted and
+//! backed off while the others keep working.
+//!
+//! The core supplies the services behind the capabilities through
+//! [`KvStore`] and [`Gateway`].
+
+pub mod bindings;
+pub mod cache;
+pub mod config;
+pub mod engine;
+pub mod manifest;
+pub mod providers;
+pub mod registry;
+mod state;
+
+use std::path::PathBuf;
+
+pub use cache::CacheOutcome;
+pub use config::{AllocatorChoice, Backoff, Capabilities, HostConfig, Limits, PluginSettings};
+pub use engine::Allocator;
+pub use manifest::{Manifest, World};
+pub use providers::{Gateway, KvStore, MemoryKv, NoGateway};
+pub use registry::{
+    Fault, FaultKind, HostStatus, PluginHost, PluginState, PluginStatus, StatsView,
+};
+
+/// The records plugins and the core exchange (generated from the WIT).
+pub mod types {
+    pub use crate::bindings::exports::lockgate::connector::content_provider::Item as ContentItem;
+    pub use crate::bindings::exports::lockgate::connector::device_handler::Device;
+    pub use crate::bindings::exports::lockgate::connector::directory_source::SyncReport;
+    pub use crate::bindings::exports::lockgate::connector::identity_provider::Identity;
+    pub use crate::bindings::exports::lockgate::connector::notification_sink::Message;
+    pub use crate::bindings::exports::lockgate::connector::plugin::PluginInfo;
+    pub use crate::bindings::lockgate::connector::http_types::{Request, Response};
+    pub use crate::bindings::lockgate::host::gateway::UpsertReport;
+    /// An expected failure, as a plugin or a capability reports it (WIT `error`).
+    pub use crate::bindings::lockgate::host::types::Error as PluginError;
+    pub use crate::bindings::lockgate::host::types::{
+        Cylinder, Event, Job, Key, Person, Timestamp,
+    };
+}
+
+/// The gateway operations a grant can name.
+pub const GATEWAY_OPERATIONS: &[&str] = &[
+    "upsert-employees",
+    "read-keys",
+    "read-cylinders",
+    "pending-jobs",
+    "emit-event",
+];
+
+/// Errors at the plugin host's boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The host configuration is invalid.
+    #[error("plugin host configuration: {0}")]
+    Config(String),
+    /// The engine could not be built.
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A component could not be compiled or loaded.
+    #[error("invalid component: {0}")]
+    Component(String),
+    /// No plugin has this name.
+    #[error("no plugin named `{0}`")]
+    NotFound(String),
+    /// The plugin is disabled (by configuration, licence or an administrator).
+    #[error("plugin `{name}` is disabled: {reason}")]
+    Disabled {
+        /// The plugin.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The plugin was refused or failed to load.
+    #[error("plugin `{name}` is not loaded: {reason}")]
+    NotLoaded {
+        /// The plugin.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The plugin faulted recently and is paused.
+    #[error(
+        "plugin `{name}` is backing off after {faults} consecutive fault(s); retry in {retry_in_ms} ms"
+    )]
+    BackingOff {
+        /// The plugin.
+        name: String,
+        /// Consecutive faults so far.
+        faults: u32,
+        /// Milliseconds until the next call is allowed.
+        retry_in_ms: u64,
+    },
+    /// The plugin's world has no such call.
+    #[error("plugin `{name}` ({world}) has no `{call}`")]
+    Unsupported {
+        /// The plugin.
+        name: String,
+        /// Its world.
+        world: &'static str,
+        /// The call asked for.
+        call: &'static str,
+    },
+    /// The call faulted (trap, deadline, resource limit); the plugin is backed off.
+    #[error("plugin `{name}` faulted in `{call}`: {fault}")]
+    Fault {
+        /// The plugin.
+        name: String,
+        /// The call.
+        call: &'static str,
+        /// What happened.
+        fault: Box<Fault>,
+    },
+    /// The host has no free instance slot right now (not the plugin's fault).
+    #[error("plugin host is at capacity: {0}")]
+    Busy(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// An error and its causes on one line (`a: b: c`).
+pub(crate) fn error_chain(e: &wasmtime::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

@@ -1,0 +1,174 @@
+//! The services behind the host capabilities that the core supplies: the
+//! plugin-scoped key-value store ([`KvStore`], with [`MemoryKv`] for tests
+//! and single-process use) and the gateway operations ([`Gateway`]). The host
+//! checks grants and sizes before it calls them; implementations see only
+//! permitted calls, with the calling plugin's name for scoping and audit.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
+
+/// Longest kv key, bytes.
+pub const KV_MAX_KEY_BYTES: usize = 512;
+/// Largest kv value, bytes.
+pub const KV_MAX_VALUE_BYTES: usize = 1 << 20;
+/// Most keys one `list-keys` returns.
+pub const KV_MAX_LIST: u32 = 1_000;
+
+/// Durable key-value storage scoped by plugin name. Keys of different plugins
+/// never collide.
+#[async_trait]
+pub trait KvStore: Send + Sync + 'static {
+    /// The value under `key` for `plugin`.
+    async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, PluginError>;
+    /// Stores `value` under `key` for `plugin`.
+    async fn set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), PluginError>;
+    /// Removes `key` for `plugin` (missing keys are fine).
+    async fn delete(&self, plugin: &str, key: &str) -> Result<(), PluginError>;
+    /// `plugin`'s keys starting with `prefix`, sorted, at most `limit`.
+    async fn list_keys(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, PluginError>;
+}
+
+/// An in-memory [`KvStore`] (tests, benchmarks, a single process without a database).
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    map: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl MemoryKv {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Vec<u8>>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl KvStore for MemoryKv {
+    async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, PluginError> {
+        Ok(self
+            .lock()
+            .get(&(plugin.to_owned(), key.to_owned()))
+            .cloned())
+    }
+
+    async fn set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), PluginError> {
+        self.lock()
+            .insert((plugin.to_owned(), key.to_owned()), value);
+        Ok(())
+    }
+
+    async fn delete(&self, plugin: &str, key: &str) -> Result<(), PluginError> {
+        self.lock().remove(&(plugin.to_owned(), key.to_owned()));
+        Ok(())
+    }
+
+    async fn list_keys(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, PluginError> {
+        let map = self.lock();
+        Ok(map
+            .range((plugin.to_owned(), prefix.to_owned())..)
+            .take_while(|((p, k), _)| p == plugin && k.starts_with(prefix))
+            .take(limit as usize)
+            .map(|((_, k), _)| k.clone())
+            .collect())
+    }
+}
+
+/// The core operations plugins may call (each needs a grant, which the host
+/// checks before calling). `plugin` is the caller, for audit.
+#[async_trait]
+pub trait Gateway: Send + Sync + 'static {
+    /// `upsert-employees`: creates or updates persons in `domain` by identifier.
+    async fn upsert_employees(
+        &self,
+        plugin: &str,
+        domain: &str,
+        persons: Vec<Person>,
+    ) -> Result<UpsertReport, PluginError>;
+    /// `read-keys`: keys, optionally only those held by `holder`.
+    async fn read_keys(
+        &self,
+        plugin: &str,
+        holder: Option<String>,
+    ) -> Result<Vec<Key>, PluginError>;
+    /// `read-cylinders`: cylinders whose name or marking starts with `prefix`.
+    async fn read_cylinders(
+        &self,
+        plugin: &str,
+        prefix: &str,
+    ) -> Result<Vec<Cylinder>, PluginError>;
+    /// `pending-jobs`: open jobs for a key.
+    async fn pending_jobs(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError>;
+    /// `emit-event`: records an event raised by the plugin.
+    async fn emit_event(&self, plugin: &str, event: Event) -> Result<(), PluginError>;
+}
+
+/// A [`Gateway`] that is not wired to a core: every operation is unavailable.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoGateway;
+
+fn unwired<T>() -> Result<T, PluginError> {
+    Err(PluginError::Unavailable(
+        "the gateway is not wired to a core".into(),
+    ))
+}
+
+#[async_trait]
+impl Gateway for NoGateway {
+    async fn upsert_employees(
+        &self,
+        _: &str,
+        _: &str,
+        _: Vec<Person>,
+    ) -> Result<UpsertReport, PluginError> {
+        unwired()
+    }
+    async fn read_keys(&self, _: &str, _: Option<String>) -> Result<Vec<Key>, PluginError> {
+        unwired()
+    }
+    async fn read_cylinders(&self, _: &str, _: &str) -> Result<Vec<Cylinder>, PluginError> {
+        unwired()
+    }
+    async fn pending_jobs(&self, _: &str, _: u64) -> Result<Vec<Job>, PluginError> {
+        unwired()
+    }
+    async fn emit_event(&self, _: &str, _: Event) -> Result<(), PluginError> {
+        unwired()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_kv_is_scoped_by_plugin() {
+        let kv = MemoryKv::default();
+        kv.set("a", "k1", b"1".to_vec()).await.unwrap();
+        kv.set("a", "k2", b"2".to_vec()).await.unwrap();
+        kv.set("b", "k1", b"other".to_vec()).await.unwrap();
+        assert_eq!(kv.get("a", "k1").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            kv.get("b", "k1").await.unwrap().as_deref(),
+            Some(&b"other"[..])
+        );
+        assert_eq!(kv.get("c", "k1").await.unwrap(), None);
+        assert_eq!(kv.list_keys("a", "k", 10).await.unwrap(), ["k1", "k2"]);
+        assert_eq!(kv.list_keys("a", "k", 1).await.unwrap(), ["k1"]);
+        kv.delete("a", "k1").await.unwrap();
+        assert_eq!(kv.list_keys("a", "", 10).await.unwrap(), ["k2"]);
+    }
+}

@@ -1,0 +1,1117 @@
+//! [`PluginHost`]: loads plugins from a directory of manifests, checks
+//! licences and grants, keeps one `InstancePre` per plugin, runs every call in
+//! a fresh store under the configured limits, classifies faults (trap,
+//! deadline, memory, table, stack), counts calls, latency and faults, backs a
+//! faulting plugin off, and reports all of it as a serializable status.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::component::{InstancePre, Linker};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+
+use crate::bindings::exports::lockgate::connector::{
+    content_provider, device_handler, directory_source, event_sink, http_handler,
+    identity_provider, notification_sink, plugin,
+};
+use crate::cache::{CacheOutcome, ComponentCache};
+use crate::config::{Capabilities, HostConfig};
+use crate::engine::{Allocator, EpochTicker, build_engine};
+use crate::manifest::{Manifest, World};
+use crate::providers::{Gateway, KvStore};
+use crate::state::{HostState, PluginContext};
+use crate::types::{
+    ContentItem, Device, Event, Identity, Message, PluginError, PluginInfo, Request, Response,
+    SyncReport,
+};
+use crate::{HostError, error_chain, now_ms};
+
+/// Latencies kept per plugin for the percentiles.
+const LATENCY_WINDOW: usize = 1_024;
+/// Extra wall-clock time beyond the deadline before a call stuck in a host
+/// await is abandoned (the epoch only interrupts running wasm).
+const HOST_AWAIT_GRACE: Duration = Duration::from_millis(250);
+
+/// What went wrong in a faulting call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// A trap: `unreachable` (a Rust panic), out-of-bounds access, ...
+    Trap,
+    /// The call ran past its deadline.
+    Deadline,
+    /// Linear memory would exceed the limit.
+    MemoryLimit,
+    /// A table would exceed the limit.
+    TableLimit,
+    /// The wasm stack was exhausted.
+    StackOverflow,
+    /// Instantiation failed.
+    Instantiation,
+}
+
+/// A fault, with its cause chain and what the guest wrote to stderr.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    /// The class of fault.
+    pub kind: FaultKind,
+    /// One line for administrators.
+    pub message: String,
+    /// The full error chain, outermost first (includes the wasm backtrace).
+    pub causes: Vec<String>,
+    /// The guest's stderr (e.g. a panic message), when it wrote any.
+    pub guest_stderr: Option<String>,
+    /// When it happened (ms since the Unix epoch).
+    pub at_ms: i64,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.guest_stderr {
+            write!(f, " (guest stderr: {})", s.trim())?;
+        }
+        Ok(())
+    }
+}
+
+/// A plugin's state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum PluginState {
+    /// Loaded and callable (unless backing off).
+    Enabled,
+    /// Not running by decision: configuration, licence or an administrator.
+    Disabled {
+        /// Why.
+        reason: String,
+    },
+    /// Refused by policy: its imports exceed its grants, or it does not
+    /// implement its world.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Could not be loaded: unreadable or malformed manifest or component.
+    Failed {
+        /// The error.
+        error: String,
+        /// The cause chain.
+        causes: Vec<String>,
+    },
+}
+
+/// Call statistics of one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatsView {
+    /// Calls attempted (including refused-while-backing-off ones).
+    pub calls: u64,
+    /// Calls that returned normally (`ok` or an expected error).
+    pub completed: u64,
+    /// Completed calls whose result was an expected error.
+    pub expected_errors: u64,
+    /// Calls that faulted.
+    pub faults: u64,
+    /// Calls refused because the plugin was backing off.
+    pub rejected_backing_off: u64,
+    /// Faults since the last completed call.
+    pub consecutive_faults: u32,
+    /// Calls are refused until then (ms since the Unix epoch).
+    pub backing_off_until_ms: Option<i64>,
+    /// Latency percentiles over the last calls, microseconds.
+    pub latency_p50_us: Option<u64>,
+    /// 99th percentile.
+    pub latency_p99_us: Option<u64>,
+    /// Slowest of the last calls.
+    pub latency_max_us: Option<u64>,
+}
+
+/// The status of one plugin (for `GET /api/v1/plugins`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginStatus {
+    /// Plugin name (the manifest file stem when the manifest is unreadable).
+    pub name: String,
+    /// The manifest file.
+    pub manifest_path: PathBuf,
+    /// Version from the manifest.
+    pub version: Option<String>,
+    /// World from the manifest.
+    pub world: Option<World>,
+    /// Description from the manifest.
+    pub description: Option<String>,
+    /// Current state.
+    #[serde(flatten)]
+    pub state: PluginState,
+    /// What the manifest requests.
+    pub requested: Option<Capabilities>,
+    /// What the configuration grants.
+    pub granted: Capabilities,
+    /// Requested capabilities that are not granted (calls using them fail).
+    pub ungranted_requests: Vec<String>,
+    /// The component's imports.
+    pub imports: Vec<String>,
+    /// Whether the compiled component came from the cache.
+    pub cache: Option<CacheOutcome>,
+    /// Call statistics.
+    pub stats: StatsView,
+    /// The last fault.
+    pub last_fault: Option<Fault>,
+}
+
+/// The status of the whole host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostStatus {
+    /// The instance allocator in use.
+    pub allocator: Allocator,
+    /// Every plugin, by name.
+    pub plugins: Vec<PluginStatus>,
+}
+
+/// Export indices of the kind-specific interface.
+#[derive(Clone)]
+enum KindIndices {
+    DirectorySync(directory_source::GuestIndices),
+    Sso(identity_provider::GuestIndices),
+    WebService(http_handler::GuestIndices),
+    Notifier(notification_sink::GuestIndices),
+    ContentSource(content_provider::GuestIndices),
+    DeviceProtocol(device_handler::GuestIndices),
+    EventBridge(event_sink::GuestIndices),
+}
+
+/// A loaded plugin: ready to instantiate.
+struct Loaded {
+    ctx: PluginContext,
+    world: World,
+    pre: InstancePre<HostState>,
+    plugin: plugin::GuestIndices,
+    kind: KindIndices,
+}
+
+#[derive(Default)]
+struct Stats {
+    view: StatsView,
+    backoff_until: Option<Instant>,
+    latencies_us: VecDeque<u64>,
+}
+
+struct Entry {
+    manifest_path: PathBuf,
+    manifest: Option<Manifest>,
+    state: PluginState,
+    loaded: Option<Arc<Loaded>>,
+    imports: Vec<String>,
+    cache: Option<CacheOutcome>,
+    stats: Stats,
+    last_fault: Option<Fault>,
+}
+
+struct Inner {
+    engine: Engine,
+    allocator: Allocator,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    config: HostConfig,
+    kv: Arc<dyn KvStore>,
+    gateway: Arc<dyn Gateway>,
+    plugins: Mutex<BTreeMap<String, Entry>>,
+    _ticker: EpochTicker,
+}
+
+/// The plugin host: cheap to clone, shared by every request handler.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("allocator", &self.inner.allocator)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One call into a plugin.
+enum Call {
+    Describe,
+    Sync(bool),
+    BeginLogin(String),
+    CompleteLogin(Request),
+    Handle(Request),
+    Notify(Message),
+    ListContent,
+    FetchContent(String),
+    HandleFrame(Device, Vec<u8>),
+    Publish(Event),
+}
+
+impl Call {
+    fn name(&self) -> &'static str {
+        match self {
+            Call::Describe => "describe",
+            Call::Sync(_) => "sync",
+            Call::BeginLogin(_) => "begin-login",
+            Call::CompleteLogin(_) => "complete-login",
+            Call::Handle(_) => "handle",
+            Call::Notify(_) => "notify",
+            Call::ListContent => "list-items",
+            Call::FetchContent(_) => "fetch",
+            Call::HandleFrame(..) => "handle-frame",
+            Call::Publish(_) => "publish",
+        }
+    }
+
+    fn world(&self) -> Option<World> {
+        Some(match self {
+            Call::Describe => return None,
+            Call::Sync(_) => World::DirectorySync,
+            Call::BeginLogin(_) | Call::CompleteLogin(_) => World::Sso,
+            Call::Handle(_) => World::WebService,
+            Call::Notify(_) => World::Notifier,
+            Call::ListContent | Call::FetchContent(_) => World::ContentSource,
+            Call::HandleFrame(..) => World::DeviceProtocol,
+            Call::Publish(_) => World::EventBridge,
+        })
+    }
+}
+
+enum Reply {
+    Describe(PluginInfo),
+    Sync(Result<SyncReport, PluginError>),
+    BeginLogin(Result<Response, PluginError>),
+    CompleteLogin(Result<Identity, PluginError>),
+    Handle(Response),
+    Unit(Result<(), PluginError>),
+    ListContent(Result<Vec<ContentItem>, PluginError>),
+    Bytes(Result<Vec<u8>, PluginError>),
+    Frames(Result<Vec<Vec<u8>>, PluginError>),
+}
+
+impl Reply {
+    fn is_expected_error(&self) -> bool {
+        match self {
+            Reply::Describe(_) | Reply::Handle(_) => false,
+            Reply::Sync(r) => r.is_err(),
+            Reply::BeginLogin(r) => r.is_err(),
+            Reply::CompleteLogin(r) => r.is_err(),
+            Reply::Unit(r) => r.is_err(),
+            Reply::ListContent(r) => r.is_err(),
+            Reply::Bytes(r) => r.is_err(),
+            Reply::Frames(r) => r.is_err(),
+        }
+    }
+}
+
+macro_rules! expect_reply {
+    ($self:ident, $name:expr, $call:expr, $pat:pat => $out:expr) => {
+        match $self.invoke($name, $call).await? {
+            $pat => Ok($out),
+            _ => unreachable!("a call returns its own reply kind"),
+        }
+    };
+}
+
+impl PluginHost {
+    /// Builds the engine, the linker and the epoch thread. No plugin is loaded yet.
+    pub fn new(
+        config: HostConfig,
+        kv: Arc<dyn KvStore>,
+        gateway: Arc<dyn Gateway>,
+    ) -> Result<Self, HostError> {
+        config.validate()?;
+        let (engine, allocator) = build_engine(&config)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        let err = |e: wasmtime::Error| HostError::Engine(error_chain(&e));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+        crate::bindings::Host_::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(err)?;
+        let cache = ComponentCache::new(&engine, config.cache_dir.as_deref());
+        let ticker =
+            EpochTicker::start(engine.clone(), Duration::from_millis(config.epoch_tick_ms))?;
+        tracing::info!(?allocator, "plugin host ready");
+        Ok(PluginHost {
+            inner: Arc::new(Inner {
+                engine,
+                allocator,
+                linker,
+                cache,
+                config,
+                kv,
+                gateway,
+                plugins: Mutex::new(BTreeMap::new()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The engine (for benchmarks and tools).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The allocator in use.
+    pub fn allocator(&self) -> Allocator {
+        self.inner.allocator
+    }
+
+    fn plugins(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.inner.plugins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads every `*.toml` manifest in `dir` (sorted by file name) and
+    /// returns the names found. A plugin that cannot be loaded is recorded
+    /// with its state and reason; it never stops the others.
+    pub fn load_dir(&self, dir: &Path) -> Result<Vec<String>, HostError> {
+        let io = |source| HostError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut manifests: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+            .collect();
+        manifests.sort();
+        let mut names = Vec::new();
+        for path in manifests {
+            names.push(self.load_manifest(&path));
+        }
+        Ok(names)
+    }
+
+    /// Loads (or reloads) the plugin described by one manifest file and
+    /// returns its name.
+    pub fn load_manifest(&self, manifest_path: &Path) -> String {
+        let (name, entry) = self.load_entry(manifest_path);
+        match &entry.state {
+            PluginState::Enabled => tracing::info!(plugin = %name, "plugin loaded"),
+            state => tracing::warn!(plugin = %name, ?state, "plugin not enabled"),
+        }
+        let mut plugins = self.plugins();
+        if let Some(old) = plugins.get(&name)
+            && old.manifest_path != entry.manifest_path
+        {
+            let other = old.manifest_path.display().to_string();
+            drop(plugins);
+            tracing::error!(plugin = %name, first = %other, "duplicate plugin name");
+            let dup_name = format!("{name}@{}", manifest_path.display());
+            let mut plugins = self.plugins();
+            plugins.insert(
+                dup_name.clone(),
+                Entry::failed(
+                    manifest_path,
+                    None,
+                    format!("duplicate plugin name `{name}` (also in {other})"),
+                    vec![],
+                ),
+            );
+            return dup_name;
+        }
+        plugins.insert(name.clone(), entry);
+        name
+    }
+
+    fn load_entry(&self, manifest_path: &Path) -> (String, Entry) {
+        let stem = manifest_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = match std::fs::read_to_string(manifest_path) {
+            Ok(t) => t,
+            Err(e) => {
+                return (
+                    stem,
+                    Entry::failed(
+                        manifest_path,
+                        None,
+                        format!("cannot read manifest: {e}"),
+                        vec![],
+                    ),
+                );
+            }
+        };
+        let manifest = match Manifest::parse(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                return (
+                    stem,
+                    Entry::failed(
+                        manifest_path,
+                        None,
+                        format!("invalid manifest: {e}"),
+                        vec![],
+                    ),
+                );
+            }
+        };
+        let name = manifest.name.clone();
+        let settings = self.inner.config.plugin(&name);
+        let mut entry = Entry::failed(manifest_path, Some(manifest.clone()), String::new(), vec![]);
+        if !settings.enabled {
+            entry.state = PluginState::Disabled {
+                reason: "disabled in configuration".into(),
+            };
+            return (name, entry);
+        }
+        if let Some(feature) = &manifest.licence_feature
+            && !self.inner.config.licensed_features.contains(feature)
+        {
+            entry.state = PluginState::Disabled {
+                reason: format!("licence feature `{feature}` missing"),
+            };
+            return (name, entry);
+        }
+        let wasm = manifest.component_path(manifest_path);
+        let bytes = match std::fs::read(&wasm) {
+            Ok(b) => b,
+            Err(e) => {
+                entry.state = failed(
+                    format!("cannot read component {}: {e}", wasm.display()),
+                    vec![],
+                );
+                return (name, entry);
+            }
+        };
+        let (component, outcome) = match self.inner.cache.load(&self.inner.engine, &bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                entry.state = failed(format!("{}: {e}", wasm.display()), vec![]);
+                return (name, entry);
+            }
+        };
+        entry.cache = Some(outcome);
+        let ty = component.component_type();
+        entry.imports = ty
+            .imports(&self.inner.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(&self.inner.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        if let Err(reason) = check_imports(&entry.imports, &settings.grants) {
+            entry.state = PluginState::Refused { reason };
+            return (name, entry);
+        }
+        for needed in [
+            "lockgate:connector/plugin@0.1.0",
+            manifest.world.export_interface(),
+        ] {
+            if !exports.iter().any(|e| e == needed) {
+                entry.state = PluginState::Refused {
+                    reason: format!(
+                        "does not export `{needed}`, which world `{}` requires",
+                        manifest.world.name()
+                    ),
+                };
+                return (name, entry);
+            }
+        }
+        match self.prepare(&name, &manifest, settings, &component) {
+            Ok(loaded) => {
+                entry.loaded = Some(Arc::new(loaded));
+                entry.state = PluginState::Enabled;
+            }
+            Err(e) => {
+                entry.state = failed(
+                    format!("cannot prepare instance: {}", error_chain(&e)),
+                    chain(&e),
+                )
+            }
+        }
+        (name, entry)
+    }
+
+    fn prepare(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        settings: crate::config::PluginSettings,
+        component: &wasmtime::component::Component,
+    ) -> wasmtime::Result<Loaded> {
+        let pre = self.inner.linker.instantiate_pre(component)?;
+        let plugin = plugin::GuestIndices::new(&pre)?;
+        let kind = match manifest.world {
+            World::DirectorySync => {
+                KindIndices::DirectorySync(directory_source::GuestIndices::new(&pre)?)
+            }
+            World::Sso => KindIndices::Sso(identity_provider::GuestIndices::new(&pre)?),
+            World::WebService => KindIndices::WebService(http_handler::GuestIndices::new(&pre)?),
+            World::Notifier => KindIndices::Notifier(notification_sink::GuestIndices::new(&pre)?),
+            World::ContentSource => {
+                KindIndices::ContentSource(content_provider::GuestIndices::new(&pre)?)
+            }
+            World::DeviceProtocol => {
+                KindIndices::DeviceProtocol(device_handler::GuestIndices::new(&pre)?)
+            }
+            World::EventBridge => KindIndices::EventBridge(event_sink::GuestIndices::new(&pre)?),
+        };
+        let ctx = PluginContext {
+            name: name.into(),
+            grants: Arc::new(settings.grants),
+            config: Arc::new(settings.config),
+            kv: self.inner.kv.clone(),
+            gateway: self.inner.gateway.clone(),
+        };
+        Ok(Loaded {
+            ctx,
+            world: manifest.world,
+            pre,
+            plugin,
+            kind,
+        })
+    }
+
+    /// Reloads a plugin from its manifest (configuration, licence and
+    /// component are read again); clears its back-off and fault counters.
+    pub fn reload(&self, name: &str) -> Result<PluginStatus, HostError> {
+        let path = self.plugins().get(name).map(|e| e.manifest_path.clone());
+        let path = path.ok_or_else(|| HostError::NotFound(name.to_owned()))?;
+        let new_name = self.load_manifest(&path);
+        self.status_of(&new_name)
+    }
+
+    /// Enables a plugin that an administrator disabled (a reload).
+    pub fn enable(&self, name: &str) -> Result<PluginStatus, HostError> {
+        self.reload(name)
+    }
+
+    /// Disables a plugin: calls are refused with `reason` until it is enabled.
+    pub fn disable(&self, name: &str, reason: &str) -> Result<PluginStatus, HostError> {
+        {
+            let mut plugins = self.plugins();
+            let entry = plugins
+                .get_mut(name)
+                .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
+            entry.loaded = None;
+            entry.state = PluginState::Disabled {
+                reason: reason.to_owned(),
+            };
+        }
+        tracing::info!(plugin = name, reason, "plugin disabled");
+        self.status_of(name)
+    }
+
+    /// The status of one plugin.
+    pub fn status_of(&self, name: &str) -> Result<PluginStatus, HostError> {
+        let plugins = self.plugins();
+        let entry = plugins
+            .get(name)
+            .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
+        Ok(self.status_view(name, entry))
+    }
+
+    /// The status of the host and every plugin.
+    pub fn status(&self) -> HostStatus {
+        let plugins = self.plugins();
+        HostStatus {
+            allocator: self.inner.allocator,
+            plugins: plugins
+                .iter()
+                .map(|(n, e)| self.status_view(n, e))
+                .collect(),
+        }
+    }
+
+    fn status_view(&self, name: &str, e: &Entry) -> PluginStatus {
+        let granted = self
+            .inner
+            .config
+            .plugin(e.manifest.as_ref().map_or(name, |m| m.name.as_str()))
+            .grants;
+        let mut stats = e.stats.view.clone();
+        if e.stats.backoff_until.is_none_or(|t| t <= Instant::now()) {
+            stats.backing_off_until_ms = None;
+        }
+        let mut sorted: Vec<u64> = e.stats.latencies_us.iter().copied().collect();
+        sorted.sort_unstable();
+        let pct = |p: usize| (!sorted.is_empty()).then(|| sorted[(sorted.len() - 1) * p / 100]);
+        stats.latency_p50_us = pct(50);
+        stats.latency_p99_us = pct(99);
+        stats.latency_max_us = sorted.last().copied();
+        PluginStatus {
+            name: name.to_owned(),
+            manifest_path: e.manifest_path.clone(),
+            version: e.manifest.as_ref().map(|m| m.version.clone()),
+            world: e.manifest.as_ref().map(|m| m.world),
+            description: e.manifest.as_ref().map(|m| m.description.clone()),
+            state: e.state.clone(),
+            requested: e.manifest.as_ref().map(|m| m.capabilities.clone()),
+            ungranted_requests: e
+                .manifest
+                .as_ref()
+                .map(|m| m.capabilities.not_covered_by(&granted))
+                .unwrap_or_default(),
+            granted,
+            imports: e.imports.clone(),
+            cache: e.cache,
+            stats,
+            last_fault: e.last_fault.clone(),
+        }
+    }
+
+    /// `plugin.describe`.
+    pub async fn describe(&self, name: &str) -> Result<PluginInfo, HostError> {
+        expect_reply!(self, name, Call::Describe, Reply::Describe(r) => r)
+    }
+
+    /// `directory-source.sync` (directory-sync plugins).
+    pub async fn sync(
+        &self,
+        name: &str,
+        full: bool,
+    ) -> Result<Result<SyncReport, PluginError>, HostError> {
+        expect_reply!(self, name, Call::Sync(full), Reply::Sync(r) => r)
+    }
+
+    /// `identity-provider.begin-login` (sso plugins).
+    pub async fn begin_login(
+        &self,
+        name: &str,
+        return_to: &str,
+    ) -> Result<Result<Response, PluginError>, HostError> {
+        expect_reply!(self, name, Call::BeginLogin(return_to.to_owned()), Reply::BeginLogin(r) => r)
+    }
+
+    /// `identity-provider.complete-login` (sso plugins).
+    pub async fn complete_login(
+        &self,
+        name: &str,
+        callback: Request,
+    ) -> Result<Result<Identity, PluginError>, HostError> {
+        expect_reply!(self, name, Call::CompleteLogin(callback), Reply::CompleteLogin(r) => r)
+    }
+
+    /// `http-handler.handle` (web-service plugins).
+    pub async fn handle(&self, name: &str, request: Request) -> Result<Response, HostError> {
+        expect_reply!(self, name, Call::Handle(request), Reply::Handle(r) => r)
+    }
+
+    /// `notification-sink.notify` (notifier plugins).
+    pub async fn notify(
+        &self,
+        name: &str,
+        message: Message,
+    ) -> Result<Result<(), PluginError>, HostError> {
+        expect_reply!(self, name, Call::Notify(message), Reply::Unit(r) => r)
+    }
+
+    /// `content-provider.list-items` (content-source plugins).
+    pub async fn list_content(
+        &self,
+        name: &str,
+    ) -> Result<Result<Vec<ContentItem>, PluginError>, HostError> {
+        expect_reply!(self, name, Call::ListContent, Reply::ListContent(r) => r)
+    }
+
+    /// `content-provider.fetch` (content-source plugins).
+    pub async fn fetch_content(
+        &self,
+        name: &str,
+        id: &str,
+    ) -> Result<Result<Vec<u8>, PluginError>, HostError> {
+        expect_reply!(self, name, Call::FetchContent(id.to_owned()), Reply::Bytes(r) => r)
+    }
+
+    /// `device-handler.handle-frame` (device-protocol plugins).
+    pub async fn handle_frame(
+        &self,
+        name: &str,
+        device: Device,
+        frame: Vec<u8>,
+    ) -> Result<Result<Vec<Vec<u8>>, PluginError>, HostError> {
+        expect_reply!(self, name, Call::HandleFrame(device, frame), Reply::Frames(r) => r)
+    }
+
+    /// `event-sink.publish` (event-bridge plugins).
+    pub async fn publish(
+        &self,
+        name: &str,
+        event: Event,
+    ) -> Result<Result<(), PluginError>, HostError> {
+        expect_reply!(self, name, Call::Publish(event), Reply::Unit(r) => r)
+    }
+
+    /// Looks the plugin up and checks that it may be called now.
+    fn ready(&self, name: &str, call: &Call) -> Result<Arc<Loaded>, HostError> {
+        let mut plugins = self.plugins();
+        let entry = plugins
+            .get_mut(name)
+            .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
+        let loaded = match (&entry.state, &entry.loaded) {
+            (PluginState::Enabled, Some(l)) => l.clone(),
+            (PluginState::Disabled { reason }, _) => {
+                return Err(HostError::Disabled {
+                    name: name.to_owned(),
+                    reason: reason.clone(),
+                });
+            }
+            (PluginState::Refused { reason }, _)
+            | (PluginState::Failed { error: reason, .. }, _) => {
+                return Err(HostError::NotLoaded {
+                    name: name.to_owned(),
+                    reason: reason.clone(),
+                });
+            }
+            (PluginState::Enabled, None) => {
+                return Err(HostError::NotLoaded {
+                    name: name.to_owned(),
+                    reason: "not prepared".into(),
+                });
+            }
+        };
+        if let Some(w) = call.world()
+            && w != loaded.world
+        {
+            return Err(HostError::Unsupported {
+                name: name.to_owned(),
+                world: loaded.world.name(),
+                call: call.name(),
+            });
+        }
+        entry.stats.view.calls += 1;
+        if let Some(until) = entry.stats.backoff_until {
+            let now = Instant::now();
+            if until > now {
+                entry.stats.view.rejected_backing_off += 1;
+                return Err(HostError::BackingOff {
+                    name: name.to_owned(),
+                    faults: entry.stats.view.consecutive_faults,
+                    retry_in_ms: u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+        }
+        Ok(loaded)
+    }
+
+    async fn invoke(&self, name: &str, call: Call) -> Result<Reply, HostError> {
+        let loaded = self.ready(name, &call)?;
+        let call_name = call.name();
+        let cfg = &self.inner.config;
+        let limits = &cfg.limits;
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
+            .table_elements(limits.table_elements)
+            .instances(limits.instances)
+            .tables(limits.tables)
+            .memories(limits.memories)
+            .trap_on_grow_failure(true)
+            .build();
+        let started = Instant::now();
+        let mut store = Store::new(
+            &self.inner.engine,
+            HostState::new(loaded.ctx.clone(), store_limits),
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(limits.deadline_ms.div_ceil(cfg.epoch_tick_ms).max(1));
+        store.epoch_deadline_trap();
+        let deadline = Duration::from_millis(limits.deadline_ms) + HOST_AWAIT_GRACE;
+        let outcome = tokio::time::timeout(deadline, run(&mut store, &loaded, call)).await;
+        let elapsed = started.elapsed();
+        let stderr = store.data().stderr.contents();
+        let stderr = (!stderr.is_empty()).then(|| String::from_utf8_lossy(&stderr).into_owned());
+        let result = match outcome {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(classify(&e, limits.deadline_ms, stderr)),
+            Err(_) => Err(Fault {
+                kind: FaultKind::Deadline,
+                message: format!(
+                    "deadline of {} ms exceeded while waiting on the host",
+                    limits.deadline_ms
+                ),
+                causes: vec![],
+                guest_stderr: stderr,
+                at_ms: now_ms(),
+            }),
+        };
+        if let Err(f) = &result
+            && f.kind == FaultKind::Instantiation
+            && f.causes.iter().any(|c| {
+                c.contains("concurrent") || c.contains("maximum") && c.contains("instances")
+            })
+        {
+            return Err(HostError::Busy(f.message.clone()));
+        }
+        self.record(name, call_name, elapsed, &result);
+        result.map_err(|fault| HostError::Fault {
+            name: name.to_owned(),
+            call: call_name,
+            fault: Box::new(fault),
+        })
+    }
+
+    fn record(
+        &self,
+        name: &str,
+        call: &'static str,
+        elapsed: Duration,
+        result: &Result<Reply, Fault>,
+    ) {
+        let mut plugins = self.plugins();
+        let Some(entry) = plugins.get_mut(name) else {
+            return;
+        };
+        let s = &mut entry.stats;
+        if s.latencies_us.len() == LATENCY_WINDOW {
+            s.latencies_us.pop_front();
+        }
+        s.latencies_us
+            .push_back(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        match result {
+            Ok(reply) => {
+                s.view.completed += 1;
+                s.view.expected_errors += u64::from(reply.is_expected_error());
+                s.view.consecutive_faults = 0;
+                s.backoff_until = None;
+                s.view.backing_off_until_ms = None;
+            }
+            Err(fault) => {
+                s.view.faults += 1;
+                s.view.consecutive_faults = s.view.consecutive_faults.saturating_add(1);
+                let delay = self
+                    .inner
+                    .config
+                    .backoff
+                    .delay_ms(s.view.consecutive_faults);
+                s.backoff_until = Some(Instant::now() + Duration::from_millis(delay));
+                s.view.backing_off_until_ms =
+                    Some(now_ms().saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)));
+                tracing::error!(
+                    plugin = name,
+                    call,
+                    kind = ?fault.kind,
+                    causes = ?fault.causes,
+                    guest_stderr = fault.guest_stderr.as_deref().unwrap_or(""),
+                    consecutive = s.view.consecutive_faults,
+                    backoff_ms = delay,
+                    "plugin fault: {}",
+                    fault.message
+                );
+                entry.last_fault = Some(fault.clone());
+            }
+        }
+    }
+}
+
+async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::Result<Reply> {
+    let instance = l
+        .pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| e.context(INSTANTIATION))?;
+    let s = &mut *store;
+    Ok(match (call, &l.kind) {
+        (Call::Describe, _) => {
+            Reply::Describe(l.plugin.load(&mut *s, &instance)?.call_describe(s).await?)
+        }
+        (Call::Sync(full), KindIndices::DirectorySync(i)) => {
+            Reply::Sync(i.load(&mut *s, &instance)?.call_sync(s, full).await?)
+        }
+        (Call::BeginLogin(to), KindIndices::Sso(i)) => {
+            Reply::BeginLogin(i.load(&mut *s, &instance)?.call_begin_login(s, &to).await?)
+        }
+        (Call::CompleteLogin(req), KindIndices::Sso(i)) => Reply::CompleteLogin(
+            i.load(&mut *s, &instance)?
+                .call_complete_login(s, &req)
+                .await?,
+        ),
+        (Call::Handle(req), KindIndices::WebService(i)) => {
+            Reply::Handle(i.load(&mut *s, &instance)?.call_handle(s, &req).await?)
+        }
+        (Call::Notify(msg), KindIndices::Notifier(i)) => {
+            Reply::Unit(i.load(&mut *s, &instance)?.call_notify(s, &msg).await?)
+        }
+        (Call::ListContent, KindIndices::ContentSource(i)) => {
+            Reply::ListContent(i.load(&mut *s, &instance)?.call_list_items(s).await?)
+        }
+        (Call::FetchContent(id), KindIndices::ContentSource(i)) => {
+            Reply::Bytes(i.load(&mut *s, &instance)?.call_fetch(s, &id).await?)
+        }
+        (Call::HandleFrame(dev, frame), KindIndices::DeviceProtocol(i)) => Reply::Frames(
+            i.load(&mut *s, &instance)?
+                .call_handle_frame(s, &dev, &frame)
+                .await?,
+        ),
+        (Call::Publish(ev), KindIndices::EventBridge(i)) => {
+            Reply::Unit(i.load(&mut *s, &instance)?.call_publish(s, &ev).await?)
+        }
+        (call, _) => wasmtime::bail!("`{}` is not part of this plugin's world", call.name()),
+    })
+}
+
+const INSTANTIATION: &str = "instantiation failed";
+
+fn chain(e: &wasmtime::Error) -> Vec<String> {
+    e.chain().map(|c| c.to_string()).collect()
+}
+
+fn failed(error: String, causes: Vec<String>) -> PluginState {
+    PluginState::Failed { error, causes }
+}
+
+impl Entry {
+    fn failed(
+        path: &Path,
+        manifest: Option<Manifest>,
+        error: String,
+        causes: Vec<String>,
+    ) -> Entry {
+        Entry {
+            manifest_path: path.to_owned(),
+            manifest,
+            state: failed(error, causes),
+            loaded: None,
+            imports: vec![],
+            cache: None,
+            stats: Stats::default(),
+            last_fault: None,
+        }
+    }
+}
+
+/// Classifies a failed call.
+fn classify(e: &wasmtime::Error, deadline_ms: u64, guest_stderr: Option<String>) -> Fault {
+    let causes = chain(e);
+    let text = causes.join(": ");
+    let (kind, message) = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => (
+            FaultKind::Deadline,
+            format!("deadline of {deadline_ms} ms exceeded (interrupted)"),
+        ),
+        Some(Trap::StackOverflow) => (
+            FaultKind::StackOverflow,
+            "wasm stack exhausted (call stack too deep)".to_owned(),
+        ),
+        Some(Trap::UnreachableCodeReached) => (
+            FaultKind::Trap,
+            "trap: unreachable executed (a panic or abort in the plugin)".to_owned(),
+        ),
+        Some(trap) => (FaultKind::Trap, format!("trap: {trap}")),
+        None if text.contains("growing memory") => (
+            FaultKind::MemoryLimit,
+            format!(
+                "memory limit exceeded ({})",
+                last_cause(&causes, "growing memory")
+            ),
+        ),
+        None if text.contains("growing table") => (
+            FaultKind::TableLimit,
+            format!(
+                "table limit exceeded ({})",
+                last_cause(&causes, "growing table")
+            ),
+        ),
+        None if causes.first().is_some_and(|c| c == INSTANTIATION) => (
+            FaultKind::Instantiation,
+            format!("instantiation failed: {}", causes.get(1).map_or("", |s| s)),
+        ),
+        None => (FaultKind::Trap, format!("call failed: {text}")),
+    };
+    Fault {
+        kind,
+        message,
+        causes,
+        guest_stderr,
+        at_ms: now_ms(),
+    }
+}
+
+fn last_cause<'a>(causes: &'a [String], needle: &str) -> &'a str {
+    causes
+        .iter()
+        .rev()
+        .find(|c| c.contains(needle))
+        .map_or("", |s| s.as_str())
+}
+
+/// Refuses imports that are not granted (deny by default).
+fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String> {
+    for import in imports {
+        let (iface, version) = import.split_once('@').unwrap_or((import.as_str(), ""));
+        let granted = match iface {
+            "lockgate:host/types" => true,
+            "lockgate:host/log" => grants.log,
+            "lockgate:host/config" => grants.config,
+            "lockgate:host/clock" => grants.clock,
+            "lockgate:host/kv" => grants.kv,
+            "lockgate:host/gateway" => !grants.gateway.is_empty(),
+            // WASI as an empty sandbox: no files, environment or network.
+            _ if [
+                "wasi:cli/",
+                "wasi:io/",
+                "wasi:clocks/",
+                "wasi:random/",
+                "wasi:filesystem/",
+            ]
+            .iter()
+            .any(|p| iface.starts_with(p)) =>
+            {
+                continue;
+            }
+            _ => {
+                return Err(format!(
+                    "imports `{import}`, which this host does not offer"
+                ));
+            }
+        };
+        if iface.starts_with("lockgate:host/") && version != "0.1.0" {
+            return Err(format!(
+                "imports `{import}`: only lockgate:host@0.1.0 is supported"
+            ));
+        }
+        if !granted {
+            let cap = iface.trim_start_matches("lockgate:host/");
+            return Err(format!(
+                "imports `{import}`, but capability `{cap}` is not granted"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_are_denied_by_default() {
+        let imports = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = Capabilities::default();
+        assert!(
+            check_imports(
+                &imports(&["wasi:cli/stderr@0.2.6", "lockgate:host/types@0.1.0"]),
+                &none
+            )
+            .is_ok()
+        );
+        let err = check_imports(&imports(&["lockgate:host/kv@0.1.0"]), &none).unwrap_err();
+        assert!(err.contains("capability `kv` is not granted"), "{err}");
+        assert!(
+            check_imports(&imports(&["wasi:sockets/tcp@0.2.6"]), &none)
+                .unwrap_err()
+                .contains("does not offer")
+        );
+        assert!(
+            check_imports(
+                &imports(&["lockgate:host/log@0.2.0"]),
+                &Capabilities {
+                    log: true,
+                    ..none.clone()
+                }
+            )
+            .is_err()
+        );
+        let gw = Capabilities {
+            gateway: vec!["read-keys".into()],
+            ..none
+        };
+        assert!(check_imports(&imports(&["lockgate:host/gateway@0.1.0"]), &gw).is_ok());
+    }
+}

@@ -1,0 +1,218 @@
+//! Per-call store data and the host side of the `lockgate:host` interfaces:
+//! logging into `tracing`, the plugin's configuration, the clock, the
+//! plugin-scoped key-value store and the gateway operations (grant-checked
+//! here, before delegating to the [`Gateway`]).
+
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::lockgate::host::{clock, config, gateway, kv, log, types};
+use crate::config::Capabilities;
+use crate::providers::{Gateway, KV_MAX_KEY_BYTES, KV_MAX_LIST, KV_MAX_VALUE_BYTES, KvStore};
+use crate::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
+
+/// Longest log message kept, bytes (longer ones are cut).
+const LOG_MAX_BYTES: usize = 8 * 1024;
+/// Guest stderr kept per call (panic messages), bytes.
+pub(crate) const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
+
+/// What one plugin may see and use; shared by all its calls.
+#[derive(Clone)]
+pub(crate) struct PluginContext {
+    pub name: Arc<str>,
+    pub grants: Arc<Capabilities>,
+    pub config: Arc<serde_json::Map<String, serde_json::Value>>,
+    pub kv: Arc<dyn KvStore>,
+    pub gateway: Arc<dyn Gateway>,
+}
+
+impl std::fmt::Debug for PluginContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginContext")
+            .field("name", &self.name)
+            .field("grants", &self.grants)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The data of one call's store.
+pub(crate) struct HostState {
+    pub ctx: PluginContext,
+    pub limits: StoreLimits,
+    pub stderr: MemoryOutputPipe,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub fn new(ctx: PluginContext, limits: StoreLimits) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        // WASI is offered as an empty sandbox: no files, no environment, no
+        // arguments, no network; stdout is discarded and stderr captured so a
+        // panic message can be reported with the fault.
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        HostState {
+            ctx,
+            limits,
+            stderr,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn denied(&self, what: &str) -> PluginError {
+        PluginError::Denied(format!("plugin `{}` is not granted {what}", self.ctx.name))
+    }
+
+    fn check_op(&self, op: &str) -> Result<(), PluginError> {
+        if self.ctx.grants.gateway.iter().any(|g| g == op) {
+            Ok(())
+        } else {
+            tracing::warn!(plugin = %self.ctx.name, operation = op, "gateway operation denied");
+            Err(self.denied(&format!("gateway operation `{op}`")))
+        }
+    }
+
+    fn check_kv(&self, key: &str) -> Result<(), PluginError> {
+        if !self.ctx.grants.kv {
+            return Err(self.denied("kv"));
+        }
+        if key.is_empty() || key.len() > KV_MAX_KEY_BYTES {
+            return Err(PluginError::Invalid(format!(
+                "kv keys must be 1-{KV_MAX_KEY_BYTES} bytes"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("plugin", &self.ctx.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: log::Level, mut message: String) {
+        if message.len() > LOG_MAX_BYTES {
+            let mut cut = LOG_MAX_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let plugin = &*self.ctx.name;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl config::Host for HostState {
+    async fn get_all(&mut self) -> String {
+        serde_json::Value::Object((*self.ctx.config).clone()).to_string()
+    }
+
+    async fn get(&mut self, key: String) -> Option<String> {
+        self.ctx.config.get(&key).map(|v| v.to_string())
+    }
+}
+
+impl clock::Host for HostState {
+    async fn now(&mut self) -> types::Timestamp {
+        crate::now_ms()
+    }
+}
+
+impl kv::Host for HostState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, PluginError> {
+        self.check_kv(&key)?;
+        self.ctx.kv.get(&self.ctx.name, &key).await
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), PluginError> {
+        self.check_kv(&key)?;
+        if value.len() > KV_MAX_VALUE_BYTES {
+            return Err(PluginError::Invalid(format!(
+                "kv values must be at most {KV_MAX_VALUE_BYTES} bytes"
+            )));
+        }
+        self.ctx.kv.set(&self.ctx.name, &key, value).await
+    }
+
+    async fn delete(&mut self, key: String) -> Result<(), PluginError> {
+        self.check_kv(&key)?;
+        self.ctx.kv.delete(&self.ctx.name, &key).await
+    }
+
+    async fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, PluginError> {
+        if !self.ctx.grants.kv {
+            return Err(self.denied("kv"));
+        }
+        self.ctx
+            .kv
+            .list_keys(&self.ctx.name, &prefix, limit.min(KV_MAX_LIST))
+            .await
+    }
+}
+
+impl gateway::Host for HostState {
+    async fn upsert_employees(
+        &mut self,
+        domain: String,
+        persons: Vec<Person>,
+    ) -> Result<UpsertReport, PluginError> {
+        self.check_op("upsert-employees")?;
+        self.ctx
+            .gateway
+            .upsert_employees(&self.ctx.name, &domain, persons)
+            .await
+    }
+
+    async fn read_keys(&mut self, holder: Option<String>) -> Result<Vec<Key>, PluginError> {
+        self.check_op("read-keys")?;
+        self.ctx.gateway.read_keys(&self.ctx.name, holder).await
+    }
+
+    async fn read_cylinders(&mut self, prefix: String) -> Result<Vec<Cylinder>, PluginError> {
+        self.check_op("read-cylinders")?;
+        self.ctx
+            .gateway
+            .read_cylinders(&self.ctx.name, &prefix)
+            .await
+    }
+
+    async fn pending_jobs(&mut self, key_id: u64) -> Result<Vec<Job>, PluginError> {
+        self.check_op("pending-jobs")?;
+        self.ctx.gateway.pending_jobs(&self.ctx.name, key_id).await
+    }
+
+    async fn emit_event(&mut self, event: Event) -> Result<(), PluginError> {
+        self.check_op("emit-event")?;
+        self.ctx.gateway.emit_event(&self.ctx.name, event).await
+    }
+}
+
+impl crate::bindings::lockgate::connector::http_types::Host for HostState {}

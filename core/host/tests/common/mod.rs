@@ -1,0 +1,119 @@
+//! Shared helpers for the plugin host tests: a plugin directory with chosen
+//! bundled plugins, a recording gateway and host construction.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lockgate_host::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
+use lockgate_host::{Gateway, HostConfig, MemoryKv, PluginHost};
+
+/// The plugins `core/host/build.rs` built.
+pub const BUNDLED: &str = env!("LOCKGATE_BUNDLED_PLUGINS_DIR");
+
+/// A fresh directory with the named bundled plugins (and fixtures) copied in.
+pub fn plugin_dir(names: &[&str]) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "lockgate-host-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for name in names {
+        let from = if fixtures.join(format!("{name}.toml")).is_file() {
+            fixtures.clone()
+        } else {
+            PathBuf::from(BUNDLED)
+        };
+        for ext in ["wasm", "toml"] {
+            let file = format!("{name}.{ext}");
+            std::fs::copy(from.join(&file), dir.join(&file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+    dir
+}
+
+/// A cache directory shared by the tests of one run (compiles each plugin once per engine kind).
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
+}
+
+/// A test configuration: short deadline, small memory, the given plugin grants.
+pub fn config(grants: &str) -> HostConfig {
+    let mut cfg: HostConfig = toml::from_str(grants).unwrap();
+    cfg.cache_dir = Some(cache_dir());
+    cfg.limits.deadline_ms = 300;
+    cfg.limits.memory_bytes = 16 << 20;
+    cfg.backoff.base_ms = 60_000;
+    cfg.max_concurrent_instances = 8;
+    cfg
+}
+
+/// A gateway that records what plugins send it.
+#[derive(Debug, Default)]
+pub struct RecordingGateway {
+    pub upserts: Mutex<Vec<(String, String, Vec<Person>)>>,
+    pub events: Mutex<Vec<(String, Event)>>,
+}
+
+#[async_trait::async_trait]
+impl Gateway for RecordingGateway {
+    async fn upsert_employees(
+        &self,
+        plugin: &str,
+        domain: &str,
+        persons: Vec<Person>,
+    ) -> Result<UpsertReport, PluginError> {
+        let created = persons.len() as u32;
+        self.upserts
+            .lock()
+            .unwrap()
+            .push((plugin.into(), domain.into(), persons));
+        Ok(UpsertReport {
+            created,
+            updated: 0,
+            unchanged: 0,
+        })
+    }
+    async fn read_keys(&self, _: &str, _: Option<String>) -> Result<Vec<Key>, PluginError> {
+        Ok(vec![])
+    }
+    async fn read_cylinders(&self, _: &str, _: &str) -> Result<Vec<Cylinder>, PluginError> {
+        Ok(vec![])
+    }
+    async fn pending_jobs(&self, _: &str, _: u64) -> Result<Vec<Job>, PluginError> {
+        Ok(vec![])
+    }
+    async fn emit_event(&self, plugin: &str, event: Event) -> Result<(), PluginError> {
+        self.events.lock().unwrap().push((plugin.into(), event));
+        Ok(())
+    }
+}
+
+/// A host over `cfg` with an in-memory kv and a recording gateway, plugins loaded from `dir`.
+pub fn host(
+    cfg: HostConfig,
+    dir: &std::path::Path,
+) -> (PluginHost, Arc<MemoryKv>, Arc<RecordingGateway>) {
+    let kv = Arc::new(MemoryKv::default());
+    let gw = Arc::new(RecordingGateway::default());
+    let host = PluginHost::new(cfg, kv.clone(), gw.clone()).unwrap();
+    host.load_dir(dir).unwrap();
+    (host, kv, gw)
+}
+
+/// An event with a kind.
+pub fn event(kind: &str) -> Event {
+    Event {
+        kind: kind.into(),
+        object_kind: "key".into(),
+        object_id: Some(7),
+        at: 1_700_000_000_000,
+        payload: "{}".into(),
+    }
+}

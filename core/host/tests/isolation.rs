@@ -1,0 +1,330 @@
+//! Fault isolation: each misbehaving test plugin (trap, infinite loop, memory
+//! bomb, deep recursion, ungranted capability, malformed component) is
+//! contained with a clear reason, counted and backed off, while the other
+//! plugins keep working.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, event, host, plugin_dir};
+use lockgate_host::types::PluginError;
+use lockgate_host::{FaultKind, HostError, PluginHost, PluginState};
+
+const GRANTS: &str = r#"
+[plugins.noop.grants]
+log = true
+kv = true
+"#;
+
+fn fault_of(r: Result<Result<(), PluginError>, HostError>) -> lockgate_host::Fault {
+    match r {
+        Err(HostError::Fault { fault, .. }) => *fault,
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
+
+async fn noop_still_works(host: &PluginHost) {
+    for kind in ["log", "kv", "other"] {
+        host.publish("noop", event(kind)).await.unwrap().unwrap();
+    }
+}
+
+/// Checks one misbehaving plugin: the fault kind, that it is counted and
+/// backed off, that the next call is refused without running, and that
+/// `noop` is unaffected.
+async fn contained(plugin: &str, kind: FaultKind, reason: &str) -> lockgate_host::Fault {
+    let dir = plugin_dir(&["noop", plugin]);
+    let (host, _, _) = host(config(GRANTS), &dir);
+    noop_still_works(&host).await;
+    let fault = fault_of(host.publish(plugin, event("boom")).await);
+    assert_eq!(fault.kind, kind, "{plugin}: {fault:?}");
+    let text = format!("{fault} {:?}", fault.causes);
+    assert!(text.contains(reason), "{plugin}: `{reason}` not in {text}");
+
+    // Backed off: the next call is refused without instantiating the plugin.
+    match host.publish(plugin, event("again")).await {
+        Err(HostError::BackingOff {
+            faults: 1,
+            retry_in_ms,
+            ..
+        }) => assert!(retry_in_ms > 50_000),
+        other => panic!("{plugin}: expected back-off, got {other:?}"),
+    }
+    noop_still_works(&host).await;
+
+    let status = host.status_of(plugin).unwrap();
+    assert_eq!(status.state, PluginState::Enabled);
+    assert_eq!(
+        (
+            status.stats.calls,
+            status.stats.faults,
+            status.stats.rejected_backing_off
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(status.stats.consecutive_faults, 1);
+    assert!(status.stats.backing_off_until_ms.is_some());
+    assert_eq!(status.last_fault.as_ref(), Some(&fault));
+    let noop = host.status_of("noop").unwrap();
+    assert_eq!(
+        (noop.stats.calls, noop.stats.completed, noop.stats.faults),
+        (6, 6, 0)
+    );
+    // The status serializes for the API.
+    let json = serde_json::to_value(host.status()).unwrap();
+    assert_eq!(json["plugins"].as_array().unwrap().len(), 2);
+
+    // An administrator's reload clears the back-off.
+    host.reload(plugin).unwrap();
+    assert!(matches!(
+        host.publish(plugin, event("boom")).await,
+        Err(HostError::Fault { .. })
+    ));
+    fault
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_a_trap_with_the_panic_message() {
+    let fault = contained("trap", FaultKind::Trap, "unreachable").await;
+    let stderr = fault.guest_stderr.expect("the panic message is captured");
+    assert!(
+        stderr.contains("trap plugin asked to publish boom"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_is_a_trap() {
+    let dir = plugin_dir(&["trap"]);
+    let (host, _, _) = host(config(GRANTS), &dir);
+    let fault = fault_of(host.publish("trap", event("unreachable")).await);
+    assert_eq!(fault.kind, FaultKind::Trap);
+    assert!(fault.guest_stderr.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_hits_the_deadline() {
+    contained("spin", FaultKind::Deadline, "deadline of 300 ms").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_plugin_does_not_stall_the_others() {
+    let dir = plugin_dir(&["noop", "spin"]);
+    let mut cfg = config(GRANTS);
+    cfg.limits.deadline_ms = 3_000;
+    let (host, _, _) = host(cfg, &dir);
+    let spinning = {
+        let host = host.clone();
+        tokio::spawn(async move { host.publish("spin", event("x")).await })
+    };
+    while host.status_of("spin").unwrap().stats.calls == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // While `spin` occupies one worker thread, `noop` is served on the other.
+    noop_still_works(&host).await;
+    assert!(
+        !spinning.is_finished(),
+        "noop had to wait for spin's deadline"
+    );
+    assert_eq!(fault_of(spinning.await.unwrap()).kind, FaultKind::Deadline);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_hits_the_memory_limit() {
+    contained("memory-bomb", FaultKind::MemoryLimit, "growing memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_recursion_overflows_the_stack() {
+    contained("recursion", FaultKind::StackOverflow, "stack").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ungranted_import_is_refused_at_load() {
+    let dir = plugin_dir(&["noop", "ungranted"]);
+    let (host, _, gw) = host(config(GRANTS), &dir);
+    let status = host.status_of("ungranted").unwrap();
+    match &status.state {
+        PluginState::Refused { reason } => {
+            assert!(
+                reason.contains("lockgate:host/gateway@0.1.0") && reason.contains("not granted"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    assert_eq!(status.ungranted_requests, ["gateway:emit-event"]);
+    match host.publish("ungranted", event("x")).await {
+        Err(HostError::NotLoaded { reason, .. }) => assert!(reason.contains("not granted")),
+        other => panic!("expected NotLoaded, got {other:?}"),
+    }
+    assert!(gw.events.lock().unwrap().is_empty());
+    noop_still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ungranted_operation_is_denied_at_call_time() {
+    let grants = format!("{GRANTS}\n[plugins.ungranted.grants]\ngateway = [\"read-keys\"]\n");
+    let dir = plugin_dir(&["ungranted"]);
+    let (host, _, gw) = host(config(&grants), &dir);
+    match host.publish("ungranted", event("x")).await {
+        Ok(Err(PluginError::Denied(reason))) => assert!(reason.contains("emit-event"), "{reason}"),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert!(gw.events.lock().unwrap().is_empty());
+    // An expected error is not a fault: no back-off.
+    let s = host.status_of("ungranted").unwrap().stats;
+    assert_eq!(
+        (
+            s.completed,
+            s.expected_errors,
+            s.faults,
+            s.consecutive_faults
+        ),
+        (1, 1, 0, 0)
+    );
+
+    // Granted, the same call goes through to the gateway.
+    let grants = format!("{GRANTS}\n[plugins.ungranted.grants]\ngateway = [\"emit-event\"]\n");
+    let (host, _, gw) = host_with(&grants, &dir);
+    host.publish("ungranted", event("key.lost"))
+        .await
+        .unwrap()
+        .unwrap();
+    let events = gw.events.lock().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].0.as_str(), events[0].1.kind.as_str()),
+        ("ungranted", "key.lost")
+    );
+}
+
+fn host_with(
+    grants: &str,
+    dir: &std::path::Path,
+) -> (
+    PluginHost,
+    std::sync::Arc<lockgate_host::MemoryKv>,
+    std::sync::Arc<common::RecordingGateway>,
+) {
+    host(config(grants), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_component_fails_to_load_alone() {
+    let dir = plugin_dir(&["noop", "malformed"]);
+    let (host, _, _) = host(config(GRANTS), &dir);
+    match host.status_of("malformed").unwrap().state {
+        PluginState::Failed { error, .. } => {
+            assert!(error.contains("invalid component"), "{error}")
+        }
+        other => panic!("expected failure, got {other:?}"),
+    }
+    assert!(matches!(
+        host.publish("malformed", event("x")).await,
+        Err(HostError::NotLoaded { .. })
+    ));
+    noop_still_works(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_off_grows_and_resets_after_success() {
+    let dir = plugin_dir(&["trap"]);
+    let mut cfg = config(GRANTS);
+    cfg.backoff.base_ms = 40;
+    let (host, _, _) = host(cfg, &dir);
+    for n in 1..=3u32 {
+        let _ = fault_of(host.publish("trap", event("x")).await);
+        let s = host.status_of("trap").unwrap().stats;
+        assert_eq!(s.consecutive_faults, n);
+        assert!(matches!(
+            host.publish("trap", event("x")).await,
+            Err(HostError::BackingOff { .. })
+        ));
+        tokio::time::sleep(Duration::from_millis(40 << (n - 1))).await;
+    }
+    // `describe` works (the plugin only traps in publish): a success resets the count.
+    assert_eq!(host.describe("trap").await.unwrap().name, "trap");
+    let s = host.status_of("trap").unwrap().stats;
+    assert_eq!(
+        (s.consecutive_faults, s.faults, s.backing_off_until_ms),
+        (0, 3, None)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn licence_and_configuration_can_disable_a_plugin() {
+    let dir = plugin_dir(&["noop", "trap"]);
+    // `noop` requires a licence feature the host does not hold; `trap` is disabled.
+    let manifest = dir.join("noop.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "[capabilities]",
+            "licence-feature = \"connector.test\"\n\n[capabilities]",
+        ),
+    )
+    .unwrap();
+    let cfg = config(&format!("{GRANTS}\n[plugins.trap]\nenabled = false\n"));
+    let (host, _, _) = host(cfg.clone(), &dir);
+    let state = |n| host.status_of(n).unwrap().state;
+    assert_eq!(
+        state("noop"),
+        PluginState::Disabled {
+            reason: "licence feature `connector.test` missing".into()
+        }
+    );
+    assert_eq!(
+        state("trap"),
+        PluginState::Disabled {
+            reason: "disabled in configuration".into()
+        }
+    );
+    match host.publish("noop", event("x")).await {
+        Err(HostError::Disabled { reason, .. }) => assert!(reason.contains("licence")),
+        other => panic!("{other:?}"),
+    }
+
+    let mut licensed = cfg;
+    licensed.licensed_features = vec!["connector.test".into()];
+    let (host, _, _) = host_with_config(licensed, &dir);
+    noop_still_works(&host).await;
+    host.disable("noop", "maintenance").unwrap();
+    assert!(matches!(
+        host.publish("noop", event("x")).await,
+        Err(HostError::Disabled { .. })
+    ));
+    host.enable("noop").unwrap();
+    noop_still_works(&host).await;
+}
+
+fn host_with_config(
+    cfg: lockgate_host::HostConfig,
+    dir: &std::path::Path,
+) -> (
+    PluginHost,
+    std::sync::Arc<lockgate_host::MemoryKv>,
+    std::sync::Arc<common::RecordingGateway>,
+) {
+    host(cfg, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_outside_the_world_are_unsupported() {
+    let dir = plugin_dir(&["noop"]);
+    let (host, _, _) = host(config(GRANTS), &dir);
+    match host.sync("noop", true).await {
+        Err(HostError::Unsupported {
+            world: "event-bridge",
+            call: "sync",
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        host.publish("nobody", event("x")).await,
+        Err(HostError::NotFound(_))
+    ));
+}

@@ -1,0 +1,46 @@
+//! Test plugin `memory-bomb`: Allocates linear memory until something stops it.
+
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "lockgate:connector/event-bridge",
+        path: ["../../../wit/host", "../../../wit/connector"],
+        with: {
+            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
+            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
+            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
+            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
+            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
+            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
+        },
+        generate_all,
+    });
+}
+
+use bindings::exports::lockgate::connector::{event_sink, plugin};
+#[allow(unused_imports)]
+use lockgate_plugin_sdk::{Error, Event};
+
+struct Plugin;
+
+impl plugin::Guest for Plugin {
+    fn describe() -> plugin::PluginInfo {
+        plugin::PluginInfo {
+            name: "memory-bomb".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Allocates linear memory until something stops it.".into(),
+        }
+    }
+}
+
+impl event_sink::Guest for Plugin {
+    fn publish(event: Event) -> Result<(), Error> {
+        let mut hoard: Vec<Vec<u8>> = Vec::new();
+        loop {
+            hoard.push(std::hint::black_box(vec![event.kind.len() as u8; 1 << 20]));
+            std::hint::black_box(&hoard);
+        }
+    }
+}
+
+bindings::export!(Plugin with_types_in bindings);

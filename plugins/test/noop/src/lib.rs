@@ -1,0 +1,50 @@
+//! Test plugin `noop`: Does nothing; kind `log` logs once, kind `kv` reads one key (benchmarks).
+
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "lockgate:connector/event-bridge",
+        path: ["../../../wit/host", "../../../wit/connector"],
+        with: {
+            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
+            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
+            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
+            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
+            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
+            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
+        },
+        generate_all,
+    });
+}
+
+use bindings::exports::lockgate::connector::{event_sink, plugin};
+#[allow(unused_imports)]
+use lockgate_plugin_sdk::{Error, Event};
+
+struct Plugin;
+
+impl plugin::Guest for Plugin {
+    fn describe() -> plugin::PluginInfo {
+        plugin::PluginInfo {
+            name: "noop".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description:
+                "Does nothing; kind `log` logs once, kind `kv` reads one key (benchmarks).".into(),
+        }
+    }
+}
+
+impl event_sink::Guest for Plugin {
+    fn publish(event: Event) -> Result<(), Error> {
+        match event.kind.as_str() {
+            "log" => lockgate_plugin_sdk::log::debug("noop"),
+            "kv" => {
+                lockgate_plugin_sdk::kv::get("noop")?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+bindings::export!(Plugin with_types_in bindings);

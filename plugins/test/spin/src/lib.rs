@@ -1,0 +1,45 @@
+//! Test plugin `spin`: Never returns and never yields (an infinite loop).
+
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "lockgate:connector/event-bridge",
+        path: ["../../../wit/host", "../../../wit/connector"],
+        with: {
+            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
+            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
+            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
+            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
+            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
+            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
+        },
+        generate_all,
+    });
+}
+
+use bindings::exports::lockgate::connector::{event_sink, plugin};
+#[allow(unused_imports)]
+use lockgate_plugin_sdk::{Error, Event};
+
+struct Plugin;
+
+impl plugin::Guest for Plugin {
+    fn describe() -> plugin::PluginInfo {
+        plugin::PluginInfo {
+            name: "spin".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Never returns and never yields (an infinite loop).".into(),
+        }
+    }
+}
+
+impl event_sink::Guest for Plugin {
+    fn publish(event: Event) -> Result<(), Error> {
+        let mut n = 0u64;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(event.at as u64));
+        }
+    }
+}
+
+bindings::export!(Plugin with_types_in bindings);

@@ -1,0 +1,42 @@
+//! Test plugin `ungranted`: Calls gateway.emit-event, which a test does not grant.
+
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "lockgate:connector/event-bridge",
+        path: ["../../../wit/host", "../../../wit/connector"],
+        with: {
+            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
+            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
+            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
+            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
+            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
+            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
+        },
+        generate_all,
+    });
+}
+
+use bindings::exports::lockgate::connector::{event_sink, plugin};
+#[allow(unused_imports)]
+use lockgate_plugin_sdk::{Error, Event};
+
+struct Plugin;
+
+impl plugin::Guest for Plugin {
+    fn describe() -> plugin::PluginInfo {
+        plugin::PluginInfo {
+            name: "ungranted".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Calls gateway.emit-event, which a test does not grant.".into(),
+        }
+    }
+}
+
+impl event_sink::Guest for Plugin {
+    fn publish(event: Event) -> Result<(), Error> {
+        lockgate_plugin_sdk::gateway::emit_event(&event)
+    }
+}
+
+bindings::export!(Plugin with_types_in bindings);
