@@ -91,6 +91,20 @@ on_both!(
         let k = format!("/api/v1/keys/{}", s.key);
         let r = app.post(&format!("{k}/hand-out"), json!({ "holder_id": s.person, "cylinder_ids": [s.cylinders[1]], "date_in": "2027-01-31" })).await.expect(200);
         assert_eq!(r.body["status"], "handed_out");
+        // The receipt names holder, key, return date, the holder's profile and both
+        // cylinders (pending until the key is updated).
+        let receipt = app.get(&format!("{k}/receipt")).await.expect(200).body;
+        assert_eq!(receipt["holder"]["surname"], "Berg");
+        assert_eq!(receipt["key"]["marking"], "D-1");
+        assert_eq!(receipt["date_in"], "2027-01-31");
+        assert_eq!(receipt["access_profiles"][0]["id"], s.profile);
+        let cylinders: Vec<(i64, bool)> = receipt["cylinders"]
+            .as_array()
+            .expect("cylinders")
+            .iter()
+            .map(|c| (c["id"].as_i64().unwrap_or(0), c["pending"] == true))
+            .collect();
+        assert_eq!(cylinders, [(s.cylinders[0], true), (s.cylinders[1], true)]);
         // The holder's profile and the explicit cylinder: pending until the key is updated.
         let v = app
             .get(&format!("{k}/accessible-cylinders"))
@@ -133,6 +147,7 @@ on_both!(
         app.post(&format!("{k}/hand-in"), json!({}))
             .await
             .expect(200);
+        app.get(&format!("{k}/receipt")).await.expect(409);
         let v = app
             .get(&format!("{k}/accessible-cylinders"))
             .await

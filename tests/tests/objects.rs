@@ -186,7 +186,12 @@ on_both!(key_rules_are_enforced, |app: TestApp| async move {
     holder_not_person["status"] = json!("handed_out");
     let mut dates_on_normal = key("K-12", "normal", f.normal_group);
     dates_on_normal["validity"] = json!({ "activation": { "mode": "between", "from": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z" } });
+    let mut groups_on_fw6_2 = key("K-13", "dynamic", f.dynamic_group);
+    groups_on_fw6_2["generation"] = json!("1");
+    groups_on_fw6_2["firmware"] = json!("6.2");
+    groups_on_fw6_2["cylinder_group_ids"] = json!([f.cylinder_group]);
     let cases: Vec<(Value, &str)> = vec![
+        (groups_on_fw6_2, "cylinder_group_ids"),
         (mech_in_group, "key_group_id"),
         (normal_connect, "connect"),
         (gen1_fw12, "firmware"),

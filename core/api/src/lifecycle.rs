@@ -263,6 +263,89 @@ async fn group_schedule(
     Ok(Json(serde_json::json!({ "updated": n })).into_response())
 }
 
+/// The data of a hand-out receipt: who holds which key since when and until when, with
+/// which validity, profiles and cylinders (as defined; `pending` where jobs still run).
+async fn receipt(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+    admin.require(Function::KeyHandInOut, Level::View)?;
+    let id = parse_id(&id)?;
+    let key: Stored<Key> = state
+        .store
+        .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
+        .await?;
+    let k = &key.body;
+    let Some(holder_id) = k.holder_id else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not-handed-out",
+            format!("key {id} is not handed out: there is no receipt"),
+        ));
+    };
+    let kind = state
+        .store
+        .kind_of(admin.system.id, holder_id)
+        .await?
+        .unwrap_or(ObjectKind::Employee);
+    let holder: Stored<lockgate_model::person::Person> = state
+        .store
+        .get(admin.system.id, kind, holder_id, &admin.scope)
+        .await?;
+    let mut profiles = Vec::new();
+    let mut profile_ids = k.access_profile_ids.clone();
+    profile_ids.extend(holder.body.access_profile_ids.iter().copied());
+    profile_ids.sort_unstable();
+    profile_ids.dedup();
+    // Objects outside the administrator's domains are counted, not named.
+    let mut hidden = 0;
+    for p in profile_ids {
+        match state
+            .store
+            .get::<lockgate_model::access_profile::AccessProfile>(
+                admin.system.id,
+                ObjectKind::AccessProfile,
+                p,
+                &admin.scope,
+            )
+            .await
+        {
+            Ok(p) => profiles.push(serde_json::json!({ "id": p.id, "name": p.body.name })),
+            Err(_) => hidden += 1,
+        }
+    }
+    let mut cylinders = Vec::new();
+    for v in state
+        .store
+        .access_for_key(&admin.system, id, Utc::now())
+        .await?
+        .into_iter()
+        .filter(|v| v.defined)
+    {
+        match state
+            .store
+            .get::<Cylinder>(admin.system.id, ObjectKind::Cylinder, v.id, &admin.scope)
+            .await
+        {
+            Ok(c) => cylinders.push(serde_json::json!({ "id": c.id, "name": c.body.name, "marking": c.body.marking, "pending": v.pending() })),
+            Err(_) => hidden += 1,
+        }
+    }
+    let h = &holder.body;
+    Ok(Json(serde_json::json!({
+        "locking_system": admin.system.name,
+        "key": { "id": key.id, "name": k.name, "marking": k.marking, "type": k.key_type.as_str() },
+        "holder": { "id": holder.id, "kind": kind.as_str(), "first_name": h.first_name, "surname": h.surname, "identifier": h.identifier, "department": h.department },
+        "date_out": k.date_out,
+        "date_in": k.date_in,
+        "validity": k.validity,
+        "schedule": k.schedule.is_some(),
+        "access_profiles": profiles,
+        "cylinders": cylinders,
+        "hidden_outside_domains": hidden,
+        "issued_by_c_key": admin.c_key.id,
+        "generated_at": Utc::now(),
+    }))
+    .into_response())
+}
+
 async fn key_access(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
     admin.require(Function::Key, Level::View)?;
     admin.require(Function::Cylinder, Level::List)?;
@@ -426,6 +509,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             &format!("{k}/accessible-cylinders"),
             get(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| key_access(s, a, id)),
+        )
+        .route(
+            &format!("{k}/receipt"),
+            get(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| receipt(s, a, id)),
         )
         .route(
             &format!("{k}/update-history"),

@@ -244,8 +244,17 @@ pub fn key_program(
         }
     }
     let key_interval = program.revalidation.as_ref().map(|r| r.interval_hours);
+    // Per-entry intervals need key firmware 6.3.1 (unknown firmware is not held back).
+    let flexible = cfg.flexible_revalidation
+        && key.facts.firmware.as_ref().is_none_or(|fw| {
+            crate::capability::supports(
+                crate::capability::Feature::FlexibleRevalidation,
+                crate::capability::Device::Key,
+                Some(fw),
+            )
+        });
     for (target, sources) in entries {
-        let interval = if cfg.flexible_revalidation && key_interval.is_some() {
+        let interval = if flexible && key_interval.is_some() {
             let group = match target {
                 AccessTarget::CylinderGroup(g) => cfg.cylinder_groups.get(&g).copied().flatten(),
                 AccessTarget::Cylinder(_) => None,
@@ -437,6 +446,16 @@ mod tests {
             access[&AccessTarget::CylinderGroup(201)],
             None,
             "30 d group capped to the key's own 14 d"
+        );
+        // Key firmware before 6.3.1 holds no per-entry intervals: the key's own applies.
+        cfg.keys[0].facts.firmware = Some(lockgate_model::FirmwareVersion::new(&[6, 2]));
+        let d = compute(&cfg, t(1));
+        assert!(d.keys[&1].access.values().all(Option::is_none));
+        cfg.keys[0].facts.firmware = Some(lockgate_model::FirmwareVersion::new(&[6, 3, 1]));
+        let d = compute(&cfg, t(1));
+        assert_eq!(
+            d.keys[&1].access[&AccessTarget::CylinderGroup(200)],
+            Some(10 * 24)
         );
         cfg.flexible_revalidation = false;
         let d = compute(&cfg, t(1));

@@ -452,6 +452,14 @@ impl Resource for Key {
                     "cylinder_group_ids",
                     "this locking system has no cylinder groups",
                 );
+            } else if let Some(fw) = &self.firmware
+                && !self.cylinder_group_ids.is_empty()
+                && *fw < FirmwareVersion::new(&[6, 3, 1])
+            {
+                e.push(
+                    "cylinder_group_ids",
+                    format!("key firmware {fw} cannot hold cylinder groups (needs 6.3.1)"),
+                );
             }
             if let Some(cap) = self.access_list_capacity
                 && (cap == 0 || cap > MAX_ACCESS_LIST_CAPACITY)
