@@ -575,33 +575,60 @@ impl Store {
             // Keys holding the profile, keys of holders holding it, keys of temporary
             // groups that give it.
             ObjectKind::AccessProfile => {
-                let mut keys = self.referrers(system_id, &ids, ObjectKind::Key).await?;
-                let mut persons = self
-                    .referrers(system_id, &ids, ObjectKind::Employee)
-                    .await?;
-                persons.extend(self.referrers(system_id, &ids, ObjectKind::Visitor).await?);
+                let mut by_kind = self.referrers_by_kind(system_id, &ids).await?;
+                let mut take = |k: ObjectKind| by_kind.remove(k.as_str()).unwrap_or_default();
+                let mut keys = take(ObjectKind::Key);
+                let mut persons = take(ObjectKind::Employee);
+                persons.extend(take(ObjectKind::Visitor));
+                let groups = take(ObjectKind::TemporaryAccessGroup);
                 if !persons.is_empty() {
                     keys.extend(self.referrers(system_id, &persons, ObjectKind::Key).await?);
                 }
-                let groups = self
-                    .referrers(system_id, &ids, ObjectKind::TemporaryAccessGroup)
-                    .await?;
-                for (_, body) in self
-                    .bodies(
-                        system_id,
-                        &[ObjectKind::TemporaryAccessGroup],
-                        Some(&groups),
-                        "",
-                    )
-                    .await?
-                {
-                    let g: TemporaryAccessGroup = serde_json::from_str(&body).map_err(corrupt)?;
-                    keys.extend(g.key_ids);
+                if !groups.is_empty() {
+                    for (_, body) in self
+                        .bodies(
+                            system_id,
+                            &[ObjectKind::TemporaryAccessGroup],
+                            Some(&groups),
+                            "",
+                        )
+                        .await?
+                    {
+                        let g: TemporaryAccessGroup =
+                            serde_json::from_str(&body).map_err(corrupt)?;
+                        keys.extend(g.key_ids);
+                    }
                 }
                 ReconcileScope::keys_only(keys)
             }
             _ => ReconcileScope::full(),
         })
+    }
+
+    /// Objects that refer to any of `ids`, by kind, in one pass over the references.
+    async fn referrers_by_kind(
+        &self,
+        system_id: i64,
+        ids: &BTreeSet<i64>,
+    ) -> Result<HashMap<String, BTreeSet<i64>>> {
+        let ids: Vec<i64> = ids.iter().copied().collect();
+        let mut out: HashMap<String, BTreeSet<i64>> = HashMap::new();
+        let mut conn = self.pool().acquire().await?;
+        for chunk in ids.chunks(ID_CHUNK) {
+            let mut q = Sql::new(
+                "SELECT DISTINCT r.from_id, o.kind FROM object_refs r JOIN objects o ON o.id = r.from_id WHERE o.system_id = ",
+            );
+            q.bind(system_id)
+                .push(" AND r.to_id IN (")
+                .bind_list(chunk.iter().copied())
+                .push(")");
+            for r in q.fetch_all(&mut conn).await? {
+                out.entry(r.try_get::<String, _>("kind")?)
+                    .or_default()
+                    .insert(r.try_get::<i64, _>("from_id")?);
+            }
+        }
+        Ok(out)
     }
 
     /// Objects of `kind` that refer to any of `ids`.
@@ -773,18 +800,25 @@ impl Store {
         now: DateTime<Utc>,
         scope: &ReconcileScope,
     ) -> Result<ReconcileReport> {
-        let cfg = self.configuration_for(sys, scope).await?;
+        // The three loads are independent: run them side by side.
+        let cylinders = async {
+            if scope.cylinders {
+                self.actual_cylinders(sys.id).await
+            } else {
+                Ok(ActualState::default())
+            }
+        };
+        let (cfg, actual_keys, actual) = tokio::try_join!(
+            self.configuration_for(sys, scope),
+            self.actual_key_programs(sys.id, &scope.keys),
+            cylinders
+        )?;
         let defined = defined::compute(&cfg, now);
         let encoded: HashMap<i64, String> = defined
             .keys
             .iter()
             .map(|(id, p)| Ok((*id, serde_json::to_string(p).map_err(corrupt)?)))
             .collect::<Result<_>>()?;
-        let actual_keys = self.actual_key_programs(sys.id, &scope.keys).await?;
-        let mut actual = ActualState::default();
-        if scope.cylinders {
-            actual = self.actual_cylinders(sys.id).await?;
-        }
         let mut tx = self.write_tx().await?;
         let (pending_keys, pending_cylinders) = Self::pending(&mut tx, sys.id, scope).await?;
         let empty = serde_json::to_string(&KeyProgram::default()).map_err(corrupt)?;
