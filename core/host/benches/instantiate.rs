@@ -137,4 +137,57 @@ fn main() {
         bare_floor(&wasm),
     );
     let _ = std::fs::remove_dir_all(&dir);
+    resident_with_plugins(&rt, 20);
+}
+
+/// Resident memory (VmRSS) of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `n` plugins (copies of `noop` under their own names) loaded into a fresh pooling
+/// host, each called once, then idle: the process's resident memory before and after.
+fn resident_with_plugins(rt: &tokio::runtime::Runtime, n: usize) {
+    let dir = std::env::temp_dir().join(format!("lockgate-bench-rss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bundled = PathBuf::from(env!("LOCKGATE_BUNDLED_PLUGINS_DIR"));
+    let manifest = std::fs::read_to_string(bundled.join("noop.toml")).unwrap();
+    let mut grants = String::new();
+    for i in 0..n {
+        let name = format!("noop{i:02}");
+        std::fs::copy(bundled.join("noop.wasm"), dir.join(format!("{name}.wasm"))).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            manifest.replace("name = \"noop\"", &format!("name = \"{name}\"")),
+        )
+        .unwrap();
+        grants.push_str(&format!("[plugins.{name}.grants]\nlog = true\nkv = true\n"));
+    }
+    let before = rss_kib();
+    let cfg: HostConfig = toml::from_str(&grants).unwrap();
+    let host = PluginHost::new(cfg, Arc::new(MemoryKv::default()), Arc::new(NoGateway)).unwrap();
+    let loaded = host.load_dir(&dir).unwrap();
+    rt.block_on(async {
+        for name in &loaded {
+            host.publish(name, event("other")).await.unwrap().unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let after = rss_kib();
+    println!(
+        "resident memory, {} plugins loaded and idle (pooling): process {:.1} MiB, of which the host and its plugins {:.1} MiB",
+        loaded.len(),
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / 1024.0
+    );
+    drop(host);
+    let _ = std::fs::remove_dir_all(&dir);
 }
