@@ -800,6 +800,7 @@ impl Store {
         now: DateTime<Utc>,
         scope: &ReconcileScope,
     ) -> Result<ReconcileReport> {
+        let started = std::time::Instant::now();
         // The three loads are independent: run them side by side.
         let cylinders = async {
             if scope.cylinders {
@@ -813,12 +814,14 @@ impl Store {
             self.actual_key_programs(sys.id, &scope.keys),
             cylinders
         )?;
+        let loaded = started.elapsed();
         let defined = defined::compute(&cfg, now);
         let encoded: HashMap<i64, String> = defined
             .keys
             .iter()
             .map(|(id, p)| Ok((*id, serde_json::to_string(p).map_err(corrupt)?)))
             .collect::<Result<_>>()?;
+        let computed = started.elapsed();
         let mut tx = self.write_tx().await?;
         let (pending_keys, pending_cylinders) = Self::pending(&mut tx, sys.id, scope).await?;
         let empty = serde_json::to_string(&KeyProgram::default()).map_err(corrupt)?;
@@ -834,6 +837,7 @@ impl Store {
                 cylinders: pending_cylinders,
             },
         );
+        let planned = started.elapsed();
         let report = Self::apply_plan(
             &mut tx,
             sys.id,
@@ -844,7 +848,23 @@ impl Store {
             now,
         )
         .await?;
+        let written = started.elapsed();
         tx.commit().await?;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            system_id = sys.id,
+            keys = defined.keys.len().max(encoded.len()),
+            cylinders = defined.cylinders.len(),
+            created = report.created,
+            replaced = report.replaced,
+            cancelled = report.cancelled,
+            load_ms = ms(loaded),
+            compute_ms = ms(computed - loaded),
+            plan_ms = ms(planned - computed),
+            write_ms = ms(written - planned),
+            commit_ms = ms(started.elapsed() - written),
+            "reconciliation"
+        );
         Ok(report)
     }
 
