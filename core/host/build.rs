@@ -1,6 +1,8 @@
 //! Builds the plugins workspace (`plugins/`, target `wasm32-wasip2`) with a
 //! nested cargo and exports where the components and their manifests are:
-//! `LOCKGATE_BUNDLED_PLUGINS_DIR` (one `NAME.wasm` + `NAME.toml` per plugin).
+//! `LOCKGATE_BUNDLED_PLUGINS_DIR` (one `NAME.wasm` + `NAME.toml` per plugin the
+//! gateway ships) and `LOCKGATE_TEST_PLUGINS_DIR` (every plugin, the fault-isolation
+//! test plugins of `plugins/test/` included; for tests and benchmarks only).
 //! The nested cargo has its own target directory (so it never waits on the
 //! outer build's lock) and a clean environment (no outer RUSTFLAGS, wrappers
 //! or target dir). `LOCKGATE_SKIP_PLUGIN_BUILD=1` skips it (the directory is
@@ -28,6 +30,7 @@ fn main() {
         .unwrap_or_else(|| out_dir.clone());
     let nested_target = target_root.join("plugins");
     let bundled = nested_target.join("bundled");
+    let test_plugins = nested_target.join("test-plugins");
 
     println!("cargo:rerun-if-env-changed=LOCKGATE_SKIP_PLUGIN_BUILD");
     emit_rerun(&plugins);
@@ -36,7 +39,12 @@ fn main() {
         "cargo:rustc-env=LOCKGATE_BUNDLED_PLUGINS_DIR={}",
         bundled.display()
     );
+    println!(
+        "cargo:rustc-env=LOCKGATE_TEST_PLUGINS_DIR={}",
+        test_plugins.display()
+    );
     std::fs::create_dir_all(&bundled).expect("create the bundled plugins directory");
+    std::fs::create_dir_all(&test_plugins).expect("create the test plugins directory");
     if env::var_os("LOCKGATE_SKIP_PLUGIN_BUILD").is_some_and(|v| v == "1") {
         return;
     }
@@ -85,6 +93,18 @@ fn main() {
     }
 
     let release = nested_target.join(TARGET).join("release");
+    // Start from empty directories: a plugin removed from the workspace must not linger.
+    for dir in [&bundled, &test_plugins] {
+        for entry in std::fs::read_dir(dir)
+            .expect("read plugin directory")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "wasm" || e == "toml") {
+                std::fs::remove_file(&path).expect("remove a stale plugin file");
+            }
+        }
+    }
     for manifest in plugin_manifests(&plugins) {
         let text = std::fs::read_to_string(&manifest).expect("read plugin.toml");
         let parsed: toml::Table = toml::from_str(&text).expect("parse plugin.toml");
@@ -100,9 +120,20 @@ fn main() {
             .expect("package name")
             .replace('-', "_");
         let wasm = release.join(format!("{crate_name}.wasm"));
-        std::fs::copy(&wasm, bundled.join(format!("{name}.wasm")))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
-        std::fs::write(bundled.join(format!("{name}.toml")), text).expect("write manifest");
+        // Test plugins (trap, spin, bombs...) never ship: only the test directory has them.
+        let is_test = manifest
+            .strip_prefix(&plugins)
+            .is_ok_and(|p| p.starts_with("test"));
+        let targets: &[&Path] = if is_test {
+            &[&test_plugins]
+        } else {
+            &[&bundled, &test_plugins]
+        };
+        for dir in targets {
+            std::fs::copy(&wasm, dir.join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
+            std::fs::write(dir.join(format!("{name}.toml")), &text).expect("write manifest");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod licence;
 pub mod lifecycle;
 pub mod openapi;
 pub mod persons;
+pub mod plugins;
 pub mod policy;
 pub mod problem;
 pub mod resources;
@@ -64,6 +65,8 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub store: Store,
     pub config: ApiConfig,
+    /// The plugin host, when the gateway runs one (`GET /api/v1/plugins` lists nothing without).
+    pub plugins: Option<Arc<dyn plugins::PluginAdmin>>,
     openapi: Arc<String>,
 }
 
@@ -73,8 +76,15 @@ impl AppState {
         Self {
             store,
             config,
+            plugins: None,
             openapi: Arc::new(doc),
         }
+    }
+
+    /// The same state with a plugin host behind the plugin endpoints.
+    pub fn with_plugins(mut self, plugins: Arc<dyn plugins::PluginAdmin>) -> Self {
+        self.plugins = Some(plugins);
+        self
     }
 }
 
@@ -139,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::routes())
         .merge(licence::routes())
         .merge(lifecycle::routes())
+        .merge(plugins::routes())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -776,6 +776,46 @@ pub fn document() -> OpenApi {
         );
     }
 
+    // Plugins (docs/plugins.md).
+    p = simple(
+        p,
+        "/api/v1/plugins",
+        HttpMethod::Get,
+        "listPlugins",
+        "plugins",
+        "Every WebAssembly plugin: version, world, grants, state (enabled, disabled, refused, failed) with its reason, call counts, latencies and the last error with its cause chain",
+        None,
+        ("200", "Plugins by name"),
+    );
+    for (action, id, summary) in [
+        (
+            "enable",
+            "enablePlugin",
+            "Enable a plugin (reloads it; configuration grants and the licence still apply)",
+        ),
+        (
+            "disable",
+            "disablePlugin",
+            "Disable a plugin: its calls are refused until it is enabled",
+        ),
+        (
+            "reload",
+            "reloadPlugin",
+            "Reload a plugin from its manifest and component; clears its back-off",
+        ),
+    ] {
+        p = simple(
+            p,
+            &format!("/api/v1/plugins/{{name}}/{action}"),
+            HttpMethod::Post,
+            id,
+            "plugins",
+            summary,
+            None,
+            ("200", "The plugin's status"),
+        );
+    }
+
     OpenApiBuilder::new()
         .info(InfoBuilder::new().title("lockgate API").version(env!("CARGO_PKG_VERSION")).description(Some("Management API of lockgate: the lock data model of an offline electromechanical locking system. Errors are RFC 9457 problem documents.")).build())
         .paths(p.build())

@@ -48,7 +48,7 @@ fn us(d: Duration) -> f64 {
 fn plugin_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lockgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let bundled = PathBuf::from(env!("LOCKGATE_BUNDLED_PLUGINS_DIR"));
+    let bundled = PathBuf::from(env!("LOCKGATE_TEST_PLUGINS_DIR"));
     for file in ["noop.wasm", "noop.toml"] {
         std::fs::copy(bundled.join(file), dir.join(file)).unwrap();
     }
@@ -158,7 +158,7 @@ fn rss_kib() -> u64 {
 fn resident_with_plugins(rt: &tokio::runtime::Runtime, n: usize) {
     let dir = std::env::temp_dir().join(format!("lockgate-bench-rss-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let bundled = PathBuf::from(env!("LOCKGATE_BUNDLED_PLUGINS_DIR"));
+    let bundled = PathBuf::from(env!("LOCKGATE_TEST_PLUGINS_DIR"));
     let manifest = std::fs::read_to_string(bundled.join("noop.toml")).unwrap();
     let mut grants = String::new();
     for i in 0..n {

@@ -48,6 +48,14 @@ pub mod types {
     };
 }
 
+/// Where `build.rs` put the plugins of the `plugins/` workspace (`NAME.wasm` + `NAME.toml`),
+/// fixed at build time: `LOCKGATE_BUNDLED_PLUGINS_DIR`. Empty when the build skipped them.
+pub const BUNDLED_PLUGINS_DIR: &str = env!("LOCKGATE_BUNDLED_PLUGINS_DIR");
+
+/// Every plugin of the `plugins/` workspace, the fault-isolation test plugins of
+/// `plugins/test/` included (`LOCKGATE_TEST_PLUGINS_DIR`): for tests and benchmarks only.
+pub const TEST_PLUGINS_DIR: &str = env!("LOCKGATE_TEST_PLUGINS_DIR");
+
 /// The gateway operations a grant can name.
 pub const GATEWAY_OPERATIONS: &[&str] = &[
     "upsert-employees",

@@ -1,5 +1,5 @@
 //! Fault isolation: each misbehaving test plugin (trap, infinite loop, memory
-//! bomb, deep recursion, ungranted capability, malformed component) is
+//! bomb, table bomb, deep recursion, ungranted capability, malformed component) is
 //! contained with a clear reason, counted and backed off, while the other
 //! plugins keep working.
 
@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{config, event, host, plugin_dir};
-use lockgate_host::types::PluginError;
+use lockgate_host::types::{PluginError, PluginInfo};
 use lockgate_host::{FaultKind, HostError, PluginHost, PluginState};
 
 const GRANTS: &str = r#"
@@ -35,7 +35,19 @@ async fn noop_still_works(host: &PluginHost) {
 /// `noop` is unaffected.
 async fn contained(plugin: &str, kind: FaultKind, reason: &str) -> lockgate_host::Fault {
     let dir = plugin_dir(&["noop", plugin]);
-    let (host, _, _) = host(config(GRANTS), &dir);
+    contained_in(&dir, config(GRANTS), plugin, kind, reason).await
+}
+
+/// [`contained`] over a prepared plugin directory (`noop` and `plugin`) and
+/// configuration.
+async fn contained_in(
+    dir: &std::path::Path,
+    cfg: lockgate_host::HostConfig,
+    plugin: &str,
+    kind: FaultKind,
+    reason: &str,
+) -> lockgate_host::Fault {
+    let (host, _, _) = host(cfg, dir);
     noop_still_works(&host).await;
     let fault = fault_of(host.publish(plugin, event("boom")).await);
     assert_eq!(fault.kind, kind, "{plugin}: {fault:?}");
@@ -133,6 +145,156 @@ async fn a_looping_plugin_does_not_stall_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_bomb_hits_the_memory_limit() {
     contained("memory-bomb", FaultKind::MemoryLimit, "growing memory").await;
+}
+
+/// The `table-bomb` plugin's description (component and manifest).
+const TABLE_BOMB_DESCRIPTION: &str = "Grows a funcref table until something stops it.";
+/// What `table-bomb` reports if `table.grow` fails without trapping.
+const TABLE_BOMB_NOT_STOPPED: &str = "table.grow returned -1 without trapping";
+
+/// The `table-bomb` test plugin: stable Rust cannot emit `table.grow`, so it
+/// is a core module in WebAssembly text, made a component of the
+/// `event-bridge` world at test time. `describe` answers normally; `publish`
+/// grows a funcref table (declared without a maximum, so only the host's
+/// limit can stop it) one element at a time, forever. Should `table.grow`
+/// ever fail without trapping, `publish` returns `err(other(..))` instead.
+///
+/// Core signatures (canonical ABI): `describe: () -> i32` (a pointer to the
+/// three-string `plugin-info`); `publish` takes the flattened `event` (kind
+/// ptr/len, object-kind ptr/len, object-id discriminant and u64, `at` as s64,
+/// payload ptr/len) and returns a pointer to its `result<_, error>`.
+fn table_bomb_component() -> Vec<u8> {
+    let (name, version) = ("table-bomb", "0.1.0");
+    let wat = format!(
+        r#"
+(module
+  (memory (export "memory") 1)
+  (table $bomb 1 funcref)
+  (global $heap (mut i32) (i32.const 1024))
+  (data (i32.const 16) "{name}")
+  (data (i32.const 64) "{version}")
+  (data (i32.const 128) "{TABLE_BOMB_DESCRIPTION}")
+  (data (i32.const 256) "{TABLE_BOMB_NOT_STOPPED}")
+
+  ;; plugin-info at 512: name, version, description (ptr, len each).
+  (func (export "lockgate:connector/plugin@0.1.0#describe") (result i32)
+    (i32.store (i32.const 512) (i32.const 16))
+    (i32.store (i32.const 516) (i32.const {name_len}))
+    (i32.store (i32.const 520) (i32.const 64))
+    (i32.store (i32.const 524) (i32.const {version_len}))
+    (i32.store (i32.const 528) (i32.const 128))
+    (i32.store (i32.const 532) (i32.const {description_len}))
+    (i32.const 512))
+
+  (func (export "lockgate:connector/event-sink@0.1.0#publish")
+    (param $kind i32) (param $kind_len i32)
+    (param $object_kind i32) (param $object_kind_len i32)
+    (param $has_object_id i32) (param $object_id i64)
+    (param $at i64)
+    (param $payload i32) (param $payload_len i32)
+    (result i32)
+    (block $failed
+      (loop $grow
+        (br_if $failed
+          (i32.eq (table.grow $bomb (ref.null func) (i32.const 1)) (i32.const -1)))
+        (br $grow)))
+    ;; result<_, error> at 544: err (1), error::other (4) with its string.
+    (i32.store8 (i32.const 544) (i32.const 1))
+    (i32.store8 (i32.const 548) (i32.const 4))
+    (i32.store (i32.const 552) (i32.const 256))
+    (i32.store (i32.const 556) (i32.const {not_stopped_len}))
+    (i32.const 544))
+
+  ;; A bump allocator for the host's arguments.
+  (func (export "cabi_realloc")
+    (param $old i32) (param $old_size i32) (param $align i32) (param $size i32)
+    (result i32)
+    (local $ptr i32) (local $pages i32)
+    (local.set $ptr
+      (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $size)))
+    (local.set $pages
+      (i32.shr_u (i32.add (global.get $heap) (i32.const 65535)) (i32.const 16)))
+    (if (i32.gt_u (local.get $pages) (memory.size))
+      (then
+        (if (i32.eq (memory.grow (i32.sub (local.get $pages) (memory.size))) (i32.const -1))
+          (then unreachable))))
+    (if (local.get $old)
+      (then
+        (memory.copy (local.get $ptr) (local.get $old)
+          (select (local.get $old_size) (local.get $size)
+            (i32.lt_u (local.get $old_size) (local.get $size))))))
+    (local.get $ptr))
+)
+"#,
+        name_len = name.len(),
+        version_len = version.len(),
+        description_len = TABLE_BOMB_DESCRIPTION.len(),
+        not_stopped_len = TABLE_BOMB_NOT_STOPPED.len(),
+    );
+    common::component_from_wat(&wat, "event-bridge")
+}
+
+/// Writes `table-bomb.wasm` and its manifest into `dir`.
+fn write_table_bomb(dir: &std::path::Path) {
+    let manifest = format!(
+        "# Manifest shipped beside the component: table-bomb.toml next to table-bomb.wasm.\n\
+         name = \"table-bomb\"\n\
+         version = \"0.1.0\"\n\
+         world = \"event-bridge\"\n\
+         description = \"{TABLE_BOMB_DESCRIPTION}\"\n\
+         \n\
+         [capabilities]\n"
+    );
+    common::write_plugin(dir, "table-bomb", &table_bomb_component(), &manifest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_bomb_hits_the_table_limit() {
+    let dir = plugin_dir(&["noop"]);
+    write_table_bomb(&dir);
+    let mut cfg = config(GRANTS);
+    cfg.limits.table_elements = 1_000;
+    let fault = contained_in(
+        &dir,
+        cfg,
+        "table-bomb",
+        FaultKind::TableLimit,
+        "growing table to 1001 elements",
+    )
+    .await;
+    assert!(
+        fault.message.starts_with("table limit exceeded"),
+        "{fault:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_table_limit_is_what_stops_a_table_bomb() {
+    let dir = plugin_dir(&[]);
+    write_table_bomb(&dir);
+    for limit in [100, 2_500] {
+        let mut cfg = config(GRANTS);
+        cfg.limits.table_elements = limit;
+        let (host, _, _) = host(cfg, &dir);
+        // The component is well-formed: only `publish` misbehaves.
+        assert_eq!(
+            host.describe("table-bomb").await.unwrap(),
+            PluginInfo {
+                name: "table-bomb".into(),
+                version: "0.1.0".into(),
+                description: TABLE_BOMB_DESCRIPTION.into(),
+            }
+        );
+        let fault = fault_of(host.publish("table-bomb", event("boom")).await);
+        assert_eq!(fault.kind, FaultKind::TableLimit, "{fault:?}");
+        // The table starts with one element and grows by one: it is stopped
+        // exactly when it would exceed the configured limit.
+        let expected = format!("growing table to {} elements", limit + 1);
+        assert!(fault.message.contains(&expected), "{expected}: {fault:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,10 @@
 //! The gateway's configuration: one TOML file, environment overrides, validated before anything starts.
 
-use std::{net::SocketAddr, path::Path};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +39,7 @@ pub struct Config {
     pub log: LogConfig,
     pub bootstrap: BootstrapConfig,
     pub licence: LicenceConfig,
+    pub plugins: PluginsConfig,
 }
 
 /// `[server]`: the HTTP listener.
@@ -157,6 +162,144 @@ impl LicenceConfig {
             trusted_keys: self.trusted()?,
             enforce: self.enforce,
         })
+    }
+}
+
+/// Where the bundled plugins are: `LOCKGATE_BUNDLED_PLUGINS_DIR` when set at run time (an
+/// installed gateway, e.g. the container image's `/usr/lib/lockgate/plugins`), else the
+/// directory the build put them in (`lockgate_host::BUNDLED_PLUGINS_DIR`).
+pub fn bundled_plugins_dir() -> PathBuf {
+    std::env::var_os("LOCKGATE_BUNDLED_PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(lockgate_host::BUNDLED_PLUGINS_DIR))
+}
+
+/// `[plugins]`: the WebAssembly plugin host (see docs/plugins.md). Everything is
+/// deny-by-default: a plugin gets only the capabilities its `[plugins.instances.NAME]`
+/// section grants.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Run the plugin host; false: no plugin runs and `GET /api/v1/plugins` lists nothing.
+    pub enabled: bool,
+    /// A directory of extra plugins (`NAME.toml` manifests beside `NAME.wasm`).
+    pub directory: Option<PathBuf>,
+    /// Load the plugins built with the gateway (`lockgate_host::BUNDLED_PLUGINS_DIR`).
+    pub load_bundled: bool,
+    /// Where compiled components are cached (writable by the gateway only); none: compile at every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Instance allocator: `auto`, `pooling` or `on-demand`.
+    pub allocator: lockgate_host::AllocatorChoice,
+    /// Pooling allocator: plugin instances alive at once.
+    pub max_concurrent_instances: u32,
+    /// How often the deadline clock ticks, milliseconds.
+    pub epoch_tick_ms: u64,
+    /// Per-call limits.
+    pub limits: lockgate_host::Limits,
+    /// Back-off after faults.
+    pub backoff: lockgate_host::Backoff,
+    /// Per-plugin settings by plugin name: `enabled`, `grants`, `config`.
+    pub instances: BTreeMap<String, lockgate_host::PluginSettings>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        let host = lockgate_host::HostConfig::default();
+        Self {
+            enabled: true,
+            directory: None,
+            load_bundled: true,
+            cache_dir: host.cache_dir,
+            allocator: host.allocator,
+            max_concurrent_instances: host.max_concurrent_instances,
+            epoch_tick_ms: host.epoch_tick_ms,
+            limits: host.limits,
+            backoff: host.backoff,
+            instances: BTreeMap::new(),
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The plugin host's configuration, with the licence features the gateway holds.
+    pub fn host_config(&self, licensed_features: Vec<String>) -> lockgate_host::HostConfig {
+        lockgate_host::HostConfig {
+            cache_dir: self.cache_dir.clone(),
+            allocator: self.allocator,
+            max_concurrent_instances: self.max_concurrent_instances,
+            epoch_tick_ms: self.epoch_tick_ms,
+            limits: self.limits.clone(),
+            backoff: self.backoff.clone(),
+            licensed_features,
+            plugins: self.instances.clone(),
+        }
+    }
+
+    /// The plugin directories to load, in order: the bundled one (when loaded), then `directory`.
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        if self.load_bundled {
+            dirs.push(bundled_plugins_dir());
+        }
+        dirs.extend(self.directory.clone());
+        dirs
+    }
+
+    /// Check the section; errors name the key path (`plugins.instances.ldap.grants.gateway`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| Err(ConfigError::Invalid { key, message });
+        for (key, dir) in [
+            ("plugins.directory", &self.directory),
+            ("plugins.cache_dir", &self.cache_dir),
+        ] {
+            if dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+                return invalid(
+                    key.into(),
+                    "must not be empty (leave it out instead)".into(),
+                );
+            }
+        }
+        for (name, p) in &self.instances {
+            let base = format!("plugins.instances.{name}");
+            if let Err(message) = lockgate_host::manifest::check_name(name) {
+                return invalid(base, message);
+            }
+            for op in &p.grants.gateway {
+                if !lockgate_host::GATEWAY_OPERATIONS.contains(&op.as_str()) {
+                    return invalid(
+                        format!("{base}.grants.gateway"),
+                        format!(
+                            "unknown operation `{op}` (known: {})",
+                            lockgate_host::GATEWAY_OPERATIONS.join(", ")
+                        ),
+                    );
+                }
+            }
+            if !p.grants.http.is_empty() {
+                return invalid(
+                    format!("{base}.grants.http"),
+                    "outbound HTTP is not offered yet; leave it empty".into(),
+                );
+            }
+        }
+        // The remaining checks are the host's; its messages start with the key below `plugins`.
+        if let Err(e) = self.host_config(Vec::new()).validate() {
+            let message = match e {
+                lockgate_host::HostError::Config(m) => m,
+                other => other.to_string(),
+            };
+            let (key, rest) = match message.split_once(' ') {
+                Some((k, rest))
+                    if k.chars()
+                        .all(|c| c.is_ascii_lowercase() || "_.".contains(c)) =>
+                {
+                    (format!("plugins.{k}"), rest.to_string())
+                }
+                _ => ("plugins".to_string(), message.clone()),
+            };
+            return invalid(key, rest);
+        }
+        Ok(())
     }
 }
 
@@ -329,6 +472,7 @@ impl Config {
             }
         }
         self.licence.trusted()?;
+        self.plugins.validate()?;
         Ok(())
     }
 
@@ -450,6 +594,74 @@ mod tests {
             .expect("valid");
         assert_eq!(cfg.licence.trusted_keys, [good]);
         assert!(cfg.licence.enforce);
+    }
+
+    #[test]
+    fn plugins_section_maps_onto_the_host_and_names_bad_keys() {
+        let cfg = Config::parse(
+            "x.toml",
+            "[plugins]\nload_bundled = false\ndirectory = \"/srv/plugins\"\nallocator = \"on-demand\"\n\
+             [plugins.limits]\ndeadline_ms = 200\n\
+             [plugins.instances.ldap]\nenabled = false\ngrants = { kv = true, gateway = [\"read-keys\"] }\n\
+             config = { url = \"ldaps://dir.example\" }\n",
+        )
+        .expect("parses");
+        cfg.validate().expect("valid");
+        assert_eq!(cfg.plugins.directories(), [PathBuf::from("/srv/plugins")]);
+        let host = cfg.plugins.host_config(vec!["ldap_integration".into()]);
+        assert_eq!(host.allocator, lockgate_host::AllocatorChoice::OnDemand);
+        assert_eq!(host.limits.deadline_ms, 200);
+        assert_eq!(host.licensed_features, ["ldap_integration"]);
+        let ldap = host.plugin("ldap");
+        assert!(!ldap.enabled && ldap.grants.kv && !ldap.grants.log);
+        assert_eq!(ldap.config["url"], "ldaps://dir.example");
+        // Defaults: the host runs and loads the bundled plugins.
+        let d = Config::default().plugins;
+        assert!(d.enabled && d.load_bundled);
+        assert_eq!(
+            d.directories(),
+            [PathBuf::from(lockgate_host::BUNDLED_PLUGINS_DIR)]
+        );
+        // Environment overrides reach the section.
+        let cfg = Config::default()
+            .with_env([(
+                "LOCKGATE__PLUGINS__ENABLED".to_string(),
+                "false".to_string(),
+            )])
+            .expect("valid");
+        assert!(!cfg.plugins.enabled);
+        // Errors name the key path.
+        let e = Config::parse(
+            "x.toml",
+            "[plugins.instances.x.grants]\ngateway = [\"drop-tables\"]\n",
+        )
+        .expect("parses")
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("plugins.instances.x.grants.gateway") && e.contains("drop-tables"),
+            "{e}"
+        );
+        let e = Config::parse("x.toml", "[plugins.instances.Bad_Name]\n")
+            .expect("parses")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plugins.instances.Bad_Name"), "{e}");
+        let e = Config::parse("x.toml", "[plugins.limits]\nmemory_bytes = 1\n")
+            .expect("parses")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`plugins.limits.memory_bytes`"), "{e}");
+        let e = Config::parse("x.toml", "[plugins.instances.x]\nenabeld = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("plugins.instances.x") && e.contains("enabeld"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The lockgate gateway: configuration, CLI commands and the wiring of store and API.
+//! The lockgate gateway: configuration, CLI commands and the wiring of store, plugin host and API.
 
 pub mod cli;
 pub mod config;
+pub mod plugins;
 pub mod serve;
 
 pub use config::{Config, ConfigError};

@@ -1,6 +1,7 @@
-//! Wiring for `serve`: tracing, database, first-start bootstrap, HTTP listener, graceful shutdown.
+//! Wiring for `serve`: tracing, database, first-start bootstrap, plugin host, HTTP listener,
+//! graceful shutdown.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use lockgate_api::{ApiConfig, AppState};
@@ -73,13 +74,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     lockgate_api::licence::check_at_startup(&store, &licence, chrono::Utc::now())
         .await
         .context("refusing to start")?;
-    let state = AppState::new(
+    let plugins = crate::plugins::start(&cfg.plugins, &store, &licence).await?;
+    let mut state = AppState::new(
         store.clone(),
         ApiConfig {
             max_body_bytes: cfg.server.max_body_bytes,
             licence,
         },
     );
+    if let Some(host) = plugins {
+        state = state.with_plugins(Arc::new(crate::plugins::HostAdmin(host)));
+    }
     let app = lockgate_api::router(state);
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await

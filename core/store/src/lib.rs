@@ -10,6 +10,7 @@ pub mod licences;
 pub mod lifecycle;
 pub mod objects;
 pub mod persons;
+pub mod plugin_kv;
 pub mod reconciliation;
 mod sql;
 pub mod systems;

@@ -10,7 +10,7 @@ use lockgate_host::types::{Cylinder, Event, Job, Key, Person, PluginError, Upser
 use lockgate_host::{Gateway, HostConfig, MemoryKv, PluginHost};
 
 /// The plugins `core/host/build.rs` built.
-pub const BUNDLED: &str = env!("LOCKGATE_BUNDLED_PLUGINS_DIR");
+pub const BUNDLED: &str = env!("LOCKGATE_TEST_PLUGINS_DIR");
 
 /// A fresh directory with the named bundled plugins (and fixtures) copied in.
 pub fn plugin_dir(names: &[&str]) -> PathBuf {
@@ -116,4 +116,41 @@ pub fn event(kind: &str) -> Event {
         at: 1_700_000_000_000,
         payload: "{}".into(),
     }
+}
+
+/// Turns a core module in WebAssembly text into a component of the connector
+/// world `world` (e.g. `event-bridge`), for test plugins that stable Rust
+/// cannot express. The module must export the world's functions under their
+/// canonical ABI names (`lockgate:connector/plugin@0.1.0#describe`, ...),
+/// `memory` and `cabi_realloc`; wit-component checks the core signatures.
+pub fn component_from_wat(wat: &str, world: &str) -> Vec<u8> {
+    let wit = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+    let mut resolve = wit_parser::Resolve::new();
+    resolve.push_dir(wit.join("host")).expect("wit/host");
+    let (connector, _) = resolve
+        .push_dir(wit.join("connector"))
+        .expect("wit/connector");
+    let world = resolve
+        .select_world(&[connector], Some(world))
+        .expect("connector world");
+    let mut module = wat::parse_str(wat).expect("the test module's WAT parses");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("component metadata embeds");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("the module matches the world")
+        .validate(true)
+        .encode()
+        .expect("the component encodes")
+}
+
+/// Writes a plugin (`NAME.wasm` and its manifest `NAME.toml`) into `dir`.
+pub fn write_plugin(dir: &std::path::Path, name: &str, component: &[u8], manifest: &str) {
+    std::fs::write(dir.join(format!("{name}.wasm")), component).unwrap();
+    std::fs::write(dir.join(format!("{name}.toml")), manifest).unwrap();
 }

@@ -1,0 +1,206 @@
+//! The WebAssembly plugins through the API: their status, and enabling, disabling and reloading
+//! them (`docs/plugins.md`).
+//!
+//! The API does not know the plugin host: it talks to a [`PluginAdmin`] that the server
+//! implements over it, so this crate stays free of wasmtime. Without one (no plugin host
+//! configured) the list is empty and every plugin is "not found". Reading needs
+//! `system_settings` at View, changing at Full; plugins are gateway-wide, not per system.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use lockgate_model::permission::{Function, Level};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    AppState,
+    authz::Admin,
+    problem::{ApiResult, Problem},
+};
+
+/// Path of the plugin list.
+pub const PLUGINS_PATH: &str = "/api/v1/plugins";
+
+/// One plugin as the API reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginView {
+    /// The plugin's name (its manifest's).
+    pub name: String,
+    /// Version from the manifest.
+    pub version: Option<String>,
+    /// World (`directory-sync`, `notifier`, ...) from the manifest.
+    pub world: Option<String>,
+    /// Description from the manifest.
+    pub description: Option<String>,
+    /// `enabled`, `disabled`, `refused` or `failed`.
+    pub state: String,
+    /// Why it is not enabled (disabled, refused or failed).
+    pub reason: Option<String>,
+    /// The cause chain of a load failure, outermost first.
+    pub causes: Vec<String>,
+    /// What the manifest requests.
+    pub requested: Option<serde_json::Value>,
+    /// What the configuration grants (capabilities with their scope).
+    pub grants: serde_json::Value,
+    /// Requested capabilities that are not granted.
+    pub ungranted_requests: Vec<String>,
+    /// The component's imports.
+    pub imports: Vec<String>,
+    /// Call counts and latencies.
+    pub stats: PluginStats,
+    /// The last fault (trap, deadline, resource limit) with its cause chain.
+    pub last_error: Option<PluginFault>,
+}
+
+/// Call counts and latency percentiles of one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PluginStats {
+    /// Calls attempted.
+    pub calls: u64,
+    /// Calls that returned (`ok` or an expected error).
+    pub completed: u64,
+    /// Completed calls that returned an expected error.
+    pub expected_errors: u64,
+    /// Calls that faulted.
+    pub faults: u64,
+    /// Calls refused while backing off.
+    pub rejected_backing_off: u64,
+    /// Faults since the last completed call.
+    pub consecutive_faults: u32,
+    /// Calls are refused until then (ms since the Unix epoch).
+    pub backing_off_until_ms: Option<i64>,
+    /// Median latency over the last calls, microseconds.
+    pub latency_p50_us: Option<u64>,
+    /// 99th percentile latency, microseconds.
+    pub latency_p99_us: Option<u64>,
+    /// Slowest of the last calls, microseconds.
+    pub latency_max_us: Option<u64>,
+}
+
+/// A plugin fault.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginFault {
+    /// `trap`, `deadline`, `memory-limit`, ...
+    pub kind: String,
+    /// One line for administrators.
+    pub message: String,
+    /// The full error chain, outermost first.
+    pub causes: Vec<String>,
+    /// What the guest wrote to stderr (e.g. a panic message).
+    pub guest_stderr: Option<String>,
+    /// When it happened (ms since the Unix epoch).
+    pub at_ms: i64,
+}
+
+/// Why a plugin operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginAdminError {
+    /// No plugin has this name.
+    #[error("no plugin named `{0}`")]
+    NotFound(String),
+    /// Anything else (the plugin host's message).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the API needs from the plugin host (implemented by the server).
+///
+/// `enable` and `reload` may compile a component: handlers run them off the async workers.
+pub trait PluginAdmin: std::fmt::Debug + Send + Sync + 'static {
+    /// Every plugin, sorted by name.
+    fn list(&self) -> Vec<PluginView>;
+    /// Enables a plugin (reloads it; configuration and licence still apply).
+    fn enable(&self, name: &str) -> Result<PluginView, PluginAdminError>;
+    /// Disables a plugin: its calls are refused with `reason` until it is enabled.
+    fn disable(&self, name: &str, reason: &str) -> Result<PluginView, PluginAdminError>;
+    /// Reloads a plugin from its manifest and component; clears its back-off.
+    fn reload(&self, name: &str) -> Result<PluginView, PluginAdminError>;
+}
+
+impl From<PluginAdminError> for Problem {
+    fn from(e: PluginAdminError) -> Self {
+        match e {
+            PluginAdminError::NotFound(_) => Problem::not_found(e.to_string()),
+            PluginAdminError::Failed(m) => Problem::new(StatusCode::CONFLICT, "plugin-failed", m),
+        }
+    }
+}
+
+/// `GET /api/v1/plugins`: every plugin with its state, grants, counts and last error.
+async fn list(state: AppState, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::SystemSettings, Level::View)?;
+    let items = state.plugins.as_ref().map(|p| p.list()).unwrap_or_default();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Enable,
+    Disable,
+    Reload,
+}
+
+/// `POST /api/v1/plugins/{name}/{enable|disable|reload}`.
+async fn act(state: AppState, admin: Admin, name: String, action: Action) -> ApiResult<Response> {
+    admin.require(Function::SystemSettings, Level::Full)?;
+    let Some(host) = state.plugins.clone() else {
+        return Err(PluginAdminError::NotFound(name).into());
+    };
+    let reason = format!(
+        "disabled by administrator '{}' (C-key {})",
+        admin.c_key.body.name, admin.c_key.id
+    );
+    tracing::info!(plugin = %name, ?action, c_key_id = admin.c_key.id, "plugin administration");
+    let host: Arc<dyn PluginAdmin> = host;
+    let view = tokio::task::spawn_blocking(move || match action {
+        Action::Enable => host.enable(&name),
+        Action::Disable => host.disable(&name, &reason),
+        Action::Reload => host.reload(&name),
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "plugin administration task failed");
+        Problem::internal()
+    })??;
+    Ok(Json(view).into_response())
+}
+
+/// The plugin endpoints.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            PLUGINS_PATH,
+            get(|State(s): State<AppState>, a: Admin| list(s, a)),
+        )
+        .route(
+            "/api/v1/plugins/{name}/enable",
+            post(
+                |State(s): State<AppState>, a: Admin, Path(n): Path<String>| {
+                    act(s, a, n, Action::Enable)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/plugins/{name}/disable",
+            post(
+                |State(s): State<AppState>, a: Admin, Path(n): Path<String>| {
+                    act(s, a, n, Action::Disable)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/plugins/{name}/reload",
+            post(
+                |State(s): State<AppState>, a: Admin, Path(n): Path<String>| {
+                    act(s, a, n, Action::Reload)
+                },
+            ),
+        )
+}

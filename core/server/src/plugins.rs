@@ -1,0 +1,222 @@
+//! Wiring of the plugin host: the database-backed `kv` capability ([`DbKv`]), the licence
+//! features plugins may require, start-up from `[plugins]` ([`start`]) and the API's view of
+//! the host ([`HostAdmin`], which implements `lockgate_api::plugins::PluginAdmin`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use lockgate_api::licence::{LicenceConfig, LicenceFeature, load_status};
+use lockgate_api::plugins::{PluginAdmin, PluginAdminError, PluginFault, PluginStats, PluginView};
+use lockgate_host::types::PluginError;
+use lockgate_host::{HostError, KvStore, NoGateway, PluginHost, PluginState, PluginStatus};
+use lockgate_store::{Store, StoreError};
+
+use crate::config::PluginsConfig;
+
+/// The plugins' `kv` capability over the gateway's database (table `plugin_kv`).
+#[derive(Debug, Clone)]
+pub struct DbKv {
+    store: Store,
+}
+
+impl DbKv {
+    /// A key-value store over `store`.
+    pub fn new(store: Store) -> Self {
+        DbKv { store }
+    }
+}
+
+/// A store error as the plugin sees it: bad input is `invalid`, the rest `unavailable`
+/// (the details go to the log, not to the plugin).
+fn kv_error(plugin: &str, e: StoreError) -> PluginError {
+    match e {
+        StoreError::Invalid(v) => PluginError::Invalid(v.to_string()),
+        e => {
+            tracing::warn!(plugin, error = %e, "plugin kv storage failed");
+            PluginError::Unavailable("the key-value storage is unavailable".into())
+        }
+    }
+}
+
+#[async_trait]
+impl KvStore for DbKv {
+    async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, PluginError> {
+        self.store
+            .plugin_kv_get(plugin, key)
+            .await
+            .map_err(|e| kv_error(plugin, e))
+    }
+
+    async fn set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), PluginError> {
+        self.store
+            .plugin_kv_set(plugin, key, &value)
+            .await
+            .map_err(|e| kv_error(plugin, e))
+    }
+
+    async fn delete(&self, plugin: &str, key: &str) -> Result<(), PluginError> {
+        self.store
+            .plugin_kv_delete(plugin, key)
+            .await
+            .map(drop)
+            .map_err(|e| kv_error(plugin, e))
+    }
+
+    async fn list_keys(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, PluginError> {
+        self.store
+            .plugin_kv_list(plugin, prefix, limit)
+            .await
+            .map_err(|e| kv_error(plugin, e))
+    }
+}
+
+/// The licence features the gateway holds, as plugin manifests name them (`ldap_integration`,
+/// `web_services`, ...): those available now in any locking system, judged like the API
+/// judges them (open mode: all; an enforced or installed licence: its features; hard expiry:
+/// none). Without any system, open mode unless `[licence] enforce` is on. Evaluated at
+/// start-up: restart the gateway after installing a licence.
+pub async fn licensed_features(
+    store: &Store,
+    licence: &LicenceConfig,
+) -> anyhow::Result<Vec<String>> {
+    let now = chrono::Utc::now();
+    let systems = store
+        .systems()
+        .await
+        .context("reading the locking systems")?;
+    let mut features = std::collections::BTreeSet::new();
+    if systems.is_empty() && !licence.enforce {
+        features.extend(LicenceFeature::ALL);
+    }
+    for system in systems {
+        let status = load_status(store, licence, system.id, now)
+            .await
+            .with_context(|| format!("reading the licence of system {}", system.id))?;
+        features.extend(status.available());
+    }
+    Ok(features
+        .into_iter()
+        .map(|f| f.as_str().to_owned())
+        .collect())
+}
+
+/// Builds the plugin host from `[plugins]` with the database `kv` and loads the plugins of
+/// the configured directories. `None` when `[plugins] enabled = false`. A plugin that cannot
+/// load is recorded with its reason and never stops the gateway; an unreadable `directory`
+/// does (a missing bundled directory is only logged: the build may have skipped it).
+pub async fn start(
+    cfg: &PluginsConfig,
+    store: &Store,
+    licence: &LicenceConfig,
+) -> anyhow::Result<Option<PluginHost>> {
+    if !cfg.enabled {
+        tracing::info!("plugin host disabled in the configuration");
+        return Ok(None);
+    }
+    let features = licensed_features(store, licence).await?;
+    let host = PluginHost::new(
+        cfg.host_config(features),
+        Arc::new(DbKv::new(store.clone())),
+        Arc::new(NoGateway),
+    )
+    .context("starting the plugin host")?;
+    let bundled = crate::config::bundled_plugins_dir();
+    for dir in cfg.directories() {
+        if dir == bundled && !dir.is_dir() {
+            tracing::warn!(dir = %dir.display(), "no bundled plugins directory; skipping it");
+            continue;
+        }
+        let host = host.clone();
+        let d = dir.clone();
+        let names = tokio::task::spawn_blocking(move || host.load_dir(&d))
+            .await
+            .context("loading plugins")?
+            .with_context(|| format!("loading the plugins in {}", dir.display()))?;
+        tracing::info!(dir = %dir.display(), plugins = ?names, "plugins loaded");
+    }
+    Ok(Some(host))
+}
+
+/// The API's handle on the plugin host.
+#[derive(Debug, Clone)]
+pub struct HostAdmin(pub PluginHost);
+
+fn admin_error(e: HostError) -> PluginAdminError {
+    match e {
+        HostError::NotFound(name) => PluginAdminError::NotFound(name),
+        e => PluginAdminError::Failed(e.to_string()),
+    }
+}
+
+/// The API's view of one plugin's status.
+pub fn view(s: PluginStatus) -> PluginView {
+    let to_json = |v: &lockgate_host::Capabilities| {
+        serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+    };
+    let (state, reason, causes) = match s.state {
+        PluginState::Enabled => ("enabled", None, Vec::new()),
+        PluginState::Disabled { reason } => ("disabled", Some(reason), Vec::new()),
+        PluginState::Refused { reason } => ("refused", Some(reason), Vec::new()),
+        PluginState::Failed { error, causes } => ("failed", Some(error), causes),
+    };
+    let st = s.stats;
+    PluginView {
+        name: s.name,
+        version: s.version,
+        world: s.world.map(|w| w.name().to_owned()),
+        description: s.description,
+        state: state.to_owned(),
+        reason,
+        causes,
+        requested: s.requested.as_ref().map(to_json),
+        grants: to_json(&s.granted),
+        ungranted_requests: s.ungranted_requests,
+        imports: s.imports,
+        stats: PluginStats {
+            calls: st.calls,
+            completed: st.completed,
+            expected_errors: st.expected_errors,
+            faults: st.faults,
+            rejected_backing_off: st.rejected_backing_off,
+            consecutive_faults: st.consecutive_faults,
+            backing_off_until_ms: st.backing_off_until_ms,
+            latency_p50_us: st.latency_p50_us,
+            latency_p99_us: st.latency_p99_us,
+            latency_max_us: st.latency_max_us,
+        },
+        last_error: s.last_fault.map(|f| PluginFault {
+            kind: serde_json::to_value(f.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            message: f.message,
+            causes: f.causes,
+            guest_stderr: f.guest_stderr,
+            at_ms: f.at_ms,
+        }),
+    }
+}
+
+impl PluginAdmin for HostAdmin {
+    fn list(&self) -> Vec<PluginView> {
+        self.0.status().plugins.into_iter().map(view).collect()
+    }
+
+    fn enable(&self, name: &str) -> Result<PluginView, PluginAdminError> {
+        self.0.enable(name).map(view).map_err(admin_error)
+    }
+
+    fn disable(&self, name: &str, reason: &str) -> Result<PluginView, PluginAdminError> {
+        self.0.disable(name, reason).map(view).map_err(admin_error)
+    }
+
+    fn reload(&self, name: &str) -> Result<PluginView, PluginAdminError> {
+        self.0.reload(name).map(view).map_err(admin_error)
+    }
+}
