@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod background;
 pub mod extract;
 pub mod jobs;
 pub mod licence;
@@ -150,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .merge(licence::routes())
         .merge(lifecycle::routes())
         .merge(plugins::routes())
+        .merge(background::routes())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -326,6 +326,7 @@ pub fn document() -> OpenApi {
     c = add::<ExternalLink>(c);
     c = add::<Problem>(c);
     c = add::<crate::admin::NewToken>(c);
+    c = add::<crate::background::Requeue>(c);
     c = add::<crate::admin::BulkTags>(c);
     c = add::<crate::admin::BulkDomain>(c);
     c = add::<crate::admin::BulkValidity>(c);
@@ -710,6 +711,12 @@ pub fn document() -> OpenApi {
             "Remove the cylinder from every key, profile and temporary group",
         ),
         (
+            "/api/v1/keys/{id}/receipt",
+            HttpMethod::Get,
+            "keyReceipt",
+            "Hand-out receipt data: holder, key, dates, validity, profiles and cylinders",
+        ),
+        (
             "/api/v1/key-groups/{id}/schedule",
             HttpMethod::Post,
             "keyGroupSchedule",
@@ -815,6 +822,28 @@ pub fn document() -> OpenApi {
             ("200", "The plugin's status"),
         );
     }
+
+    // The background runtime's dead letters (gateway-wide, like the plugins).
+    p = simple(
+        p,
+        crate::background::DEAD_LETTERS_PATH,
+        HttpMethod::Get,
+        "listDeadLetters",
+        "background",
+        "Queue jobs that failed their last attempt and outbox messages given up on: source, id, kind or topic, attempts, last error, timestamps (query: source=queue|outbox, after, limit 1-500)",
+        None,
+        ("200", "Dead letters, oldest first"),
+    );
+    p = simple(
+        p,
+        "/api/v1/background/dead-letters/{id}/requeue",
+        HttpMethod::Post,
+        "requeueDeadLetter",
+        "background",
+        "Give a dead queue job or outbox message new attempts, due now; the body names the source",
+        Some(("application/json", Ref::from_schema_name("Requeue").into())),
+        ("200", "Requeued"),
+    );
 
     OpenApiBuilder::new()
         .info(InfoBuilder::new().title("lockgate API").version(env!("CARGO_PKG_VERSION")).description(Some("Management API of lockgate: the lock data model of an offline electromechanical locking system. Errors are RFC 9457 problem documents.")).build())

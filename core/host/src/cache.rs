@@ -82,7 +82,11 @@ impl ComponentCache {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         // Write beside and rename, so a concurrent reader never sees half a file.
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A name of its own per write: several threads (or replicas sharing the directory)
+        // may compile the same component at once; each renames its own complete file.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         std::fs::write(&tmp, &artifact).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         load_precompiled(engine, &path)

@@ -72,6 +72,9 @@ impl HostConfig {
         if l.instances == 0 || l.tables == 0 || l.memories == 0 || l.table_elements == 0 {
             return bad("limits.instances, tables, memories and table_elements must be positive");
         }
+        if l.http_response_bytes == 0 {
+            return bad("limits.http_response_bytes must be positive");
+        }
         if self.backoff.max_ms < self.backoff.base_ms {
             return bad("backoff.max_ms must be at least backoff.base_ms");
         }
@@ -85,6 +88,10 @@ impl HostConfig {
                     )));
                 }
             }
+            p.grants
+                .http
+                .validate()
+                .map_err(|e| HostError::Config(format!("plugins.{name}.grants.http: {e}")))?;
         }
         Ok(())
     }
@@ -125,6 +132,8 @@ pub struct Limits {
     pub wasm_stack_bytes: usize,
     /// Wall-clock deadline for one call, milliseconds.
     pub deadline_ms: u64,
+    /// Largest response body one outbound HTTP request may read, bytes.
+    pub http_response_bytes: u64,
 }
 
 impl Default for Limits {
@@ -137,6 +146,7 @@ impl Default for Limits {
             memories: 4,
             wasm_stack_bytes: 512 << 10,
             deadline_ms: 5_000,
+            http_response_bytes: 4 << 20,
         }
     }
 }
@@ -209,8 +219,146 @@ pub struct Capabilities {
     pub kv: bool,
     /// `lockgate:host/gateway`: the operations allowed (e.g. `upsert-employees`).
     pub gateway: Vec<String>,
-    /// Outbound HTTP hosts (reserved: outbound HTTP is not offered yet).
-    pub http: Vec<String>,
+    /// Outbound HTTP through `wasi:http/outgoing-handler`: the hosts the plugin
+    /// may reach and whether private addresses are allowed (see [`HttpGrant`]).
+    pub http: HttpGrant,
+}
+
+/// The `http` capability: `http = ["api.example.com", "10.0.0.5:8443"]` or
+/// `http = { hosts = [...], allow_private = true }`.
+///
+/// Each host entry is an exact host name or IP literal (IPv6 in brackets),
+/// optionally with `:port`; without a port only the scheme's default port (80
+/// for `http`, 443 for `https`) is allowed. No wildcards, schemes or paths.
+/// The names a host resolves to must all be public addresses unless
+/// `allow_private` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "HttpGrantRepr")]
+pub struct HttpGrant {
+    /// The hosts (`host` or `host:port`) the plugin may send requests to.
+    pub hosts: Vec<String>,
+    /// Also allow private, loopback, link-local and other non-public
+    /// addresses (for hosts on the gateway's own network).
+    pub allow_private: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HttpGrantRepr {
+    Hosts(Vec<String>),
+    Table(HttpGrantTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpGrantTable {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    allow_private: bool,
+}
+
+impl From<HttpGrantRepr> for HttpGrant {
+    fn from(r: HttpGrantRepr) -> Self {
+        match r {
+            HttpGrantRepr::Hosts(hosts) => HttpGrant {
+                hosts,
+                allow_private: false,
+            },
+            HttpGrantRepr::Table(HttpGrantTable {
+                hosts,
+                allow_private,
+            }) => HttpGrant {
+                hosts,
+                allow_private,
+            },
+        }
+    }
+}
+
+impl HttpGrant {
+    /// True when no host is granted (outbound HTTP is refused).
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Checks every host entry; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        for h in &self.hosts {
+            HostEntry::parse(h)?;
+        }
+        Ok(())
+    }
+}
+
+/// One parsed `http` host entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostEntry {
+    /// Lowercase host name, or an IP literal without brackets.
+    pub host: String,
+    /// The port; `None`: the scheme's default port only.
+    pub port: Option<u16>,
+}
+
+impl HostEntry {
+    /// Parses `host`, `host:port`, `[v6]` or `[v6]:port`.
+    pub fn parse(entry: &str) -> Result<HostEntry, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "invalid http host `{entry}`: {why} (use `host` or `host:port`, no scheme, path or wildcard)"
+            ))
+        };
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let Some((v6, after)) = rest.split_once(']') else {
+                return bad("unclosed `[`");
+            };
+            if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                return bad("not an IPv6 address in brackets");
+            }
+            match after {
+                "" => (v6, None),
+                _ => match after.strip_prefix(':') {
+                    Some(p) => (v6, Some(p)),
+                    None => return bad("unexpected text after `]`"),
+                },
+            }
+        } else {
+            match entry.split_once(':') {
+                Some((_, p)) if p.contains(':') => {
+                    return bad("IPv6 addresses go in brackets");
+                }
+                Some((h, p)) => (h, Some(p)),
+                None => (entry, None),
+            }
+        };
+        let port = match port {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+                _ => return bad("bad port"),
+            },
+        };
+        let host = host.to_ascii_lowercase();
+        let host = host.strip_suffix('.').unwrap_or(&host).to_owned();
+        if host.is_empty() || host.len() > 253 {
+            return bad("empty or too long host");
+        }
+        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+        if !is_ip
+            && !host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            })
+        {
+            return bad("not a host name or IP address");
+        }
+        Ok(HostEntry { host, port })
+    }
 }
 
 impl Capabilities {
@@ -235,10 +383,14 @@ impl Capabilities {
         );
         out.extend(
             self.http
+                .hosts
                 .iter()
-                .filter(|h| !grants.http.contains(h))
+                .filter(|h| !grants.http.hosts.contains(h))
                 .map(|h| format!("http:{h}")),
         );
+        if self.http.allow_private && !grants.http.allow_private {
+            out.push("http:allow_private".to_owned());
+        }
         out
     }
 }
@@ -301,5 +453,55 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(want.not_covered_by(&have), ["kv", "gateway:emit-event"]);
+    }
+
+    #[test]
+    fn http_grants_parse_as_a_list_or_a_table() {
+        let cfg: HostConfig = toml::from_str(
+            r#"
+            [plugins.a.grants]
+            http = ["api.example.com", "10.0.0.5:8443"]
+            [plugins.b.grants]
+            http = { hosts = ["[::1]:8080"], allow_private = true }
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let a = cfg.plugin("a").grants.http;
+        assert_eq!(a.hosts, ["api.example.com", "10.0.0.5:8443"]);
+        assert!(!a.allow_private);
+        let b = cfg.plugin("b").grants.http;
+        assert!(b.allow_private && b.hosts == ["[::1]:8080"]);
+        assert_eq!(
+            HostEntry::parse("[::1]:8080").unwrap(),
+            HostEntry {
+                host: "::1".into(),
+                port: Some(8080)
+            }
+        );
+        assert_eq!(
+            HostEntry::parse("API.Example.com.").unwrap(),
+            HostEntry {
+                host: "api.example.com".into(),
+                port: None
+            }
+        );
+        for bad in [
+            "*.example.com",
+            "https://api.example.com",
+            "api.example.com/path",
+            "user@host",
+            "host:0",
+            "host:99999",
+            "::1",
+            "",
+        ] {
+            assert!(HostEntry::parse(bad).is_err(), "{bad}");
+        }
+        let bad: HostConfig =
+            toml::from_str("[plugins.x.grants]\nhttp = [\"*.example.com\"]").unwrap();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("plugins.x.grants.http"), "{err}");
+        assert!(toml::from_str::<HostConfig>("[plugins.x.grants]\nhttp = { bogus = 1 }").is_err());
     }
 }

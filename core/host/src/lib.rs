@@ -9,12 +9,14 @@
 //! backed off while the others keep working.
 //!
 //! The core supplies the services behind the capabilities through
-//! [`KvStore`] and [`Gateway`].
+//! [`KvStore`] and [`Gateway`]; outbound HTTP (`wasi:http`) is offered only to
+//! the hosts of a plugin's `http` grant (see the `http` module).
 
 pub mod bindings;
 pub mod cache;
 pub mod config;
 pub mod engine;
+mod http;
 pub mod manifest;
 pub mod providers;
 pub mod registry;
@@ -23,7 +25,9 @@ mod state;
 use std::path::PathBuf;
 
 pub use cache::CacheOutcome;
-pub use config::{AllocatorChoice, Backoff, Capabilities, HostConfig, Limits, PluginSettings};
+pub use config::{
+    AllocatorChoice, Backoff, Capabilities, HostConfig, HttpGrant, Limits, PluginSettings,
+};
 pub use engine::Allocator;
 pub use manifest::{Manifest, World};
 pub use providers::{Gateway, KvStore, MemoryKv, NoGateway};

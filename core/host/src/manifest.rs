@@ -93,6 +93,10 @@ impl Manifest {
                 return Err(format!("capabilities.gateway: unknown operation `{op}`"));
             }
         }
+        m.capabilities
+            .http
+            .validate()
+            .map_err(|e| format!("capabilities.http: {e}"))?;
         Ok(m)
     }
 

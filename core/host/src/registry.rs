@@ -327,6 +327,7 @@ impl PluginHost {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         let err = |e: wasmtime::Error| HostError::Engine(error_chain(&e));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
         crate::bindings::Host_::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |s| s,
@@ -805,9 +806,15 @@ impl PluginHost {
             .trap_on_grow_failure(true)
             .build();
         let started = Instant::now();
+        let http = crate::http::HttpPolicy::new(
+            loaded.ctx.name.clone(),
+            loaded.ctx.grants.http.clone(),
+            tokio::time::Instant::now() + Duration::from_millis(limits.deadline_ms),
+            limits.http_response_bytes,
+        );
         let mut store = Store::new(
             &self.inner.engine,
-            HostState::new(loaded.ctx.clone(), store_limits),
+            HostState::new(loaded.ctx.clone(), store_limits, http),
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(limits.deadline_ms.div_ceil(cfg.epoch_tick_ms).max(1));
@@ -1042,6 +1049,22 @@ fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String
             "lockgate:host/clock" => grants.clock,
             "lockgate:host/kv" => grants.kv,
             "lockgate:host/gateway" => !grants.gateway.is_empty(),
+            // Outbound HTTP: only with granted hosts (each request is checked too).
+            _ if iface.starts_with("wasi:http/") => {
+                if matches!(iface, "wasi:http/types" | "wasi:http/outgoing-handler")
+                    && !grants.http.is_empty()
+                {
+                    continue;
+                }
+                if grants.http.is_empty() {
+                    return Err(format!(
+                        "imports `{import}`, but capability `http` is not granted (no hosts)"
+                    ));
+                }
+                return Err(format!(
+                    "imports `{import}`, which this host does not offer"
+                ));
+            }
             // WASI as an empty sandbox: no files, environment or network.
             _ if [
                 "wasi:cli/",
@@ -1110,8 +1133,27 @@ mod tests {
         );
         let gw = Capabilities {
             gateway: vec!["read-keys".into()],
-            ..none
+            ..none.clone()
         };
         assert!(check_imports(&imports(&["lockgate:host/gateway@0.1.0"]), &gw).is_ok());
+        let http = imports(&["wasi:http/types@0.2.6", "wasi:http/outgoing-handler@0.2.6"]);
+        let err = check_imports(&http, &none).unwrap_err();
+        assert!(
+            err.contains("wasi:http/types") && err.contains("`http` is not granted"),
+            "{err}"
+        );
+        let granted = Capabilities {
+            http: crate::config::HttpGrant {
+                hosts: vec!["api.example.com".into()],
+                allow_private: false,
+            },
+            ..none
+        };
+        assert!(check_imports(&http, &granted).is_ok());
+        assert!(
+            check_imports(&imports(&["wasi:http/incoming-handler@0.2.6"]), &granted)
+                .unwrap_err()
+                .contains("does not offer")
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Per-call store data and the host side of the `lockgate:host` interfaces:
 //! logging into `tracing`, the plugin's configuration, the clock, the
 //! plugin-scoped key-value store and the gateway operations (grant-checked
-//! here, before delegating to the [`Gateway`]).
+//! here, before delegating to the [`Gateway`]), and the `wasi:http` view whose
+//! hooks enforce the plugin's `http` grant.
 
 use std::sync::Arc;
 
@@ -9,9 +10,11 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::lockgate::host::{clock, config, gateway, kv, log, types};
 use crate::config::Capabilities;
+use crate::http::HttpPolicy;
 use crate::providers::{Gateway, KV_MAX_KEY_BYTES, KV_MAX_LIST, KV_MAX_VALUE_BYTES, KvStore};
 use crate::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
 
@@ -45,11 +48,13 @@ pub(crate) struct HostState {
     pub limits: StoreLimits,
     pub stderr: MemoryOutputPipe,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_policy: HttpPolicy,
     table: ResourceTable,
 }
 
 impl HostState {
-    pub fn new(ctx: PluginContext, limits: StoreLimits) -> Self {
+    pub fn new(ctx: PluginContext, limits: StoreLimits, http_policy: HttpPolicy) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         // WASI is offered as an empty sandbox: no files, no environment, no
         // arguments, no network; stdout is discarded and stderr captured so a
@@ -60,6 +65,8 @@ impl HostState {
             limits,
             stderr,
             wasi,
+            http: WasiHttpCtx::new(),
+            http_policy,
             table: ResourceTable::new(),
         }
     }
@@ -103,6 +110,19 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+// Outbound HTTP: linked for every plugin, but a component importing it is
+// refused at load unless its grant names hosts, and every request passes the
+// plugin's [`HttpPolicy`].
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_policy,
         }
     }
 }

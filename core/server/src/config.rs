@@ -40,6 +40,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub licence: LicenceConfig,
     pub plugins: PluginsConfig,
+    pub background: BackgroundConfig,
 }
 
 /// `[server]`: the HTTP listener.
@@ -275,12 +276,6 @@ impl PluginsConfig {
                     );
                 }
             }
-            if !p.grants.http.is_empty() {
-                return invalid(
-                    format!("{base}.grants.http"),
-                    "outbound HTTP is not offered yet; leave it empty".into(),
-                );
-            }
         }
         // The remaining checks are the host's; its messages start with the key below `plugins`.
         if let Err(e) = self.host_config(Vec::new()).validate() {
@@ -298,6 +293,183 @@ impl PluginsConfig {
                 _ => ("plugins".to_string(), message.clone()),
             };
             return invalid(key, rest);
+        }
+        Ok(())
+    }
+}
+
+/// A duration written as an integer with a unit: `500ms`, `30s`, `15m`, `24h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub std::time::Duration);
+
+impl Span {
+    pub const fn secs(s: u64) -> Span {
+        Span(std::time::Duration::from_secs(s))
+    }
+
+    /// Parse `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+    pub fn parse(text: &str) -> Result<Span, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let bad = || format!("'{text}' is not a duration such as 500ms, 30s, 15m, 24h or 7d");
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let ms_per = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(ms_per)
+            .map(|ms| Span(std::time::Duration::from_millis(ms)))
+            .ok_or_else(bad)
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        for (unit, per) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
+            if ms > 0 && ms.is_multiple_of(per) {
+                return write!(f, "{}{unit}", ms / per);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        let text = String::deserialize(d)?;
+        Span::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[background]`: the durable background runtime (lockgate-jobs): one job queue in the
+/// database with leased workers, the periodic tasks, and the outbox dispatcher.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackgroundConfig {
+    /// Run the worker, the periodic tasks and the outbox dispatcher in this process.
+    pub enabled: bool,
+    /// Jobs run at once by this replica.
+    pub concurrency: usize,
+    /// How long a claim holds a job or outbox message (extended while it runs).
+    pub lease: Span,
+    /// Delay before the second attempt; doubles per attempt up to `retry_cap`.
+    pub retry_base: Span,
+    /// Longest delay between two attempts.
+    pub retry_cap: Span,
+    /// Attempts in all before a job or message goes to the dead letters.
+    pub max_attempts: u32,
+    /// Full reconciliation of every locking system.
+    pub reconcile_every: Span,
+    /// Overdue-key notifications.
+    pub overdue_check_every: Span,
+    /// Retention purge (events, done jobs, delivered outbox messages).
+    pub purge_every: Span,
+    /// Events older than this many days are deleted; 0 keeps them forever.
+    pub event_retention_days: u32,
+    /// Done jobs and delivered outbox messages are kept this many days.
+    pub job_retention_days: u32,
+    /// Licence soft-expiry check.
+    pub licence_check_every: Span,
+}
+
+impl Default for BackgroundConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            concurrency: 4,
+            lease: Span::secs(60),
+            retry_base: Span::secs(2),
+            retry_cap: Span::secs(15 * 60),
+            max_attempts: 8,
+            reconcile_every: Span::secs(15 * 60),
+            overdue_check_every: Span::secs(24 * 3600),
+            purge_every: Span::secs(24 * 3600),
+            event_retention_days: 0,
+            job_retention_days: 7,
+            licence_check_every: Span::secs(24 * 3600),
+        }
+    }
+}
+
+impl BackgroundConfig {
+    /// The periodic task intervals with their key paths.
+    pub fn intervals(&self) -> [(&'static str, Span); 4] {
+        [
+            ("background.reconcile_every", self.reconcile_every),
+            ("background.overdue_check_every", self.overdue_check_every),
+            ("background.purge_every", self.purge_every),
+            ("background.licence_check_every", self.licence_check_every),
+        ]
+    }
+
+    /// Check the section; errors name the key path (`background.retry_cap`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if !(1..=64).contains(&self.concurrency) {
+            return invalid("background.concurrency", "must be 1–64");
+        }
+        if !(Span::secs(1)..=Span::secs(3600)).contains(&self.lease) {
+            return invalid("background.lease", "must be 1s to 1h");
+        }
+        if !(Span(std::time::Duration::from_millis(10))..=Span::secs(3600))
+            .contains(&self.retry_base)
+        {
+            return invalid("background.retry_base", "must be 10ms to 1h");
+        }
+        if self.retry_cap < self.retry_base || self.retry_cap > Span::secs(7 * 86_400) {
+            return invalid(
+                "background.retry_cap",
+                "must be at least retry_base and at most 7d",
+            );
+        }
+        if !(1..=1000).contains(&self.max_attempts) {
+            return invalid("background.max_attempts", "must be 1–1000");
+        }
+        for (key, every) in self.intervals() {
+            if !(Span::secs(60)..=Span::secs(30 * 86_400)).contains(&every) {
+                return invalid(key, "must be 1m to 30d");
+            }
+        }
+        if self.event_retention_days > 36_500 {
+            return invalid(
+                "background.event_retention_days",
+                "must be 0 (keep forever) to 36500",
+            );
+        }
+        // A done periodic job is what keeps its slot from running twice: keep it longer than
+        // the longest interval.
+        let longest = self.intervals().into_iter().map(|(_, s)| s).max();
+        let kept = Span::secs(u64::from(self.job_retention_days) * 86_400);
+        if self.job_retention_days == 0
+            || self.job_retention_days > 3650
+            || longest.is_some_and(|l| kept <= l)
+        {
+            return invalid(
+                "background.job_retention_days",
+                "must be 1–3650 and longer than the longest periodic interval",
+            );
         }
         Ok(())
     }
@@ -473,6 +645,7 @@ impl Config {
         }
         self.licence.trusted()?;
         self.plugins.validate()?;
+        self.background.validate()?;
         Ok(())
     }
 
@@ -662,6 +835,57 @@ mod tests {
             e.contains("plugins.instances.x") && e.contains("enabeld"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn background_section_parses_validates_and_names_bad_keys() {
+        let cfg = Config::parse(
+            "x.toml",
+            "[background]\nconcurrency = 2\nlease = \"30s\"\nreconcile_every = \"5m\"\n\
+             event_retention_days = 365\nretry_base = \"500ms\"\n",
+        )
+        .expect("parses");
+        cfg.validate().expect("valid");
+        let b = &cfg.background;
+        assert_eq!(b.reconcile_every.0, std::time::Duration::from_secs(300));
+        assert_eq!(b.retry_base.0, std::time::Duration::from_millis(500));
+        assert_eq!(b.event_retention_days, 365);
+        let d = Config::default().background;
+        assert!(d.enabled);
+        assert_eq!(d.reconcile_every.to_string(), "15m");
+        assert_eq!(d.overdue_check_every.to_string(), "1d");
+        assert_eq!(d.event_retention_days, 0);
+        let e = Config::parse("x.toml", "[background]\nlease = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("background.lease") && e.contains(":2:"), "{e}");
+        for (src, key) in [
+            (
+                "retry_base = \"2m\"\nretry_cap = \"1m\"",
+                "background.retry_cap",
+            ),
+            ("purge_every = \"10s\"", "background.purge_every"),
+            ("concurrency = 0", "background.concurrency"),
+            ("max_attempts = 0", "background.max_attempts"),
+            (
+                "job_retention_days = 1\nlicence_check_every = \"2d\"",
+                "background.job_retention_days",
+            ),
+        ] {
+            let e = Config::parse("x.toml", &format!("[background]\n{src}\n"))
+                .expect("parses")
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("`{key}`")), "{src}: {e}");
+        }
+        let cfg = Config::default()
+            .with_env([(
+                "LOCKGATE__BACKGROUND__RECONCILE_EVERY".to_string(),
+                "1h".to_string(),
+            )])
+            .expect("valid");
+        assert_eq!(cfg.background.reconcile_every, Span::secs(3600));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use lockgate_api::licence::{LicenceConfig, LicenceFeature, load_status};
 use lockgate_api::plugins::{PluginAdmin, PluginAdminError, PluginFault, PluginStats, PluginView};
 use lockgate_host::types::PluginError;
-use lockgate_host::{HostError, KvStore, NoGateway, PluginHost, PluginState, PluginStatus};
+use lockgate_host::{HostError, KvStore, PluginHost, PluginState, PluginStatus};
 use lockgate_store::{Store, StoreError};
 
 use crate::config::PluginsConfig;
@@ -123,7 +123,7 @@ pub async fn start(
     let host = PluginHost::new(
         cfg.host_config(features),
         Arc::new(DbKv::new(store.clone())),
-        Arc::new(NoGateway),
+        Arc::new(crate::gateway::CoreGateway::new(store.clone())),
     )
     .context("starting the plugin host")?;
     let bundled = crate::config::bundled_plugins_dir();

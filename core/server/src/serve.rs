@@ -1,5 +1,5 @@
-//! Wiring for `serve`: tracing, database, first-start bootstrap, plugin host, HTTP listener,
-//! graceful shutdown.
+//! Wiring for `serve`: tracing, database, first-start bootstrap, plugin host, background
+//! runtime (worker, periodic tasks, outbox dispatcher), HTTP listener, graceful shutdown.
 
 use std::{sync::Arc, time::Duration};
 
@@ -75,6 +75,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("refusing to start")?;
     let plugins = crate::plugins::start(&cfg.plugins, &store, &licence).await?;
+    // Outbox messages go to the log until a notifier plugin delivers them.
+    let deliver: Arc<dyn lockgate_jobs::Deliver> = Arc::new(crate::background::LogDeliver);
+    let background = crate::background::start(
+        &cfg.background,
+        Duration::from_secs(cfg.server.shutdown_grace_seconds),
+        &store,
+        licence.clone(),
+        deliver,
+    )
+    .context("starting the background runtime")?;
     let mut state = AppState::new(
         store.clone(),
         ApiConfig {
@@ -90,10 +100,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "listening; API document at /api/v1/openapi.json");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    // The signal stops the background runtime while HTTP drains.
+    let stopper = background.as_ref().map(crate::background::Running::stopper);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            if let Some(s) = stopper {
+                let _ = s.send(true);
+            }
+        })
         .await
-        .context("serving HTTP")?;
+        .context("serving HTTP");
+    if let Some(b) = background {
+        b.stop().await;
+    }
+    served?;
     tokio::time::timeout(
         Duration::from_secs(cfg.server.shutdown_grace_seconds),
         store.close(),

@@ -100,6 +100,30 @@ impl Store {
             .collect()
     }
 
+    /// Delete up to `limit` (1–10 000) of a system's events recorded before `before`, oldest
+    /// first; how many were deleted. Callers loop until fewer than `limit` come back.
+    pub async fn purge_events_before(
+        &self,
+        system_id: i64,
+        before: chrono::DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64> {
+        let limit = limit.clamp(1, 10_000);
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events \
+             WHERE system_id = $1 AND at < $2 ORDER BY at, id LIMIT $3)",
+        )
+        .bind(system_id)
+        .bind(ts(before))
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Make a person's events anonymous (permanent deletion): labels read N/A, changed values are dropped.
     pub(crate) async fn anonymise_events(
         conn: &mut AnyConnection,

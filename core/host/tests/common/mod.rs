@@ -154,3 +154,50 @@ pub fn write_plugin(dir: &std::path::Path, name: &str, component: &[u8], manifes
     std::fs::write(dir.join(format!("{name}.wasm")), component).unwrap();
     std::fs::write(dir.join(format!("{name}.toml")), manifest).unwrap();
 }
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 for outbound-HTTP tests: `/` answers
+/// 200 `ok`, `/big` a body of `big` bytes (with `Content-Length`), `/stream`
+/// the same without a length (read until the connection closes), anything
+/// else 404. Returns its address and the number of requests it received.
+pub async fn http_server(big: usize) -> (std::net::SocketAddr, Arc<AtomicU32>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicU32::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("");
+                let (status, body) = match path {
+                    "/" => ("200 OK", b"ok".to_vec()),
+                    "/big" | "/stream" => ("200 OK", vec![b'x'; big]),
+                    _ => ("404 Not Found", b"nope".to_vec()),
+                };
+                let length = if path == "/stream" {
+                    String::new()
+                } else {
+                    format!("Content-Length: {}\r\n", body.len())
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n{length}Connection: close\r\n\r\n"
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (addr, hits)
+}
