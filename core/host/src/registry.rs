@@ -214,7 +214,9 @@ struct Inner {
     allocator: Allocator,
     linker: Linker<HostState>,
     cache: ComponentCache,
-    config: HostConfig,
+    /// Replaced as a whole by [`PluginHost::reconfigure`]; engine-level settings in it
+    /// (allocator, epoch tick, cache directory, instance pool) keep their start-up values.
+    config: std::sync::RwLock<Arc<HostConfig>>,
     kv: Arc<dyn KvStore>,
     gateway: Arc<dyn Gateway>,
     plugins: Mutex<BTreeMap<String, Entry>>,
@@ -343,7 +345,7 @@ impl PluginHost {
                 allocator,
                 linker,
                 cache,
-                config,
+                config: std::sync::RwLock::new(Arc::new(config)),
                 kv,
                 gateway,
                 plugins: Mutex::new(BTreeMap::new()),
@@ -453,7 +455,8 @@ impl PluginHost {
             }
         };
         let name = manifest.name.clone();
-        let settings = self.inner.config.plugin(&name);
+        let config = self.config();
+        let settings = config.plugin(&name);
         let mut entry = Entry::failed(manifest_path, Some(manifest.clone()), String::new(), vec![]);
         if !settings.enabled {
             entry.state = PluginState::Disabled {
@@ -462,7 +465,7 @@ impl PluginHost {
             return (name, entry);
         }
         if let Some(feature) = &manifest.licence_feature
-            && !self.inner.config.licensed_features.contains(feature)
+            && !config.licensed_features.contains(feature)
         {
             entry.state = PluginState::Disabled {
                 reason: format!("licence feature `{feature}` missing"),
@@ -570,6 +573,74 @@ impl PluginHost {
         })
     }
 
+    /// The configuration in force.
+    fn config(&self) -> Arc<HostConfig> {
+        match self.inner.config.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Applies a new configuration without a restart (`SIGHUP`): per-plugin settings
+    /// (enabled, grants, the plugin's own config), limits and licensed features take
+    /// effect; every known plugin is reloaded and the directories are scanned again for
+    /// new ones. Settings the engine was built with (allocator, epoch tick, cache
+    /// directory, instance pool) need a restart: they keep their values and are named in
+    /// the answer. An invalid configuration changes nothing.
+    pub fn reconfigure(
+        &self,
+        config: HostConfig,
+        dirs: &[PathBuf],
+    ) -> Result<Vec<String>, HostError> {
+        config.validate()?;
+        let old = self.config();
+        let mut needs_restart = Vec::new();
+        if config.allocator != old.allocator {
+            needs_restart.push("allocator".to_owned());
+        }
+        if config.epoch_tick_ms != old.epoch_tick_ms {
+            needs_restart.push("epoch_tick_ms".to_owned());
+        }
+        if config.cache_dir != old.cache_dir {
+            needs_restart.push("cache_dir".to_owned());
+        }
+        if config.max_concurrent_instances != old.max_concurrent_instances {
+            needs_restart.push("max_concurrent_instances".to_owned());
+        }
+        if self.inner.allocator == crate::engine::Allocator::Pooling && config.limits != old.limits
+        {
+            // The pool's slots were sized from the start-up limits.
+            needs_restart.push("limits".to_owned());
+        }
+        let mut next = config;
+        next.allocator = old.allocator;
+        next.epoch_tick_ms = old.epoch_tick_ms;
+        next.cache_dir = old.cache_dir.clone();
+        next.max_concurrent_instances = old.max_concurrent_instances;
+        if needs_restart.iter().any(|k| k == "limits") {
+            next.limits = old.limits.clone();
+        }
+        match self.inner.config.write() {
+            Ok(mut c) => *c = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
+        let known: Vec<PathBuf> = self
+            .plugins()
+            .values()
+            .map(|e| e.manifest_path.clone())
+            .collect();
+        for path in known {
+            self.load_manifest(&path);
+        }
+        for dir in dirs {
+            self.load_dir(dir)?;
+        }
+        if !needs_restart.is_empty() {
+            tracing::warn!(settings = ?needs_restart, "plugin settings that need a restart were kept");
+        }
+        Ok(needs_restart)
+    }
+
     /// Reloads a plugin from its manifest (configuration, licence and
     /// component are read again); clears its back-off and fault counters.
     pub fn reload(&self, name: &str) -> Result<PluginStatus, HostError> {
@@ -623,8 +694,7 @@ impl PluginHost {
 
     fn status_view(&self, name: &str, e: &Entry) -> PluginStatus {
         let granted = self
-            .inner
-            .config
+            .config()
             .plugin(e.manifest.as_ref().map_or(name, |m| m.name.as_str()))
             .grants;
         let mut stats = e.stats.view.clone();
@@ -795,7 +865,7 @@ impl PluginHost {
     async fn invoke(&self, name: &str, call: Call) -> Result<Reply, HostError> {
         let loaded = self.ready(name, &call)?;
         let call_name = call.name();
-        let cfg = &self.inner.config;
+        let cfg = self.config();
         let limits = &cfg.limits;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
@@ -882,11 +952,7 @@ impl PluginHost {
             Err(fault) => {
                 s.view.faults += 1;
                 s.view.consecutive_faults = s.view.consecutive_faults.saturating_add(1);
-                let delay = self
-                    .inner
-                    .config
-                    .backoff
-                    .delay_ms(s.view.consecutive_faults);
+                let delay = self.config().backoff.delay_ms(s.view.consecutive_faults);
                 s.backoff_until = Some(Instant::now() + Duration::from_millis(delay));
                 s.view.backing_off_until_ms =
                     Some(now_ms().saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)));

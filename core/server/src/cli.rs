@@ -116,14 +116,21 @@ pub struct TokenArgs {
     pub system: Option<i64>,
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+/// The configuration file in use: the one named, else `config/lockgate.toml` when present.
+fn config_path(path: Option<&PathBuf>) -> Option<PathBuf> {
     let default = PathBuf::from("config/lockgate.toml");
-    let path = match path {
+    match path {
         Some(p) => Some(p.clone()),
         None if default.exists() => Some(default),
         None => None,
-    };
-    Ok(Config::load(path.as_deref(), std::env::vars())?)
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(
+        config_path(path).as_deref(),
+        std::env::vars(),
+    )?)
 }
 
 async fn pick_system(store: &Store, id: Option<i64>) -> anyhow::Result<LockingSystem> {
@@ -291,7 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve => serve(cfg).await,
+        Command::Serve => serve(cfg, config_path(cli.config.as_ref())).await,
         Command::Licence(cmd) => run_licence(&cfg, cmd).await,
         Command::Migrate => {
             open_store(&cfg, true).await?;

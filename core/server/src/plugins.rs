@@ -106,6 +106,31 @@ pub async fn licensed_features(
         .collect())
 }
 
+/// Read the configuration file again and apply its `[plugins]` section to a running host
+/// (`SIGHUP`). Returns the settings that need a restart and were kept.
+pub async fn reconfigure(
+    host: &PluginHost,
+    config_path: Option<&std::path::Path>,
+    store: &Store,
+    licence: &LicenceConfig,
+) -> anyhow::Result<Vec<String>> {
+    let cfg = crate::config::Config::load(config_path, std::env::vars())
+        .context("reading the configuration")?;
+    let features = licensed_features(store, licence).await?;
+    let dirs: Vec<std::path::PathBuf> = cfg
+        .plugins
+        .directories()
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .collect();
+    let host = host.clone();
+    let plugins = cfg.plugins;
+    tokio::task::spawn_blocking(move || host.reconfigure(plugins.host_config(features), &dirs))
+        .await
+        .context("reloading plugins")?
+        .context("applying the plugin configuration")
+}
+
 /// Builds the plugin host from `[plugins]` with the database `kv` and loads the plugins of
 /// the configured directories. `None` when `[plugins] enabled = false`. A plugin that cannot
 /// load is recorded with its reason and never stops the gateway; an unreadable `directory`

@@ -56,8 +56,9 @@ pub fn print_token_once(system: &str, token: &str) {
     println!();
 }
 
-/// Run the gateway until SIGINT/SIGTERM.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// Run the gateway until SIGINT/SIGTERM; SIGHUP reloads the configuration's `[plugins]`
+/// section from `config_path` (the other sections need a restart).
+pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     init_tracing(&cfg);
     tracing::info!(database = %cfg.redacted_database_url(), listen = %cfg.server.listen, "starting lockgate");
     let store = open_store(&cfg, cfg.database.migrate_on_start).await?;
@@ -93,6 +94,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         },
     );
     if let Some(host) = plugins {
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(
+            host.clone(),
+            config_path,
+            store.clone(),
+            state.config.licence.clone(),
+        ));
+        #[cfg(not(unix))]
+        let _ = config_path;
         state = state.with_plugins(Arc::new(crate::plugins::HostAdmin(host)));
     }
     let app = lockgate_api::router(state);
@@ -123,6 +133,36 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     .ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// On every SIGHUP: read the configuration again and apply its `[plugins]` section (and the
+/// licence features in force now) to the running host. A file that does not load or
+/// validate changes nothing; the error is logged.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    host: lockgate_host::PluginHost,
+    config_path: Option<std::path::PathBuf>,
+    store: lockgate_store::Store,
+    licence: lockgate_api::licence::LicenceConfig,
+) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: configuration reload is off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(path = ?config_path, "SIGHUP: reloading the plugin configuration");
+        match crate::plugins::reconfigure(&host, config_path.as_deref(), &store, &licence).await {
+            Ok(kept) if kept.is_empty() => tracing::info!("plugin configuration reloaded"),
+            Ok(kept) => tracing::warn!(
+                needs_restart = ?kept,
+                "plugin configuration reloaded; some settings need a restart"
+            ),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "configuration reload failed; nothing changed")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
