@@ -8,9 +8,17 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{config, event, host, http_server, plugin_dir};
+use common::{event, host, http_server, plugin_dir};
 use lockgate_host::types::{Event, PluginError};
-use lockgate_host::{PluginHost, PluginState};
+use lockgate_host::{HostConfig, PluginHost, PluginState};
+
+/// The common test configuration with a deadline for real network round trips (these
+/// tests are about what is allowed, not about deadlines; a loaded CI machine is slow).
+fn config_for(grants: &str) -> HostConfig {
+    let mut cfg = common::config(grants);
+    cfg.limits.deadline_ms = 10_000;
+    cfg
+}
 
 fn fetch(url: &str) -> Event {
     Event {
@@ -49,7 +57,7 @@ fn denied(r: Result<(), PluginError>, code: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_private_host_is_reached() {
     let (addr, hits) = http_server(4096).await;
-    let cfg = config(&grants(&format!(
+    let cfg = config_for(&grants(&format!(
         "http = {{ hosts = [\"{addr}\"], allow_private = true }}"
     )));
     let (host, _, _) = host(cfg, &plugin_dir(&["noop", "http-fetch"]));
@@ -79,7 +87,7 @@ async fn granted_private_host_is_reached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_bodies_are_capped() {
     let (addr, hits) = http_server(64 * 1024).await;
-    let mut cfg = config(&grants(&format!(
+    let mut cfg = config_for(&grants(&format!(
         "http = {{ hosts = [\"{addr}\"], allow_private = true }}"
     )));
     cfg.limits.http_response_bytes = 16 * 1024;
@@ -105,7 +113,7 @@ async fn response_bodies_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_is_denied_without_allow_private() {
     let (addr, hits) = http_server(0).await;
-    let cfg = config(&grants(&format!("http = [\"{addr}\"]")));
+    let cfg = config_for(&grants(&format!("http = [\"{addr}\"]")));
     let (host, _, _) = host(cfg, &plugin_dir(&["noop", "http-fetch"]));
     assert_eq!(
         host.status_of("http-fetch").unwrap().state,
@@ -129,7 +137,7 @@ async fn loopback_is_denied_without_allow_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_outside_the_grant_are_denied() {
     let (addr, hits) = http_server(0).await;
-    let cfg = config(&grants(&format!(
+    let cfg = config_for(&grants(&format!(
         "http = {{ hosts = [\"{addr}\"], allow_private = true }}"
     )));
     let (host, _, _) = host(cfg, &plugin_dir(&["noop", "http-fetch"]));
@@ -151,7 +159,10 @@ async fn hosts_outside_the_grant_are_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_without_http_grant_is_refused_at_load() {
     for http in ["", "http = []", "http = { allow_private = true }"] {
-        let (host, _, _) = host(config(&grants(http)), &plugin_dir(&["noop", "http-fetch"]));
+        let (host, _, _) = host(
+            config_for(&grants(http)),
+            &plugin_dir(&["noop", "http-fetch"]),
+        );
         match host.status_of("http-fetch").unwrap().state {
             PluginState::Refused { reason } => assert!(
                 reason.contains("wasi:http/") && reason.contains("`http` is not granted"),
