@@ -31,6 +31,26 @@ if ! pg_ready; then
 fi
 echo "PostgreSQL is up"
 
+# 2b. An MQTT broker on 127.0.0.1:1883 (Mosquitto) for the MQTT capability tests.
+say "MQTT broker"
+mqtt_ready() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
+if ! mqtt_ready; then
+  if ! command -v mosquitto >/dev/null && [ -x /usr/sbin/mosquitto ]; then PATH="$PATH:/usr/sbin"; fi
+  if ! command -v mosquitto >/dev/null && command -v apt-get >/dev/null; then
+    (apt-get install -y mosquitto >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y mosquitto >/dev/null 2>&1; }) || true
+    PATH="$PATH:/usr/sbin"
+  fi
+  if command -v mosquitto >/dev/null; then
+    mosquitto -d -p 1883 2>/dev/null || service mosquitto start >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 20); do mqtt_ready && break; sleep 0.5; done
+fi
+if ! mqtt_ready; then
+  echo "No MQTT broker on 127.0.0.1:1883 and Mosquitto could not be started." >&2
+  exit 1
+fi
+echo "MQTT broker is up"
+
 # 3. Formatting and lints: warnings fail the build.
 say "rustfmt"
 cargo fmt --all -- --check

@@ -92,6 +92,10 @@ impl HostConfig {
                 .http
                 .validate()
                 .map_err(|e| HostError::Config(format!("plugins.{name}.grants.http: {e}")))?;
+            p.grants
+                .mqtt
+                .validate()
+                .map_err(|e| HostError::Config(format!("plugins.{name}.grants.mqtt: {e}")))?;
         }
         Ok(())
     }
@@ -222,6 +226,88 @@ pub struct Capabilities {
     /// Outbound HTTP through `wasi:http/outgoing-handler`: the hosts the plugin
     /// may reach and whether private addresses are allowed (see [`HttpGrant`]).
     pub http: HttpGrant,
+    /// `lockgate:host/mqtt`: the topic prefixes the plugin may publish to
+    /// (see [`MqttGrant`]).
+    pub mqtt: MqttGrant,
+}
+
+/// The `mqtt` capability: `mqtt = { prefixes = ["lockgate/site-a/"] }` (or
+/// just the list, `mqtt = ["lockgate/site-a/"]`).
+///
+/// A plugin may publish only to topics that start with one of the prefixes.
+/// A prefix is 1-1024 bytes, contains no wildcard (`+`, `#`) and no NUL, and
+/// does not start with `$` (broker-reserved topics such as `$SYS/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MqttGrantRepr")]
+pub struct MqttGrant {
+    /// Topic prefixes, compared byte-wise (`"a/b/"` allows `a/b/c`, not `a/bc`).
+    pub prefixes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MqttGrantRepr {
+    Prefixes(Vec<String>),
+    Table(MqttGrantTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttGrantTable {
+    #[serde(default)]
+    prefixes: Vec<String>,
+}
+
+impl From<MqttGrantRepr> for MqttGrant {
+    fn from(r: MqttGrantRepr) -> Self {
+        match r {
+            MqttGrantRepr::Prefixes(prefixes)
+            | MqttGrantRepr::Table(MqttGrantTable { prefixes }) => MqttGrant { prefixes },
+        }
+    }
+}
+
+impl MqttGrant {
+    /// True when no prefix is granted (MQTT is refused).
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+
+    /// Checks every prefix; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        for p in &self.prefixes {
+            if p.is_empty() || p.starts_with('$') {
+                return Err(format!(
+                    "invalid mqtt prefix `{p}`: must be non-empty and not start with `$`"
+                ));
+            }
+            check_mqtt_topic(p).map_err(|e| format!("invalid mqtt prefix `{p}`: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// True when `topic` starts with a granted prefix.
+    pub fn allows(&self, topic: &str) -> bool {
+        self.prefixes.iter().any(|p| topic.starts_with(p.as_str()))
+    }
+}
+
+/// Longest MQTT topic a plugin may publish to, bytes.
+pub const MQTT_MAX_TOPIC_BYTES: usize = 1024;
+
+/// Checks the syntax of a topic to publish to: 1-1024 bytes, no wildcard
+/// (`+`, `#`), no NUL.
+pub fn check_mqtt_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > MQTT_MAX_TOPIC_BYTES {
+        return Err(format!("topics must be 1-{MQTT_MAX_TOPIC_BYTES} bytes"));
+    }
+    if topic.contains(['+', '#']) {
+        return Err("topics to publish to must not contain the wildcards `+` or `#`".into());
+    }
+    if topic.contains('\0') {
+        return Err("topics must not contain NUL".into());
+    }
+    Ok(())
 }
 
 /// The `http` capability: `http = ["api.example.com", "10.0.0.5:8443"]` or
@@ -391,6 +477,13 @@ impl Capabilities {
         if self.http.allow_private && !grants.http.allow_private {
             out.push("http:allow_private".to_owned());
         }
+        out.extend(
+            self.mqtt
+                .prefixes
+                .iter()
+                .filter(|p| !grants.mqtt.allows(p))
+                .map(|p| format!("mqtt:{p}")),
+        );
         out
     }
 }
@@ -503,5 +596,47 @@ mod tests {
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("plugins.x.grants.http"), "{err}");
         assert!(toml::from_str::<HostConfig>("[plugins.x.grants]\nhttp = { bogus = 1 }").is_err());
+    }
+
+    #[test]
+    fn mqtt_grants_parse_and_validate() {
+        let cfg: HostConfig = toml::from_str(
+            r#"
+            [plugins.a.grants]
+            mqtt = { prefixes = ["lockgate/site-a/"] }
+            [plugins.b.grants]
+            mqtt = ["bms/"]
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let a = cfg.plugin("a").grants.mqtt;
+        assert!(a.allows("lockgate/site-a/events/key/lost"));
+        assert!(!a.allows("lockgate/site-b/events"));
+        assert_eq!(cfg.plugin("b").grants.mqtt.prefixes, ["bms/"]);
+        assert!(cfg.plugin("c").grants.mqtt.is_empty());
+        for bad in ["", "a/+/", "a/#", "$SYS/", "a\0b"] {
+            let g = MqttGrant {
+                prefixes: vec![bad.into()],
+            };
+            assert!(g.validate().is_err(), "{bad:?}");
+        }
+        assert!(check_mqtt_topic(&"x".repeat(MQTT_MAX_TOPIC_BYTES)).is_ok());
+        assert!(check_mqtt_topic(&"x".repeat(MQTT_MAX_TOPIC_BYTES + 1)).is_err());
+        let bad: HostConfig = toml::from_str("[plugins.x.grants]\nmqtt = [\"a/#\"]").unwrap();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("plugins.x.grants.mqtt"), "{err}");
+        assert!(toml::from_str::<HostConfig>("[plugins.x.grants]\nmqtt = { bogus = 1 }").is_err());
+        let want = Capabilities {
+            mqtt: MqttGrant {
+                prefixes: vec!["lockgate/".into()],
+            },
+            ..Default::default()
+        };
+        let have = Capabilities {
+            mqtt: a,
+            ..Default::default()
+        };
+        assert_eq!(want.not_covered_by(&have), ["mqtt:lockgate/"]);
     }
 }

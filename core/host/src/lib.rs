@@ -9,8 +9,11 @@
 //! backed off while the others keep working.
 //!
 //! The core supplies the services behind the capabilities through
-//! [`KvStore`] and [`Gateway`]; outbound HTTP (`wasi:http`) is offered only to
-//! the hosts of a plugin's `http` grant (see the `http` module).
+//! [`KvStore`] and [`Gateway`], and MQTT publishing through an
+//! [`MqttPublisher`] ([`RumqttPublisher`], set with [`PluginHost::with_mqtt`])
+//! to the topic prefixes of a plugin's `mqtt` grant; outbound HTTP
+//! (`wasi:http`) is offered only to the hosts of a plugin's `http` grant (see
+//! the `http` module).
 
 pub mod bindings;
 pub mod cache;
@@ -18,6 +21,7 @@ pub mod config;
 pub mod engine;
 mod http;
 pub mod manifest;
+pub mod mqtt;
 pub mod providers;
 pub mod registry;
 mod state;
@@ -26,11 +30,13 @@ use std::path::PathBuf;
 
 pub use cache::CacheOutcome;
 pub use config::{
-    AllocatorChoice, Backoff, Capabilities, HostConfig, HttpGrant, Limits, PluginSettings,
+    AllocatorChoice, Backoff, Capabilities, HostConfig, HttpGrant, Limits, MqttGrant,
+    PluginSettings,
 };
 pub use engine::Allocator;
 pub use manifest::{Manifest, World};
-pub use providers::{Gateway, KvStore, MemoryKv, NoGateway};
+pub use mqtt::{MqttConfig, RumqttPublisher};
+pub use providers::{Gateway, KvStore, MemoryKv, MqttPublisher, NoGateway};
 pub use registry::{
     Fault, FaultKind, HostStatus, PluginHost, PluginState, PluginStatus, StatsView,
 };

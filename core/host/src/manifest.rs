@@ -97,6 +97,10 @@ impl Manifest {
             .http
             .validate()
             .map_err(|e| format!("capabilities.http: {e}"))?;
+        m.capabilities
+            .mqtt
+            .validate()
+            .map_err(|e| format!("capabilities.mqtt: {e}"))?;
         Ok(m)
     }
 

@@ -1,6 +1,7 @@
 //! The services behind the host capabilities that the core supplies: the
 //! plugin-scoped key-value store ([`KvStore`], with [`MemoryKv`] for tests
-//! and single-process use) and the gateway operations ([`Gateway`]). The host
+//! and single-process use), the gateway operations ([`Gateway`]) and MQTT
+//! publishing ([`MqttPublisher`]). The host
 //! checks grants and sizes before it calls them; implementations see only
 //! permitted calls, with the calling plugin's name for scoping and audit.
 
@@ -114,6 +115,28 @@ pub trait Gateway: Send + Sync + 'static {
     async fn pending_jobs(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError>;
     /// `emit-event`: records an event raised by the plugin.
     async fn emit_event(&self, plugin: &str, event: Event) -> Result<(), PluginError>;
+}
+
+/// Largest MQTT payload a plugin may publish, bytes.
+pub const MQTT_MAX_PAYLOAD_BYTES: usize = 256 << 10;
+
+/// Publishes MQTT messages for the `mqtt` capability (see
+/// [`crate::mqtt::RumqttPublisher`]). The host has checked the grant, the
+/// topic (a granted prefix, no wildcards, no NUL, at most 1024 bytes), the
+/// payload size and `qos` (0 or 1) before it calls; `plugin` is the caller,
+/// for audit.
+#[async_trait]
+pub trait MqttPublisher: Send + Sync + 'static {
+    /// Hands one message to the MQTT client. `Ok` does not mean the broker
+    /// has it: QoS 1 acknowledgements arrive asynchronously.
+    async fn publish(
+        &self,
+        plugin: &str,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(), PluginError>;
 }
 
 /// A [`Gateway`] that is not wired to a core: every operation is unavailable.

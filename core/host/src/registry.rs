@@ -21,8 +21,8 @@ use crate::cache::{CacheOutcome, ComponentCache};
 use crate::config::{Capabilities, HostConfig};
 use crate::engine::{Allocator, EpochTicker, build_engine};
 use crate::manifest::{Manifest, World};
-use crate::providers::{Gateway, KvStore};
-use crate::state::{HostState, PluginContext};
+use crate::providers::{Gateway, KvStore, MqttPublisher};
+use crate::state::{HostState, MqttSlot, PluginContext};
 use crate::types::{
     ContentItem, Device, Event, Identity, Message, PluginError, PluginInfo, Request, Response,
     SyncReport,
@@ -219,6 +219,7 @@ struct Inner {
     config: std::sync::RwLock<Arc<HostConfig>>,
     kv: Arc<dyn KvStore>,
     gateway: Arc<dyn Gateway>,
+    mqtt: MqttSlot,
     plugins: Mutex<BTreeMap<String, Entry>>,
     _ticker: EpochTicker,
 }
@@ -348,10 +349,28 @@ impl PluginHost {
                 config: std::sync::RwLock::new(Arc::new(config)),
                 kv,
                 gateway,
+                mqtt: MqttSlot::default(),
                 plugins: Mutex::new(BTreeMap::new()),
                 _ticker: ticker,
             }),
         })
+    }
+
+    /// Sets the publisher behind the `mqtt` capability (builder style; see
+    /// [`PluginHost::set_mqtt`]).
+    pub fn with_mqtt(self, publisher: Arc<dyn MqttPublisher>) -> Self {
+        self.set_mqtt(Some(publisher));
+        self
+    }
+
+    /// Replaces the publisher behind the `mqtt` capability; `None` makes
+    /// `publish` answer `unavailable`. Takes effect for the next call of
+    /// every plugin, loaded or not.
+    pub fn set_mqtt(&self, publisher: Option<Arc<dyn MqttPublisher>>) {
+        match self.inner.mqtt.write() {
+            Ok(mut m) => *m = publisher,
+            Err(poisoned) => *poisoned.into_inner() = publisher,
+        }
     }
 
     /// The engine (for benchmarks and tools).
@@ -563,6 +582,7 @@ impl PluginHost {
             config: Arc::new(settings.config),
             kv: self.inner.kv.clone(),
             gateway: self.inner.gateway.clone(),
+            mqtt: self.inner.mqtt.clone(),
         };
         Ok(Loaded {
             ctx,
@@ -1115,6 +1135,7 @@ fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String
             "lockgate:host/clock" => grants.clock,
             "lockgate:host/kv" => grants.kv,
             "lockgate:host/gateway" => !grants.gateway.is_empty(),
+            "lockgate:host/mqtt" => !grants.mqtt.is_empty(),
             // Outbound HTTP: only with granted hosts (each request is checked too).
             _ if iface.starts_with("wasi:http/") => {
                 if matches!(iface, "wasi:http/types" | "wasi:http/outgoing-handler")
@@ -1202,6 +1223,16 @@ mod tests {
             ..none.clone()
         };
         assert!(check_imports(&imports(&["lockgate:host/gateway@0.1.0"]), &gw).is_ok());
+        let mqtt = imports(&["lockgate:host/mqtt@0.1.0"]);
+        let err = check_imports(&mqtt, &none).unwrap_err();
+        assert!(err.contains("capability `mqtt` is not granted"), "{err}");
+        let granted_mqtt = Capabilities {
+            mqtt: crate::config::MqttGrant {
+                prefixes: vec!["lockgate/".into()],
+            },
+            ..none.clone()
+        };
+        assert!(check_imports(&mqtt, &granted_mqtt).is_ok());
         let http = imports(&["wasi:http/types@0.2.6", "wasi:http/outgoing-handler@0.2.6"]);
         let err = check_imports(&http, &none).unwrap_err();
         assert!(

@@ -1,7 +1,8 @@
 //! Per-call store data and the host side of the `lockgate:host` interfaces:
 //! logging into `tracing`, the plugin's configuration, the clock, the
 //! plugin-scoped key-value store and the gateway operations (grant-checked
-//! here, before delegating to the [`Gateway`]), and the `wasi:http` view whose
+//! here, before delegating to the [`Gateway`]), MQTT publishing (grant, topic
+//! and size checked here, then the [`MqttPublisher`]), and the `wasi:http` view whose
 //! hooks enforce the plugin's `http` grant.
 
 use std::sync::Arc;
@@ -12,10 +13,13 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::lockgate::host::{clock, config, gateway, kv, log, types};
+use crate::bindings::lockgate::host::{clock, config, gateway, kv, log, mqtt, types};
 use crate::config::Capabilities;
 use crate::http::HttpPolicy;
-use crate::providers::{Gateway, KV_MAX_KEY_BYTES, KV_MAX_LIST, KV_MAX_VALUE_BYTES, KvStore};
+use crate::providers::{
+    Gateway, KV_MAX_KEY_BYTES, KV_MAX_LIST, KV_MAX_VALUE_BYTES, KvStore, MQTT_MAX_PAYLOAD_BYTES,
+    MqttPublisher,
+};
 use crate::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
 
 /// Longest log message kept, bytes (longer ones are cut).
@@ -31,7 +35,13 @@ pub(crate) struct PluginContext {
     pub config: Arc<serde_json::Map<String, serde_json::Value>>,
     pub kv: Arc<dyn KvStore>,
     pub gateway: Arc<dyn Gateway>,
+    /// The host's MQTT publisher, read at call time (it can be set after loading).
+    pub mqtt: MqttSlot,
 }
+
+/// The MQTT publisher shared by the host and every plugin context (`None`:
+/// calls answer `unavailable`).
+pub(crate) type MqttSlot = Arc<std::sync::RwLock<Option<Arc<dyn MqttPublisher>>>>;
 
 impl std::fmt::Debug for PluginContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -232,6 +242,48 @@ impl gateway::Host for HostState {
     async fn emit_event(&mut self, event: Event) -> Result<(), PluginError> {
         self.check_op("emit-event")?;
         self.ctx.gateway.emit_event(&self.ctx.name, event).await
+    }
+}
+
+impl mqtt::Host for HostState {
+    async fn publish(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(), PluginError> {
+        let grant = &self.ctx.grants.mqtt;
+        if grant.is_empty() {
+            return Err(self.denied("mqtt"));
+        }
+        crate::config::check_mqtt_topic(&topic).map_err(PluginError::Invalid)?;
+        if !grant.allows(&topic) {
+            tracing::warn!(plugin = %self.ctx.name, %topic, "mqtt topic denied");
+            return Err(self.denied(&format!("mqtt topic `{topic}`")));
+        }
+        if payload.len() > MQTT_MAX_PAYLOAD_BYTES {
+            return Err(PluginError::Invalid(format!(
+                "mqtt payloads must be at most {MQTT_MAX_PAYLOAD_BYTES} bytes"
+            )));
+        }
+        if qos > 1 {
+            return Err(PluginError::Invalid(format!(
+                "mqtt qos must be 0 or 1, not {qos}"
+            )));
+        }
+        let publisher = match self.ctx.mqtt.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let Some(publisher) = publisher else {
+            return Err(PluginError::Unavailable(
+                "no MQTT broker is configured".into(),
+            ));
+        };
+        publisher
+            .publish(&self.ctx.name, &topic, payload, qos, retain)
+            .await
     }
 }
 

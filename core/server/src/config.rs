@@ -201,6 +201,9 @@ pub struct PluginsConfig {
     pub backoff: lockgate_host::Backoff,
     /// Per-plugin settings by plugin name: `enabled`, `grants`, `config`.
     pub instances: BTreeMap<String, lockgate_host::PluginSettings>,
+    /// `[plugins.mqtt]`: the broker behind the `mqtt` capability; none: MQTT
+    /// publishes answer `unavailable`. Read at start-up only.
+    pub mqtt: Option<lockgate_host::MqttConfig>,
 }
 
 impl Default for PluginsConfig {
@@ -217,6 +220,7 @@ impl Default for PluginsConfig {
             limits: host.limits,
             backoff: host.backoff,
             instances: BTreeMap::new(),
+            mqtt: None,
         }
     }
 }
@@ -276,6 +280,11 @@ impl PluginsConfig {
                     );
                 }
             }
+        }
+        if let Some(mqtt) = &self.mqtt
+            && let Err(e) = mqtt.validate()
+        {
+            return invalid("plugins.mqtt".into(), e.to_string());
         }
         // The remaining checks are the host's; its messages start with the key below `plugins`.
         if let Err(e) = self.host_config(Vec::new()).validate() {

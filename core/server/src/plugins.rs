@@ -151,6 +151,12 @@ pub async fn start(
         Arc::new(crate::gateway::CoreGateway::new(store.clone())),
     )
     .context("starting the plugin host")?;
+    let host = match &cfg.mqtt {
+        Some(mqtt) => host.with_mqtt(Arc::new(
+            lockgate_host::RumqttPublisher::start(mqtt).context("starting the MQTT publisher")?,
+        )),
+        None => host,
+    };
     let bundled = crate::config::bundled_plugins_dir();
     for dir in cfg.directories() {
         if dir == bundled && !dir.is_dir() {

@@ -17,7 +17,7 @@ mod bindings {
 }
 
 pub use bindings::lockgate::host;
-pub use host::{clock, config, gateway, kv, types};
+pub use host::{clock, config, gateway, kv, mqtt, types};
 pub use types::{Cylinder, Error, Event, Job, Key, Person, Timestamp};
 pub use wit_bindgen;
 

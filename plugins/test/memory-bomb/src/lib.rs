@@ -12,6 +12,7 @@ mod bindings {
             "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
             "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
             "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
+            "lockgate:host/mqtt@0.1.0": lockgate_plugin_sdk::host::mqtt,
         },
         generate_all,
     });
