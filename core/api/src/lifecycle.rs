@@ -354,18 +354,30 @@ async fn key_access(state: AppState, admin: Admin, id: String) -> ApiResult<Resp
         .store
         .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
         .await?;
-    let mut items = state
+    let items = state
         .store
         .access_for_key(&admin.system, id, Utc::now())
         .await?;
+    visible_access(&state, &admin, items, ObjectKind::Cylinder, "cylinder_id").await
+}
+
+/// The access views the administrator may see (the other side in their domains), as
+/// `{items: [{<id_field>, actual, defined, pending}]}`.
+async fn visible_access(
+    state: &AppState,
+    admin: &Admin,
+    items: Vec<lockgate_engine::views::AccessView>,
+    other: ObjectKind,
+    id_field: &str,
+) -> ApiResult<Response> {
     let mut visible = Vec::with_capacity(items.len());
-    for v in items.drain(..) {
+    for v in items {
         if state
             .store
-            .kind_visible(admin.system.id, ObjectKind::Cylinder, v.id, &admin.scope)
+            .kind_visible(admin.system.id, other, v.id, &admin.scope)
             .await?
         {
-            visible.push(serde_json::json!({ "cylinder_id": v.id, "actual": v.actual, "defined": v.defined, "pending": v.pending() }));
+            visible.push(serde_json::json!({ id_field: v.id, "actual": v.actual, "defined": v.defined, "pending": v.pending() }));
         }
     }
     Ok(Json(serde_json::json!({ "items": visible })).into_response())
@@ -379,21 +391,11 @@ async fn cylinder_access(state: AppState, admin: Admin, id: String) -> ApiResult
         .store
         .get(admin.system.id, ObjectKind::Cylinder, id, &admin.scope)
         .await?;
-    let mut items = state
+    let items = state
         .store
         .access_for_cylinder(&admin.system, id, Utc::now())
         .await?;
-    let mut visible = Vec::with_capacity(items.len());
-    for v in items.drain(..) {
-        if state
-            .store
-            .kind_visible(admin.system.id, ObjectKind::Key, v.id, &admin.scope)
-            .await?
-        {
-            visible.push(serde_json::json!({ "key_id": v.id, "actual": v.actual, "defined": v.defined, "pending": v.pending() }));
-        }
-    }
-    Ok(Json(serde_json::json!({ "items": visible })).into_response())
+    visible_access(&state, &admin, items, ObjectKind::Key, "key_id").await
 }
 
 async fn cylinder_profiles(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
