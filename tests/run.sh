@@ -51,6 +51,53 @@ if ! mqtt_ready; then
 fi
 echo "MQTT broker is up"
 
+# 2c. Test peers of the LDAP and email connectors (crate tests/peers): OpenLDAP's slapd and
+# ldap-utils, and Python's aiosmtpd. The tests start private instances on free loopback ports
+# themselves; only the programs are installed here, no system service is started.
+say "LDAP and SMTP test peers"
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else echo "not root and no sudo: cannot run $*" >&2; return 1; fi
+}
+missing_debs=()
+for p in slapd ldap-utils; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing_debs+=("$p")
+done
+if [ ${#missing_debs[@]} -gt 0 ]; then
+  echo "installing ${missing_debs[*]}"
+  # slapd's postinst would configure and start a system slapd on port 389. Skip its default
+  # database and keep invoke-rc.d from starting services (policy-rc.d exit 101) while installing.
+  policy_created=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+    policy_created=1
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  echo "slapd slapd/no_configuration boolean true" | as_root debconf-set-selections
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing_debs[@]}" >/dev/null
+  if [ -n "$policy_created" ]; then as_root rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+  # Should a system slapd have started anyway (another policy), stop it and keep it off.
+  if pidof slapd >/dev/null 2>&1; then
+    as_root systemctl disable --now slapd >/dev/null 2>&1 || as_root service slapd stop >/dev/null 2>&1 || true
+    as_root update-rc.d slapd disable >/dev/null 2>&1 || true
+  fi
+fi
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  echo "installing aiosmtpd"
+  if ! PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet 'aiosmtpd==1.4.6'; then
+    # Debian's own python3 has no pip or refuses it (PEP 668): take Debian's package instead.
+    echo "pip failed: installing Debian's python3-aiosmtpd"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      python3-aiosmtpd >/dev/null
+  fi
+fi
+/usr/sbin/slapd -VV 2>&1 | head -n 1
+python3 -c 'import aiosmtpd; print("aiosmtpd", aiosmtpd.__version__)'
+
 # 3. Formatting and lints: warnings fail the build.
 say "rustfmt"
 cargo fmt --all -- --check

@@ -24,6 +24,7 @@ fn context(app: &TestApp) -> Context {
         app.store.clone(),
         &BackgroundConfig::default(),
         LicenceConfig::default(),
+        None,
     )
     .expect("context")
 }

@@ -18,9 +18,7 @@ fn person(identifier: &str, surname: &str) -> Person {
         identifier: identifier.into(),
         first_name: "Test".into(),
         surname: surname.into(),
-        email: None,
-        phone: None,
-        department: Some("Facilities".into()),
+        fields: vec![("department".into(), "Facilities".into())],
         active: true,
     }
 }
@@ -89,11 +87,11 @@ config = {{ domain = "{domain}", persons = [
         .expect("host");
         host.load_dir(&dir).expect("load");
         let report = host
-            .sync("template", true)
+            .sync("template", true, false)
             .await
             .expect("call")
             .expect("sync");
-        assert_eq!((report.read, report.created, report.updated), (3, 2, 0));
+        assert_eq!((report.staged, report.created, report.updated), (3, 2, 0));
         assert_eq!(
             employees(&app).await,
             [("E-1".into(), "Berg".into()), ("E-2".into(), "Lind".into())],
@@ -101,7 +99,7 @@ config = {{ domain = "{domain}", persons = [
         );
         // A second run changes nothing.
         let report = host
-            .sync("template", true)
+            .sync("template", true, false)
             .await
             .expect("call")
             .expect("sync");

@@ -32,6 +32,11 @@ pub struct HostConfig {
     pub licensed_features: Vec<String>,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// The directories behind the `ldap` capability, by name (`[plugins.ldap.NAME]`).
+    pub ldap: BTreeMap<String, crate::ldap::LdapDirectoryConfig>,
+    /// The relay behind the `smtp` capability (`[plugins.smtp]`); none: `smtp`
+    /// cannot be granted.
+    pub smtp: Option<crate::smtp::SmtpConfig>,
 }
 
 impl Default for HostConfig {
@@ -45,6 +50,8 @@ impl Default for HostConfig {
             backoff: Backoff::default(),
             licensed_features: Vec::new(),
             plugins: BTreeMap::new(),
+            ldap: BTreeMap::new(),
+            smtp: None,
         }
     }
 }
@@ -96,6 +103,29 @@ impl HostConfig {
                 .mqtt
                 .validate()
                 .map_err(|e| HostError::Config(format!("plugins.{name}.grants.mqtt: {e}")))?;
+            if let Some(d) = p.grants.ldap.iter().find(|d| !self.ldap.contains_key(*d)) {
+                return Err(HostError::Config(format!(
+                    "plugins.{name}.grants.ldap: no directory `{d}` is configured (add [plugins.ldap.{d}])"
+                )));
+            }
+            if p.grants.smtp && self.smtp.is_none() {
+                return Err(HostError::Config(format!(
+                    "plugins.{name}.grants.smtp: no relay is configured (add [plugins.smtp])"
+                )));
+            }
+            if let Some(ms) = p.deadline_ms
+                && (ms == 0 || ms > MAX_PLUGIN_DEADLINE_MS)
+            {
+                return Err(HostError::Config(format!(
+                    "plugins.{name}.deadline_ms must be 1..={MAX_PLUGIN_DEADLINE_MS}"
+                )));
+            }
+        }
+        for (name, d) in &self.ldap {
+            d.validate(name)?;
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.validate()?;
         }
         Ok(())
     }
@@ -185,6 +215,9 @@ impl Backoff {
     }
 }
 
+/// Longest per-plugin deadline (`deadline_ms`), one hour.
+pub const MAX_PLUGIN_DEADLINE_MS: u64 = 3_600_000;
+
 /// One plugin's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -196,6 +229,9 @@ pub struct PluginSettings {
     /// The plugin's own configuration section, handed to it through the
     /// `config` capability as JSON.
     pub config: serde_json::Map<String, serde_json::Value>,
+    /// This plugin's wall-clock deadline per call, milliseconds, instead of
+    /// `limits.deadline_ms` (e.g. a directory sync of a large directory).
+    pub deadline_ms: Option<u64>,
 }
 
 impl Default for PluginSettings {
@@ -204,6 +240,7 @@ impl Default for PluginSettings {
             enabled: true,
             grants: Capabilities::default(),
             config: serde_json::Map::new(),
+            deadline_ms: None,
         }
     }
 }
@@ -229,19 +266,32 @@ pub struct Capabilities {
     /// `lockgate:host/mqtt`: the topic prefixes the plugin may publish to
     /// (see [`MqttGrant`]).
     pub mqtt: MqttGrant,
+    /// `lockgate:host/ldap`: the directories (names of `[plugins.ldap.NAME]`)
+    /// the plugin may search.
+    pub ldap: Vec<String>,
+    /// `lockgate:host/smtp`: sending email through `[plugins.smtp]`.
+    pub smtp: bool,
 }
 
 /// The `mqtt` capability: `mqtt = { prefixes = ["lockgate/site-a/"] }` (or
-/// just the list, `mqtt = ["lockgate/site-a/"]`).
+/// just the list, `mqtt = ["lockgate/site-a/"]`), optionally with the command
+/// topics the plugin takes commands from:
+/// `mqtt = { prefixes = ["lockgate/site-a/"], commands = ["lockgate/site-a/cmd/"] }`.
 ///
-/// A plugin may publish only to topics that start with one of the prefixes.
-/// A prefix is 1-1024 bytes, contains no wildcard (`+`, `#`) and no NUL, and
-/// does not start with `$` (broker-reserved topics such as `$SYS/`).
+/// A plugin may publish only to topics that start with one of the prefixes,
+/// and receives (through `event-sink.handle-command`) only messages on topics
+/// that start with one of its `commands` prefixes (none by default). A prefix
+/// is 1-1024 bytes, contains no wildcard (`+`, `#`) and no NUL, and does not
+/// start with `$` (broker-reserved topics such as `$SYS/`); a command prefix
+/// also ends with `/` (the host subscribes to `<prefix>#`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "MqttGrantRepr")]
 pub struct MqttGrant {
     /// Topic prefixes, compared byte-wise (`"a/b/"` allows `a/b/c`, not `a/bc`).
     pub prefixes: Vec<String>,
+    /// Command topic prefixes (see [`MqttGrant::takes_command`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -256,32 +306,50 @@ enum MqttGrantRepr {
 struct MqttGrantTable {
     #[serde(default)]
     prefixes: Vec<String>,
+    #[serde(default)]
+    commands: Vec<String>,
 }
 
 impl From<MqttGrantRepr> for MqttGrant {
     fn from(r: MqttGrantRepr) -> Self {
         match r {
-            MqttGrantRepr::Prefixes(prefixes)
-            | MqttGrantRepr::Table(MqttGrantTable { prefixes }) => MqttGrant { prefixes },
+            MqttGrantRepr::Prefixes(prefixes) => MqttGrant {
+                prefixes,
+                commands: Vec::new(),
+            },
+            MqttGrantRepr::Table(MqttGrantTable { prefixes, commands }) => {
+                MqttGrant { prefixes, commands }
+            }
         }
     }
 }
 
 impl MqttGrant {
-    /// True when no prefix is granted (MQTT is refused).
+    /// True when no prefix is granted (MQTT publishing is refused).
     pub fn is_empty(&self) -> bool {
         self.prefixes.is_empty()
     }
 
     /// Checks every prefix; the error names the first bad one.
     pub fn validate(&self) -> Result<(), String> {
-        for p in &self.prefixes {
+        let check = |what: &str, p: &str| -> Result<(), String> {
             if p.is_empty() || p.starts_with('$') {
                 return Err(format!(
-                    "invalid mqtt prefix `{p}`: must be non-empty and not start with `$`"
+                    "invalid mqtt {what} `{p}`: must be non-empty and not start with `$`"
                 ));
             }
-            check_mqtt_topic(p).map_err(|e| format!("invalid mqtt prefix `{p}`: {e}"))?;
+            check_mqtt_topic(p).map_err(|e| format!("invalid mqtt {what} `{p}`: {e}"))
+        };
+        for p in &self.prefixes {
+            check("prefix", p)?;
+        }
+        for p in &self.commands {
+            check("command prefix", p)?;
+            if !p.ends_with('/') {
+                return Err(format!(
+                    "invalid mqtt command prefix `{p}`: must end with `/`"
+                ));
+            }
         }
         Ok(())
     }
@@ -289,6 +357,13 @@ impl MqttGrant {
     /// True when `topic` starts with a granted prefix.
     pub fn allows(&self, topic: &str) -> bool {
         self.prefixes.iter().any(|p| topic.starts_with(p.as_str()))
+    }
+
+    /// True when a message on `topic` is a command for the plugin: it starts
+    /// with a granted command prefix and is not a reply (`.../reply`, where
+    /// the host publishes the answers).
+    pub fn takes_command(&self, topic: &str) -> bool {
+        !topic.ends_with("/reply") && self.commands.iter().any(|p| topic.starts_with(p.as_str()))
     }
 }
 
@@ -474,6 +549,15 @@ impl Capabilities {
                 .filter(|h| !grants.http.hosts.contains(h))
                 .map(|h| format!("http:{h}")),
         );
+        if self.smtp && !grants.smtp {
+            out.push("smtp".to_owned());
+        }
+        out.extend(
+            self.ldap
+                .iter()
+                .filter(|d| !grants.ldap.contains(d))
+                .map(|d| format!("ldap:{d}")),
+        );
         if self.http.allow_private && !grants.http.allow_private {
             out.push("http:allow_private".to_owned());
         }
@@ -618,8 +702,14 @@ mod tests {
         for bad in ["", "a/+/", "a/#", "$SYS/", "a\0b"] {
             let g = MqttGrant {
                 prefixes: vec![bad.into()],
+                commands: Vec::new(),
             };
             assert!(g.validate().is_err(), "{bad:?}");
+            let g = MqttGrant {
+                prefixes: vec!["ok/".into()],
+                commands: vec![bad.into()],
+            };
+            assert!(g.validate().is_err(), "command {bad:?}");
         }
         assert!(check_mqtt_topic(&"x".repeat(MQTT_MAX_TOPIC_BYTES)).is_ok());
         assert!(check_mqtt_topic(&"x".repeat(MQTT_MAX_TOPIC_BYTES + 1)).is_err());
@@ -630,6 +720,7 @@ mod tests {
         let want = Capabilities {
             mqtt: MqttGrant {
                 prefixes: vec!["lockgate/".into()],
+                commands: Vec::new(),
             },
             ..Default::default()
         };
@@ -638,5 +729,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(want.not_covered_by(&have), ["mqtt:lockgate/"]);
+    }
+
+    #[test]
+    fn mqtt_command_grants_parse_and_deny_by_default() {
+        let cfg: HostConfig = toml::from_str(
+            r#"
+            [plugins.a.grants]
+            mqtt = { prefixes = ["site/"], commands = ["site/cmd/"] }
+            [plugins.b.grants]
+            mqtt = ["site/"]
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let a = cfg.plugin("a").grants.mqtt;
+        assert!(a.takes_command("site/cmd/sync"));
+        assert!(!a.takes_command("site/cmd/sync/reply"));
+        assert!(!a.takes_command("site/other"));
+        assert!(!cfg.plugin("b").grants.mqtt.takes_command("site/cmd/sync"));
+        let bad: HostConfig = toml::from_str(
+            "[plugins.x.grants]\nmqtt = { prefixes = [\"a/\"], commands = [\"a/cmd\"] }",
+        )
+        .unwrap();
+        assert!(bad.validate().is_err(), "a command prefix ends with /");
     }
 }

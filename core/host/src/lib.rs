@@ -20,10 +20,12 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 mod http;
+pub mod ldap;
 pub mod manifest;
 pub mod mqtt;
 pub mod providers;
 pub mod registry;
+pub mod smtp;
 mod state;
 
 use std::path::PathBuf;
@@ -34,23 +36,33 @@ pub use config::{
     PluginSettings,
 };
 pub use engine::Allocator;
+pub use ldap::{LdapDirectories, LdapDirectoryConfig};
 pub use manifest::{Manifest, World};
 pub use mqtt::{MqttConfig, RumqttPublisher};
 pub use providers::{Gateway, KvStore, MemoryKv, MqttPublisher, NoGateway};
 pub use registry::{
     Fault, FaultKind, HostStatus, PluginHost, PluginState, PluginStatus, StatsView,
 };
+pub use smtp::{SmtpConfig, SmtpRelay, SmtpTls};
 
 /// The records plugins and the core exchange (generated from the WIT).
 pub mod types {
     pub use crate::bindings::exports::lockgate::connector::content_provider::Item as ContentItem;
     pub use crate::bindings::exports::lockgate::connector::device_handler::Device;
-    pub use crate::bindings::exports::lockgate::connector::directory_source::SyncReport;
+    pub use crate::bindings::exports::lockgate::connector::event_sink::Command;
     pub use crate::bindings::exports::lockgate::connector::identity_provider::Identity;
-    pub use crate::bindings::exports::lockgate::connector::notification_sink::Message;
+    pub use crate::bindings::exports::lockgate::connector::notification_sink::{
+        Notification, NotifyError,
+    };
     pub use crate::bindings::exports::lockgate::connector::plugin::PluginInfo;
     pub use crate::bindings::lockgate::connector::http_types::{Request, Response};
-    pub use crate::bindings::lockgate::host::gateway::UpsertReport;
+    pub use crate::bindings::lockgate::host::gateway::{
+        SyncReport, SyncRequest, SyncSkip, UpsertReport,
+    };
+    pub use crate::bindings::lockgate::host::ldap::{
+        Entry as LdapEntry, Page as LdapPage, Search as LdapSearch, SearchScope,
+    };
+    pub use crate::bindings::lockgate::host::smtp::{Email, SendError};
     /// An expected failure, as a plugin or a capability reports it (WIT `error`).
     pub use crate::bindings::lockgate::host::types::Error as PluginError;
     pub use crate::bindings::lockgate::host::types::{
@@ -73,6 +85,10 @@ pub const GATEWAY_OPERATIONS: &[&str] = &[
     "read-cylinders",
     "pending-jobs",
     "emit-event",
+    "sync-persons",
+    "request-directory-sync",
+    "request-key-update",
+    "report-key-lost",
 ];
 
 /// Errors at the plugin host's boundary.

@@ -2,10 +2,28 @@
 //! [`AsyncClient`] whose event loop a tokio task drives (connecting,
 //! reconnecting with back-off, keep-alive, QoS 1 acknowledgements).
 //!
-//! A publish is answered once the message is handed to the client (queued
-//! for the event loop); the broker's QoS 1 acknowledgement arrives
-//! asynchronously and is not reported to the plugin. While the broker is not
-//! connected, publishes answer `unavailable` instead of queueing up.
+//! A QoS 1 publish is answered once the broker has acknowledged it (PUBACK),
+//! at most `ack_timeout_ms` later; a QoS 0 publish once it is handed to the
+//! client. While the broker is not connected, publishes answer `unavailable`
+//! instead of queueing up, and a connection loss fails every QoS 1 publish
+//! still waiting for its acknowledgement with `unavailable` (the message may
+//! or may not have reached the broker: callers retry, so delivery is at least
+//! once). The client uses a clean session: nothing unacknowledged is carried
+//! into the next connection, so an `ok` always means the broker has it.
+//!
+//! How acknowledgements are matched: `rumqttc` gives a publish its packet id
+//! only when the event loop sends it, and reports that as
+//! `Outgoing::Publish(pkid)`, in the order publishes entered its request
+//! channel. The publisher keeps the waiters in that same order (a mutex
+//! covers "hand to the client" and "queue the waiter"), binds the front
+//! waiter to the packet id when the event loop sends it, and answers it on
+//! the matching PUBACK. On a connection loss the event loop's leftovers are
+//! dropped under the same mutex, so no stale request can shift the order.
+//!
+//! [`CommandSubscriber`] is the inbound side: a second connection (persistent
+//! session, manual acknowledgements) subscribed with QoS 1 to the command
+//! topics of event-bridge plugins, acknowledging each message only after it
+//! was handled.
 //!
 //! With a `status_topic`, the broker holds a retained last will `offline`
 //! there, and the publisher publishes `online` (retained) on every connect,
@@ -13,14 +31,17 @@
 //!
 //! Plain TCP only for now (no TLS).
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Packet, QoS,
+    AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing,
+    Packet, Publish, QoS, Request,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::HostError;
 use crate::providers::{MQTT_MAX_PAYLOAD_BYTES, MqttPublisher};
@@ -53,6 +74,11 @@ pub struct MqttConfig {
     pub status_topic: Option<String>,
     /// Messages the client queues for the event loop before publishes wait.
     pub queue_capacity: usize,
+    /// How long a QoS 1 publish waits for the broker's acknowledgement
+    /// before it answers `unavailable`, milliseconds (1..=600000).
+    pub ack_timeout_ms: u64,
+    /// QoS 1 messages in flight (sent, not yet acknowledged), 1..=65535.
+    pub inflight: u16,
 }
 
 impl Default for MqttConfig {
@@ -67,6 +93,8 @@ impl Default for MqttConfig {
             password_env: None,
             status_topic: None,
             queue_capacity: 64,
+            ack_timeout_ms: 10_000,
+            inflight: 100,
         }
     }
 }
@@ -83,6 +111,8 @@ impl std::fmt::Debug for MqttConfig {
             .field("password_env", &self.password_env)
             .field("status_topic", &self.status_topic)
             .field("queue_capacity", &self.queue_capacity)
+            .field("ack_timeout_ms", &self.ack_timeout_ms)
+            .field("inflight", &self.inflight)
             .finish()
     }
 }
@@ -116,6 +146,12 @@ impl MqttConfig {
         if self.queue_capacity == 0 {
             return bad("queue_capacity must be at least 1".into());
         }
+        if !(1..=600_000).contains(&self.ack_timeout_ms) {
+            return bad("ack_timeout_ms must be 1..=600000".into());
+        }
+        if self.inflight == 0 {
+            return bad("inflight must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -137,9 +173,53 @@ impl MqttConfig {
 pub struct RumqttPublisher {
     client: AsyncClient,
     connected: watch::Receiver<bool>,
+    tracker: Arc<Mutex<Tracker>>,
     broker: String,
     status_topic: Option<String>,
+    ack_timeout: Duration,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What a publish waits for: `Ok` on the broker's acknowledgement, `Err`
+/// with the reason when the connection was lost first.
+type AckSender = oneshot::Sender<Result<(), String>>;
+/// The receiving end of an [`AckSender`].
+type AckReceiver = oneshot::Receiver<Result<(), String>>;
+/// Why [`RumqttPublisher::enqueue`] did not queue: `Ok(payload)` when the
+/// client's queue was full (retry with the payload), `Err` otherwise.
+type NotQueued = Result<Vec<u8>, PluginError>;
+
+/// The publishes handed to the client, in order, and the QoS 1 ones the
+/// broker has not acknowledged yet (see the module documentation).
+#[derive(Default)]
+struct Tracker {
+    /// The broker connection is up (publishes are accepted).
+    connected: bool,
+    /// Publishes handed to the client that the event loop has not sent yet,
+    /// oldest first; `None` for those nobody waits for (QoS 0, `online`).
+    queued: VecDeque<Option<AckSender>>,
+    /// Sent QoS 1 publishes by packet id.
+    inflight: HashMap<u16, AckSender>,
+    /// The next `Outgoing::Publish` is the resend of a collided publish,
+    /// whose waiter was already answered.
+    skip_next: bool,
+}
+
+impl Tracker {
+    /// Fails every waiter (the connection is gone).
+    fn fail_all(&mut self, reason: &str) {
+        for tx in self.queued.drain(..).flatten() {
+            let _ = tx.send(Err(reason.to_owned()));
+        }
+        for (_, tx) in self.inflight.drain() {
+            let _ = tx.send(Err(reason.to_owned()));
+        }
+        self.skip_next = false;
+    }
+}
+
+fn lock(tracker: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
+    tracker.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl std::fmt::Debug for RumqttPublisher {
@@ -168,6 +248,8 @@ impl RumqttPublisher {
         // Room for the largest payload plus topic and header.
         let packet = MQTT_MAX_PAYLOAD_BYTES + 4 * 1024;
         options.set_max_packet_size(packet, packet);
+        options.set_clean_session(true);
+        options.set_inflight(config.inflight);
         if let Some(user) = &config.username {
             options.set_credentials(user, config.password()?.unwrap_or_default());
         }
@@ -180,9 +262,11 @@ impl RumqttPublisher {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             HostError::Config("mqtt: the publisher must start inside a tokio runtime".into())
         })?;
+        let tracker = Arc::new(Mutex::new(Tracker::default()));
         let task = handle.spawn(drive(
             eventloop,
             client.clone(),
+            tracker.clone(),
             config.status_topic.clone(),
             broker.clone(),
             tx,
@@ -190,8 +274,10 @@ impl RumqttPublisher {
         Ok(RumqttPublisher {
             client,
             connected,
+            tracker,
             broker,
             status_topic: config.status_topic.clone(),
+            ack_timeout: Duration::from_millis(config.ack_timeout_ms),
             task,
         })
     }
@@ -213,20 +299,59 @@ impl RumqttPublisher {
     /// cleanly; pending messages may be lost.
     pub async fn shutdown(&self) {
         if let Some(topic) = &self.status_topic {
-            let _ = self
+            let mut t = lock(&self.tracker);
+            if self
                 .client
-                .publish(topic, QoS::AtLeastOnce, true, "offline")
-                .await;
+                .try_publish(topic, QoS::AtLeastOnce, true, "offline")
+                .is_ok()
+            {
+                t.queued.push_back(None);
+            }
         }
         let _ = self.client.disconnect().await;
+    }
+
+    /// Hands one message to the client and queues its waiter, in one step
+    /// under the tracker lock. `Ok(None)`: QoS 0, nothing to wait for.
+    fn enqueue(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<Option<AckReceiver>, NotQueued> {
+        let mut t = lock(&self.tracker);
+        if !t.connected {
+            return Err(Err(PluginError::Unavailable(format!(
+                "the MQTT broker {} is not connected",
+                self.broker
+            ))));
+        }
+        match self.client.try_publish(topic, qos, retain, payload) {
+            Ok(()) => {
+                if qos == QoS::AtMostOnce {
+                    t.queued.push_back(None);
+                    Ok(None)
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    t.queued.push_back(Some(tx));
+                    Ok(Some(rx))
+                }
+            }
+            // The client's queue is full: the caller waits a little and retries.
+            Err(ClientError::TryRequest(Request::Publish(p))) => Err(Ok(p.payload.to_vec())),
+            Err(e) => Err(Err(PluginError::Unavailable(format!("mqtt client: {e}")))),
+        }
     }
 }
 
 /// Drives the event loop: reports the connection state, publishes `online`
-/// on connect, and backs off between reconnection attempts.
+/// on connect, matches acknowledgements to waiting publishes, and backs off
+/// between reconnection attempts.
 async fn drive(
     mut eventloop: EventLoop,
     client: AsyncClient,
+    tracker: Arc<Mutex<Tracker>>,
     status_topic: Option<String>,
     broker: String,
     connected: watch::Sender<bool>,
@@ -237,15 +362,65 @@ async fn drive(
             Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
                 failures = 0;
                 tracing::info!(%broker, "mqtt connected");
-                if let Some(topic) = &status_topic
-                    && let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, true, "online")
-                {
-                    tracing::warn!(%broker, error = %e, "mqtt: cannot publish the online state");
+                let mut t = lock(&tracker);
+                t.connected = true;
+                if let Some(topic) = &status_topic {
+                    match client.try_publish(topic, QoS::AtLeastOnce, true, "online") {
+                        Ok(()) => t.queued.push_back(None),
+                        Err(e) => {
+                            tracing::warn!(%broker, error = %e, "mqtt: cannot publish the online state");
+                        }
+                    }
                 }
+                drop(t);
                 connected.send_replace(true);
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut t = lock(&tracker);
+                if t.skip_next {
+                    t.skip_next = false;
+                } else if let Some(waiter) = t.queued.pop_front() {
+                    match waiter {
+                        Some(tx) if pkid != 0 => {
+                            if let Some(old) = t.inflight.insert(pkid, tx) {
+                                let _ = old.send(Err("packet id reused before its ack".into()));
+                            }
+                        }
+                        Some(tx) => {
+                            let _ = tx.send(Ok(()));
+                        }
+                        None => {}
+                    }
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::AwaitAck(_))) => {
+                // The broker acknowledged out of order and the next publish
+                // collided with an unacknowledged packet id: rumqttc resends
+                // it later. Its waiter is told to retry (a duplicate at worst).
+                let mut t = lock(&tracker);
+                if let Some(Some(tx)) = t.queued.pop_front() {
+                    let _ = tx.send(Err("packet id collision; retry".into()));
+                }
+                t.skip_next = true;
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(tx) = lock(&tracker).inflight.remove(&ack.pkid) {
+                    let _ = tx.send(Ok(()));
+                }
             }
             Ok(_) => {}
             Err(e) => {
+                {
+                    // Drop what the event loop kept for a session resume
+                    // (a clean session never resumes) and every waiter,
+                    // atomically with refusing new publishes.
+                    let mut t = lock(&tracker);
+                    t.connected = false;
+                    eventloop.clean();
+                    eventloop.pending.clear();
+                    eventloop.state.events.clear();
+                    t.fail_all(&format!("the MQTT connection to {broker} was lost"));
+                }
                 connected.send_replace(false);
                 failures = failures.saturating_add(1);
                 if failures == 1 || failures.is_multiple_of(20) {
@@ -279,17 +454,203 @@ impl MqttPublisher for RumqttPublisher {
                 )));
             }
         };
-        if !self.is_connected() {
-            return Err(PluginError::Unavailable(format!(
-                "the MQTT broker {} is not connected",
-                self.broker
-            )));
-        }
         tracing::debug!(plugin, topic, bytes = payload.len(), "mqtt publish");
+        let deadline = tokio::time::Instant::now() + self.ack_timeout;
+        let mut payload = payload;
+        // Bounded: the client's queue is full at most until the deadline.
+        let rx = loop {
+            match self.enqueue(topic, qos, retain, payload) {
+                Ok(rx) => break rx,
+                Err(Err(e)) => return Err(e),
+                Err(Ok(back)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(PluginError::Unavailable(
+                            "the MQTT client's queue stayed full".into(),
+                        ));
+                    }
+                    payload = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        };
+        let Some(rx) = rx else { return Ok(()) };
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(reason))) => Err(PluginError::Unavailable(reason)),
+            Ok(Err(_)) => Err(PluginError::Unavailable(
+                "the MQTT client stopped before the broker acknowledged".into(),
+            )),
+            Err(_) => Err(PluginError::Unavailable(format!(
+                "the MQTT broker {} did not acknowledge within {} ms",
+                self.broker,
+                self.ack_timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// One message that arrived on a subscribed topic (see [`CommandSubscriber`]).
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    /// The topic it arrived on.
+    pub topic: String,
+    /// Its payload (at most the client's maximum packet size).
+    pub payload: Vec<u8>,
+    publish: Publish,
+}
+
+/// The inbound side of MQTT: one connection (client id
+/// `<client_id><suffix>`, persistent session so QoS 1 messages sent while
+/// the gateway is down are kept by the broker, manual acknowledgements)
+/// subscribed with QoS 1 to `filters`. Messages arrive on the channel that
+/// [`CommandSubscriber::start`] returns; acknowledge each with
+/// [`CommandSubscriber::ack`] once handled, so a message whose handling was
+/// cut off is delivered again. Dropping it stops the event loop.
+pub struct CommandSubscriber {
+    client: AsyncClient,
+    connected: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for CommandSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSubscriber")
+            .field("connected", &*self.connected.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for CommandSubscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Largest inbound message the subscriber accepts, bytes (commands are far
+/// smaller; the handler enforces its own limit).
+pub const MQTT_MAX_INBOUND_BYTES: usize = 256 << 10;
+
+impl CommandSubscriber {
+    /// Connects (in the background) and subscribes to every filter (e.g.
+    /// `lockgate/site-a/cmd/#`) on each connect. Must run inside a tokio runtime.
+    pub fn start(
+        config: &MqttConfig,
+        client_suffix: &str,
+        filters: Vec<String>,
+    ) -> Result<(Self, mpsc::Receiver<InboundMessage>), HostError> {
+        config.validate()?;
+        if filters.is_empty() {
+            return Err(HostError::Config(
+                "mqtt: a command subscriber needs at least one topic filter".into(),
+            ));
+        }
+        let client_id = format!("{}{client_suffix}", config.client_id);
+        let mut options = MqttOptions::new(&client_id, &config.host, config.port);
+        options.set_keep_alive(Duration::from_secs(config.keep_alive_secs));
+        let packet = MQTT_MAX_INBOUND_BYTES + 4 * 1024;
+        options.set_max_packet_size(packet, packet);
+        options.set_clean_session(false);
+        options.set_manual_acks(true);
+        if let Some(user) = &config.username {
+            options.set_credentials(user, config.password()?.unwrap_or_default());
+        }
+        let (client, eventloop) = AsyncClient::new(options, config.queue_capacity);
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let (connected_tx, connected) = watch::channel(false);
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            HostError::Config("mqtt: the subscriber must start inside a tokio runtime".into())
+        })?;
+        let broker = format!("{}:{}", config.host, config.port);
+        let task = handle.spawn(drive_subscriber(
+            eventloop,
+            client.clone(),
+            filters,
+            broker,
+            tx,
+            connected_tx,
+        ));
+        Ok((
+            CommandSubscriber {
+                client,
+                connected,
+                task,
+            },
+            rx,
+        ))
+    }
+
+    /// Waits until the connection is up and subscribed, at most `timeout`.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let mut rx = self.connected.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Acknowledges a handled message (QoS 1), so the broker does not send it again.
+    pub async fn ack(&self, message: &InboundMessage) {
+        if let Err(e) = self.client.ack(&message.publish).await {
+            tracing::warn!(topic = %message.topic, error = %e, "mqtt: cannot acknowledge");
+        }
+    }
+
+    /// Publishes `payload` on `topic` (QoS 1, not retained), e.g. a command's
+    /// answer; the host does this itself, outside any plugin grant.
+    pub async fn reply(&self, topic: &str, payload: Vec<u8>) -> Result<(), PluginError> {
         self.client
-            .publish(topic, qos, retain, payload)
+            .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
             .map_err(|e| PluginError::Unavailable(format!("mqtt client: {e}")))
+    }
+}
+
+async fn drive_subscriber(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    filters: Vec<String>,
+    broker: String,
+    messages: mpsc::Sender<InboundMessage>,
+    connected: watch::Sender<bool>,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
+                failures = 0;
+                tracing::info!(%broker, session = ack.session_present, "mqtt command subscriber connected");
+                for filter in &filters {
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        tracing::warn!(%broker, %filter, error = %e, "mqtt: cannot subscribe");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                connected.send_replace(true);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let message = InboundMessage {
+                    topic: p.topic.clone(),
+                    payload: p.payload.to_vec(),
+                    publish: p,
+                };
+                // Backpressure: the event loop waits while the handler is busy.
+                if messages.send(message).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                connected.send_replace(false);
+                failures = failures.saturating_add(1);
+                if failures == 1 || failures.is_multiple_of(20) {
+                    tracing::warn!(%broker, error = %e, failures, "mqtt command subscriber connection failed; retrying");
+                }
+                let delay = Duration::from_millis(250)
+                    .saturating_mul(1u32 << failures.min(8))
+                    .min(MAX_RECONNECT_DELAY);
+                tokio::time::sleep(delay).await;
+            }
+        }
     }
 }
 
@@ -317,6 +678,8 @@ mod tests {
             "password = \"x\"",
             "username = \"u\"\npassword = \"x\"\npassword_env = \"P\"",
             "status_topic = \"a/#\"",
+            "ack_timeout_ms = 0",
+            "inflight = 0",
         ] {
             let cfg: MqttConfig = toml::from_str(bad).unwrap();
             assert!(cfg.validate().is_err(), "{bad}");

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
+use crate::types::{
+    Cylinder, Event, Job, Key, Person, PluginError, SyncReport, SyncRequest, UpsertReport,
+};
 
 /// Longest kv key, bytes.
 pub const KV_MAX_KEY_BYTES: usize = 512;
@@ -115,6 +117,28 @@ pub trait Gateway: Send + Sync + 'static {
     async fn pending_jobs(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError>;
     /// `emit-event`: records an event raised by the plugin.
     async fn emit_event(&self, plugin: &str, event: Event) -> Result<(), PluginError>;
+    /// `sync-persons`: applies one directory sync in one transaction: the
+    /// persons the plugin staged during its call, deletions as `request` says
+    /// (behind the mass-deletion guard) and the watermark (a key of the
+    /// plugin's kv) in the same transaction.
+    async fn sync_persons(
+        &self,
+        plugin: &str,
+        request: SyncRequest,
+        persons: Vec<Person>,
+    ) -> Result<SyncReport, PluginError>;
+    /// `request-directory-sync`: queues a sync by the directory-sync plugin
+    /// `target`; returns the queue job id.
+    async fn request_directory_sync(
+        &self,
+        plugin: &str,
+        target: &str,
+        full: bool,
+    ) -> Result<u64, PluginError>;
+    /// `request-key-update`: reconciles one key now; returns its open jobs.
+    async fn request_key_update(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError>;
+    /// `report-key-lost`: reports a handed-out key lost (a lost key: no-op).
+    async fn report_key_lost(&self, plugin: &str, key_id: u64) -> Result<(), PluginError>;
 }
 
 /// Largest MQTT payload a plugin may publish, bytes.
@@ -169,6 +193,23 @@ impl Gateway for NoGateway {
         unwired()
     }
     async fn emit_event(&self, _: &str, _: Event) -> Result<(), PluginError> {
+        unwired()
+    }
+    async fn sync_persons(
+        &self,
+        _: &str,
+        _: SyncRequest,
+        _: Vec<Person>,
+    ) -> Result<SyncReport, PluginError> {
+        unwired()
+    }
+    async fn request_directory_sync(&self, _: &str, _: &str, _: bool) -> Result<u64, PluginError> {
+        unwired()
+    }
+    async fn request_key_update(&self, _: &str, _: u64) -> Result<Vec<Job>, PluginError> {
+        unwired()
+    }
+    async fn report_key_lost(&self, _: &str, _: u64) -> Result<(), PluginError> {
         unwired()
     }
 }

@@ -22,10 +22,10 @@ use crate::config::{Capabilities, HostConfig};
 use crate::engine::{Allocator, EpochTicker, build_engine};
 use crate::manifest::{Manifest, World};
 use crate::providers::{Gateway, KvStore, MqttPublisher};
-use crate::state::{HostState, MqttSlot, PluginContext};
+use crate::state::{ConnectorSlot, Connectors, HostState, MqttSlot, PluginContext};
 use crate::types::{
-    ContentItem, Device, Event, Identity, Message, PluginError, PluginInfo, Request, Response,
-    SyncReport,
+    Command, ContentItem, Device, Event, Identity, Notification, NotifyError, PluginError,
+    PluginInfo, Request, Response, SyncReport,
 };
 use crate::{HostError, error_chain, now_ms};
 
@@ -220,6 +220,7 @@ struct Inner {
     kv: Arc<dyn KvStore>,
     gateway: Arc<dyn Gateway>,
     mqtt: MqttSlot,
+    connectors: ConnectorSlot,
     plugins: Mutex<BTreeMap<String, Entry>>,
     _ticker: EpochTicker,
 }
@@ -241,22 +242,23 @@ impl std::fmt::Debug for PluginHost {
 /// One call into a plugin.
 enum Call {
     Describe,
-    Sync(bool),
+    Sync { full: bool, dry_run: bool },
     BeginLogin(String),
     CompleteLogin(Request),
     Handle(Request),
-    Notify(Message),
+    Notify(Notification),
     ListContent,
     FetchContent(String),
     HandleFrame(Device, Vec<u8>),
     Publish(Event),
+    Command(Command),
 }
 
 impl Call {
     fn name(&self) -> &'static str {
         match self {
             Call::Describe => "describe",
-            Call::Sync(_) => "sync",
+            Call::Sync { .. } => "sync",
             Call::BeginLogin(_) => "begin-login",
             Call::CompleteLogin(_) => "complete-login",
             Call::Handle(_) => "handle",
@@ -265,19 +267,20 @@ impl Call {
             Call::FetchContent(_) => "fetch",
             Call::HandleFrame(..) => "handle-frame",
             Call::Publish(_) => "publish",
+            Call::Command(_) => "handle-command",
         }
     }
 
     fn world(&self) -> Option<World> {
         Some(match self {
             Call::Describe => return None,
-            Call::Sync(_) => World::DirectorySync,
+            Call::Sync { .. } => World::DirectorySync,
             Call::BeginLogin(_) | Call::CompleteLogin(_) => World::Sso,
             Call::Handle(_) => World::WebService,
             Call::Notify(_) => World::Notifier,
             Call::ListContent | Call::FetchContent(_) => World::ContentSource,
             Call::HandleFrame(..) => World::DeviceProtocol,
-            Call::Publish(_) => World::EventBridge,
+            Call::Publish(_) | Call::Command(_) => World::EventBridge,
         })
     }
 }
@@ -292,6 +295,8 @@ enum Reply {
     ListContent(Result<Vec<ContentItem>, PluginError>),
     Bytes(Result<Vec<u8>, PluginError>),
     Frames(Result<Vec<Vec<u8>>, PluginError>),
+    Notify(Result<(), NotifyError>),
+    Text(Result<String, PluginError>),
 }
 
 impl Reply {
@@ -305,6 +310,8 @@ impl Reply {
             Reply::ListContent(r) => r.is_err(),
             Reply::Bytes(r) => r.is_err(),
             Reply::Frames(r) => r.is_err(),
+            Reply::Notify(r) => r.is_err(),
+            Reply::Text(r) => r.is_err(),
         }
     }
 }
@@ -336,6 +343,7 @@ impl PluginHost {
             |s| s,
         )
         .map_err(err)?;
+        let connectors = Connectors::from_config(&config)?;
         let cache = ComponentCache::new(&engine, config.cache_dir.as_deref());
         let ticker =
             EpochTicker::start(engine.clone(), Duration::from_millis(config.epoch_tick_ms))?;
@@ -350,6 +358,7 @@ impl PluginHost {
                 kv,
                 gateway,
                 mqtt: MqttSlot::default(),
+                connectors: Arc::new(std::sync::RwLock::new(Arc::new(connectors))),
                 plugins: Mutex::new(BTreeMap::new()),
                 _ticker: ticker,
             }),
@@ -583,6 +592,8 @@ impl PluginHost {
             kv: self.inner.kv.clone(),
             gateway: self.inner.gateway.clone(),
             mqtt: self.inner.mqtt.clone(),
+            connectors: self.inner.connectors.clone(),
+            deadline_ms: settings.deadline_ms,
         };
         Ok(Loaded {
             ctx,
@@ -631,6 +642,11 @@ impl PluginHost {
         {
             // The pool's slots were sized from the start-up limits.
             needs_restart.push("limits".to_owned());
+        }
+        let connectors = Connectors::from_config(&config)?;
+        match self.inner.connectors.write() {
+            Ok(mut c) => *c = Arc::new(connectors),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(connectors),
         }
         let mut next = config;
         next.allocator = old.allocator;
@@ -758,8 +774,9 @@ impl PluginHost {
         &self,
         name: &str,
         full: bool,
+        dry_run: bool,
     ) -> Result<Result<SyncReport, PluginError>, HostError> {
-        expect_reply!(self, name, Call::Sync(full), Reply::Sync(r) => r)
+        expect_reply!(self, name, Call::Sync { full, dry_run }, Reply::Sync(r) => r)
     }
 
     /// `identity-provider.begin-login` (sso plugins).
@@ -789,9 +806,9 @@ impl PluginHost {
     pub async fn notify(
         &self,
         name: &str,
-        message: Message,
-    ) -> Result<Result<(), PluginError>, HostError> {
-        expect_reply!(self, name, Call::Notify(message), Reply::Unit(r) => r)
+        notification: Notification,
+    ) -> Result<Result<(), NotifyError>, HostError> {
+        expect_reply!(self, name, Call::Notify(notification), Reply::Notify(r) => r)
     }
 
     /// `content-provider.list-items` (content-source plugins).
@@ -828,6 +845,15 @@ impl PluginHost {
         event: Event,
     ) -> Result<Result<(), PluginError>, HostError> {
         expect_reply!(self, name, Call::Publish(event), Reply::Unit(r) => r)
+    }
+
+    /// `event-sink.handle-command` (event-bridge plugins): returns the JSON answer.
+    pub async fn handle_command(
+        &self,
+        name: &str,
+        command: Command,
+    ) -> Result<Result<String, PluginError>, HostError> {
+        expect_reply!(self, name, Call::Command(command), Reply::Text(r) => r)
     }
 
     /// Looks the plugin up and checks that it may be called now.
@@ -886,7 +912,11 @@ impl PluginHost {
         let loaded = self.ready(name, &call)?;
         let call_name = call.name();
         let cfg = self.config();
-        let limits = &cfg.limits;
+        let mut limits = cfg.limits.clone();
+        if let Some(ms) = loaded.ctx.deadline_ms {
+            limits.deadline_ms = ms;
+        }
+        let limits = &limits;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
             .table_elements(limits.table_elements)
@@ -1004,9 +1034,11 @@ async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::
         (Call::Describe, _) => {
             Reply::Describe(l.plugin.load(&mut *s, &instance)?.call_describe(s).await?)
         }
-        (Call::Sync(full), KindIndices::DirectorySync(i)) => {
-            Reply::Sync(i.load(&mut *s, &instance)?.call_sync(s, full).await?)
-        }
+        (Call::Sync { full, dry_run }, KindIndices::DirectorySync(i)) => Reply::Sync(
+            i.load(&mut *s, &instance)?
+                .call_sync(s, full, dry_run)
+                .await?,
+        ),
         (Call::BeginLogin(to), KindIndices::Sso(i)) => {
             Reply::BeginLogin(i.load(&mut *s, &instance)?.call_begin_login(s, &to).await?)
         }
@@ -1019,7 +1051,7 @@ async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::
             Reply::Handle(i.load(&mut *s, &instance)?.call_handle(s, &req).await?)
         }
         (Call::Notify(msg), KindIndices::Notifier(i)) => {
-            Reply::Unit(i.load(&mut *s, &instance)?.call_notify(s, &msg).await?)
+            Reply::Notify(i.load(&mut *s, &instance)?.call_notify(s, &msg).await?)
         }
         (Call::ListContent, KindIndices::ContentSource(i)) => {
             Reply::ListContent(i.load(&mut *s, &instance)?.call_list_items(s).await?)
@@ -1035,6 +1067,11 @@ async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::
         (Call::Publish(ev), KindIndices::EventBridge(i)) => {
             Reply::Unit(i.load(&mut *s, &instance)?.call_publish(s, &ev).await?)
         }
+        (Call::Command(cmd), KindIndices::EventBridge(i)) => Reply::Text(
+            i.load(&mut *s, &instance)?
+                .call_handle_command(s, &cmd)
+                .await?,
+        ),
         (call, _) => wasmtime::bail!("`{}` is not part of this plugin's world", call.name()),
     })
 }
@@ -1136,6 +1173,8 @@ fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String
             "lockgate:host/kv" => grants.kv,
             "lockgate:host/gateway" => !grants.gateway.is_empty(),
             "lockgate:host/mqtt" => !grants.mqtt.is_empty(),
+            "lockgate:host/ldap" => !grants.ldap.is_empty(),
+            "lockgate:host/smtp" => grants.smtp,
             // Outbound HTTP: only with granted hosts (each request is checked too).
             _ if iface.starts_with("wasi:http/") => {
                 if matches!(iface, "wasi:http/types" | "wasi:http/outgoing-handler")
@@ -1229,6 +1268,7 @@ mod tests {
         let granted_mqtt = Capabilities {
             mqtt: crate::config::MqttGrant {
                 prefixes: vec!["lockgate/".into()],
+                commands: Vec::new(),
             },
             ..none.clone()
         };

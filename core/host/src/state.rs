@@ -3,7 +3,9 @@
 //! plugin-scoped key-value store and the gateway operations (grant-checked
 //! here, before delegating to the [`Gateway`]), MQTT publishing (grant, topic
 //! and size checked here, then the [`MqttPublisher`]), and the `wasi:http` view whose
-//! hooks enforce the plugin's `http` grant.
+//! hooks enforce the plugin's `http` grant. The `ldap` capability keeps the
+//! call's directory connections ([`LdapSessions`]) and `sync-persons` the
+//! call's staged persons here, so both end with the call.
 
 use std::sync::Arc;
 
@@ -13,14 +15,22 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::lockgate::host::{clock, config, gateway, kv, log, mqtt, types};
+use crate::bindings::lockgate::host::{clock, config, gateway, kv, ldap, log, mqtt, smtp, types};
 use crate::config::Capabilities;
 use crate::http::HttpPolicy;
+use crate::ldap::{LdapDirectories, LdapSessions};
 use crate::providers::{
     Gateway, KV_MAX_KEY_BYTES, KV_MAX_LIST, KV_MAX_VALUE_BYTES, KvStore, MQTT_MAX_PAYLOAD_BYTES,
     MqttPublisher,
 };
-use crate::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
+use crate::smtp::SmtpRelay;
+use crate::types::{
+    Cylinder, Email, Event, Job, Key, LdapPage, LdapSearch, Person, PluginError, SendError,
+    SyncReport, SyncRequest, UpsertReport,
+};
+
+/// Most persons one call may stage for `sync-persons`.
+pub const MAX_STAGED_PERSONS: usize = 1_000_000;
 
 /// Longest log message kept, bytes (longer ones are cut).
 const LOG_MAX_BYTES: usize = 8 * 1024;
@@ -37,7 +47,32 @@ pub(crate) struct PluginContext {
     pub gateway: Arc<dyn Gateway>,
     /// The host's MQTT publisher, read at call time (it can be set after loading).
     pub mqtt: MqttSlot,
+    /// The configured LDAP directories and SMTP relay, read at call time
+    /// (a reconfiguration replaces them).
+    pub connectors: ConnectorSlot,
+    /// This plugin's deadline per call, when it has its own.
+    pub deadline_ms: Option<u64>,
 }
+
+/// The servers behind the `ldap` and `smtp` capabilities.
+#[derive(Debug, Default)]
+pub(crate) struct Connectors {
+    pub ldap: LdapDirectories,
+    pub smtp: Option<SmtpRelay>,
+}
+
+impl Connectors {
+    /// Builds them from the host configuration (CA files are read here).
+    pub fn from_config(config: &crate::HostConfig) -> Result<Self, crate::HostError> {
+        Ok(Connectors {
+            ldap: LdapDirectories::new(&config.ldap)?,
+            smtp: config.smtp.as_ref().map(|s| s.relay()).transpose()?,
+        })
+    }
+}
+
+/// The connectors shared by the host and every plugin context.
+pub(crate) type ConnectorSlot = Arc<std::sync::RwLock<Arc<Connectors>>>;
 
 /// The MQTT publisher shared by the host and every plugin context (`None`:
 /// calls answer `unavailable`).
@@ -61,6 +96,8 @@ pub(crate) struct HostState {
     http: WasiHttpCtx,
     http_policy: HttpPolicy,
     table: ResourceTable,
+    ldap: LdapSessions,
+    staged: Vec<Person>,
 }
 
 impl HostState {
@@ -78,6 +115,8 @@ impl HostState {
             http: WasiHttpCtx::new(),
             http_policy,
             table: ResourceTable::new(),
+            ldap: LdapSessions::default(),
+            staged: Vec::new(),
         }
     }
 
@@ -91,6 +130,13 @@ impl HostState {
         } else {
             tracing::warn!(plugin = %self.ctx.name, operation = op, "gateway operation denied");
             Err(self.denied(&format!("gateway operation `{op}`")))
+        }
+    }
+
+    fn connectors(&self) -> Arc<Connectors> {
+        match self.ctx.connectors.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
@@ -242,6 +288,98 @@ impl gateway::Host for HostState {
     async fn emit_event(&mut self, event: Event) -> Result<(), PluginError> {
         self.check_op("emit-event")?;
         self.ctx.gateway.emit_event(&self.ctx.name, event).await
+    }
+
+    async fn stage_persons(&mut self, persons: Vec<Person>) -> Result<u32, PluginError> {
+        self.check_op("sync-persons")?;
+        if self.staged.len() + persons.len() > MAX_STAGED_PERSONS {
+            return Err(PluginError::Invalid(format!(
+                "at most {MAX_STAGED_PERSONS} persons per sync"
+            )));
+        }
+        self.staged.extend(persons);
+        Ok(u32::try_from(self.staged.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn sync_persons(&mut self, request: SyncRequest) -> Result<SyncReport, PluginError> {
+        self.check_op("sync-persons")?;
+        let persons = std::mem::take(&mut self.staged);
+        self.ctx
+            .gateway
+            .sync_persons(&self.ctx.name, request, persons)
+            .await
+    }
+
+    async fn request_directory_sync(
+        &mut self,
+        plugin: String,
+        full: bool,
+    ) -> Result<u64, PluginError> {
+        self.check_op("request-directory-sync")?;
+        self.ctx
+            .gateway
+            .request_directory_sync(&self.ctx.name, &plugin, full)
+            .await
+    }
+
+    async fn request_key_update(&mut self, key_id: u64) -> Result<Vec<Job>, PluginError> {
+        self.check_op("request-key-update")?;
+        self.ctx
+            .gateway
+            .request_key_update(&self.ctx.name, key_id)
+            .await
+    }
+
+    async fn report_key_lost(&mut self, key_id: u64) -> Result<(), PluginError> {
+        self.check_op("report-key-lost")?;
+        self.ctx
+            .gateway
+            .report_key_lost(&self.ctx.name, key_id)
+            .await
+    }
+}
+
+impl ldap::Host for HostState {
+    async fn search_page(
+        &mut self,
+        directory: String,
+        search: LdapSearch,
+        cookie: Option<Vec<u8>>,
+    ) -> Result<LdapPage, PluginError> {
+        if !self.ctx.grants.ldap.contains(&directory) {
+            tracing::warn!(plugin = %self.ctx.name, %directory, "ldap directory denied");
+            return Err(self.denied(&format!("ldap directory `{directory}`")));
+        }
+        let connectors = self.connectors();
+        self.ldap
+            .search_page(&connectors.ldap, &directory, &search, cookie)
+            .await
+    }
+}
+
+impl smtp::Host for HostState {
+    async fn send(&mut self, email: Email) -> Result<(), SendError> {
+        if !self.ctx.grants.smtp {
+            return Err(SendError::Denied(format!(
+                "plugin `{}` is not granted smtp",
+                self.ctx.name
+            )));
+        }
+        let connectors = self.connectors();
+        let Some(relay) = &connectors.smtp else {
+            return Err(SendError::Denied("no SMTP relay is configured".into()));
+        };
+        let outcome = relay.send(&email).await;
+        match &outcome {
+            // Recipients are personal data: the log gets counts and the id only.
+            Ok(()) => {
+                tracing::info!(plugin = %self.ctx.name, message_id = %email.message_id, recipients = email.to.len(), "email sent")
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %self.ctx.name, message_id = %email.message_id, error = ?e, "email not sent")
+            }
+        }
+        outcome
     }
 }
 

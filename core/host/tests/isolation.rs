@@ -477,7 +477,7 @@ fn host_with_config(
 async fn calls_outside_the_world_are_unsupported() {
     let dir = plugin_dir(&["noop"]);
     let (host, _, _) = host(config(GRANTS), &dir);
-    match host.sync("noop", true).await {
+    match host.sync("noop", true, false).await {
         Err(HostError::Unsupported {
             world: "event-bridge",
             call: "sync",

@@ -92,6 +92,8 @@ kv = true
 [plugins.event-bridge.grants]
 log = true
 config = true
+kv = true
+gateway = ["read-keys"]
 {bridge}
 [plugins.event-bridge.config]
 prefix = "{root}/site-a/"
@@ -149,6 +151,7 @@ async fn event_bridge_publishes_events_as_json() {
     assert_eq!(
         json,
         serde_json::json!({
+            "id": null,
             "kind": "key.lost",
             "object_kind": "key",
             "object_id": 7,

@@ -38,8 +38,8 @@ async fn the_template_plugin_loads_and_syncs() {
     let info = host.describe("template").await.unwrap();
     assert_eq!(info.name, "template");
 
-    let report = host.sync("template", true).await.unwrap().unwrap();
-    assert_eq!((report.read, report.created), (2, 2));
+    let report = host.sync("template", true, false).await.unwrap().unwrap();
+    assert_eq!((report.staged, report.created), (2, 2));
     let upserts = gw.upserts.lock().unwrap().clone();
     assert_eq!(upserts.len(), 1);
     let (plugin, domain, persons) = &upserts[0];
@@ -47,7 +47,11 @@ async fn the_template_plugin_loads_and_syncs() {
         (plugin.as_str(), domain.as_str()),
         ("template", "Head office")
     );
-    assert_eq!(persons[0].email.as_deref(), Some("anna@example.com"));
+    assert!(
+        persons[0]
+            .fields
+            .contains(&("email".to_owned(), "anna@example.com".to_owned()))
+    );
     assert!(!persons[1].active);
     let watermark = kv
         .get("template", "last-sync")

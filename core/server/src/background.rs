@@ -1,6 +1,7 @@
 //! The durable background runtime inside the gateway (`[background]`): one lockgate-jobs
-//! [`Worker`] with the gateway's handlers and periodic tasks, and the outbox [`Dispatcher`]
-//! with a pluggable [`Deliver`] (the tracing log for now; a notifier plugin later).
+//! [`Worker`] with the gateway's handlers and periodic tasks (directory syncs by the
+//! directory-sync plugins among them), and the outbox [`Dispatcher`] with a pluggable
+//! [`Deliver`]: the notifier plugin ([`PluginDeliver`]) or the tracing log ([`LogDeliver`]).
 //!
 //! Periodic tasks are scheduled by every replica and run once per slot across all of them
 //! (the queue's `UNIQUE (periodic_task, slot)`). Handlers are idempotent (delivery is at
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
 use lockgate_api::licence::{LicenceConfig, LicenceState, load_status};
+use lockgate_host::types::{Notification, NotifyError, PluginError};
+use lockgate_host::{HostError, PluginHost, PluginState, World};
 use lockgate_jobs::{
     Deliver, DispatchConfig, Dispatcher, Handler, Job, JobsError, OutboxMessage, Periodic, Queue,
     QueueConfig, RetryPolicy, Worker, WorkerConfig, async_trait, outbox,
@@ -33,6 +36,9 @@ pub const KEYS_OVERDUE: &str = "keys.overdue";
 pub const EVENTS_PURGE: &str = "events.purge";
 /// Licence soft-expiry notifications.
 pub const LICENCE_CHECK: &str = "licence.check";
+/// A directory sync: payload `{"plugin": name, "full": bool}`, or null for a full sync by
+/// every enabled directory-sync plugin (the periodic task).
+pub const DIRECTORY_SYNC: &str = "directory.sync";
 
 /// Outbox topic of the overdue-key notification (one message per system and run).
 pub const TOPIC_OVERDUE_KEYS: &str = "notify.overdue_keys";
@@ -60,6 +66,8 @@ pub struct Context {
     pub event_retention_days: u32,
     /// How long done jobs and delivered outbox messages are kept.
     pub job_retention: Duration,
+    /// The plugin host (directory syncs); none when plugins are disabled.
+    pub plugins: Option<PluginHost>,
 }
 
 impl Context {
@@ -67,6 +75,7 @@ impl Context {
         store: Store,
         cfg: &BackgroundConfig,
         licence: LicenceConfig,
+        plugins: Option<PluginHost>,
     ) -> Result<Context, JobsError> {
         Ok(Context {
             queue: Queue::new(store.clone(), queue_config(cfg))?,
@@ -75,6 +84,7 @@ impl Context {
             licence,
             event_retention_days: cfg.event_retention_days,
             job_retention: Duration::from_secs(u64::from(cfg.job_retention_days) * 86_400),
+            plugins,
         })
     }
 }
@@ -112,6 +122,7 @@ pub fn periodic_tasks(cfg: &BackgroundConfig) -> Vec<Periodic> {
         (KEYS_OVERDUE, cfg.overdue_check_every),
         (EVENTS_PURGE, cfg.purge_every),
         (LICENCE_CHECK, cfg.licence_check_every),
+        (DIRECTORY_SYNC, cfg.directory_sync_every),
     ]
     .into_iter()
     .map(|(kind, every)| Periodic::new(kind, kind, every.0))
@@ -124,6 +135,7 @@ enum Task {
     KeysOverdue,
     Purge,
     LicenceCheck,
+    DirectorySync,
 }
 
 /// One of the gateway's handlers.
@@ -160,6 +172,7 @@ impl Handler for TaskHandler {
                 let n = check_licences(&self.ctx.store, &self.ctx.licence, now).await?;
                 tracing::debug!(messages = n, "licence check done");
             }
+            Task::DirectorySync => directory_sync(self.ctx.plugins.as_ref(), &job.payload).await?,
         }
         Ok(())
     }
@@ -172,6 +185,7 @@ pub fn handlers(ctx: Arc<Context>) -> Vec<(&'static str, Arc<dyn Handler>)> {
         (KEYS_OVERDUE, Task::KeysOverdue),
         (EVENTS_PURGE, Task::Purge),
         (LICENCE_CHECK, Task::LicenceCheck),
+        (DIRECTORY_SYNC, Task::DirectorySync),
     ]
     .into_iter()
     .map(|(kind, task)| {
@@ -230,6 +244,7 @@ async fn holder(store: &Store, system_id: i64, id: i64) -> Result<Option<Value>,
             "first_name": p.body.first_name,
             "surname": p.body.surname,
             "email": p.body.email,
+            "language": p.body.language,
         }))),
         Err(StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -272,6 +287,7 @@ pub async fn overdue_payload(
     Ok(Some(json!({
         "system_id": sys.id,
         "system_name": sys.name,
+        "messaging_language": sys.settings.messaging_language,
         "checked_at": now,
         "count": overdue.len(),
         "truncated": overdue.len() > keys.len(),
@@ -378,6 +394,7 @@ pub async fn check_licences(
         let payload = json!({
             "system_id": sys.id,
             "system_name": sys.name,
+            "messaging_language": sys.settings.messaging_language,
             "state": "soft_expired",
             "number": l.number,
             "soft_expiry": since,
@@ -392,6 +409,117 @@ pub async fn check_licences(
         tx.commit().await?;
     }
     Ok(written)
+}
+
+/// `directory.sync`: runs the sync of one directory-sync plugin (`{"plugin", "full"}`) or,
+/// for the periodic task, a full sync by every enabled directory-sync plugin. An unavailable
+/// directory or a busy plugin is retried; a refused sync (invalid configuration, the
+/// mass-deletion guard) goes to the dead letters at once, with the reason.
+pub async fn directory_sync(
+    plugins: Option<&PluginHost>,
+    payload: &Value,
+) -> Result<(), JobsError> {
+    let Some(host) = plugins else {
+        return Err(JobsError::Permanent("the plugin host is disabled".into()));
+    };
+    let targets: Vec<(String, bool)> = match payload {
+        Value::Null => host
+            .status()
+            .plugins
+            .into_iter()
+            .filter(|p| p.world == Some(World::DirectorySync) && p.state == PluginState::Enabled)
+            .map(|p| (p.name, true))
+            .collect(),
+        Value::Object(o) => {
+            let name = o
+                .get("plugin")
+                .and_then(Value::as_str)
+                .ok_or_else(|| JobsError::Permanent("directory.sync without `plugin`".into()))?;
+            let full = o.get("full").and_then(Value::as_bool).unwrap_or(false);
+            vec![(name.to_owned(), full)]
+        }
+        _ => {
+            return Err(JobsError::Permanent(
+                "directory.sync payload is not an object".into(),
+            ));
+        }
+    };
+    let mut retry = Vec::new();
+    for (name, full) in targets {
+        match host.sync(&name, full, false).await {
+            Ok(Ok(r)) => tracing::info!(
+                plugin = %name,
+                full,
+                staged = r.staged,
+                created = r.created,
+                updated = r.updated,
+                unchanged = r.unchanged,
+                deleted = r.deleted,
+                skipped = r.skipped.len(),
+                "directory sync done"
+            ),
+            Ok(Err(PluginError::Unavailable(m))) => retry.push(format!("{name}: {m}")),
+            Ok(Err(e)) => {
+                return Err(JobsError::Permanent(format!(
+                    "{name}: {}",
+                    plugin_error(&e)
+                )));
+            }
+            Err(HostError::NotFound(_)) => {
+                return Err(JobsError::Permanent(format!("no plugin `{name}`")));
+            }
+            Err(e) => retry.push(format!("{name}: {e}")),
+        }
+    }
+    if retry.is_empty() {
+        Ok(())
+    } else {
+        Err(JobsError::failed(retry.join("; ")))
+    }
+}
+
+fn plugin_error(e: &PluginError) -> String {
+    match e {
+        PluginError::Invalid(m) => format!("invalid: {m}"),
+        PluginError::NotFound(m) => format!("not found: {m}"),
+        PluginError::Denied(m) => format!("denied: {m}"),
+        PluginError::Unavailable(m) => format!("unavailable: {m}"),
+        PluginError::Other(m) => m.clone(),
+    }
+}
+
+/// Delivers the outbox's `notify.*` messages through a notifier plugin (`[background]
+/// notifier`); other topics go to the log. A notification the relay may or may not have
+/// accepted (connection lost after the data) goes to the dead letters as `unknown`, so an
+/// administrator decides whether to requeue it rather than risk a duplicate.
+#[derive(Debug, Clone)]
+pub struct PluginDeliver {
+    pub host: PluginHost,
+    pub notifier: String,
+}
+
+#[async_trait]
+impl Deliver for PluginDeliver {
+    async fn deliver(&self, m: &OutboxMessage) -> lockgate_jobs::Result<()> {
+        if !m.topic.starts_with("notify.") {
+            return LogDeliver.deliver(m).await;
+        }
+        let notification = Notification {
+            id: m.message_id.clone(),
+            topic: m.topic.clone(),
+            payload: m.payload.to_string(),
+        };
+        match self.host.notify(&self.notifier, notification).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(NotifyError::RetryLater(why))) => Err(JobsError::failed(why)),
+            Ok(Err(NotifyError::Failed(why))) => Err(JobsError::Permanent(why)),
+            Ok(Err(NotifyError::Unknown(why))) => Err(JobsError::Permanent(format!(
+                "delivery unknown: {why}; check with the recipients before requeueing"
+            ))),
+            // Disabled, backing off, busy or faulting: try again later.
+            Err(e) => Err(JobsError::failed(e.to_string())),
+        }
+    }
 }
 
 /// Delivers outbox messages to the log (target `lockgate::outbox`, level info: topic, id,
@@ -436,6 +564,7 @@ pub fn start(
     store: &Store,
     licence: LicenceConfig,
     deliver: Arc<dyn Deliver>,
+    plugins: Option<PluginHost>,
 ) -> Result<Option<Running>, JobsError> {
     if !cfg.enabled {
         tracing::warn!(
@@ -443,7 +572,7 @@ pub fn start(
         );
         return Ok(None);
     }
-    let ctx = Arc::new(Context::new(store.clone(), cfg, licence)?);
+    let ctx = Arc::new(Context::new(store.clone(), cfg, licence, plugins)?);
     let mut worker = Worker::new(
         ctx.queue.clone(),
         WorkerConfig {

@@ -204,6 +204,11 @@ pub struct PluginsConfig {
     /// `[plugins.mqtt]`: the broker behind the `mqtt` capability; none: MQTT
     /// publishes answer `unavailable`. Read at start-up only.
     pub mqtt: Option<lockgate_host::MqttConfig>,
+    /// `[plugins.ldap.NAME]`: the directories behind the `ldap` capability
+    /// (a grant names them). Reloaded on SIGHUP.
+    pub ldap: BTreeMap<String, lockgate_host::LdapDirectoryConfig>,
+    /// `[plugins.smtp]`: the relay behind the `smtp` capability. Reloaded on SIGHUP.
+    pub smtp: Option<lockgate_host::SmtpConfig>,
 }
 
 impl Default for PluginsConfig {
@@ -221,6 +226,8 @@ impl Default for PluginsConfig {
             backoff: host.backoff,
             instances: BTreeMap::new(),
             mqtt: None,
+            ldap: BTreeMap::new(),
+            smtp: None,
         }
     }
 }
@@ -237,6 +244,8 @@ impl PluginsConfig {
             backoff: self.backoff.clone(),
             licensed_features,
             plugins: self.instances.clone(),
+            ldap: self.ldap.clone(),
+            smtp: self.smtp.clone(),
         }
     }
 
@@ -396,6 +405,11 @@ pub struct BackgroundConfig {
     pub job_retention_days: u32,
     /// Licence soft-expiry check.
     pub licence_check_every: Span,
+    /// Full sync by every enabled directory-sync plugin (also on demand).
+    pub directory_sync_every: Span,
+    /// The notifier plugin that delivers the outbox's `notify.*` messages
+    /// (e.g. `email-notifier`); none: they are logged (metadata only).
+    pub notifier: Option<String>,
 }
 
 impl Default for BackgroundConfig {
@@ -413,18 +427,21 @@ impl Default for BackgroundConfig {
             event_retention_days: 0,
             job_retention_days: 7,
             licence_check_every: Span::secs(24 * 3600),
+            directory_sync_every: Span::secs(24 * 3600),
+            notifier: None,
         }
     }
 }
 
 impl BackgroundConfig {
     /// The periodic task intervals with their key paths.
-    pub fn intervals(&self) -> [(&'static str, Span); 4] {
+    pub fn intervals(&self) -> [(&'static str, Span); 5] {
         [
             ("background.reconcile_every", self.reconcile_every),
             ("background.overdue_check_every", self.overdue_check_every),
             ("background.purge_every", self.purge_every),
             ("background.licence_check_every", self.licence_check_every),
+            ("background.directory_sync_every", self.directory_sync_every),
         ]
     }
 

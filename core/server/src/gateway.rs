@@ -1,5 +1,6 @@
 //! The plugins' `gateway` capability over the core: the operations a grant names
-//! (`upsert-employees`, `read-keys`, `read-cylinders`, `pending-jobs`, `emit-event`), run
+//! (`upsert-employees`, `read-keys`, `read-cylinders`, `pending-jobs`, `emit-event`,
+//! `sync-persons`, `request-directory-sync`, `request-key-update`, `report-key-lost`), run
 //! against the store as lockgate itself, recorded in events under the plugin's name.
 //!
 //! The host checks the grant before any of these run; this layer validates the arguments
@@ -7,18 +8,25 @@
 //! go to the log; the plugin sees `invalid` or `unavailable`).
 
 use async_trait::async_trait;
+use chrono::Utc;
 use lockgate_host::Gateway;
-use lockgate_host::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
+use lockgate_host::types::{
+    Cylinder, Event, Job, Key, Person, PluginError, SyncReport, SyncRequest, SyncSkip, UpsertReport,
+};
+use lockgate_jobs::{JobsError, NewJob, Queue};
 use lockgate_model::{
     ObjectKind,
     cylinder::Cylinder as StoredCylinder,
     domain::Domain,
     employee_csv::{ExportRow, write_export},
-    key::Key as StoredKey,
+    key::{BlockChoice, Key as StoredKey, KeyStatus},
     person::Person as StoredPerson,
     system::LockingSystem,
 };
-use lockgate_store::{Actor, Scope, Store, StoreError, events::EventDraft};
+use lockgate_store::{
+    Actor, DirectorySync, Scope, Store, StoreError, SyncedPerson, directory::MAX_SYNC_PERSONS,
+    events::EventDraft, lifecycle::LostRequest,
+};
 
 /// Most persons one `upsert-employees` call takes (the CSV import's row limit).
 pub const MAX_UPSERT: usize = 10_000;
@@ -26,6 +34,10 @@ pub const MAX_UPSERT: usize = 10_000;
 pub const MAX_READ: usize = 10_000;
 /// Longest event payload a plugin may record.
 pub const MAX_EVENT_PAYLOAD: usize = 64 * 1024;
+/// Longest directory source name a plugin may give (`[A-Za-z0-9._-]`).
+pub const MAX_SOURCE_CHARS: usize = 64;
+/// Kind of the background queue job `request-directory-sync` enqueues.
+pub const DIRECTORY_SYNC_JOB: &str = "directory.sync";
 
 /// [`Gateway`] over the store. It serves an installation with one locking system (the
 /// usual case); with several, the operations answer `unavailable` until a grant can name
@@ -33,11 +45,19 @@ pub const MAX_EVENT_PAYLOAD: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct CoreGateway {
     store: Store,
+    /// The background queue `request-directory-sync` enqueues on; none: `unavailable`.
+    queue: Option<Queue>,
 }
 
 impl CoreGateway {
     pub fn new(store: Store) -> Self {
-        CoreGateway { store }
+        CoreGateway { store, queue: None }
+    }
+
+    /// With the background queue, so `request-directory-sync` can enqueue.
+    pub fn with_queue(mut self, queue: Queue) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     async fn system(&self, plugin: &str) -> Result<LockingSystem, PluginError> {
@@ -60,6 +80,45 @@ impl CoreGateway {
             label: format!("plugin {plugin}"),
             ..Actor::system()
         }
+    }
+
+    /// The key `key_id` of the system, or `not-found`.
+    async fn key(
+        &self,
+        plugin: &str,
+        sys: &LockingSystem,
+        key_id: u64,
+    ) -> Result<(i64, StoredKey), PluginError> {
+        let id = i64::try_from(key_id)
+            .map_err(|_| PluginError::Invalid(format!("key-id {key_id} out of range")))?;
+        match self
+            .store
+            .get::<StoredKey>(sys.id, ObjectKind::Key, id, &Scope::all())
+            .await
+        {
+            Ok(k) => Ok((id, k.body)),
+            Err(StoreError::NotFound { .. }) => {
+                Err(PluginError::NotFound(format!("no key {key_id}")))
+            }
+            Err(e) => Err(unavailable(plugin, e)),
+        }
+    }
+
+    /// Reconcile after a change of key `id`, as the API does (a scoped run).
+    async fn reconcile_key(
+        &self,
+        plugin: &str,
+        sys: &LockingSystem,
+        id: i64,
+    ) -> Result<(), StoreError> {
+        let scope = self
+            .store
+            .scope_of_change(sys.id, ObjectKind::Key, &[id])
+            .await?;
+        self.store
+            .reconcile_scope(sys, &Self::actor(plugin), Utc::now(), &scope)
+            .await?;
+        Ok(())
     }
 }
 
@@ -85,6 +144,91 @@ fn key_view(id: i64, k: &StoredKey, holder: Option<String>) -> Key {
     }
 }
 
+/// A plugin's person as the model has it (`index`: its position in the call, for errors).
+/// Empty field values are absent values.
+fn model_person(index: usize, p: Person) -> Result<(StoredPerson, bool), PluginError> {
+    let mut m = StoredPerson {
+        identifier: Some(p.identifier),
+        first_name: p.first_name,
+        surname: p.surname,
+        ..Default::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in p.fields {
+        let slot = match name.as_str() {
+            "title" => &mut m.title,
+            "email" => &mut m.email,
+            "phone" => &mut m.phone,
+            "organisation" => &mut m.organisation,
+            "department" => &mut m.department,
+            "street" => &mut m.street,
+            "postcode" => &mut m.postcode,
+            "language" => &mut m.language,
+            "region" => &mut m.region,
+            "job" => &mut m.job,
+            "city" => &mut m.city,
+            "state" => &mut m.state,
+            "country" => &mut m.country,
+            "company_address" => &mut m.company_address,
+            "location" => &mut m.location,
+            "mobile_phone" => &mut m.mobile_phone,
+            "gmd_text" => &mut m.gmd_text,
+            _ => {
+                let shown: String = name.chars().take(64).collect();
+                return Err(PluginError::Invalid(format!(
+                    "persons[{index}].fields: unknown field `{shown}`"
+                )));
+            }
+        };
+        if !seen.insert(name.clone()) {
+            return Err(PluginError::Invalid(format!(
+                "persons[{index}].fields: `{name}` given twice"
+            )));
+        }
+        *slot = (!value.trim().is_empty()).then_some(value);
+    }
+    Ok((m, p.active))
+}
+
+/// A directory source name: 1-64 characters of `A-Z a-z 0-9 . _ -`.
+fn check_source(source: &str) -> Result<(), PluginError> {
+    let ok = !source.is_empty()
+        && source.len() <= MAX_SOURCE_CHARS
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PluginError::Invalid(format!(
+            "source: 1-{MAX_SOURCE_CHARS} characters of A-Z, a-z, 0-9, '.', '_', '-'"
+        )))
+    }
+}
+
+/// What a sync did, as the plugin sees it (adoptions count as updates).
+fn sync_report(r: lockgate_store::DirectorySyncReport) -> SyncReport {
+    let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    SyncReport {
+        staged: n(r.staged),
+        created: n(r.created),
+        updated: n(r.updated),
+        unchanged: n(r.unchanged),
+        deleted: n(r.deleted),
+        deleted_identifiers: r.deleted_identifiers,
+        skipped: r
+            .skipped
+            .into_iter()
+            .map(|s| SyncSkip {
+                identifier: s.identifier,
+                reason: s.reason,
+            })
+            .collect(),
+        dry_run: r.dry_run,
+        guard: r.guard,
+    }
+}
+
 /// What an applied import did, as the plugin sees it.
 fn upsert_report(report: &lockgate_store::persons::ImportReport, inactive: usize) -> UpsertReport {
     let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
@@ -95,13 +239,18 @@ fn upsert_report(report: &lockgate_store::persons::ImportReport, inactive: usize
     }
 }
 
-/// The first invalid person of an import, named by its index in the call.
-fn refuse_invalid(report: &lockgate_store::persons::ImportReport) -> Result<(), PluginError> {
+/// The first invalid person of an import, named by its index in the call (`indexes`: the
+/// call index of each imported row).
+fn refuse_invalid(
+    report: &lockgate_store::persons::ImportReport,
+    indexes: &[usize],
+) -> Result<(), PluginError> {
     let Some(bad) = report.invalid.first() else {
         return Ok(());
     };
     // Rows are numbered from the header: row 2 is the first person.
-    let index = bad.line.saturating_sub(2);
+    let row = bad.line.saturating_sub(2);
+    let index = indexes.get(row).copied().unwrap_or(row);
     let fields: Vec<String> = bad
         .errors
         .iter()
@@ -140,21 +289,19 @@ impl Gateway for CoreGateway {
             return Err(PluginError::Invalid(format!("no domain '{domain}'")));
         };
         // Persons marked as having left are not created or changed here.
-        let skipped_inactive = persons.iter().filter(|p| !p.active).count();
-        let rows: Vec<StoredPerson> = persons
-            .into_iter()
-            .filter(|p| p.active)
-            .map(|p| StoredPerson {
-                identifier: Some(p.identifier),
-                first_name: p.first_name,
-                surname: p.surname,
-                email: p.email,
-                phone: p.phone,
-                department: p.department,
-                domain_id: domain.id,
-                ..Default::default()
-            })
-            .collect();
+        let mut skipped_inactive = 0;
+        let mut rows: Vec<StoredPerson> = Vec::with_capacity(persons.len());
+        let mut indexes = Vec::with_capacity(persons.len());
+        for (i, p) in persons.into_iter().enumerate() {
+            let (mut person, active) = model_person(i, p)?;
+            if !active {
+                skipped_inactive += 1;
+                continue;
+            }
+            person.domain_id = domain.id;
+            rows.push(person);
+            indexes.push(i);
+        }
         // Through the employee import: the same validation, matching by identifier and
         // all-or-nothing transaction as a CSV upload, with an event per touched person.
         let mut csv = Vec::new();
@@ -182,9 +329,9 @@ impl Gateway for CoreGateway {
             )
         };
         let checked = import(true).await.map_err(|e| unavailable(plugin, e))?;
-        refuse_invalid(&checked)?;
+        refuse_invalid(&checked, &indexes)?;
         let applied = import(false).await.map_err(|e| unavailable(plugin, e))?;
-        refuse_invalid(&applied)?;
+        refuse_invalid(&applied, &indexes)?;
         Ok(upsert_report(&applied, skipped_inactive))
     }
 
@@ -254,19 +401,7 @@ impl Gateway for CoreGateway {
 
     async fn pending_jobs(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError> {
         let sys = self.system(plugin).await?;
-        let id = i64::try_from(key_id)
-            .map_err(|_| PluginError::Invalid(format!("key-id {key_id} out of range")))?;
-        match self
-            .store
-            .get::<StoredKey>(sys.id, ObjectKind::Key, id, &Scope::all())
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::NotFound { .. }) => {
-                return Err(PluginError::NotFound(format!("no key {key_id}")));
-            }
-            Err(e) => return Err(unavailable(plugin, e)),
-        }
+        let (id, _) = self.key(plugin, &sys, key_id).await?;
         let jobs = self
             .store
             .jobs(sys.id, Some(id), true, 1_000)
@@ -337,5 +472,140 @@ impl Gateway for CoreGateway {
             .insert(&mut conn, sys.id, &Self::actor(plugin))
             .await
             .map_err(|e| unavailable(plugin, e))
+    }
+
+    async fn sync_persons(
+        &self,
+        plugin: &str,
+        request: SyncRequest,
+        persons: Vec<Person>,
+    ) -> Result<SyncReport, PluginError> {
+        check_source(&request.source)?;
+        if persons.len() > MAX_SYNC_PERSONS {
+            return Err(PluginError::Invalid(format!(
+                "{} persons in one sync; at most {MAX_SYNC_PERSONS}",
+                persons.len()
+            )));
+        }
+        let mut staged = Vec::with_capacity(persons.len());
+        for (i, p) in persons.into_iter().enumerate() {
+            let (person, active) = model_person(i, p)?;
+            staged.push(SyncedPerson { person, active });
+        }
+        let sys = self.system(plugin).await?;
+        // Synced persons are marked with the plugin's name: another plugin's source of the
+        // same name is another source.
+        let source = format!("{plugin}:{}", request.source);
+        let req = DirectorySync {
+            source: &source,
+            domain: request.domain.as_deref(),
+            full: request.full,
+            dry_run: request.dry_run,
+            max_deletions: request.max_deletions,
+            max_deletion_percent: request.max_deletion_percent,
+            // The watermark is a key of the calling plugin's own kv.
+            watermark: request
+                .watermark
+                .as_ref()
+                .map(|(key, value)| (plugin, key.as_str(), value.as_slice())),
+            persons: staged,
+        };
+        let report = self
+            .store
+            .sync_directory(&sys, &Self::actor(plugin), req)
+            .await
+            .map_err(|e| match e {
+                StoreError::Refused { message } => PluginError::Invalid(message),
+                StoreError::Invalid(v) => PluginError::Invalid(
+                    v.errors
+                        .iter()
+                        .map(|f| format!("{}: {}", f.field, f.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                e => unavailable(plugin, e),
+            })?;
+        // A dry run reports what the guard would refuse (a real sync was refused above).
+        Ok(sync_report(report))
+    }
+
+    async fn request_directory_sync(
+        &self,
+        plugin: &str,
+        target: &str,
+        full: bool,
+    ) -> Result<u64, PluginError> {
+        lockgate_host::manifest::check_name(target).map_err(PluginError::Invalid)?;
+        let Some(queue) = &self.queue else {
+            return Err(PluginError::Unavailable(
+                "the background runtime is not running".into(),
+            ));
+        };
+        let mode = if full { "full" } else { "incremental" };
+        // One queued or running sync per plugin and mode: a repeated request is not stacked.
+        let job = NewJob::new(
+            DIRECTORY_SYNC_JOB,
+            serde_json::json!({ "plugin": target, "full": full }),
+        )
+        .unique(format!("{target}:{mode}"));
+        match queue.enqueue(&job).await {
+            Ok(Some(id)) => {
+                tracing::info!(plugin, target, full, job_id = id, "directory sync queued");
+                Ok(id.unsigned_abs())
+            }
+            Ok(None) => Err(PluginError::Unavailable(format!(
+                "a {mode} directory sync by `{target}` is already queued or running"
+            ))),
+            Err(JobsError::Store(e)) => Err(unavailable(plugin, e)),
+            Err(e) => {
+                tracing::warn!(plugin, error = %e, "queueing a directory sync failed");
+                Err(PluginError::Unavailable(
+                    "the core could not queue the sync".into(),
+                ))
+            }
+        }
+    }
+
+    async fn request_key_update(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError> {
+        let sys = self.system(plugin).await?;
+        let (id, _) = self.key(plugin, &sys, key_id).await?;
+        self.reconcile_key(plugin, &sys, id)
+            .await
+            .map_err(|e| unavailable(plugin, e))?;
+        self.pending_jobs(plugin, key_id).await
+    }
+
+    async fn report_key_lost(&self, plugin: &str, key_id: u64) -> Result<(), PluginError> {
+        let sys = self.system(plugin).await?;
+        let (id, key) = self.key(plugin, &sys, key_id).await?;
+        if key.status == KeyStatus::Lost {
+            return Ok(());
+        }
+        let lost = LostRequest {
+            block: BlockChoice::All,
+            cylinder_ids: Vec::new(),
+        };
+        match self
+            .store
+            .report_key_lost(&sys, id, &Scope::all(), &Self::actor(plugin), lost)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Refused { message }) => {
+                // Lost meanwhile (another report won the race): not an error.
+                let (_, now) = self.key(plugin, &sys, key_id).await?;
+                if now.status == KeyStatus::Lost {
+                    return Ok(());
+                }
+                return Err(PluginError::Invalid(message));
+            }
+            Err(e) => return Err(unavailable(plugin, e)),
+        }
+        // The report is committed; jobs are derived from it, so a failed run is repeated by
+        // the next change or reconciliation (as after an API change).
+        if let Err(e) = self.reconcile_key(plugin, &sys, id).await {
+            tracing::error!(plugin, error = %e, key_id, "reconciliation after a lost report failed; it runs again on the next change");
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 pub mod background;
 pub mod cli;
 pub mod config;
+pub mod event_relay;
 pub mod gateway;
 pub mod plugins;
 pub mod serve;

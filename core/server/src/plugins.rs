@@ -139,6 +139,7 @@ pub async fn start(
     cfg: &PluginsConfig,
     store: &Store,
     licence: &LicenceConfig,
+    queue: Option<lockgate_jobs::Queue>,
 ) -> anyhow::Result<Option<PluginHost>> {
     if !cfg.enabled {
         tracing::info!("plugin host disabled in the configuration");
@@ -148,7 +149,10 @@ pub async fn start(
     let host = PluginHost::new(
         cfg.host_config(features),
         Arc::new(DbKv::new(store.clone())),
-        Arc::new(crate::gateway::CoreGateway::new(store.clone())),
+        Arc::new(match queue {
+            Some(q) => crate::gateway::CoreGateway::new(store.clone()).with_queue(q),
+            None => crate::gateway::CoreGateway::new(store.clone()),
+        }),
     )
     .context("starting the plugin host")?;
     let host = match &cfg.mqtt {

@@ -75,15 +75,34 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
     lockgate_api::licence::check_at_startup(&store, &licence, chrono::Utc::now())
         .await
         .context("refusing to start")?;
-    let plugins = crate::plugins::start(&cfg.plugins, &store, &licence).await?;
-    // Outbox messages go to the log until a notifier plugin delivers them.
-    let deliver: Arc<dyn lockgate_jobs::Deliver> = Arc::new(crate::background::LogDeliver);
+    // The queue plugins use to ask for background work (e.g. a directory sync on demand).
+    let queue = lockgate_jobs::Queue::new(
+        store.clone(),
+        crate::background::queue_config(&cfg.background),
+    )
+    .context("opening the background queue")?;
+    let plugins = crate::plugins::start(&cfg.plugins, &store, &licence, Some(queue)).await?;
+    // `notify.*` outbox messages go to the notifier plugin when one is configured, else to
+    // the log (metadata only).
+    let deliver: Arc<dyn lockgate_jobs::Deliver> = match (&cfg.background.notifier, &plugins) {
+        (Some(notifier), Some(host)) => Arc::new(crate::background::PluginDeliver {
+            host: host.clone(),
+            notifier: notifier.clone(),
+        }),
+        (Some(notifier), None) => {
+            anyhow::bail!(
+                "[background] notifier = \"{notifier}\" needs the plugin host ([plugins] enabled = true)"
+            )
+        }
+        (None, _) => Arc::new(crate::background::LogDeliver),
+    };
     let background = crate::background::start(
         &cfg.background,
         Duration::from_secs(cfg.server.shutdown_grace_seconds),
         &store,
         licence.clone(),
         deliver,
+        plugins.clone(),
     )
     .context("starting the background runtime")?;
     let mut state = AppState::new(
@@ -93,6 +112,38 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
             licence,
         },
     );
+    // The event relay hands new events to the event-bridge plugins; the command listener
+    // takes MQTT commands for them (docs/connectors/mqtt.md).
+    let mut bridge_tasks = Vec::new();
+    if let Some(host) = &plugins {
+        let bridges: Vec<String> = host
+            .status()
+            .plugins
+            .iter()
+            .filter(|p| {
+                p.world == Some(lockgate_host::World::EventBridge)
+                    && p.state == lockgate_host::PluginState::Enabled
+            })
+            .map(|p| p.name.clone())
+            .collect();
+        if !bridges.is_empty() {
+            bridge_tasks.push(crate::event_relay::spawn(
+                store.clone(),
+                host.clone(),
+                crate::event_relay::RelayConfig {
+                    bridges: bridges.clone(),
+                    ..Default::default()
+                },
+            ));
+            if let Some(mqtt) = &cfg.plugins.mqtt
+                && let Some(commands) =
+                    crate::event_relay::spawn_commands(host.clone(), mqtt, bridges)
+                        .context("starting the MQTT command listener")?
+            {
+                bridge_tasks.push(commands);
+            }
+        }
+    }
     if let Some(host) = plugins {
         #[cfg(unix)]
         tokio::spawn(reload_on_hangup(
@@ -123,6 +174,9 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         .context("serving HTTP");
     if let Some(b) = background {
         b.stop().await;
+    }
+    for task in bridge_tasks {
+        task.abort();
     }
     served?;
     tokio::time::timeout(

@@ -5,6 +5,7 @@
 //! references, tags and events beside them. Writes run in one transaction
 //! each (`BEGIN IMMEDIATE` on SQLite); updates are optimistic on `version`.
 
+pub mod directory;
 pub mod events;
 pub mod licences;
 pub mod lifecycle;
@@ -25,6 +26,7 @@ use sqlx::{
     any::{AnyPoolOptions, install_default_drivers},
 };
 
+pub use directory::{DirectorySync, DirectorySyncReport, SyncSkip, SyncedPerson};
 pub use objects::{Actor, HiddenCounts, Scope, SearchPage, SearchQuery, Sort, Stored, Summary};
 pub use systems::Bootstrap;
 

@@ -17,7 +17,7 @@ mod bindings {
 }
 
 pub use bindings::lockgate::host;
-pub use host::{clock, config, gateway, kv, mqtt, types};
+pub use host::{clock, config, gateway, kv, ldap, mqtt, smtp, types};
 pub use types::{Cylinder, Error, Event, Job, Key, Person, Timestamp};
 pub use wit_bindgen;
 
@@ -122,5 +122,70 @@ pub mod store {
     /// Stores a `u64` (8 bytes, little-endian).
     pub fn set_u64(key: &str, value: u64) -> Result<(), Error> {
         kv::set(key, &value.to_le_bytes())
+    }
+}
+
+/// Escaping of values placed into LDAP filters (RFC 4515) and DNs (RFC 4514).
+/// Any value that comes from outside the plugin's configuration (a watermark,
+/// an identifier, a name) must pass through these before it is put into a
+/// filter or DN string.
+pub mod ldap_escape {
+    /// Escapes a value for an RFC 4515 filter: `*`, `(`, `)`, `\` and NUL
+    /// become `\2a`, `\28`, `\29`, `\5c`, `\00`; everything else is kept
+    /// (UTF-8 is valid in filter values).
+    pub fn filter_value(value: &str) -> String {
+        let mut out = String::with_capacity(value.len());
+        for c in value.chars() {
+            match c {
+                '*' => out.push_str("\\2a"),
+                '(' => out.push_str("\\28"),
+                ')' => out.push_str("\\29"),
+                '\\' => out.push_str("\\5c"),
+                '\0' => out.push_str("\\00"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// Escapes an attribute value for an RFC 4514 DN: `,`, `+`, `"`, `\\`,
+    /// `<`, `>`, `;` and `=` are backslash-escaped, as are a leading `#` or
+    /// space and a trailing space; NUL becomes `\\00`.
+    pub fn dn_value(value: &str) -> String {
+        let mut out = String::with_capacity(value.len() + 4);
+        let last = value.chars().count().saturating_sub(1);
+        for (i, c) in value.chars().enumerate() {
+            match c {
+                ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '\0' => out.push_str("\\00"),
+                '#' if i == 0 => out.push_str("\\#"),
+                ' ' if i == 0 || i == last => out.push_str("\\ "),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn filter_values_cannot_change_the_filter() {
+            assert_eq!(filter_value("Müller"), "Müller");
+            assert_eq!(filter_value("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
+            assert_eq!(filter_value("a\\b\0"), "a\\5cb\\00");
+        }
+
+        #[test]
+        fn dn_values_are_escaped_per_rfc_4514() {
+            assert_eq!(dn_value("Smith, John"), "Smith\\, John");
+            assert_eq!(dn_value("#1 "), "\\#1\\ ");
+            assert_eq!(dn_value(" a=b+c"), "\\ a\\=b\\+c");
+            assert_eq!(dn_value("x<y>;\"q\""), "x\\<y\\>\\;\\\"q\\\"");
+        }
     }
 }

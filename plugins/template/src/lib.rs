@@ -14,6 +14,7 @@ mod bindings {
             "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
             "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
             "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
+            "lockgate:host/ldap@0.1.0": lockgate_plugin_sdk::host::ldap,
         },
     });
 }
@@ -34,21 +35,39 @@ impl plugin::Guest for Template {
 }
 
 impl directory_source::Guest for Template {
-    fn sync(full: bool) -> Result<directory_source::SyncReport, Error> {
+    fn sync(full: bool, dry_run: bool) -> Result<gateway::SyncReport, Error> {
         let domain = settings::string("domain")?;
         let persons = read_source()?;
         let last = store::get_u64("last-sync")?;
         log::info(&format!(
-            "sync (full: {full}, last: {last:?}): {} persons into {domain}",
+            "sync (full: {full}, dry run: {dry_run}, last: {last:?}): {} persons into {domain}",
             persons.len()
         ));
+        if dry_run {
+            return Ok(gateway::SyncReport {
+                staged: persons.len() as u32,
+                created: 0,
+                updated: 0,
+                unchanged: 0,
+                deleted: 0,
+                deleted_identifiers: Vec::new(),
+                skipped: Vec::new(),
+                dry_run,
+                guard: None,
+            });
+        }
         let report = gateway::upsert_employees(&domain, &persons)?;
         store::set_u64("last-sync", clock::now() as u64)?;
-        Ok(directory_source::SyncReport {
-            read: persons.len() as u32,
+        Ok(gateway::SyncReport {
+            staged: persons.len() as u32,
             created: report.created,
             updated: report.updated,
-            deactivated: 0,
+            unchanged: report.unchanged,
+            deleted: 0,
+            deleted_identifiers: Vec::new(),
+            skipped: Vec::new(),
+            dry_run,
+            guard: None,
         })
     }
 }
@@ -67,9 +86,10 @@ fn read_source() -> Result<Vec<Person>, Error> {
                     .ok_or_else(|| Error::invalid("person without identifier"))?,
                 first_name: field("first_name").unwrap_or_default(),
                 surname: field("surname").unwrap_or_default(),
-                email: field("email"),
-                phone: field("phone"),
-                department: field("department"),
+                fields: ["email", "phone", "department"]
+                    .into_iter()
+                    .filter_map(|name| field(name).map(|v| (name.to_owned(), v)))
+                    .collect(),
                 active: item.get("active").and_then(|v| v.as_bool()).unwrap_or(true),
             })
         })

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lockgate_host::types::{Cylinder, Event, Job, Key, Person, PluginError, UpsertReport};
+use lockgate_host::types::{
+    Cylinder, Event, Job, Key, Person, PluginError, SyncReport, SyncRequest, UpsertReport,
+};
 use lockgate_host::{Gateway, HostConfig, MemoryKv, PluginHost};
 
 /// The plugins `core/host/build.rs` built.
@@ -59,6 +61,17 @@ pub fn config(grants: &str) -> HostConfig {
 pub struct RecordingGateway {
     pub upserts: Mutex<Vec<(String, String, Vec<Person>)>>,
     pub events: Mutex<Vec<(String, Event)>>,
+    /// `(plugin, operation, argument)` of the command operations.
+    pub commands: Mutex<Vec<(String, String, String)>>,
+}
+
+impl RecordingGateway {
+    fn command(&self, plugin: &str, op: &str, arg: String) {
+        self.commands
+            .lock()
+            .unwrap()
+            .push((plugin.into(), op.into(), arg));
+    }
 }
 
 #[async_trait::async_trait]
@@ -91,6 +104,47 @@ impl Gateway for RecordingGateway {
     }
     async fn emit_event(&self, plugin: &str, event: Event) -> Result<(), PluginError> {
         self.events.lock().unwrap().push((plugin.into(), event));
+        Ok(())
+    }
+    async fn sync_persons(
+        &self,
+        plugin: &str,
+        request: SyncRequest,
+        persons: Vec<Person>,
+    ) -> Result<SyncReport, PluginError> {
+        let staged = persons.len() as u32;
+        self.command(plugin, "sync-persons", request.source.clone());
+        Ok(SyncReport {
+            staged,
+            created: staged,
+            updated: 0,
+            unchanged: 0,
+            deleted: 0,
+            deleted_identifiers: vec![],
+            skipped: vec![],
+            dry_run: request.dry_run,
+            guard: None,
+        })
+    }
+    async fn request_directory_sync(
+        &self,
+        plugin: &str,
+        target: &str,
+        full: bool,
+    ) -> Result<u64, PluginError> {
+        self.command(
+            plugin,
+            "request-directory-sync",
+            format!("{target} full={full}"),
+        );
+        Ok(1)
+    }
+    async fn request_key_update(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError> {
+        self.command(plugin, "request-key-update", key_id.to_string());
+        Ok(vec![])
+    }
+    async fn report_key_lost(&self, plugin: &str, key_id: u64) -> Result<(), PluginError> {
+        self.command(plugin, "report-key-lost", key_id.to_string());
         Ok(())
     }
 }

@@ -50,6 +50,10 @@ impl event_sink::Guest for Plugin {
             Err(Error::Other(format!("status {status}")))
         }
     }
+
+    fn handle_command(_command: event_sink::Command) -> Result<String, Error> {
+        Err(Error::invalid("no commands"))
+    }
 }
 
 /// Maps a `wasi:http` error code to the plugin error.

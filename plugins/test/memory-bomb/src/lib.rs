@@ -42,6 +42,10 @@ impl event_sink::Guest for Plugin {
             std::hint::black_box(&hoard);
         }
     }
+
+    fn handle_command(_command: event_sink::Command) -> Result<String, Error> {
+        Err(Error::invalid("no commands"))
+    }
 }
 
 bindings::export!(Plugin with_types_in bindings);

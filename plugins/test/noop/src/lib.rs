@@ -46,6 +46,10 @@ impl event_sink::Guest for Plugin {
         }
         Ok(())
     }
+
+    fn handle_command(_command: event_sink::Command) -> Result<String, Error> {
+        Err(Error::invalid("no commands"))
+    }
 }
 
 bindings::export!(Plugin with_types_in bindings);

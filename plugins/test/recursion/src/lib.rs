@@ -39,6 +39,10 @@ impl event_sink::Guest for Plugin {
         deep(std::hint::black_box(u64::MAX >> 1 | event.at as u64));
         Ok(())
     }
+
+    fn handle_command(_command: event_sink::Command) -> Result<String, Error> {
+        Err(Error::invalid("no commands"))
+    }
 }
 
 /// Recursion the compiler cannot turn into a loop: work after the call.

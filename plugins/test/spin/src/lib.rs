@@ -41,6 +41,10 @@ impl event_sink::Guest for Plugin {
             n = std::hint::black_box(n.wrapping_add(event.at as u64));
         }
     }
+
+    fn handle_command(_command: event_sink::Command) -> Result<String, Error> {
+        Err(Error::invalid("no commands"))
+    }
 }
 
 bindings::export!(Plugin with_types_in bindings);

@@ -38,6 +38,10 @@ impl event_sink::Guest for Plugin {
     fn publish(event: Event) -> Result<(), Error> {
         lockgate_plugin_sdk::gateway::emit_event(&event)
     }
+
+    fn handle_command(_command: event_sink::Command) -> Result<String, Error> {
+        Err(Error::invalid("no commands"))
+    }
 }
 
 bindings::export!(Plugin with_types_in bindings);

@@ -1,0 +1,308 @@
+//! The bundled `directory-sync` plugin end to end: a private OpenLDAP (`slapd`, TLS from a
+//! test CA), the host's `ldap` capability over StartTLS and LDAPS, the core's
+//! `sync-persons` on both databases. Full and incremental syncs, deletions by set
+//! difference, the mass-deletion guard, synced persons read-only through the API, a
+//! connection cut mid-page and a sync cut off by its deadline (both change nothing).
+
+use std::time::Duration;
+
+use lockgate::config::PluginsConfig;
+use lockgate_api::licence::LicenceConfig;
+use lockgate_host::PluginHost;
+use lockgate_host::types::{PluginError, SyncReport};
+use lockgate_test_peers::{CutProxy, LdapPerson, Slapd};
+use lockgate_tests::*;
+use serde_json::{Value, json};
+
+const PLUGIN: &str = "directory-sync";
+
+fn person(i: usize) -> LdapPerson {
+    LdapPerson::new(
+        &format!("p{i:05}"),
+        &format!("Given{i}"),
+        &format!("Surname{i}"),
+    )
+    .mail(&format!("p{i}@example.com"))
+    .department("Operations")
+}
+
+async fn slapd(n: usize) -> Slapd {
+    tokio::task::spawn_blocking(move || Slapd::start((0..n).map(person)))
+        .await
+        .expect("slapd")
+}
+
+/// A plugin host with the bundled plugins and `directory-sync` granted directory `corp`
+/// at `url`; `extra` is appended to the plugin's `config` table.
+async fn host(
+    app: &TestApp,
+    slapd: &Slapd,
+    url: &str,
+    extra: &str,
+    deadline_ms: u64,
+) -> PluginHost {
+    let cfg: PluginsConfig = toml::from_str(&format!(
+        r#"
+        cache_dir = "{cache}"
+        [ldap.corp]
+        url = "{url}"
+        ca_file = "{ca}"
+        bind_dn = "{bind_dn}"
+        bind_password = "{password}"
+        base_dn = "{base}"
+        timeout_ms = 5000
+
+        [instances.directory-sync]
+        deadline_ms = {deadline_ms}
+        grants = {{ log = true, config = true, clock = true, kv = true, ldap = ["corp"], gateway = ["sync-persons"] }}
+        [instances.directory-sync.config]
+        directory = "corp"
+        base_dn = "{base}"
+        page_size = 7
+        domain = "People"
+        {extra}
+        "#,
+        cache = plugin_cache().display(),
+        ca = slapd.ca_pem_path().display(),
+        bind_dn = slapd.bind_dn(),
+        password = slapd.bind_password(),
+        base = slapd.base_dn(),
+    ))
+    .expect("plugins config");
+    lockgate::plugins::start(&cfg, &app.store, &LicenceConfig::default(), None)
+        .await
+        .expect("plugin host")
+        .expect("enabled")
+}
+
+async fn sync(host: &PluginHost, full: bool) -> Result<SyncReport, PluginError> {
+    host.sync(PLUGIN, full, false)
+        .await
+        .expect("the plugin ran")
+}
+
+/// The employees as `identifier → body`.
+async fn employees(app: &TestApp) -> Vec<Value> {
+    let list = app
+        .get("/api/v1/employees?include_hidden=true&with_body=true&limit=1000")
+        .await
+        .expect(200)
+        .body;
+    list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| {
+            let mut body = item["body"].clone();
+            body["id"] = item["id"].clone();
+            body
+        })
+        .collect()
+}
+
+fn find<'a>(list: &'a [Value], identifier: &str) -> Option<&'a Value> {
+    list.iter().find(|p| p["identifier"] == identifier)
+}
+
+on_both!(
+    full_and_incremental_sync_over_starttls,
+    |app: TestApp| async move {
+        let app = app;
+        app.domain("People").await;
+        let slapd = slapd(20).await;
+        let host = host(&app, &slapd, &slapd.ldap_url(), "", 30_000).await;
+
+        let first = sync(&host, true).await.expect("full sync");
+        assert_eq!(
+            (first.staged, first.created, first.deleted),
+            (20, 20, 0),
+            "{first:?}"
+        );
+        let people = employees(&app).await;
+        assert_eq!(people.len(), 20);
+        let p3 = find(&people, "p00003").expect("p00003 synced");
+        assert_eq!(p3["first_name"], "Given3");
+        assert_eq!(p3["email"], "p3@example.com");
+        assert_eq!(p3["department"], "Operations");
+
+        // A second full sync of an unchanged directory changes nothing.
+        let again = sync(&host, true).await.expect("full sync");
+        assert_eq!(
+            (again.created, again.updated, again.unchanged),
+            (0, 0, 20),
+            "{again:?}"
+        );
+
+        // Synced persons are read-only except domain and tags, and cannot be deleted locally.
+        let id = p3["id"].as_i64().unwrap();
+        let refused = app
+            .patch(
+                &format!("/api/v1/employees/{id}"),
+                json!({ "surname": "Local" }),
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{:?}", refused.body);
+        app.patch(
+            &format!("/api/v1/employees/{id}"),
+            json!({ "tags": ["vip"] }),
+        )
+        .await
+        .expect(200);
+        let delete = app.delete(&format!("/api/v1/employees/{id}")).await;
+        assert!(
+            delete.status == 409 || delete.status == 422,
+            "{:?}",
+            delete.body
+        );
+
+        // Incremental: a changed mail and a new person; a deleted entry is only noticed by a
+        // full sync (set difference).
+        let (s, ()) = tokio::task::spawn_blocking(move || {
+            slapd.modify_mail("p00004", "new4@example.com");
+            slapd.add(&person(20));
+            slapd.delete("p00005");
+            (slapd, ())
+        })
+        .await
+        .unwrap();
+        let slapd = s;
+        let inc = sync(&host, false).await.expect("incremental sync");
+        assert_eq!(
+            (inc.created, inc.updated, inc.deleted),
+            (1, 1, 0),
+            "{inc:?}"
+        );
+        assert!(
+            inc.staged < 21,
+            "an incremental sync reads only changes: {inc:?}"
+        );
+        let people = employees(&app).await;
+        assert_eq!(
+            find(&people, "p00004").unwrap()["email"],
+            "new4@example.com"
+        );
+        assert!(
+            find(&people, "p00005").is_some(),
+            "incremental syncs do not delete"
+        );
+        // The local tag survived the updates of the synced fields.
+        assert_eq!(find(&people, "p00003").unwrap()["tags"], json!(["vip"]));
+
+        let full = sync(&host, true).await.expect("full sync");
+        assert_eq!(
+            (full.deleted, full.deleted_identifiers.clone()),
+            (1, vec!["p00005".to_owned()])
+        );
+        assert!(find(&employees(&app).await, "p00005").is_none());
+        drop(slapd);
+    }
+);
+
+on_both!(
+    ldaps_and_the_mass_deletion_guard,
+    |app: TestApp| async move {
+        let app = app;
+        app.domain("People").await;
+        let slapd = slapd(30).await;
+        let host = host(
+            &app,
+            &slapd,
+            &slapd.ldaps_url(),
+            "max_deletions = 5\nmax_deletion_percent = 50",
+            30_000,
+        )
+        .await;
+        sync(&host, true).await.expect("full sync over LDAPS");
+        // Ten leave at once: more than max_deletions.
+        let slapd = tokio::task::spawn_blocking(move || {
+            for i in 0..10 {
+                slapd.delete(&format!("p{i:05}"));
+            }
+            slapd
+        })
+        .await
+        .unwrap();
+        let dry = host
+            .sync(PLUGIN, true, true)
+            .await
+            .unwrap()
+            .expect("a dry run reports");
+        assert!(dry.dry_run);
+        assert_eq!(dry.deleted, 10, "{dry:?}");
+        assert_eq!(employees(&app).await.len(), 30, "a dry run changes nothing");
+        match sync(&host, true).await {
+            Err(PluginError::Invalid(m)) => assert!(m.contains("10"), "{m}"),
+            other => panic!("the guard must refuse the sync: {other:?}"),
+        }
+        assert_eq!(
+            employees(&app).await.len(),
+            30,
+            "a refused sync changes nothing"
+        );
+        drop(slapd);
+    }
+);
+
+on_both!(
+    a_cut_connection_or_deadline_changes_nothing,
+    |app: TestApp| async move {
+        let app = app;
+        app.domain("People").await;
+        let slapd = slapd(60).await;
+        let proxy = CutProxy::start(format!("127.0.0.1:{}", slapd.ldaps_port()).parse().unwrap());
+        // LDAPS through the proxy: the certificate names 127.0.0.1, which the proxy is too.
+        let url = format!("ldaps://127.0.0.1:{}", proxy.port());
+        let host = host(&app, &slapd, &url, "", 30_000).await;
+        // Cut after a few pages have passed (TLS handshake, bind and ~3 pages of 7 entries).
+        proxy.cut_after_bytes(12_000);
+        match sync(&host, true).await {
+            Err(PluginError::Unavailable(_)) => {}
+            other => panic!("a cut connection must fail the sync: {other:?}"),
+        }
+        assert!(proxy.cuts() >= 1, "the proxy cut the connection");
+        assert!(
+            employees(&app).await.is_empty(),
+            "nothing of the cut sync was applied"
+        );
+        assert!(
+            app.store
+                .plugin_kv_get(PLUGIN, "watermark")
+                .await
+                .unwrap()
+                .is_none(),
+            "the watermark did not advance"
+        );
+        proxy.disarm();
+        let report = sync(&host, true).await.expect("the next sync completes");
+        assert_eq!(report.created, 60);
+
+        // A sync cut off by its deadline (a 1 ms deadline) also changes nothing.
+        let slapd = tokio::task::spawn_blocking(move || {
+            slapd.modify_mail("p00001", "changed@example.com");
+            slapd
+        })
+        .await
+        .unwrap();
+        let hurried = host_with_deadline(&app, &slapd, &url).await;
+        assert!(
+            hurried.sync(PLUGIN, true, false).await.is_err(),
+            "the deadline stops it"
+        );
+        assert_eq!(
+            find(&employees(&app).await, "p00001").unwrap()["email"],
+            "p1@example.com"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(slapd);
+    }
+);
+
+async fn host_with_deadline(app: &TestApp, slapd: &Slapd, url: &str) -> PluginHost {
+    host(app, slapd, url, "", 1).await
+}
+
+/// Compiled components shared by the tests (keyed by engine and component hash).
+fn plugin_cache() -> std::path::PathBuf {
+    std::env::temp_dir().join("lockgate-test-plugin-cache")
+}
