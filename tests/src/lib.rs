@@ -132,6 +132,13 @@ pub struct TestApp {
     _database: TestDatabase,
 }
 
+/// A type with `Drop` is never captured field by field: a test closure that uses only
+/// `app.store` still captures the whole app, so its database lives until the test ends
+/// (without this, the database was dropped as soon as the closure started).
+impl Drop for TestApp {
+    fn drop(&mut self) {}
+}
+
 /// A response: status, headers and the body as JSON (or `Value::String` for non-JSON bodies).
 #[derive(Debug, Clone)]
 pub struct Resp {

@@ -121,6 +121,7 @@ async fn collect(
 }
 
 on_both!(relay_survives_a_gateway_kill, |app: TestApp| async move {
+    let app = app;
     let root = unique_root(&format!("{:?}", app.db));
     let (sub, mut rx) = CommandSubscriber::start(
         &mqtt(&format!("{root}-sub")),
@@ -178,13 +179,10 @@ on_both!(relay_survives_a_gateway_kill, |app: TestApp| async move {
 on_both!(
     commands_are_answered_on_the_reply_topic,
     |app: TestApp| async move {
+        // The whole app, not only the fields used: the database lives as long as it.
+        let app = app;
         let root = unique_root(&format!("{:?}", app.db));
-        let host = bridge(
-            &app.store,
-            &root,
-            Arc::new(lockgate_host::MemoryKv::default()),
-        )
-        .await;
+        let host = bridge(&app.store, &root, Arc::new(DbKv::new(app.store.clone()))).await;
         assert_eq!(
             event_relay::command_filters(&host, &["event-bridge".into()]),
             [format!("{root}/cmd/#")]

@@ -442,6 +442,27 @@ on_both!(
         assert_eq!(again.len(), 1);
         assert_ne!(again[0]["id"], cyl_job);
         assert!(s.cylinders.contains(&target));
+        // The failure is an event (for the MQTT bridge) and a notification for the
+        // administrators (outbox), both written with the state change.
+        let id = cyl_job;
+        let notified = sqlx::query_scalar::<_, String>(
+            "SELECT payload FROM outbox WHERE message_id = $1 AND topic = 'notify.job_failed'",
+        )
+        .bind(format!("job-failed:{id}"))
+        .fetch_one(app.store.pool())
+        .await
+        .expect("a notify.job_failed message");
+        let notified: Value = serde_json::from_str(&notified).unwrap();
+        assert_eq!(notified["reason"], "cylinder battery empty");
+        assert_eq!(notified["system_name"], "Test site");
+        let actions = sqlx::query_scalar::<_, String>(
+            "SELECT action FROM events WHERE object_kind = 'job' AND object_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(actions, ["assigned", "loaded", "failed"]);
     }
 );
 

@@ -688,3 +688,60 @@ on_both!(licence_endpoints_documented, |app: TestApp| async move {
     assert!(item["get"]["operationId"].is_string(), "{item}");
     assert!(item["put"]["operationId"].is_string(), "{item}");
 });
+
+on_both!(
+    licence_check_notifies_soft_expiry_weekly_and_hard_expiry_once,
+    |app: TestApp| async move {
+        let app = with_config(app, false);
+        let now = Utc::now();
+        let soft = now + Duration::days(10);
+        let hard = now + Duration::days(40);
+        put_licence(&app, &file(&expiring(9, &LicenceFeature::ALL, soft, hard)))
+            .await
+            .expect(200);
+        let cfg = LicenceConfig {
+            trusted_keys: trusted(),
+            enforce: false,
+        };
+        let check = |at: DateTime<Utc>| {
+            let (store, cfg) = (app.store.clone(), cfg.clone());
+            async move {
+                lockgate::background::check_licences(&store, &cfg, at)
+                    .await
+                    .expect("licence check")
+            }
+        };
+        assert_eq!(check(now).await, 0, "valid: nothing to say");
+        let after_soft = soft + Duration::days(1);
+        assert_eq!(check(after_soft).await, 1, "soft-expired: one message");
+        assert_eq!(
+            check(after_soft + Duration::hours(1)).await,
+            0,
+            "once per ISO week"
+        );
+        assert_eq!(
+            check(after_soft + Duration::days(7)).await,
+            1,
+            "and again next week"
+        );
+        let after_hard = hard + Duration::days(1);
+        assert_eq!(check(after_hard).await, 1, "hard-expired: one message");
+        assert_eq!(
+            check(after_hard + Duration::days(8)).await,
+            0,
+            "only once per licence"
+        );
+        let topics = sqlx::query_scalar::<_, String>("SELECT topic FROM outbox ORDER BY id")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            topics,
+            [
+                "notify.licence_expiry",
+                "notify.licence_expiry",
+                "notify.licence_hard_expiry"
+            ]
+        );
+    }
+);

@@ -217,7 +217,13 @@ on_both!(
         // Own the whole app (edition 2021 closures capture only the fields they use, and
         // dropping the rest would drop the test database).
         let app = app;
-        let retry = fast_retry(3);
+        // Long enough that "not claimable before its backoff" holds on a loaded machine
+        // (a claim round trip can take longer than the 20 ms fast_retry allows).
+        let retry = RetryPolicy {
+            base: Duration::from_millis(300),
+            cap: Duration::from_millis(600),
+            max_attempts: 3,
+        };
         let q = queue(&app.store, 5_000, retry);
         let id = q
             .enqueue(&NewJob::new("mqtt", json!({ "topic": "doors" })))

@@ -568,6 +568,13 @@ impl Capabilities {
                 .filter(|p| !grants.mqtt.allows(p))
                 .map(|p| format!("mqtt:{p}")),
         );
+        out.extend(
+            self.mqtt
+                .commands
+                .iter()
+                .filter(|c| !grants.mqtt.commands.contains(c))
+                .map(|c| format!("mqtt-commands:{c}")),
+        );
         out
     }
 }

@@ -205,6 +205,17 @@ fn table_bomb_component() -> Vec<u8> {
     (i32.store (i32.const 556) (i32.const {not_stopped_len}))
     (i32.const 544))
 
+  ;; handle-command (unused here): result<string, error> at 576: err (1), error::other (4).
+  (func (export "lockgate:connector/event-sink@0.1.0#handle-command")
+    (param $topic i32) (param $topic_len i32)
+    (param $payload i32) (param $payload_len i32)
+    (result i32)
+    (i32.store8 (i32.const 576) (i32.const 1))
+    (i32.store8 (i32.const 580) (i32.const 4))
+    (i32.store (i32.const 584) (i32.const 256))
+    (i32.store (i32.const 588) (i32.const {not_stopped_len}))
+    (i32.const 576))
+
   ;; A bump allocator for the host's arguments.
   (func (export "cabi_realloc")
     (param $old i32) (param $old_size i32) (param $align i32) (param $size i32)

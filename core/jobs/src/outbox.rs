@@ -15,9 +15,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::watch;
 
-use crate::queue::{FailOutcome, MAX_BATCH, MIN_LEASE, check_name, payload_text};
+use crate::queue::{FailOutcome, MAX_BATCH, MIN_LEASE};
 use crate::retry::RetryPolicy;
-use crate::sql::{after, clip, get_json, get_opt_ts, get_ts, get_u32, is_sqlite, list, render, ts};
+use crate::sql::{after, clip, get_json, get_opt_ts, get_ts, get_u32, list, render, ts};
 use crate::{JobsError, Result};
 
 /// A new stable message id in UUID (version 4) form.
@@ -50,33 +50,16 @@ pub async fn insert(
 }
 
 /// Insert a message under a message id the caller chose (e.g. derived from the event it
-/// reports); `false` when a message with that id already exists (nothing inserted).
+/// reports); `false` when a message with that id already exists (nothing inserted). The
+/// writer is the store's ([`lockgate_store::outbox::insert_outbox`]), so store operations
+/// write the outbox in their own transactions too.
 pub async fn insert_with_id(
     tx: &mut Transaction<'static, Any>,
     message_id: &str,
     topic: &str,
     payload: &Value,
 ) -> Result<bool> {
-    check_name("message_id", message_id)?;
-    check_name("topic", topic)?;
-    let payload = payload_text(payload)?;
-    let now = ts(Utc::now());
-    let sql = render(
-        is_sqlite(tx),
-        "INSERT INTO outbox (message_id, topic, payload, created_at, next_attempt_at, attempts, \
-         fencing) VALUES (?, ?, ?, ?, ?, 0, 0) ON CONFLICT DO NOTHING",
-    )
-    .into_owned();
-    let n = sqlx::query(&sql)
-        .bind(message_id.to_string())
-        .bind(topic.to_string())
-        .bind(payload)
-        .bind(now.clone())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    Ok(n > 0)
+    Ok(lockgate_store::outbox::insert_outbox(tx, message_id, topic, payload).await?)
 }
 
 /// A claimed message, as the deliverer sees it.

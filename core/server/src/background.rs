@@ -44,6 +44,8 @@ pub const DIRECTORY_SYNC: &str = "directory.sync";
 pub const TOPIC_OVERDUE_KEYS: &str = "notify.overdue_keys";
 /// Outbox topic of the licence soft-expiry notification (one per system and ISO week).
 pub const TOPIC_LICENCE_EXPIRY: &str = "notify.licence_expiry";
+/// Outbox topic of the licence hard-expiry notification (one per system and licence).
+pub const TOPIC_LICENCE_HARD_EXPIRY: &str = "notify.licence_hard_expiry";
 /// Tracing target of [`LogDeliver`].
 pub const OUTBOX_LOG_TARGET: &str = "lockgate::outbox";
 
@@ -375,7 +377,9 @@ pub fn licence_message_id(system_id: i64, now: DateTime<Utc>) -> String {
 }
 
 /// `licence.check`: a `notify.licence_expiry` outbox message for each system whose licence is
-/// past its soft expiry, at most one per system and ISO week; how many were written.
+/// past its soft expiry, at most one per system and ISO week, and a
+/// `notify.licence_hard_expiry` once per system and licence past its hard expiry; how many
+/// were written.
 pub async fn check_licences(
     store: &Store,
     licence: &LicenceConfig,
@@ -384,26 +388,43 @@ pub async fn check_licences(
     let mut written = 0;
     for sys in store.systems().await? {
         let status = load_status(store, licence, sys.id, now).await?;
-        let LicenceState::SoftExpired { since } = status.state() else {
-            continue;
-        };
         let Some(l) = status.licence() else {
             continue;
         };
         let w = now.iso_week();
-        let payload = json!({
-            "system_id": sys.id,
-            "system_name": sys.name,
-            "messaging_language": sys.settings.messaging_language,
-            "state": "soft_expired",
-            "number": l.number,
-            "soft_expiry": since,
-            "hard_expiry": l.hard_expiry,
-            "iso_week": format!("{}-W{:02}", w.year(), w.week()),
-        });
+        let (id, topic, payload) = match status.state() {
+            LicenceState::SoftExpired { since } => (
+                licence_message_id(sys.id, now),
+                TOPIC_LICENCE_EXPIRY,
+                json!({
+                    "system_id": sys.id,
+                    "system_name": sys.name,
+                    "messaging_language": sys.settings.messaging_language,
+                    "state": "soft_expired",
+                    "number": l.number,
+                    "soft_expiry": since,
+                    "hard_expiry": l.hard_expiry,
+                    "iso_week": format!("{}-W{:02}", w.year(), w.week()),
+                }),
+            ),
+            // Once per licence: the system is locked until a new licence is installed.
+            LicenceState::HardExpired { since } => (
+                format!("licence-hard-expiry:{}:{}", sys.id, l.number),
+                TOPIC_LICENCE_HARD_EXPIRY,
+                json!({
+                    "system_id": sys.id,
+                    "system_name": sys.name,
+                    "messaging_language": sys.settings.messaging_language,
+                    "state": "hard_expired",
+                    "number": l.number,
+                    "soft_expiry": l.soft_expiry,
+                    "hard_expiry": since,
+                }),
+            ),
+            _ => continue,
+        };
         let mut tx = store.write_tx().await?;
-        let id = licence_message_id(sys.id, now);
-        if outbox::insert_with_id(&mut tx, &id, TOPIC_LICENCE_EXPIRY, &payload).await? {
+        if outbox::insert_with_id(&mut tx, &id, topic, &payload).await? {
             written += 1;
         }
         tx.commit().await?;
@@ -420,6 +441,11 @@ pub async fn directory_sync(
     payload: &Value,
 ) -> Result<(), JobsError> {
     let Some(host) = plugins else {
+        // The periodic slot (null payload) has nothing to sync without plugins; only an
+        // explicit request for a plugin is an error.
+        if payload.is_null() {
+            return Ok(());
+        }
         return Err(JobsError::Permanent("the plugin host is disabled".into()));
     };
     let targets: Vec<(String, bool)> = match payload {

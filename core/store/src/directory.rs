@@ -227,6 +227,19 @@ fn merged(incoming: &Person, stored: &Person, source: &str) -> Person {
     }
 }
 
+/// Whether the stored person already has what the directory says (the common case of a
+/// re-sync; cheaper than building the merged body).
+fn same_synced_fields(incoming: &Person, stored: &Person, source: &str) -> bool {
+    stored.synced_from.as_deref() == Some(source)
+        && incoming.first_name == stored.first_name
+        && incoming.surname == stored.surname
+        && incoming
+            .optional_fields()
+            .iter()
+            .zip(stored.optional_fields())
+            .all(|((_, a), (_, b))| *a == b)
+}
+
 fn encode(p: &Person) -> Result<String> {
     serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -424,6 +437,11 @@ async fn plan(
             }
             (_, PersonState::Active) => {
                 kept_active.insert(f.as_str());
+                if same_synced_fields(&sp.person, &ex.body, source) {
+                    debug_assert_eq!(merged(&sp.person, &ex.body, source), ex.body);
+                    report.unchanged += 1;
+                    continue;
+                }
                 let after = merged(&sp.person, &ex.body, source);
                 if after == ex.body {
                     report.unchanged += 1;
@@ -673,27 +691,20 @@ async fn insert_persons(
                 .bind(now.to_string())
                 .bind(now.to_string());
         });
-        q.push(" RETURNING id, marking_fold");
+        q.push(" RETURNING id, name");
         let rows = q.fetch_all(&mut *conn).await.map_err(|e| match e {
             StoreError::Db(d) => crate::map_unique(d, "identifier", "a synced identifier"),
             other => other,
         })?;
-        // New ids by identifier: the order RETURNING gives is not promised.
-        let by_fold: HashMap<String, &Person> = chunk
-            .iter()
-            .filter_map(|p| p.identifier.as_deref().map(|i| (crate::fold(i), p)))
-            .collect();
+        // One event per new row, without values (as the import: the created person is its
+        // own record).
         let mut events = Vec::with_capacity(rows.len());
         for r in &rows {
-            let f: String = r.try_get("marking_fold")?;
-            let p = by_fold
-                .get(&f)
-                .ok_or_else(|| StoreError::Corrupt(format!("inserted '{f}' not in the batch")))?;
             events.push(EventRow {
                 id: r.try_get("id")?,
-                label: p.display_name(),
+                label: r.try_get("name")?,
                 action: "synced",
-                changes: diff(None, to_value(p).as_ref()).to_string(),
+                changes: "{}".into(),
             });
         }
         insert_events(&mut *conn, sys.id, actor, now, &events).await?;

@@ -10,6 +10,7 @@ pub mod events;
 pub mod licences;
 pub mod lifecycle;
 pub mod objects;
+pub mod outbox;
 pub mod persons;
 pub mod plugin_kv;
 pub mod reconciliation;

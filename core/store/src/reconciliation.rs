@@ -31,6 +31,7 @@ use sqlx::Row;
 
 use crate::{
     Result, Store, StoreError,
+    events::EventDraft,
     objects::{Actor, Scope},
     parse_ts,
     sql::Sql,
@@ -1112,6 +1113,15 @@ impl Store {
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
+        EventDraft {
+            object_kind: "job".into(),
+            object_id: Some(job_id),
+            object_label: format!("{kind} {target}"),
+            action: "finished".into(),
+            changes: serde_json::json!({ "job_id": job_id, "kind": kind, "target_id": target }),
+        }
+        .insert(&mut tx, sys.id, &Actor::system())
+        .await?;
         tx.commit().await?;
         let mut jobs = self.jobs(sys.id, Some(target), false, 50).await?;
         jobs.retain(|j| j.id == job_id);
@@ -1376,23 +1386,79 @@ impl Store {
         sql_set: &str,
         binds: (Option<i64>, Option<String>),
     ) -> Result<JobRecord> {
+        let action = if sql_set.contains("'failed'") {
+            "failed"
+        } else if sql_set.contains("carried_by") {
+            "carried"
+        } else if sql_set.contains("assigned_to") {
+            "assigned"
+        } else {
+            "loaded"
+        };
         let q = format!(
-            "UPDATE jobs SET {sql_set}, updated_at = $1 WHERE id = $2 AND system_id = $3 AND state = $4 AND open = 1"
+            "UPDATE jobs SET {sql_set}, updated_at = $1 WHERE id = $2 AND system_id = $3 AND state = $4 AND open = 1 \
+             RETURNING kind, target_id"
         );
-        let res = sqlx::query(&q)
+        // Read before the write transaction (SQLite: one writer, no nested pool use).
+        let sys = if action == "failed" {
+            Some(self.system(system_id).await?)
+        } else {
+            None
+        };
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(&q)
             .bind(ts(Utc::now()))
             .bind(job_id)
             .bind(system_id)
             .bind(from_state)
             .bind(binds.0)
-            .bind(binds.1)
-            .execute(self.pool())
-            .await?;
-        if res.rows_affected() != 1 {
-            return Err(StoreError::Refused {
+            .bind(binds.1.clone())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::Refused {
                 message: format!("job {job_id} changed meanwhile or is not {from_state}"),
-            });
+            })?;
+        let (kind, target): (String, i64) = (row.try_get("kind")?, row.try_get("target_id")?);
+        let target_name: String = sqlx::query("SELECT name FROM objects WHERE id = $1")
+            .bind(target)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("name"))
+            .transpose()?
+            .unwrap_or_default();
+        // The job's state change is an event (the MQTT bridge publishes it) in the same
+        // transaction; a failed job also notifies the administrators (outbox).
+        let details = serde_json::json!({
+            "job_id": job_id,
+            "kind": kind,
+            "target_id": target,
+            "target_name": target_name,
+            "to": binds.0,
+            "reason": binds.1,
+        });
+        EventDraft {
+            object_kind: "job".into(),
+            object_id: Some(job_id),
+            object_label: format!("{kind} {target_name}"),
+            action: action.into(),
+            changes: details.clone(),
         }
+        .insert(&mut tx, system_id, &Actor::system())
+        .await?;
+        if let Some(sys) = sys {
+            let mut payload = details;
+            payload["system_id"] = system_id.into();
+            payload["system_name"] = sys.name.into();
+            payload["messaging_language"] = sys.settings.messaging_language.into();
+            crate::outbox::insert_outbox(
+                &mut tx,
+                &format!("job-failed:{job_id}"),
+                "notify.job_failed",
+                &payload,
+            )
+            .await?;
+        }
+        tx.commit().await?;
         self.job(system_id, job_id).await
     }
 
