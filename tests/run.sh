@@ -106,6 +106,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "clippy (plugins workspace, wasm32-wasip2)"
 (cd plugins && cargo fmt --all -- --check && cargo clippy --workspace --release --target wasm32-wasip2 --locked -- -D warnings)
 
+say "unit tests of the plugins' pure logic (host target)"
+# The SDK's escaping and the connectors' mapping and rendering are plain Rust: they run on
+# the host target too (the generated host imports are never called by these tests).
+host_target=$(rustc -vV | sed -n 's/^host: //p')
+(cd plugins && cargo test --locked --target "$host_target" \
+    -p lockgate-plugin-sdk -p lockgate-plugin-directory-sync -p lockgate-plugin-email-notifier)
+
 # 4. Every test, on SQLite and on PostgreSQL.
 say "tests"
 cargo test --workspace --locked

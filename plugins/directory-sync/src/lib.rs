@@ -437,3 +437,91 @@ impl directory_source::Guest for Plugin {
 }
 
 bindings::export!(Plugin with_types_in bindings);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(flavour: Flavour) -> Config {
+        Config {
+            directory: "corp".into(),
+            flavour,
+            base_dn: "ou=people,dc=example,dc=com".into(),
+            filter: "(objectClass=inetOrgPerson)".into(),
+            page_size: 100,
+            source: "corp".into(),
+            domain: None,
+            max_deletions: 10,
+            max_deletion_percent: 10,
+            attributes: vec![
+                ("identifier".into(), "uid".into()),
+                ("first_name".into(), "givenName".into()),
+                ("surname".into(), "sn".into()),
+                ("email".into(), "mail".into()),
+            ],
+        }
+    }
+
+    fn entry(attrs: &[(&str, &[&str])]) -> Entry {
+        Entry {
+            dn: "uid=x,ou=people,dc=example,dc=com".into(),
+            attributes: attrs
+                .iter()
+                .map(|(a, v)| ((*a).into(), v.iter().map(|s| (*s).to_owned()).collect()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn entries_map_to_persons_with_their_first_values() {
+        let cfg = config(Flavour::OpenLdap);
+        let p = person(
+            &cfg,
+            &entry(&[
+                ("uid", &["e-1"]),
+                ("givenName", &[" Ada "]),
+                ("SN", &["Lovelace"]),
+                ("mail", &["ada@example.com", "second@example.com"]),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.identifier.as_str(), p.first_name.as_str()),
+            ("e-1", "Ada")
+        );
+        assert_eq!(
+            p.surname, "Lovelace",
+            "attribute names compare case-insensitively"
+        );
+        assert_eq!(
+            p.fields,
+            [("email".to_owned(), "ada@example.com".to_owned())]
+        );
+        assert!(p.active);
+        let missing = person(&cfg, &entry(&[("uid", &["e-2"]), ("sn", &["X"])])).unwrap_err();
+        assert!(missing.contains("givenName"), "{missing}");
+    }
+
+    #[test]
+    fn disabled_active_directory_accounts_are_inactive() {
+        let cfg = config(Flavour::ActiveDirectory);
+        let base: [(&str, &[&str]); 3] = [("uid", &["e-1"]), ("givenName", &["A"]), ("sn", &["B"])];
+        let with = |uac: &str| {
+            let uac = [uac];
+            let mut attrs: Vec<(&str, &[&str])> = base.to_vec();
+            attrs.push(("userAccountControl", &uac));
+            person(&cfg, &entry(&attrs)).unwrap().active
+        };
+        assert!(with("512"));
+        assert!(!with("514"));
+    }
+
+    #[test]
+    fn the_watermark_keeps_the_latest_timestamp() {
+        let mut w = Watermark::default();
+        for ts in ["20261124060000Z", "20261124070000Z", "20261124065959Z"] {
+            w.see_timestamp(ts);
+        }
+        assert_eq!(w.highest.as_deref(), Some("20261124070000Z"));
+    }
+}

@@ -501,3 +501,38 @@ impl notification_sink::Guest for Plugin {
 }
 
 bindings::export!(Plugin with_types_in bindings);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_take_extra_values_then_payload_fields() {
+        let payload = serde_json::json!({ "system_name": "Head office", "count": 3, "none": null });
+        let text = render(
+            "{count} keys in {system_name} for {name}{none} {unknown} {not closed",
+            &payload,
+            &[("name", "Anna".into())],
+        );
+        assert_eq!(text, "3 keys in Head office for Anna {unknown} {not closed");
+    }
+
+    #[test]
+    fn languages_reduce_to_their_primary_subtag() {
+        assert_eq!(primary("de-CH"), "de");
+        assert_eq!(primary("EN_gb"), "en");
+        assert_eq!(primary(""), "");
+        assert!(builtin("de", "overdue.holder").is_some());
+        // An unknown language falls back to English in `template`.
+        assert!(builtin("fr", "overdue.holder").is_some_and(|(s, _)| s.starts_with("Your")));
+    }
+
+    #[test]
+    fn subjects_are_one_line_and_lists_are_capped() {
+        assert_eq!(one_line("a\r\nBcc: x"), "a  Bcc: x");
+        let items: Vec<String> = (0..250).map(|i| format!("key {i}")).collect();
+        let listed = lines(&items, 300);
+        assert_eq!(listed.lines().count(), MAX_LINES + 1);
+        assert!(listed.ends_with("… (+100)"), "{listed}");
+    }
+}
