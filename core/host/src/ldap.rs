@@ -9,6 +9,9 @@
 //! on the connection that issued it, and a call cut off by its deadline drops
 //! its connections.
 //!
+//! While the plugin works on a page, the next one is already requested (on the same
+//! connection), so the server's time overlaps the plugin's.
+//!
 //! Everything the server sends is bounded: entries per page, values per
 //! attribute and the size of the answer; `ldap3`'s parsers of entries and of
 //! the paged-results control panic on malformed BER, so they run under
@@ -243,10 +246,52 @@ impl LdapDirectories {
     }
 }
 
-/// The connections of one plugin call, by directory name.
+/// The connections of one plugin call, by directory name, and the next page of the last
+/// search, already requested while the plugin works on the current one.
 #[derive(Default)]
 pub(crate) struct LdapSessions {
     open: HashMap<String, Ldap>,
+    prefetch: Option<Prefetch>,
+}
+
+/// A page requested ahead: used when the plugin asks for exactly it (same directory,
+/// search and cookie), dropped otherwise.
+struct Prefetch {
+    directory: String,
+    search: LdapSearch,
+    cookie: Vec<u8>,
+    task: tokio::task::JoinHandle<ldap3::result::Result<ldap3::SearchResult>>,
+}
+
+impl Drop for LdapSessions {
+    fn drop(&mut self) {
+        if let Some(p) = self.prefetch.take() {
+            p.task.abort();
+        }
+    }
+}
+
+/// Runs one page of a paged search on its own handle (handles share the connection).
+async fn run_search(
+    mut ldap: Ldap,
+    search: LdapSearch,
+    cookie: Vec<u8>,
+    timeout: Duration,
+) -> ldap3::result::Result<ldap3::SearchResult> {
+    let control = PagedResults {
+        size: i32::try_from(search.page_size).unwrap_or(i32::MAX),
+        cookie,
+    };
+    let attributes: Vec<&str> = search.attributes.iter().map(String::as_str).collect();
+    ldap.with_controls(control)
+        .with_timeout(timeout)
+        .search(
+            &search.base,
+            scope(search.scope),
+            &search.filter,
+            attributes,
+        )
+        .await
 }
 
 impl std::fmt::Debug for LdapSessions {
@@ -387,22 +432,28 @@ impl LdapSessions {
             ));
         }
         let timeout = Duration::from_millis(dir.config.timeout_ms);
-        let ldap = self.connect(name, dir).await?;
-        let control = PagedResults {
-            size: i32::try_from(search.page_size).unwrap_or(i32::MAX),
-            cookie: cookie.unwrap_or_default(),
+        let cookie = cookie.unwrap_or_default();
+        let ahead = match self.prefetch.take() {
+            Some(p) if p.directory == name && p.search == *search && p.cookie == cookie => {
+                Some(p.task)
+            }
+            Some(p) => {
+                p.task.abort();
+                None
+            }
+            None => None,
         };
-        let attributes: Vec<&str> = search.attributes.iter().map(String::as_str).collect();
-        let result = ldap
-            .with_controls(control)
-            .with_timeout(timeout)
-            .search(
-                &search.base,
-                scope(search.scope),
-                &search.filter,
-                attributes,
-            )
-            .await;
+        let ldap = self.connect(name, dir).await?.clone();
+        let result = match ahead {
+            Some(task) => match task.await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.open.remove(name);
+                    return Err(unavailable(name, "searching", e));
+                }
+            },
+            None => run_search(ldap.clone(), search.clone(), cookie, timeout).await,
+        };
         let result = match result {
             Ok(r) => r,
             Err(ldap3::LdapError::FilterParsing) => {
@@ -444,6 +495,15 @@ impl LdapSessions {
         }
         let entries = entries(name, raw_entries, search.page_size)?;
         let cookie = next_cookie(name, &outcome.ctrls)?;
+        if let Some(next) = &cookie {
+            // Ask for the next page now: the server works while the plugin maps this one.
+            self.prefetch = Some(Prefetch {
+                directory: name.to_owned(),
+                search: search.clone(),
+                cookie: next.clone(),
+                task: tokio::spawn(run_search(ldap, search.clone(), next.clone(), timeout)),
+            });
+        }
         Ok(LdapPage { entries, cookie })
     }
 }
