@@ -244,6 +244,21 @@ on_both!(
         );
         let r = app.post("/api/v1/reconcile", json!({})).await.expect(200);
         assert_eq!(r.body["capacity_exceeded"], json!([s.key]));
+        // The periodic full reconciliation notifies the administrators, once a day per key.
+        for _ in 0..2 {
+            lockgate::background::reconcile_all(&app.store, Utc::now())
+                .await
+                .expect("reconcile");
+        }
+        let notes = sqlx::query_scalar::<_, String>(
+            "SELECT payload FROM outbox WHERE topic = 'notify.capacity_exceeded'",
+        )
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(notes.len(), 1, "once per key and day: {notes:?}");
+        let note: Value = serde_json::from_str(&notes[0]).unwrap();
+        assert_eq!(note["key_id"], s.key);
     }
 );
 
@@ -463,6 +478,17 @@ on_both!(
         .await
         .unwrap();
         assert_eq!(actions, ["assigned", "loaded", "failed"]);
+        // The assignment told the other C-key's holder (recipients resolved from its holder).
+        let assigned = sqlx::query_scalar::<_, String>(
+            "SELECT payload FROM outbox WHERE message_id = $1 AND topic = 'notify.job_assigned'",
+        )
+        .bind(format!("job-assigned:{id}:{other_ck}"))
+        .fetch_one(app.store.pool())
+        .await
+        .expect("a notify.job_assigned message");
+        let assigned: Value = serde_json::from_str(&assigned).unwrap();
+        assert!(assigned["recipients"].is_array(), "{assigned}");
+        assert_eq!(assigned["target_id"], target);
     }
 );
 

@@ -44,6 +44,8 @@ pub const DIRECTORY_SYNC: &str = "directory.sync";
 pub const TOPIC_OVERDUE_KEYS: &str = "notify.overdue_keys";
 /// Outbox topic of the licence soft-expiry notification (one per system and ISO week).
 pub const TOPIC_LICENCE_EXPIRY: &str = "notify.licence_expiry";
+/// Outbox topic of a key whose update exceeds its capacity (one per key and day).
+pub const TOPIC_CAPACITY_EXCEEDED: &str = "notify.capacity_exceeded";
 /// Outbox topic of the licence hard-expiry notification (one per system and licence).
 pub const TOPIC_LICENCE_HARD_EXPIRY: &str = "notify.licence_hard_expiry";
 /// Tracing target of [`LogDeliver`].
@@ -215,7 +217,10 @@ pub async fn reconcile_all(store: &Store, now: DateTime<Utc>) -> Result<usize, J
     let systems = store.systems().await?;
     for sys in &systems {
         match store.reconcile(sys, &Actor::system(), now).await {
-            Ok(report) => tracing::debug!(system_id = sys.id, ?report, "full reconciliation"),
+            Ok(report) => {
+                tracing::debug!(system_id = sys.id, ?report, "full reconciliation");
+                notify_capacity_exceeded(store, sys, &report.capacity_exceeded, now).await?;
+            }
             Err(e) => {
                 tracing::warn!(system_id = sys.id, error = %e, "full reconciliation failed");
                 failed.push(format!("system {}: {e}", sys.id));
@@ -227,6 +232,43 @@ pub async fn reconcile_all(store: &Store, now: DateTime<Utc>) -> Result<usize, J
     } else {
         Err(JobsError::failed(failed.join("; ")))
     }
+}
+
+/// A `notify.capacity_exceeded` message per key whose update is held back because it
+/// exceeds the key's capacity, at most one per key and day (`capacity-exceeded:<key>:<date>`).
+pub async fn notify_capacity_exceeded(
+    store: &Store,
+    sys: &LockingSystem,
+    keys: &[i64],
+    now: DateTime<Utc>,
+) -> Result<usize, JobsError> {
+    let mut written = 0;
+    let day = now.format("%Y-%m-%d");
+    for id in keys.iter().take(MAX_LISTED_KEYS) {
+        let key = match store
+            .get::<Key>(sys.id, ObjectKind::Key, *id, &Scope::all())
+            .await
+        {
+            Ok(k) => k,
+            Err(StoreError::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let payload = json!({
+            "system_id": sys.id,
+            "system_name": sys.name,
+            "messaging_language": sys.settings.messaging_language,
+            "key_id": key.id,
+            "target_name": key.body.name,
+            "marking": key.body.marking,
+        });
+        let mut tx = store.write_tx().await?;
+        let message_id = format!("capacity-exceeded:{}:{day}", key.id);
+        if outbox::insert_with_id(&mut tx, &message_id, TOPIC_CAPACITY_EXCEEDED, &payload).await? {
+            written += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(written)
 }
 
 async fn holder(store: &Store, system_id: i64, id: i64) -> Result<Option<Value>, StoreError> {

@@ -1445,6 +1445,23 @@ impl Store {
         }
         .insert(&mut tx, system_id, &Actor::system())
         .await?;
+        if action == "assigned"
+            && let Some(c_key) = binds.0
+        {
+            // The administrator holding the C-key learns that jobs wait for it.
+            let (c_key_name, recipients) = Self::c_key_recipients(&mut tx, c_key).await?;
+            let mut payload = details.clone();
+            payload["c_key_name"] = c_key_name.into();
+            payload["recipients"] = recipients;
+            payload["lines"] = serde_json::json!([target_name]);
+            crate::outbox::insert_outbox(
+                &mut tx,
+                &format!("job-assigned:{job_id}:{c_key}"),
+                "notify.job_assigned",
+                &payload,
+            )
+            .await?;
+        }
         if let Some(sys) = sys {
             let mut payload = details;
             payload["system_id"] = system_id.into();
@@ -1460,6 +1477,52 @@ impl Store {
         }
         tx.commit().await?;
         self.job(system_id, job_id).await
+    }
+
+    /// A C-key's name and the person holding it as a notification recipient
+    /// (`[{email, language, name}]`, empty without a holder or an address).
+    async fn c_key_recipients(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        c_key: i64,
+    ) -> Result<(String, serde_json::Value)> {
+        let body = |row: Option<sqlx::any::AnyRow>| -> Result<serde_json::Value> {
+            Ok(match row {
+                Some(r) => {
+                    serde_json::from_str(&r.try_get::<String, _>("body")?).map_err(corrupt)?
+                }
+                None => serde_json::Value::Null,
+            })
+        };
+        let select = "SELECT body FROM objects WHERE id = $1";
+        let ck = body(
+            sqlx::query(select)
+                .bind(c_key)
+                .fetch_optional(&mut **tx)
+                .await?,
+        )?;
+        let name = ck["name"].as_str().unwrap_or_default().to_owned();
+        let Some(holder) = ck["holder_id"].as_i64() else {
+            return Ok((name, serde_json::json!([])));
+        };
+        let p = body(
+            sqlx::query(select)
+                .bind(holder)
+                .fetch_optional(&mut **tx)
+                .await?,
+        )?;
+        let recipients = match p["email"].as_str() {
+            Some(email) => serde_json::json!([{
+                "email": email,
+                "language": p["language"],
+                "name": format!(
+                    "{} {}",
+                    p["first_name"].as_str().unwrap_or_default(),
+                    p["surname"].as_str().unwrap_or_default()
+                ),
+            }]),
+            None => serde_json::json!([]),
+        };
+        Ok((name, recipients))
     }
 
     /// Load a created cylinder job onto a C-key (the caller checked the engine's loading rules).

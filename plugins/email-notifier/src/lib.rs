@@ -114,11 +114,11 @@ fn builtin(lang: &str, name: &str) -> Option<(&'static str, &'static str)> {
         ),
         ("de", "notify.capacity_exceeded") => (
             "Speicher von {target_name} reicht nicht",
-            "Die Konfiguration von {target_name} übersteigt die Kapazität ({needed} von {capacity}).\n",
+            "Die Konfiguration von {target_name} ({marking}) übersteigt die Kapazität des Schlüssels; die Aktualisierung wird zurückgehalten.\n",
         ),
         (_, "notify.capacity_exceeded") => (
             "Capacity of {target_name} exceeded",
-            "The configuration of {target_name} exceeds its capacity ({needed} of {capacity}).\n",
+            "The configuration of {target_name} ({marking}) exceeds the key's capacity; its update is held back.\n",
         ),
         ("de", "notify.person_changed") => (
             "Personendaten geändert: {person_name}",
