@@ -7,156 +7,26 @@
 
 #![cfg(unix)]
 
+mod common;
+
+use common::{Gateway, TempDir, free_port};
+
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader},
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    path::Path,
+    time::{Duration, Instant},
 };
 
 use lockgate_jobs::{NewJob, Queue, QueueConfig};
 use lockgate_store::{ConnectOptions, Store};
 use lockgate_test_peers::{LdapPerson, Slapd, SmtpOptions, SmtpPeer};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Row;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lockgate");
 const MESSAGES: usize = 40;
 const HELLO: &str = "gw.example.com";
 /// Mails that must have arrived before the kill (and fewer than all of them).
 const KILL_AFTER: usize = 3;
-
-fn unique_suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}_{nanos}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}", unique_suffix()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `lockgate serve` with its JSON log lines (stderr). Drop kills it.
-struct Gateway {
-    name: &'static str,
-    child: Child,
-    port: u16,
-    logs: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn start(name: &'static str, dir: &Path, config_path: &Path, port: u16) -> Gateway {
-        let mut cmd = Command::new(BIN);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LOCKGATE") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd
-            .current_dir(dir)
-            .arg("--config")
-            .arg(config_path)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lockgate serve");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let l = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                l.lock().expect("logs").push(v);
-            }
-        });
-        Gateway {
-            name,
-            child,
-            port,
-            logs,
-        }
-    }
-
-    fn logged(&self, message: &str) -> Vec<Value> {
-        self.logs
-            .lock()
-            .expect("logs")
-            .iter()
-            .filter(|v| v["fields"]["message"] == message)
-            .cloned()
-            .collect()
-    }
-
-    fn log_text(&self) -> String {
-        let logs = self.logs.lock().expect("logs");
-        let start = logs.len().saturating_sub(40);
-        logs[start..]
-            .iter()
-            .map(Value::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// Waits until the HTTP port answers and the background runtime started.
-    fn wait_ready(&mut self) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                panic!(
-                    "{} exited during start ({status}):\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && !self.logged("background worker started").is_empty()
-            {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(300),
-                "{} not ready within 300 s:\n{}",
-                self.name,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 fn config(dir: &Path, port: u16, peer: &SmtpPeer) -> String {
     format!(

@@ -4,22 +4,20 @@
 
 #![cfg(unix)]
 
+mod common;
+
+use common::{Gateway, TempDir, free_port, unique_suffix};
+
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufRead, BufReader},
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use lockgate_jobs::{NewJob, Queue, QueueConfig};
 use lockgate_store::{ConnectOptions, Store};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Row;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lockgate");
 /// The handler kind the jobs are for: a full reconciliation of the (one, empty) locking
 /// system: harmless, quick and idempotent.
 const KIND: &str = "reconcile.full";
@@ -27,21 +25,6 @@ const KIND: &str = "reconcile.full";
 const RAN: &str = "periodic full reconciliation done";
 /// Jobs enqueued (one `enqueue_many`, at most 500).
 const JOBS: usize = 400;
-
-fn unique_suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}_{nanos}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn pg_admin_url() -> String {
     std::env::var("LOCKGATE_TEST_PG")
@@ -97,140 +80,6 @@ impl Drop for PgDatabase {
             });
         })
         .join();
-    }
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}", unique_suffix()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `lockgate serve`: its JSON log lines (stderr) and the token it printed (stdout).
-/// Drop kills it.
-struct Gateway {
-    name: &'static str,
-    child: Child,
-    port: u16,
-    logs: Arc<Mutex<Vec<Value>>>,
-    token: Arc<Mutex<Option<String>>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn start(name: &'static str, dir: &Path, config: &str, port: u16) -> Gateway {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, config).expect("config");
-        let mut cmd = Command::new(BIN);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LOCKGATE") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd
-            .current_dir(dir)
-            .arg("--config")
-            .arg(&path)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lockgate serve");
-        let token = Arc::new(Mutex::new(None));
-        let stdout = child.stdout.take().expect("stdout");
-        let t = token.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let line = line.trim();
-                if line.starts_with("lgt_") {
-                    *t.lock().expect("token") = Some(line.to_string());
-                }
-            }
-        });
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let l = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                l.lock().expect("logs").push(v);
-            }
-        });
-        Gateway {
-            name,
-            child,
-            port,
-            logs,
-            token,
-        }
-    }
-
-    /// The log lines whose message is `message`.
-    fn logged(&self, message: &str) -> Vec<Value> {
-        self.logs
-            .lock()
-            .expect("logs")
-            .iter()
-            .filter(|v| v["fields"]["message"] == message)
-            .cloned()
-            .collect()
-    }
-
-    fn log_text(&self) -> String {
-        let logs = self.logs.lock().expect("logs");
-        let start = logs.len().saturating_sub(40);
-        logs[start..]
-            .iter()
-            .map(Value::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// Waits until the HTTP port answers and the background worker started; its worker owner id.
-    fn wait_ready(&mut self) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                panic!(
-                    "{} exited during start ({status}):\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            let listening = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
-            let owner = self
-                .logged("background worker started")
-                .first()
-                .and_then(|v| v["fields"]["owner"].as_str().map(str::to_string));
-            if listening && let Some(owner) = owner {
-                return owner;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(180),
-                "{} not ready within 180 s:\n{}",
-                self.name,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 
@@ -315,7 +164,9 @@ fn two_replicas_run_each_queued_job_exactly_once() {
 
     // Replica A migrates the empty database and bootstraps the first system.
     let port_a = free_port();
-    let mut a = Gateway::start("replica-a", &dir.0, &config(&db.url, port_a), port_a);
+    let path_a = dir.0.join("replica-a.toml");
+    std::fs::write(&path_a, config(&db.url, port_a)).expect("config");
+    let mut a = Gateway::start("replica-a", &dir.0, &path_a, port_a);
     let started = Instant::now();
     let owner_a = a.wait_ready();
     assert!(
@@ -324,7 +175,9 @@ fn two_replicas_run_each_queued_job_exactly_once() {
     );
     // Replica B on the same database: the system exists, no second bootstrap.
     let port_b = free_port();
-    let mut b = Gateway::start("replica-b", &dir.0, &config(&db.url, port_b), port_b);
+    let path_b = dir.0.join("replica-b.toml");
+    std::fs::write(&path_b, config(&db.url, port_b)).expect("config");
+    let mut b = Gateway::start("replica-b", &dir.0, &path_b, port_b);
     let owner_b = b.wait_ready();
     eprintln!("both replicas ready after {:?}", started.elapsed());
     assert_ne!(owner_a, owner_b, "distinct worker owners");
