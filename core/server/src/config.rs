@@ -501,8 +501,46 @@ impl BackgroundConfig {
     }
 }
 
-/// Prefix of environment overrides: `LOCKGATE__SECTION__KEY=value`.
+/// Prefix of environment overrides: `LOCKGATE__SECTION__KEY=value`, more `__KEY` parts for
+/// nested keys (`LOCKGATE__PLUGINS__LIMITS__DEADLINE_MS=2000`).
 pub const ENV_PREFIX: &str = "LOCKGATE__";
+
+/// One `LOCKGATE__...` variable being applied.
+#[derive(Debug)]
+struct EnvOverride {
+    var: String,
+    /// The key path, lower-cased (`["plugins", "limits", "deadline_ms"]`).
+    path: Vec<String>,
+    value: String,
+    /// Parsed as TOML for a key the configuration did not have yet.
+    guessed: bool,
+    /// Why the TOML value was refused, when it was then tried as a string.
+    refused_as_toml: Option<String>,
+}
+
+/// `text` as a TOML value (`3`, `true`, `"x"`, `[1, 2]`, `{ a = 1 }`), if it is one.
+fn parse_toml_value(text: &str) -> Option<toml::Value> {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+}
+
+/// Replace the value at `path` (whose tables exist).
+fn set_path(root: &mut toml::Value, path: &[String], value: toml::Value) {
+    let Some((leaf, tables)) = path.split_last() else {
+        return;
+    };
+    let mut node = root;
+    for part in tables {
+        match node.get_mut(part.as_str()) {
+            Some(next) => node = next,
+            None => return,
+        }
+    }
+    if let Some(t) = node.as_table_mut() {
+        t.insert(leaf.clone(), value);
+    }
+}
 
 fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
@@ -542,78 +580,206 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut cfg = match path {
+        let (cfg, file) = match path {
             Some(p) => {
                 let src = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                     path: p.display().to_string(),
                     source,
                 })?;
-                Config::parse(&p.display().to_string(), &src)?
+                let cfg = Config::parse(&p.display().to_string(), &src)?;
+                // The overrides go onto the file as written, so nothing the file says is
+                // lost on the way (secrets are never serialised back, for one).
+                let file = toml::from_str::<toml::Table>(&src).map_err(|e| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    key: String::new(),
+                    message: e.message().to_string(),
+                })?;
+                (cfg, toml::Value::Table(file))
             }
-            None => Config::default(),
+            None => (Config::default(), toml::Value::Table(toml::Table::new())),
         };
-        cfg = cfg.with_env(env)?;
+        let cfg = match cfg.overlay_env(file, env)? {
+            Some(overridden) => overridden,
+            None => cfg,
+        };
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Apply `LOCKGATE__SECTION__KEY` overrides; values are parsed as TOML, else taken as strings.
+    /// Apply `LOCKGATE__A__B__...=value` overrides: the path below `LOCKGATE__`, split at
+    /// `__` and lower-cased, names a key at any depth (`LOCKGATE__DATABASE__URL`,
+    /// `LOCKGATE__PLUGINS__LIMITS__DEADLINE_MS`,
+    /// `LOCKGATE__PLUGINS__INSTANCES__TEMPLATE__GRANTS__KV`). Missing sections on the way
+    /// are created, so a plugin's section or an optional table (`[plugins.mqtt]`) can come
+    /// from the environment alone; the result is checked like the file (unknown keys
+    /// refused, naming the variable). The value is taken as a string when the option is a
+    /// string; otherwise it is parsed as a TOML value (`3`, `true`, `["a", "b"]`,
+    /// `{ kv = true }`). For a key this configuration does not have yet, a value that is
+    /// not TOML, or a number or boolean where the option wants a string, is a string.
     pub fn with_env(
         self,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table = toml::Value::try_from(&self).map_err(|e| ConfigError::Invalid {
+        let base = toml::Value::try_from(&self).map_err(|e| ConfigError::Invalid {
             key: "config".into(),
             message: e.to_string(),
         })?;
-        let mut any = false;
-        for (var, value) in env {
-            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
-                continue;
+        Ok(self.overlay_env(base, env)?.unwrap_or(self))
+    }
+
+    /// The configuration `base` (a TOML document) says with the overrides of `env` applied,
+    /// or `None` when `env` has none. `self` (the same configuration, defaults filled in)
+    /// tells which options exist and which are strings.
+    fn overlay_env(
+        &self,
+        mut base: toml::Value,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Option<Config>, ConfigError> {
+        let reference = toml::Value::try_from(self).map_err(|e| ConfigError::Invalid {
+            key: "config".into(),
+            message: e.to_string(),
+        })?;
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(var, _)| var.starts_with(ENV_PREFIX))
+            .collect();
+        // Deterministic, and a whole table (`..__SMTP`) before the keys inside it.
+        vars.sort();
+        let mut overrides: Vec<EnvOverride> = Vec::with_capacity(vars.len());
+        for (var, value) in vars {
+            let env_error = |message: String| ConfigError::Env {
+                var: var.clone(),
+                message,
             };
-            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-            if path.len() != 2 {
-                return Err(ConfigError::Env {
-                    var,
-                    message: "must be LOCKGATE__SECTION__KEY".into(),
-                });
+            let path: Vec<String> = var[ENV_PREFIX.len()..]
+                .split("__")
+                .map(str::to_ascii_lowercase)
+                .collect();
+            if path.len() < 2 || path.iter().any(String::is_empty) {
+                return Err(env_error(
+                    "must be LOCKGATE__SECTION__KEY (more __KEY parts for nested keys)".into(),
+                ));
             }
-            let section = table
-                .get_mut(&path[0])
-                .and_then(|s| s.as_table_mut())
-                .ok_or_else(|| ConfigError::Env {
-                    var: var.clone(),
-                    message: format!("unknown section `{}`", path[0]),
-                })?;
-            let Some(existing) = section.get(&path[1]) else {
-                return Err(ConfigError::Env {
-                    var,
-                    message: format!("unknown key `{}.{}`", path[0], path[1]),
-                });
-            };
-            let parsed = match existing {
-                toml::Value::String(_) => toml::Value::String(value.clone()),
-                _ => toml::from_str::<toml::Table>(&format!("v = {value}"))
-                    .ok()
-                    .and_then(|mut t| t.remove("v"))
-                    .ok_or_else(|| ConfigError::Env {
-                        var: var.clone(),
-                        message: format!("`{value}` is not a valid value"),
+            if reference.get(path[0].as_str()).is_none() {
+                return Err(env_error(format!("unknown section `{}`", path[0])));
+            }
+            // What the configuration has at the path (defaults included), if anything.
+            let mut known = Some(&reference);
+            let mut node = &mut base;
+            for depth in 0..path.len() - 1 {
+                let part = &path[depth];
+                known = known.and_then(|k| k.get(part.as_str()));
+                let not_section =
+                    || env_error(format!("`{}` is not a section", path[..=depth].join(".")));
+                if known.is_some_and(|k| !k.is_table()) {
+                    return Err(not_section());
+                }
+                let table = node.as_table_mut().ok_or_else(not_section)?;
+                node = table
+                    .entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if !node.is_table() {
+                    return Err(not_section());
+                }
+            }
+            let leaf = &path[path.len() - 1];
+            let key = path.join(".");
+            let (parsed, guessed) = match known.and_then(|k| k.get(leaf.as_str())) {
+                Some(toml::Value::String(_)) => (toml::Value::String(value.clone()), false),
+                Some(_) => (
+                    parse_toml_value(&value).ok_or_else(|| {
+                        env_error(format!("`{value}` is not a valid value for `{key}`"))
                     })?,
+                    false,
+                ),
+                None => match parse_toml_value(&value) {
+                    Some(v) => (v, true),
+                    None => (toml::Value::String(value.clone()), false),
+                },
             };
-            section.insert(path[1].clone(), parsed);
-            any = true;
+            if let Some(table) = node.as_table_mut() {
+                table.insert(leaf.clone(), parsed);
+            }
+            overrides.push(EnvOverride {
+                var,
+                path,
+                value,
+                guessed,
+                refused_as_toml: None,
+            });
         }
-        if !any {
-            return Ok(self);
+        if overrides.is_empty() {
+            return Ok(None);
         }
-        serde_path_to_error::deserialize::<_, Config>(table).map_err(|e| ConfigError::Env {
-            var: format!(
-                "{ENV_PREFIX}{}",
-                e.path().to_string().replace('.', "__").to_ascii_uppercase()
-            ),
-            message: e.into_inner().to_string(),
-        })
+        // Each round either succeeds, fails, or turns one guessed value into a string.
+        loop {
+            let e = match serde_path_to_error::deserialize::<_, Config>(base.clone()) {
+                Ok(cfg) => return Ok(Some(cfg)),
+                Err(e) => e,
+            };
+            let error_path = e.path().to_string();
+            let mut message = e.into_inner().message().to_string();
+            // The variable that set the refused key (or a table around it) ...
+            let culprit = overrides
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| {
+                    let p = o.path.join(".");
+                    error_path == p || error_path.starts_with(&format!("{p}."))
+                })
+                .max_by_key(|(_, o)| o.path.len())
+                .map(|(i, _)| i);
+            if let Some(i) = culprit
+                && overrides[i].guessed
+                && overrides[i].path.join(".") == error_path
+                && message.starts_with("invalid type")
+            {
+                let o = &mut overrides[i];
+                o.guessed = false;
+                o.refused_as_toml = Some(message);
+                set_path(&mut base, &o.path, toml::Value::String(o.value.clone()));
+                continue;
+            }
+            // Not as TOML and not as a string: say what the TOML value was refused for.
+            if let Some(i) = culprit
+                && overrides[i].path.join(".") == error_path
+                && let Some(first) = overrides[i].refused_as_toml.take()
+            {
+                message = first;
+            }
+            // ... else one that set a key inside the refused table (an unknown key is
+            // reported at its table).
+            let var = culprit
+                .map(|i| &overrides[i])
+                .or_else(|| {
+                    overrides
+                        .iter()
+                        .filter(|o| {
+                            error_path.is_empty()
+                                || error_path == "."
+                                || o.path.join(".").starts_with(&format!("{error_path}."))
+                        })
+                        .max_by_key(|o| o.path.len())
+                })
+                .map(|o| o.var.clone())
+                .unwrap_or_else(|| {
+                    format!(
+                        "{ENV_PREFIX}{}",
+                        error_path.replace('.', "__").to_ascii_uppercase()
+                    )
+                });
+            let at = if error_path.is_empty() || error_path == "." {
+                String::new()
+            } else {
+                format!("`{error_path}`: ")
+            };
+            return Err(ConfigError::Env {
+                var,
+                message: format!("{at}{message}"),
+            });
+        }
     }
 
     /// Check values that parse but make no sense, before anything starts.
@@ -761,6 +927,127 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("bootstrap.base_time_zone")
+        );
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_reach_nested_keys() {
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("LOCKGATE__PLUGINS__LIMITS__DEADLINE_MS", "2000"),
+                ("LOCKGATE__PLUGINS__BACKOFF__MAX_MS", "60000"),
+                ("LOCKGATE__PLUGINS__INSTANCES__TEMPLATE__GRANTS__KV", "true"),
+                (
+                    "LOCKGATE__PLUGINS__INSTANCES__TEMPLATE__GRANTS__GATEWAY",
+                    "[\"upsert-employees\"]",
+                ),
+                (
+                    "LOCKGATE__PLUGINS__INSTANCES__TEMPLATE__CONFIG__DOMAIN",
+                    "Head office",
+                ),
+                (
+                    "LOCKGATE__PLUGINS__INSTANCES__EVENT-BRIDGE__ENABLED",
+                    "false",
+                ),
+                // Optional values and tables the defaults do not have.
+                ("LOCKGATE__BACKGROUND__NOTIFIER", "email-notifier"),
+                ("LOCKGATE__PLUGINS__MQTT__HOST", "broker.internal"),
+                ("LOCKGATE__PLUGINS__MQTT__PORT", "8883"),
+                // A number where the option is a string stays the string.
+                ("LOCKGATE__PLUGINS__MQTT__USERNAME", "4711"),
+                ("LOCKGATE__PLUGINS__MQTT__PASSWORD", "1234"),
+                ("LOCKGATE__PLUGINS__MQTT__CLIENT_ID", "007"),
+                ("OTHER__VARIABLE", "ignored"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(cfg.plugins.limits.deadline_ms, 2000);
+        assert_eq!(cfg.plugins.backoff.max_ms, 60000);
+        let template = &cfg.plugins.instances["template"];
+        assert!(template.enabled && template.grants.kv && !template.grants.log);
+        assert_eq!(template.grants.gateway, ["upsert-employees"]);
+        assert_eq!(template.config["domain"], "Head office");
+        assert!(!cfg.plugins.instances["event-bridge"].enabled);
+        assert_eq!(cfg.background.notifier.as_deref(), Some("email-notifier"));
+        let mqtt = cfg
+            .plugins
+            .mqtt
+            .as_ref()
+            .expect("mqtt from the environment");
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("broker.internal", 8883));
+        assert_eq!(mqtt.username.as_deref(), Some("4711"));
+        assert_eq!(mqtt.password.as_deref(), Some("1234"));
+        assert_eq!(mqtt.client_id, "007");
+        assert_eq!(mqtt.keep_alive_secs, 30, "the rest of the table defaults");
+    }
+
+    #[test]
+    fn env_overrides_keep_the_file_and_its_secrets() {
+        let dir = std::env::temp_dir().join(format!("lockgate-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("lockgate.toml");
+        std::fs::write(
+            &file,
+            "[plugins.mqtt]\nhost = \"broker\"\nusername = \"u\"\npassword = \"secret\"\n\
+             [plugins.instances.template]\ngrants = { log = true }\n",
+        )
+        .expect("write");
+        let cfg = Config::load(
+            Some(&file),
+            env(&[
+                ("LOCKGATE__DATABASE__MAX_CONNECTIONS", "3"),
+                ("LOCKGATE__PLUGINS__INSTANCES__TEMPLATE__GRANTS__KV", "true"),
+            ]),
+        )
+        .expect("valid");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(cfg.database.max_connections, 3);
+        let mqtt = cfg.plugins.mqtt.expect("mqtt");
+        assert_eq!(mqtt.host, "broker");
+        assert_eq!(mqtt.password.as_deref(), Some("secret"));
+        let grants = &cfg.plugins.instances["template"].grants;
+        assert!(grants.log && grants.kv, "file and environment merged");
+    }
+
+    #[test]
+    fn env_overrides_refuse_what_the_file_would() {
+        let refused = |vars: &[(&str, &str)]| {
+            Config::load(None, env(vars))
+                .expect_err("refused")
+                .to_string()
+        };
+        for (var, value, expect) in [
+            ("LOCKGATE__PLUGINS__LIMITS__NOPE", "1", "nope"),
+            ("LOCKGATE__PLUGINS__INSTANCES__X__ENABEL", "true", "enabel"),
+            ("LOCKGATE__PLUGINS__LIMITS__DEADLINE_MS", "soon", "soon"),
+            ("LOCKGATE__PLUGINS__INSTANCES__X__GRANTS__KV", "3", "kv"),
+            ("LOCKGATE__NOPE__X", "1", "unknown section `nope`"),
+            (
+                "LOCKGATE__SERVER__LISTEN__PORT",
+                "1",
+                "`server.listen` is not a section",
+            ),
+            ("LOCKGATE__SERVER", "1", "LOCKGATE__SECTION__KEY"),
+            ("LOCKGATE__PLUGINS____X", "1", "LOCKGATE__SECTION__KEY"),
+        ] {
+            let e = refused(&[(var, value)]);
+            assert!(e.contains(var) && e.contains(expect), "{var}: {e}");
+        }
+        // Validation runs after the overrides: errors name the key path.
+        let e = refused(&[(
+            "LOCKGATE__PLUGINS__INSTANCES__X__GRANTS__GATEWAY",
+            "[\"drop-tables\"]",
+        )]);
+        assert!(
+            e.contains("plugins.instances.x.grants.gateway") && e.contains("drop-tables"),
+            "{e}"
         );
     }
 
