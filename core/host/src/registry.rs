@@ -421,8 +421,14 @@ impl PluginHost {
     /// returns its name.
     pub fn load_manifest(&self, manifest_path: &Path) -> String {
         let (name, entry) = self.load_entry(manifest_path);
+        let configured = self.config().plugins.contains_key(&name);
         match &entry.state {
             PluginState::Enabled => tracing::info!(plugin = %name, "plugin loaded"),
+            // The embedder reports these together (a bundled plugin nobody configured is
+            // expected, not a problem).
+            state if is_unconfigured(state, configured) => {
+                tracing::debug!(plugin = %name, ?state, "plugin not configured")
+            }
             state => tracing::warn!(plugin = %name, ?state, "plugin not enabled"),
         }
         let mut plugins = self.plugins();
@@ -1161,6 +1167,19 @@ fn last_cause<'a>(causes: &'a [String], needle: &str) -> &'a str {
         .map_or("", |s| s.as_str())
 }
 
+/// True for a plugin that is not enabled only because nobody configured it: it has no
+/// `[plugins.instances.NAME]` section (`configured` false) and is refused (its imports need
+/// grants) or disabled (e.g. its licence feature is missing). A plugin that failed to load
+/// (unreadable manifest or component) is never just unconfigured. [`PluginHost`] logs these
+/// at debug level, so the embedder can report them in one line.
+pub fn is_unconfigured(state: &PluginState, configured: bool) -> bool {
+    !configured
+        && matches!(
+            state,
+            PluginState::Refused { .. } | PluginState::Disabled { .. }
+        )
+}
+
 /// Refuses imports that are not granted (deny by default).
 fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String> {
     for import in imports {
@@ -1228,6 +1247,30 @@ fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refused_or_disabled_plugins_without_a_section_are_unconfigured() {
+        let refused = PluginState::Refused {
+            reason: "imports `lockgate:host/log@0.1.0`, but capability `log` is not granted".into(),
+        };
+        let disabled = PluginState::Disabled {
+            reason: "licence feature `ldap_integration` missing".into(),
+        };
+        let failed = PluginState::Failed {
+            error: "cannot read component".into(),
+            causes: vec![],
+        };
+        assert!(is_unconfigured(&refused, false));
+        assert!(is_unconfigured(&disabled, false));
+        assert!(
+            !is_unconfigured(&failed, false),
+            "a broken plugin is a problem"
+        );
+        assert!(!is_unconfigured(&PluginState::Enabled, false));
+        for state in [&refused, &disabled, &failed, &PluginState::Enabled] {
+            assert!(!is_unconfigured(state, true), "configured: {state:?}");
+        }
+    }
 
     #[test]
     fn imports_are_denied_by_default() {

@@ -123,12 +123,69 @@ pub async fn reconfigure(
         .into_iter()
         .filter(|d| d.is_dir())
         .collect();
-    let host = host.clone();
     let plugins = cfg.plugins;
-    tokio::task::spawn_blocking(move || host.reconfigure(plugins.host_config(features), &dirs))
+    let config = plugins.host_config(features);
+    let reloading = host.clone();
+    let kept = tokio::task::spawn_blocking(move || reloading.reconfigure(config, &dirs))
         .await
         .context("reloading plugins")?
-        .context("applying the plugin configuration")
+        .context("applying the plugin configuration")?;
+    log_unconfigured(host, &plugins);
+    Ok(kept)
+}
+
+/// Plugins that are not enabled only because they have no `[plugins.instances.NAME]` section
+/// ([`lockgate_host::registry::is_unconfigured`]): the names of those from `bundled_dir`, and
+/// the others with the reason they are not enabled.
+pub fn unconfigured(
+    plugins: &[PluginStatus],
+    cfg: &PluginsConfig,
+    bundled_dir: &std::path::Path,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut bundled = Vec::new();
+    let mut others = Vec::new();
+    for p in plugins {
+        if !lockgate_host::registry::is_unconfigured(&p.state, cfg.instances.contains_key(&p.name))
+        {
+            continue;
+        }
+        if p.manifest_path.parent() == Some(bundled_dir) {
+            bundled.push(p.name.clone());
+        } else {
+            let reason = match &p.state {
+                PluginState::Refused { reason } | PluginState::Disabled { reason } => {
+                    reason.clone()
+                }
+                _ => String::new(),
+            };
+            others.push((p.name.clone(), reason));
+        }
+    }
+    (bundled, others)
+}
+
+/// Reports the plugins nobody configured after a start or a reload: the bundled ones in one
+/// info line (shipping a plugin is not asking for it), each other one as a warning (it was
+/// put into the plugin directory, so someone meant to run it).
+fn log_unconfigured(host: &PluginHost, cfg: &PluginsConfig) {
+    let (bundled, others) = unconfigured(
+        &host.status().plugins,
+        cfg,
+        &crate::config::bundled_plugins_dir(),
+    );
+    if !bundled.is_empty() {
+        tracing::info!(
+            plugins = ?bundled,
+            "bundled plugins not configured; to use one, grant it in [plugins.instances.NAME]"
+        );
+    }
+    for (plugin, reason) in others {
+        tracing::warn!(
+            plugin = %plugin,
+            %reason,
+            "plugin not enabled and not configured (no [plugins.instances.NAME] section)"
+        );
+    }
 }
 
 /// Builds the plugin host from `[plugins]` with the database `kv` and loads the plugins of
@@ -175,6 +232,7 @@ pub async fn start(
             .with_context(|| format!("loading the plugins in {}", dir.display()))?;
         tracing::info!(dir = %dir.display(), plugins = ?names, "plugins loaded");
     }
+    log_unconfigured(&host, cfg);
     Ok(Some(host))
 }
 
@@ -253,5 +311,73 @@ impl PluginAdmin for HostAdmin {
 
     fn reload(&self, name: &str) -> Result<PluginView, PluginAdminError> {
         self.0.reload(name).map(view).map_err(admin_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn status(dir: &str, name: &str, state: PluginState) -> PluginStatus {
+        PluginStatus {
+            name: name.into(),
+            manifest_path: PathBuf::from(dir).join(format!("{name}.toml")),
+            version: Some("0.1.0".into()),
+            world: None,
+            description: None,
+            state,
+            requested: None,
+            granted: Default::default(),
+            ungranted_requests: Vec::new(),
+            imports: Vec::new(),
+            cache: None,
+            stats: Default::default(),
+            last_fault: None,
+        }
+    }
+
+    #[test]
+    fn bundled_plugins_nobody_configured_are_reported_together() {
+        let refused = || PluginState::Refused {
+            reason: "capability `log` is not granted".into(),
+        };
+        let plugins = [
+            status("/bundled", "directory-sync", refused()),
+            status(
+                "/bundled",
+                "email-notifier",
+                PluginState::Disabled {
+                    reason: "licence feature `x` missing".into(),
+                },
+            ),
+            // Configured: its own warning, from the host, says what is wrong.
+            status("/bundled", "event-bridge", refused()),
+            // Enabled, or broken: not merely unconfigured.
+            status("/bundled", "template", PluginState::Enabled),
+            status(
+                "/bundled",
+                "broken",
+                PluginState::Failed {
+                    error: "cannot read component".into(),
+                    causes: vec![],
+                },
+            ),
+            // The operator's own directory: someone meant to run it.
+            status("/srv/plugins", "hr-export", refused()),
+        ];
+        let mut cfg = PluginsConfig::default();
+        cfg.instances
+            .insert("event-bridge".into(), Default::default());
+        let (bundled, others) = unconfigured(&plugins, &cfg, Path::new("/bundled"));
+        assert_eq!(bundled, ["directory-sync", "email-notifier"]);
+        assert_eq!(
+            others,
+            [(
+                "hr-export".to_string(),
+                "capability `log` is not granted".to_string()
+            )]
+        );
     }
 }
