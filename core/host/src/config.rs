@@ -1,7 +1,7 @@
 //! Host configuration: engine and allocator choice, per-call resource limits,
 //! back-off, licensed features and the per-plugin grants and settings.
 //! Everything is deny-by-default: a plugin gets no capability that its
-//! `[plugins.NAME.grants]` section does not list.
+//! grants (`[plugins.instances.NAME]` in the gateway configuration) do not list.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
