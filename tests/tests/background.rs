@@ -55,14 +55,6 @@ async fn open_jobs(app: &TestApp) -> Vec<Value> {
         .clone()
 }
 
-async fn confirm_all(app: &TestApp) {
-    for j in open_jobs(app).await {
-        app.post(&format!("/api/v1/jobs/{}/confirm", j["id"]), json!({}))
-            .await
-            .expect(200);
-    }
-}
-
 async fn outbox_rows(app: &TestApp) -> Vec<(String, String, Value)> {
     sqlx::query("SELECT message_id, topic, payload FROM outbox ORDER BY id")
         .fetch_all(app.store.pool())
@@ -95,7 +87,7 @@ on_both!(
             .await
             .expect(201)
             .id();
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         // A temporary group that starts in a moment: creating it changes nothing yet.
         let start = Utc::now() + chrono::Duration::milliseconds(1200);
         app.post(
@@ -165,7 +157,7 @@ on_both!(
         let rows = outbox_rows(&app).await;
         assert_eq!(rows.len(), 1, "{rows:?}");
         let (message_id, topic, payload) = &rows[0];
-        assert_eq!(topic, background::TOPIC_OVERDUE_KEYS);
+        assert_eq!(topic, lockgate_store::outbox::Topic::OverdueKeys.as_str());
         assert!(message_id.starts_with(&format!("overdue-keys:{}:", app.system_id)));
         assert_eq!(payload["system_id"], app.system_id);
         assert_eq!(payload["count"], 1);

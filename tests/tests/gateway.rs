@@ -214,7 +214,7 @@ on_both!(
         assert_eq!(jobs.len(), 1);
         assert_eq!(
             (jobs[0].kind.as_str(), jobs[0].state.as_str()),
-            ("remote-update", "open")
+            ("remote-update", "created")
         );
         assert!(matches!(
             gw.pending_jobs("p", 999_999).await.unwrap_err(),

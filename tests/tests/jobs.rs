@@ -56,15 +56,6 @@ async fn open_jobs(app: &TestApp) -> Vec<Value> {
         .clone()
 }
 
-async fn confirm_all(app: &TestApp) {
-    for j in open_jobs(app).await {
-        let id = j["id"].as_i64().expect("id");
-        app.post(&format!("/api/v1/jobs/{id}/confirm"), json!({}))
-            .await
-            .expect(200);
-    }
-}
-
 on_both!(
     changes_become_jobs_and_confirmations_actual_state,
     |app: TestApp| async move {
@@ -96,8 +87,9 @@ on_both!(
             .expect(200);
         assert_eq!(st.body["status"], "update_required");
 
-        confirm_all(&app).await;
-        assert!(open_jobs(&app).await.is_empty());
+        app.execute_open_jobs().await;
+        let left = open_jobs(&app).await;
+        assert!(left.is_empty(), "{left:#?}");
         assert_eq!(
             app.get(&format!("/api/v1/keys/{}/update-status", s.key))
                 .await
@@ -222,7 +214,7 @@ on_both!(
     capacity_exceeded_is_flagged_not_written,
     |app: TestApp| async move {
         let s = site(&app).await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         // Capacity 2: three cylinders do not fit.
         app.patch(
             &format!("/api/v1/keys/{}", s.key),
@@ -266,7 +258,7 @@ on_both!(
     lost_key_is_blocked_and_found_key_unblocked,
     |app: TestApp| async move {
         let s = site(&app).await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         app.patch(
             &format!("/api/v1/keys/{}", s.key),
             json!({ "status": "lost" }),
@@ -297,7 +289,7 @@ on_both!(
         )
         .await
         .expect(200);
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         app.patch(
             &format!("/api/v1/keys/{}", s.key),
             json!({ "status": "in_stock" }),
@@ -314,7 +306,7 @@ on_both!(
     block_jobs_are_carried_by_capable_user_keys,
     |app: TestApp| async move {
         let s = site(&app).await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         let carrier = app
             .post("/api/v1/keys", json!({ "name": "Carrier", "marking": "D-2", "type": "dynamic", "generation": "2", "firmware": "12.7", "key_group_id": s.dynamic_group, "access_list_capacity": 5 }))
             .await
@@ -325,7 +317,7 @@ on_both!(
             .await
             .expect(201)
             .id();
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         app.post(&format!("/api/v1/keys/{}/lost", s.key), json!({}))
             .await
             .expect(200);
@@ -359,7 +351,7 @@ on_both!(
             .post(&carry, json!({ "key_id": carrier }))
             .await
             .expect(200);
-        assert_eq!(r.body["state"], "loaded");
+        assert_eq!(r.body["state"], "carried");
         assert_eq!(r.body["carried_by"], carrier);
         // Carried once: not again.
         app.post(&carry, json!({ "key_id": carrier }))
@@ -496,7 +488,7 @@ on_both!(
     reprogramming_needs_the_right_and_survives_replacement,
     |app: TestApp| async move {
         let s = site(&app).await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         let r = app
             .post(
                 &format!("/api/v1/cylinders/{}/reprogram", s.cylinders[0]),
@@ -688,7 +680,7 @@ on_both!(
     c_key_access_changes_need_the_master,
     |app: TestApp| async move {
         let s = site(&app).await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         let c_keys = app.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"]
             .as_i64()
             .expect("C-key group");

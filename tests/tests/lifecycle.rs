@@ -44,7 +44,7 @@ async fn site(app: &TestApp) -> Site {
         .await
         .expect(201)
         .id();
-    confirm_all(app).await;
+    app.execute_open_jobs().await;
     Site {
         dynamic_group,
         person,
@@ -59,14 +59,6 @@ async fn open_jobs(app: &TestApp) -> Vec<Value> {
         .as_array()
         .expect("items")
         .clone()
-}
-
-async fn confirm_all(app: &TestApp) {
-    for j in open_jobs(app).await {
-        app.post(&format!("/api/v1/jobs/{}/confirm", j["id"]), json!({}))
-            .await
-            .expect(200);
-    }
 }
 
 fn access(r: &Resp) -> Vec<(i64, bool, bool)> {
@@ -114,7 +106,7 @@ on_both!(
             access(&v),
             [(s.cylinders[0], false, true), (s.cylinders[1], false, true)]
         );
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         let v = app
             .get(&format!("{k}/accessible-cylinders"))
             .await

@@ -19,19 +19,6 @@ struct Site {
     keys: Vec<i64>,
 }
 
-async fn confirm_all(app: &TestApp) {
-    let jobs = app
-        .get("/api/v1/jobs?open=true&limit=1000")
-        .await
-        .expect(200);
-    for j in jobs.body["items"].as_array().expect("items") {
-        let id = j["id"].as_i64().expect("id");
-        app.post(&format!("/api/v1/jobs/{id}/confirm"), json!({}))
-            .await
-            .expect(200);
-    }
-}
-
 /// Open jobs per kind, as (target, job id) pairs.
 async fn open(app: &TestApp, kind: &str) -> Vec<(i64, i64)> {
     let jobs = app
@@ -118,7 +105,7 @@ async fn site(app: &TestApp) -> Site {
         }
         keys.push(app.post("/api/v1/keys", body).await.expect(201).id());
     }
-    confirm_all(app).await;
+    app.execute_open_jobs().await;
     assert_complete(app, "building the site").await;
     Site {
         dynamic_group,
@@ -142,7 +129,7 @@ on_both!(
         .await
         .expect(201);
         assert_complete(&app, "creating a temporary group").await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         // Profile 0 reaches key 0 (through its holder) and key 3 (temporary group).
         app.patch(
             &format!("/api/v1/access-profiles/{}", s.profiles[0]),
@@ -203,7 +190,7 @@ on_both!(
             .collect();
         assert_eq!(updated, vec![s.keys[1]]);
         assert_complete(&app, "changing a person's profiles").await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         // Taking the profiles away from the person takes them from the key.
         app.patch(
             &format!("/api/v1/employees/{}", s.persons[1]),
@@ -218,7 +205,7 @@ on_both!(
             .collect();
         assert_eq!(updated, vec![s.keys[1]]);
         assert_complete(&app, "clearing a person's profiles").await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         // A key's own access.
         app.patch(
             &format!("/api/v1/keys/{}", s.keys[3]),
@@ -228,7 +215,7 @@ on_both!(
         .expect(200);
         assert_eq!(open(&app, "remote_update").await.len(), 1);
         assert_complete(&app, "changing a key's access").await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         // Moving a key to another group: cylinders list groups, not keys, so only a
         // cylinder with an individual entry for the key changes (the entry is no
         // longer redundant and must be written).
@@ -259,7 +246,7 @@ on_both!(
             "the entry is no longer redundant"
         );
         assert_complete(&app, "moving a key out of its group").await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         // A cylinder's own access list: that cylinder only, no key.
         app.patch(
             &format!("/api/v1/cylinders/{}", s.cylinders[3]),
@@ -270,7 +257,7 @@ on_both!(
         assert_eq!(open(&app, "cylinder_programming").await.len(), 1);
         assert!(open(&app, "remote_update").await.is_empty());
         assert_complete(&app, "changing a cylinder's access list").await;
-        confirm_all(&app).await;
+        app.execute_open_jobs().await;
         // A lost key is blocked on the cylinders admitting it; its own updates stop.
         app.post(
             &format!("/api/v1/keys/{}/lost", s.keys[0]),

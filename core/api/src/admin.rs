@@ -65,8 +65,8 @@ async fn patch_settings(
         .await?;
     // Flexible revalidation changes what keys hold.
     if let Err(e) = state
-        .store
-        .reconcile(&sys, &admin.actor, chrono::Utc::now())
+        .app
+        .reconcile(&state.app.context(&sys, &admin.scope, &admin.actor))
         .await
     {
         tracing::error!(error = %e, "reconciliation after a settings change failed");

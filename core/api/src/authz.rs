@@ -26,6 +26,11 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// The write context of this administrator's request, at the application's clock.
+    pub fn cx(&self, app: &lockgate_app::App) -> lockgate_app::WriteContext {
+        app.context(&self.system, &self.scope, &self.actor)
+    }
+
     /// The level this administrator holds for a function.
     pub fn level(&self, f: Function) -> Level {
         self.permissions.get(&f).copied().unwrap_or_default()

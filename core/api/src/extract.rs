@@ -139,3 +139,39 @@ pub fn parse_int<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
         ))),
     }
 }
+
+/// The `{id}` path segment as an object id; anything else is a 400 problem document.
+#[derive(Debug, Clone, Copy)]
+pub struct PathId(pub i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Problem::bad_request(e.body_text()))?;
+        parse_id(&raw).map(PathId)
+    }
+}
+
+/// A JSON request body: 415 without a JSON media type, 400 for syntax (line, column), 422
+/// naming the field for content; unknown fields are refused by the target type.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = <Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
+            .await
+            .map_err(|e| Problem::bad_request(e.body_text()))?;
+        json_body(&headers, &body).map(JsonBody)
+    }
+}

@@ -65,6 +65,8 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The application layer: every change goes through it.
+    pub app: lockgate_app::App,
     pub config: ApiConfig,
     /// The plugin host, when the gateway runs one (`GET /api/v1/plugins` lists nothing without).
     pub plugins: Option<Arc<dyn plugins::PluginAdmin>>,
@@ -73,9 +75,15 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ApiConfig) -> Self {
+        Self::with_app(lockgate_app::App::new(store), config)
+    }
+
+    /// The state over an application layer built by the caller (a test clock, say).
+    pub fn with_app(app: lockgate_app::App, config: ApiConfig) -> Self {
         let doc = serde_json::to_string(&openapi::document()).unwrap_or_else(|_| "{}".into());
         Self {
-            store,
+            store: app.store().clone(),
+            app,
             config,
             plugins: None,
             openapi: Arc::new(doc),

@@ -93,25 +93,19 @@ async fn lost(
     admin.require(Function::Key, Level::Full)?;
     let req: LostRequest = body_or_default(&headers, &body)?;
     let s = state
-        .store
-        .report_key_lost(
-            &admin.system,
-            parse_id(&id)?,
-            &admin.scope,
-            &admin.actor,
-            req,
-        )
+        .app
+        .report_key_lost(&admin.cx(&state.app), parse_id(&id)?, req)
         .await?;
-    key_done(&state, &admin, s).await
+    Ok(object_response(StatusCode::OK, &s))
 }
 
 async fn found(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
     admin.require(Function::Key, Level::Full)?;
     let s = state
-        .store
-        .report_key_found(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
+        .app
+        .report_key_found(&admin.cx(&state.app), parse_id(&id)?)
         .await?;
-    key_done(&state, &admin, s).await
+    Ok(object_response(StatusCode::OK, &s))
 }
 
 #[derive(Debug, Deserialize)]

@@ -120,6 +120,14 @@ impl From<StoreError> for Problem {
             StoreError::Refused { message } => {
                 Problem::new(StatusCode::CONFLICT, "rule-violation", message)
             }
+            StoreError::JobRefused(refused) => Problem::new(
+                StatusCode::CONFLICT,
+                "job-transition-refused",
+                refused.to_string(),
+            )
+            .with_extra(
+                serde_json::json!({ "rule": refused.rule, "from": refused.from, "to": refused.to }),
+            ),
             StoreError::ImportFile(f) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "import-file",
@@ -151,3 +159,28 @@ impl IntoResponse for Problem {
 }
 
 pub type ApiResult<T> = Result<T, Problem>;
+
+impl From<lockgate_app::AppError> for Problem {
+    fn from(e: lockgate_app::AppError) -> Self {
+        use lockgate_app::AppError;
+        match e {
+            AppError::Store(e) => e.into(),
+            AppError::NotLoadable(refusal) => Problem::new(
+                StatusCode::CONFLICT,
+                "job-not-loadable",
+                refusal.to_string(),
+            )
+            .with_extra(serde_json::to_value(&refusal).unwrap_or_default()),
+            AppError::NotCarriable(refusal) => Problem::new(
+                StatusCode::CONFLICT,
+                "job-not-carriable",
+                refusal.to_string(),
+            ),
+            AppError::Field { field, message } => Problem::field(field, message),
+            AppError::SettingOff(message) => {
+                Problem::new(StatusCode::CONFLICT, "setting-off", message)
+            }
+            AppError::NotFound(message) => Problem::not_found(message),
+        }
+    }
+}

@@ -26,6 +26,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use lockgate_store::outbox::Topic;
+
 use crate::config::BackgroundConfig;
 
 /// Full reconciliation of every locking system.
@@ -40,14 +42,6 @@ pub const LICENCE_CHECK: &str = "licence.check";
 /// every enabled directory-sync plugin (the periodic task).
 pub const DIRECTORY_SYNC: &str = "directory.sync";
 
-/// Outbox topic of the overdue-key notification (one message per system and run).
-pub const TOPIC_OVERDUE_KEYS: &str = "notify.overdue_keys";
-/// Outbox topic of the licence soft-expiry notification (one per system and ISO week).
-pub const TOPIC_LICENCE_EXPIRY: &str = "notify.licence_expiry";
-/// Outbox topic of a key whose update exceeds its capacity (one per key and day).
-pub const TOPIC_CAPACITY_EXCEEDED: &str = "notify.capacity_exceeded";
-/// Outbox topic of the licence hard-expiry notification (one per system and licence).
-pub const TOPIC_LICENCE_HARD_EXPIRY: &str = "notify.licence_hard_expiry";
 /// Tracing target of [`LogDeliver`].
 pub const OUTBOX_LOG_TARGET: &str = "lockgate::outbox";
 
@@ -263,7 +257,14 @@ pub async fn notify_capacity_exceeded(
         });
         let mut tx = store.write_tx().await?;
         let message_id = format!("capacity-exceeded:{}:{day}", key.id);
-        if outbox::insert_with_id(&mut tx, &message_id, TOPIC_CAPACITY_EXCEEDED, &payload).await? {
+        if outbox::insert_with_id(
+            &mut tx,
+            &message_id,
+            Topic::CapacityExceeded.as_str(),
+            &payload,
+        )
+        .await?
+        {
             written += 1;
         }
         tx.commit().await?;
@@ -354,7 +355,7 @@ pub async fn notify_overdue_keys(
         };
         let mut tx = store.write_tx().await?;
         let id = format!("overdue-keys:{}:{run}", sys.id);
-        if outbox::insert_with_id(&mut tx, &id, TOPIC_OVERDUE_KEYS, &payload).await? {
+        if outbox::insert_with_id(&mut tx, &id, Topic::OverdueKeys.as_str(), &payload).await? {
             written += 1;
         }
         tx.commit().await?;
@@ -437,7 +438,7 @@ pub async fn check_licences(
         let (id, topic, payload) = match status.state() {
             LicenceState::SoftExpired { since } => (
                 licence_message_id(sys.id, now),
-                TOPIC_LICENCE_EXPIRY,
+                Topic::LicenceExpiry.as_str(),
                 json!({
                     "system_id": sys.id,
                     "system_name": sys.name,
@@ -452,7 +453,7 @@ pub async fn check_licences(
             // Once per licence: the system is locked until a new licence is installed.
             LicenceState::HardExpired { since } => (
                 format!("licence-hard-expiry:{}:{}", sys.id, l.number),
-                TOPIC_LICENCE_HARD_EXPIRY,
+                Topic::LicenceHardExpiry.as_str(),
                 json!({
                     "system_id": sys.id,
                     "system_name": sys.name,
@@ -569,7 +570,9 @@ pub struct PluginDeliver {
 #[async_trait]
 impl Deliver for PluginDeliver {
     async fn deliver(&self, m: &OutboxMessage) -> lockgate_jobs::Result<()> {
-        if !m.topic.starts_with("notify.") {
+        // Every `notify.*` message goes to the notifier, which refuses topics it does not
+        // know (a newer core's topic reaches an older plugin as a dead letter, not a loss).
+        if !m.topic.starts_with(Topic::NOTIFY_PREFIX) {
             return LogDeliver.deliver(m).await;
         }
         let notification = Notification {

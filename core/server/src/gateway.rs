@@ -8,7 +8,6 @@
 //! go to the log; the plugin sees `invalid` or `unavailable`).
 
 use async_trait::async_trait;
-use chrono::Utc;
 use lockgate_host::Gateway;
 use lockgate_host::types::{
     Cylinder, Event, Job, Key, Person, PluginError, SyncReport, SyncRequest, SyncSkip, UpsertReport,
@@ -18,7 +17,6 @@ use lockgate_model::{
     ObjectKind,
     cylinder::Cylinder as StoredCylinder,
     domain::Domain,
-    employee_csv::{ExportRow, write_export},
     key::{BlockChoice, Key as StoredKey, KeyStatus},
     person::Person as StoredPerson,
     system::LockingSystem,
@@ -36,8 +34,6 @@ pub const MAX_READ: usize = 10_000;
 pub const MAX_EVENT_PAYLOAD: usize = 64 * 1024;
 /// Longest directory source name a plugin may give (`[A-Za-z0-9._-]`).
 pub const MAX_SOURCE_CHARS: usize = 64;
-/// Kind of the background queue job `request-directory-sync` enqueues.
-pub const DIRECTORY_SYNC_JOB: &str = "directory.sync";
 
 /// [`Gateway`] over the store. It serves an installation with one locking system (the
 /// usual case); with several, the operations answer `unavailable` until a grant can name
@@ -45,13 +41,19 @@ pub const DIRECTORY_SYNC_JOB: &str = "directory.sync";
 #[derive(Debug, Clone)]
 pub struct CoreGateway {
     store: Store,
+    /// Every change goes through the application layer.
+    app: lockgate_app::App,
     /// The background queue `request-directory-sync` enqueues on; none: `unavailable`.
     queue: Option<Queue>,
 }
 
 impl CoreGateway {
     pub fn new(store: Store) -> Self {
-        CoreGateway { store, queue: None }
+        CoreGateway {
+            app: lockgate_app::App::new(store.clone()),
+            store,
+            queue: None,
+        }
     }
 
     /// With the background queue, so `request-directory-sync` can enqueue.
@@ -104,21 +106,18 @@ impl CoreGateway {
         }
     }
 
-    /// Reconcile after a change of key `id`, as the API does (a scoped run).
-    async fn reconcile_key(
-        &self,
-        plugin: &str,
-        sys: &LockingSystem,
-        id: i64,
-    ) -> Result<(), StoreError> {
-        let scope = self
-            .store
-            .scope_of_change(sys.id, ObjectKind::Key, &[id])
-            .await?;
-        self.store
-            .reconcile_scope(sys, &Self::actor(plugin), Utc::now(), &scope)
-            .await?;
-        Ok(())
+    /// The write context of an operation of `plugin` (lockgate itself, named after it).
+    fn cx(&self, plugin: &str, sys: &LockingSystem) -> lockgate_app::WriteContext {
+        self.app.context(sys, &Scope::all(), &Self::actor(plugin))
+    }
+}
+
+/// An application-layer refusal as the plugin sees it.
+fn app_unavailable(plugin: &str, e: lockgate_app::AppError) -> PluginError {
+    match e {
+        lockgate_app::AppError::Store(e) => unavailable(plugin, e),
+        lockgate_app::AppError::NotFound(m) => PluginError::NotFound(m),
+        other => PluginError::Invalid(other.to_string()),
     }
 }
 
@@ -239,27 +238,30 @@ fn upsert_report(report: &lockgate_store::persons::ImportReport, inactive: usize
     }
 }
 
-/// The first invalid person of an import, named by its index in the call (`indexes`: the
-/// call index of each imported row).
-fn refuse_invalid(
-    report: &lockgate_store::persons::ImportReport,
-    indexes: &[usize],
-) -> Result<(), PluginError> {
-    let Some(bad) = report.invalid.first() else {
+/// Every invalid person of a refused upsert, each named by its index in the call.
+fn refuse_invalid(report: &lockgate_store::persons::ImportReport) -> Result<(), PluginError> {
+    if report.invalid.is_empty() {
         return Ok(());
-    };
-    // Rows are numbered from the header: row 2 is the first person.
-    let row = bad.line.saturating_sub(2);
-    let index = indexes.get(row).copied().unwrap_or(row);
-    let fields: Vec<String> = bad
-        .errors
+    }
+    let rows: Vec<String> = report
+        .invalid
         .iter()
-        .map(|f| format!("{}: {}", f.field, f.message))
+        .take(20)
+        .map(|bad| {
+            let fields: Vec<String> = bad
+                .errors
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect();
+            format!("persons[{}]: {}", bad.line, fields.join("; "))
+        })
         .collect();
-    Err(PluginError::Invalid(format!(
-        "persons[{index}]: {}",
-        fields.join("; ")
-    )))
+    let more = report.invalid.len().saturating_sub(rows.len());
+    Err(PluginError::Invalid(if more > 0 {
+        format!("{} (and {more} more)", rows.join(" | "))
+    } else {
+        rows.join(" | ")
+    }))
 }
 
 #[async_trait]
@@ -290,8 +292,7 @@ impl Gateway for CoreGateway {
         };
         // Persons marked as having left are not created or changed here.
         let mut skipped_inactive = 0;
-        let mut rows: Vec<StoredPerson> = Vec::with_capacity(persons.len());
-        let mut indexes = Vec::with_capacity(persons.len());
+        let mut rows: Vec<(usize, StoredPerson)> = Vec::with_capacity(persons.len());
         for (i, p) in persons.into_iter().enumerate() {
             let (mut person, active) = model_person(i, p)?;
             if !active {
@@ -299,39 +300,16 @@ impl Gateway for CoreGateway {
                 continue;
             }
             person.domain_id = domain.id;
-            rows.push(person);
-            indexes.push(i);
+            rows.push((i, person));
         }
-        // Through the employee import: the same validation, matching by identifier and
-        // all-or-nothing transaction as a CSV upload, with an event per touched person.
-        let mut csv = Vec::new();
-        write_export(
-            &mut csv,
-            b';',
-            rows.iter().map(|person| ExportRow {
-                person,
-                domain: &domain.body.name,
-            }),
-        )
-        .map_err(|e| PluginError::Invalid(format!("persons: {e}")))?;
-        // A dry run first: one invalid person refuses the whole call, nothing written.
-        let actor = Self::actor(plugin);
-        let all = Scope::all();
-        let import = |dry_run: bool| {
-            self.store.import_persons(
-                &sys,
-                ObjectKind::Employee,
-                &all,
-                &actor,
-                &csv,
-                dry_run,
-                &|_, _| {},
-            )
-        };
-        let checked = import(true).await.map_err(|e| unavailable(plugin, e))?;
-        refuse_invalid(&checked, &indexes)?;
-        let applied = import(false).await.map_err(|e| unavailable(plugin, e))?;
-        refuse_invalid(&applied, &indexes)?;
+        // Through the application layer's upsert: the employee import's matching by
+        // identifier and validation, all-or-nothing, with an event per touched person.
+        let applied = self
+            .app
+            .upsert_employees(&self.cx(plugin, &sys), &domain.body.name, rows)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))?;
+        refuse_invalid(&applied)?;
         Ok(upsert_report(&applied, skipped_inactive))
     }
 
@@ -411,18 +389,10 @@ impl Gateway for CoreGateway {
             .into_iter()
             .map(|j| Job {
                 id: j.id.unsigned_abs(),
-                kind: j.kind.replace('_', "-"),
-                target_kind: if j.kind == "remote_update" {
-                    "key".into()
-                } else {
-                    "cylinder".into()
-                },
+                kind: j.kind.as_str().replace('_', "-"),
+                target_kind: j.target.as_str().into(),
                 target_id: j.target_id.unsigned_abs(),
-                state: if j.state == "created" {
-                    "open".into()
-                } else {
-                    j.state
-                },
+                state: j.state.name().replace('_', "-"),
             })
             .collect())
     }
@@ -544,7 +514,7 @@ impl Gateway for CoreGateway {
         let mode = if full { "full" } else { "incremental" };
         // One queued or running sync per plugin and mode: a repeated request is not stacked.
         let job = NewJob::new(
-            DIRECTORY_SYNC_JOB,
+            crate::background::DIRECTORY_SYNC,
             serde_json::json!({ "plugin": target, "full": full }),
         )
         .unique(format!("{target}:{mode}"));
@@ -569,9 +539,9 @@ impl Gateway for CoreGateway {
     async fn request_key_update(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError> {
         let sys = self.system(plugin).await?;
         let (id, _) = self.key(plugin, &sys, key_id).await?;
-        self.reconcile_key(plugin, &sys, id)
-            .await
-            .map_err(|e| unavailable(plugin, e))?;
+        self.app
+            .reconcile_after(&self.cx(plugin, &sys), ObjectKind::Key, &[id])
+            .await;
         self.pending_jobs(plugin, key_id).await
     }
 
@@ -586,12 +556,12 @@ impl Gateway for CoreGateway {
             cylinder_ids: Vec::new(),
         };
         match self
-            .store
-            .report_key_lost(&sys, id, &Scope::all(), &Self::actor(plugin), lost)
+            .app
+            .report_key_lost(&self.cx(plugin, &sys), id, lost)
             .await
         {
             Ok(_) => {}
-            Err(StoreError::Refused { message }) => {
+            Err(lockgate_app::AppError::Store(StoreError::Refused { message })) => {
                 // Lost meanwhile (another report won the race): not an error.
                 let (_, now) = self.key(plugin, &sys, key_id).await?;
                 if now.status == KeyStatus::Lost {
@@ -599,12 +569,7 @@ impl Gateway for CoreGateway {
                 }
                 return Err(PluginError::Invalid(message));
             }
-            Err(e) => return Err(unavailable(plugin, e)),
-        }
-        // The report is committed; jobs are derived from it, so a failed run is repeated by
-        // the next change or reconciliation (as after an API change).
-        if let Err(e) = self.reconcile_key(plugin, &sys, id).await {
-            tracing::error!(plugin, error = %e, key_id, "reconciliation after a lost report failed; it runs again on the next change");
+            Err(e) => return Err(app_unavailable(plugin, e)),
         }
         Ok(())
     }

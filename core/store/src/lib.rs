@@ -63,6 +63,9 @@ pub enum StoreError {
     ImportFile(#[from] lockgate_model::employee_csv::FileError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A job transition the rules of `DOMAIN.md` §4 do not allow; nothing was written.
+    #[error(transparent)]
+    JobRefused(#[from] lockgate_engine::jobs::TransitionRefused),
 }
 
 impl StoreError {
@@ -73,6 +76,21 @@ impl StoreError {
         }
     }
 }
+
+/// Who changes what, where, and when: the argument group of a write. The application layer
+/// (`lockgate-app`) builds it from the request and its injected clock.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub system: lockgate_model::system::LockingSystem,
+    /// The caller's domains: objects outside them are not found.
+    pub scope: Scope,
+    pub actor: Actor,
+    pub now: DateTime<Utc>,
+}
+
+/// A write transaction (see [`Store::write_tx`]); the application layer holds one across
+/// the steps of a use case and commits it.
+pub type Tx = Transaction<'static, Any>;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -180,6 +198,19 @@ impl Store {
 
     /// Begin a write transaction: `BEGIN IMMEDIATE` on SQLite takes the write
     /// lock up front, so concurrent writers queue instead of failing mid-way.
+    /// Hold the system's change lock until the transaction ends: reconciliations and job
+    /// transitions of one system run one at a time (SQLite's `BEGIN IMMEDIATE` already
+    /// serialises every writer; PostgreSQL locks the system's row).
+    pub async fn lock_system(tx: &mut Tx, system_id: i64) -> Result<()> {
+        if !tx.backend_name().eq_ignore_ascii_case("sqlite") {
+            sqlx::query("SELECT id FROM locking_systems WHERE id = $1 FOR UPDATE")
+                .bind(system_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn write_tx(&self) -> Result<Transaction<'static, Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,

@@ -173,6 +173,7 @@ impl Store {
         scope: &Scope,
         actor: &Actor,
         req: LostRequest,
+        now: chrono::DateTime<Utc>,
     ) -> Result<Stored<Key>> {
         if req.block != BlockChoice::Custom && !req.cylinder_ids.is_empty() {
             return Err(
@@ -187,7 +188,7 @@ impl Store {
             k.lost_report = Some(LostReport {
                 block: req.block,
                 cylinder_ids: req.cylinder_ids,
-                reported_at: Utc::now(),
+                reported_at: now,
             });
             Ok(())
         })

@@ -1033,13 +1033,25 @@ impl Store {
         scope: &Scope,
         limit: i64,
     ) -> Result<Vec<Stored<R>>> {
+        let mut conn = self.pool().acquire().await?;
+        Self::list_all_in(&mut conn, sys_id, kind, scope, limit).await
+    }
+
+    /// [`Store::list_all`] on `conn` (inside a transaction).
+    pub async fn list_all_in<R: Resource>(
+        conn: &mut sqlx::AnyConnection,
+        sys_id: i64,
+        kind: ObjectKind,
+        scope: &Scope,
+        limit: i64,
+    ) -> Result<Vec<Stored<R>>> {
         let rows = sqlx::query(&format!(
             "SELECT {SELECT_COLS} FROM objects WHERE system_id = $1 AND kind = $2 ORDER BY id LIMIT $3"
         ))
         .bind(sys_id)
         .bind(kind.as_str())
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(conn)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {

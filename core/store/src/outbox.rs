@@ -10,6 +10,68 @@ use sqlx::AnyConnection;
 
 use crate::{Result, ts};
 
+/// The topics of outbox messages (`docs/notifications.md` documents each payload). The
+/// dispatcher hands every `notify.*` message to the configured notifier plugin.
+///
+/// Architecture invariant: outbox topics are this enum, never bare strings; a plugin sees
+/// [`Topic::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Topic {
+    /// Keys past their return date, once per system and day.
+    #[serde(rename = "notify.overdue_keys")]
+    OverdueKeys,
+    /// The licence is in soft expiry, once per system and ISO week.
+    #[serde(rename = "notify.licence_expiry")]
+    LicenceExpiry,
+    /// The licence passed its hard expiry, once per licence.
+    #[serde(rename = "notify.licence_hard_expiry")]
+    LicenceHardExpiry,
+    /// A job failed at its cylinder or key, with the job's change.
+    #[serde(rename = "notify.job_failed")]
+    JobFailed,
+    /// Jobs wait for another administrator's C-key at a remote PD.
+    #[serde(rename = "notify.job_assigned")]
+    JobAssigned,
+    /// A key's update exceeds its access-list capacity, once per key and day.
+    #[serde(rename = "notify.capacity_exceeded")]
+    CapacityExceeded,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 6] = [
+        Topic::OverdueKeys,
+        Topic::LicenceExpiry,
+        Topic::LicenceHardExpiry,
+        Topic::JobFailed,
+        Topic::JobAssigned,
+        Topic::CapacityExceeded,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Topic::OverdueKeys => "notify.overdue_keys",
+            Topic::LicenceExpiry => "notify.licence_expiry",
+            Topic::LicenceHardExpiry => "notify.licence_hard_expiry",
+            Topic::JobFailed => "notify.job_failed",
+            Topic::JobAssigned => "notify.job_assigned",
+            Topic::CapacityExceeded => "notify.capacity_exceeded",
+        }
+    }
+
+    /// The prefix of every notification topic.
+    pub const NOTIFY_PREFIX: &'static str = "notify.";
+
+    /// The topic of a stored message, if it is one of ours.
+    pub fn parse(s: &str) -> Option<Topic> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether messages of this topic go to the notifier plugin.
+    pub fn is_notification(self) -> bool {
+        self.as_str().starts_with(Self::NOTIFY_PREFIX)
+    }
+}
+
 /// Longest message id or topic, bytes.
 pub const MAX_NAME_LEN: usize = 200;
 /// Largest payload (its JSON text), bytes.

@@ -306,6 +306,29 @@ impl Store {
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<ImportReport> {
         let parsed = employee_csv::parse(bytes)?;
+        let cx = crate::WriteContext {
+            system: sys.clone(),
+            scope: scope.clone(),
+            actor: actor.clone(),
+            now: Utc::now(),
+        };
+        self.import_parsed(&cx, kind, parsed, false, dry_run, progress)
+            .await
+    }
+
+    /// Import persons already parsed (a CSV file, or persons a plugin hands over), each
+    /// with the line (or index) its errors name. With `all_or_nothing`, one invalid person
+    /// writes nothing and the report lists every invalid one.
+    pub async fn import_parsed(
+        &self,
+        cx: &crate::WriteContext,
+        kind: ObjectKind,
+        parsed: employee_csv::ParsedFile,
+        all_or_nothing: bool,
+        dry_run: bool,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<ImportReport> {
+        let (sys, scope, actor) = (&cx.system, &cx.scope, &cx.actor);
         let mut report = ImportReport {
             dry_run,
             delimiter: parsed.delimiter,
@@ -472,13 +495,13 @@ impl Store {
             }
         }
         report.invalid.sort_by_key(|r| r.line);
-        if dry_run || plans.is_empty() {
+        if dry_run || plans.is_empty() || (all_or_nothing && !report.invalid.is_empty()) {
             return Ok(report);
         }
 
         let total = plans.len();
         let mut tx = self.write_tx().await?;
-        let now = ts(Utc::now());
+        let now = ts(cx.now);
         let mut done = 0usize;
         let (creates, updates): (Vec<_>, Vec<_>) = plans
             .into_iter()

@@ -13,6 +13,7 @@ use lockgate_engine::{
     defined::{
         self, Configuration, CylinderConfig, KeyConfig, ProfileConfig, TemporaryGroupConfig,
     },
+    jobs::{CylinderJob, JobKind, JobState, JobTarget, Priority, Transition, next_state},
     reconcile::{
         ActualState, CylinderAction, Decision, Pending, PendingJob, Plan, key_decisions, reconcile,
     },
@@ -30,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::{
-    Result, Store, StoreError,
+    Result, Store, StoreError, Tx,
     events::EventDraft,
     objects::{Actor, Scope},
     parse_ts,
@@ -50,25 +51,75 @@ pub const RECONCILED_KINDS: [ObjectKind; 8] = [
     ObjectKind::KeyGroup,
 ];
 
-/// A job as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A job as stored, its kind, target, state and priority parsed into the engine's types.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct JobRecord {
     pub id: i64,
-    /// `remote_update` (key) or `cylinder_programming`.
-    pub kind: String,
+    pub kind: JobKind,
+    /// What the job is about: a key or a cylinder.
+    pub target: JobTarget,
     pub target_id: i64,
-    pub state: String,
+    /// Serialised as its name (`created`, `loaded`, …); the columns below carry its data.
+    #[serde(serialize_with = "state_name")]
+    pub state: JobState,
     pub program: serde_json::Value,
     pub actions: Vec<CylinderAction>,
-    pub priority: String,
+    pub priority: Priority,
+    /// The C-key the job is (or was) loaded on.
     pub loaded_on: Option<i64>,
-    /// The user key carrying a block job to its cylinder.
+    /// The user key carrying (or that carried) a block job to its cylinder.
     pub carried_by: Option<i64>,
     pub assigned_to: Option<i64>,
     pub replaced_by: Option<i64>,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+fn state_name<S: serde::Serializer>(
+    state: &JobState,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(state.name())
+}
+
+/// The columns [`job_from_row`] reads.
+const JOB_COLUMNS: &str = "id, kind, target_kind, target_id, state, program, actions, priority, loaded_on, carried_by, assigned_to, replaced_by, reason, created_at, updated_at";
+
+/// Parse a job row. Architecture invariant: stored kinds, targets, states and priorities
+/// are parsed here, at the boundary; an unknown value is an error naming the row, never a
+/// fallback.
+fn job_from_row(r: &sqlx::any::AnyRow) -> Result<JobRecord> {
+    let id: i64 = r.try_get("id")?;
+    let bad = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("job {id}: {e}"));
+    let loaded_on: Option<i64> = r.try_get("loaded_on")?;
+    let carried_by: Option<i64> = r.try_get("carried_by")?;
+    let replaced_by: Option<i64> = r.try_get("replaced_by")?;
+    let reason: Option<String> = r.try_get("reason")?;
+    Ok(JobRecord {
+        id,
+        kind: JobKind::parse(&r.try_get::<String, _>("kind")?).map_err(|e| bad(&e))?,
+        target: JobTarget::parse(&r.try_get::<String, _>("target_kind")?).map_err(|e| bad(&e))?,
+        target_id: r.try_get("target_id")?,
+        state: JobState::from_stored(
+            &r.try_get::<String, _>("state")?,
+            loaded_on,
+            carried_by,
+            replaced_by,
+            reason.as_deref(),
+        )
+        .map_err(|e| bad(&e))?,
+        program: serde_json::from_str(&r.try_get::<String, _>("program")?).map_err(|e| bad(&e))?,
+        actions: serde_json::from_str(&r.try_get::<String, _>("actions")?).map_err(|e| bad(&e))?,
+        priority: Priority::parse(&r.try_get::<String, _>("priority")?).map_err(|e| bad(&e))?,
+        loaded_on,
+        carried_by,
+        assigned_to: r.try_get("assigned_to")?,
+        replaced_by,
+        reason,
+        created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_ts(&r.try_get::<String, _>("updated_at")?)?,
+    })
 }
 
 /// What a reconciliation run did.
@@ -109,7 +160,7 @@ pub fn key_structure(k: &Key) -> String {
 
 /// One job decision, encoded for writing.
 struct JobWrite {
-    kind: &'static str,
+    kind: JobKind,
     target: i64,
     /// JSON of the target program (empty for a cancellation).
     program: String,
@@ -120,7 +171,7 @@ struct JobWrite {
 impl JobWrite {
     /// A decision whose program is already JSON text.
     fn encoded(
-        kind: &'static str,
+        kind: JobKind,
         target: i64,
         d: &Decision<String>,
         actions: Vec<CylinderAction>,
@@ -146,7 +197,7 @@ impl JobWrite {
     }
 
     fn new<P: Serialize>(
-        kind: &'static str,
+        kind: JobKind,
         target: i64,
         d: &Decision<P>,
         actions: Vec<CylinderAction>,
@@ -328,9 +379,19 @@ impl Store {
         self.configuration_for(sys, &ReconcileScope::full()).await
     }
 
+    /// [`Store::configuration_in`] on a connection of the pool.
+    pub async fn configuration_for(
+        &self,
+        sys: &LockingSystem,
+        scope: &ReconcileScope,
+    ) -> Result<Configuration> {
+        let mut conn = self.pool().acquire().await?;
+        Self::configuration_in(&mut conn, sys, scope).await
+    }
+
     /// `(id, body)` of the objects of `kinds`, all of them or only `ids`.
     async fn bodies(
-        &self,
+        conn: &mut sqlx::AnyConnection,
         system_id: i64,
         kinds: &[ObjectKind],
         ids: Option<&BTreeSet<i64>>,
@@ -349,12 +410,12 @@ impl Store {
             q.push(extra);
             q
         };
-        let mut conn = self.pool().acquire().await?;
+        let conn = &mut *conn;
         let mut rows = Vec::new();
         match ids {
-            None => rows = select(None).fetch_all(&mut conn).await?,
+            None => rows = select(None).fetch_all(&mut *conn).await?,
             Some(ids) if ids.len() > ID_SCAN_ABOVE => {
-                for r in select(None).fetch_all(&mut conn).await? {
+                for r in select(None).fetch_all(&mut *conn).await? {
                     if ids.contains(&r.try_get::<i64, _>("id")?) {
                         rows.push(r);
                     }
@@ -363,7 +424,7 @@ impl Store {
             Some(ids) => {
                 let ids: Vec<i64> = ids.iter().copied().collect();
                 for chunk in ids.chunks(ID_CHUNK) {
-                    rows.extend(select(Some(chunk)).fetch_all(&mut conn).await?);
+                    rows.extend(select(Some(chunk)).fetch_all(&mut *conn).await?);
                 }
             }
         }
@@ -375,8 +436,11 @@ impl Store {
     /// The engine's input for the keys and cylinders of `scope`: the keys in scope, the
     /// holders of those keys, every profile, cylinder group and temporary group, and —
     /// when cylinders are in scope — every cylinder with the lost keys it blocks.
-    pub async fn configuration_for(
-        &self,
+    ///
+    /// Read on `conn`: inside a reconciliation's write transaction, which holds the
+    /// system's change lock, so the configuration and the jobs written from it agree.
+    pub async fn configuration_in(
+        conn: &mut sqlx::AnyConnection,
         sys: &LockingSystem,
         scope: &ReconcileScope,
     ) -> Result<Configuration> {
@@ -398,7 +462,7 @@ impl Store {
         let keys: Vec<(i64, KeyEngineFields)> = if key_ids.is_some_and(BTreeSet::is_empty) {
             Vec::new()
         } else {
-            self.bodies(sys.id, &[ObjectKind::Key], key_ids, "")
+            Self::bodies(conn, sys.id, &[ObjectKind::Key], key_ids, "")
                 .await?
                 .into_iter()
                 .map(decode_key)
@@ -414,18 +478,21 @@ impl Store {
                 );
                 q.bind(sys.id)
                     .push(" AND o.kind = 'key' AND r.relation = 'key_group'");
-                let mut conn = self.pool().acquire().await?;
-                for r in q.fetch_all(&mut conn).await? {
+                for r in q.fetch_all(&mut *conn).await? {
                     cfg.other_key_groups
                         .insert(r.try_get("from_id")?, Some(r.try_get("to_id")?));
                 }
-                drop(conn);
-                lost = self
-                    .bodies(sys.id, &[ObjectKind::Key], None, " AND status = 'lost'")
-                    .await?
-                    .into_iter()
-                    .map(decode_key)
-                    .collect::<Result<_>>()?;
+                lost = Self::bodies(
+                    conn,
+                    sys.id,
+                    &[ObjectKind::Key],
+                    None,
+                    " AND status = 'lost'",
+                )
+                .await?
+                .into_iter()
+                .map(decode_key)
+                .collect::<Result<_>>()?;
             }
             let lost: Vec<(i64, Option<i64>, Option<&LostReport>)> = keys
                 .iter()
@@ -433,18 +500,18 @@ impl Store {
                 .filter(|(_, k)| k.status == KeyStatus::Lost)
                 .map(|(id, k)| (*id, k.key_group_id, k.lost_report.as_ref()))
                 .collect();
-            self.cylinder_configs(sys.id, &lost, &mut cfg).await?;
+            Self::cylinder_configs(conn, sys.id, &lost, &mut cfg).await?;
         }
-        for g in self
-            .list_all::<CylinderGroup>(sys.id, ObjectKind::CylinderGroup, &all, limit)
-            .await?
+        for g in
+            Self::list_all_in::<CylinderGroup>(conn, sys.id, ObjectKind::CylinderGroup, &all, limit)
+                .await?
         {
             cfg.cylinder_groups
                 .insert(g.id, g.body.revalidation_interval_hours);
         }
-        for p in self
-            .list_all::<AccessProfile>(sys.id, ObjectKind::AccessProfile, &all, limit)
-            .await?
+        for p in
+            Self::list_all_in::<AccessProfile>(conn, sys.id, ObjectKind::AccessProfile, &all, limit)
+                .await?
         {
             cfg.profiles.insert(
                 p.id,
@@ -458,14 +525,14 @@ impl Store {
         let holders: Option<BTreeSet<i64>> =
             key_ids.map(|_| keys.iter().filter_map(|(_, k)| k.holder_id).collect());
         if holders.as_ref().is_none_or(|h| !h.is_empty()) {
-            for (id, body) in self
-                .bodies(
-                    sys.id,
-                    &[ObjectKind::Employee, ObjectKind::Visitor],
-                    holders.as_ref(),
-                    "",
-                )
-                .await?
+            for (id, body) in Self::bodies(
+                conn,
+                sys.id,
+                &[ObjectKind::Employee, ObjectKind::Visitor],
+                holders.as_ref(),
+                "",
+            )
+            .await?
             {
                 let p: PersonEngineFields = serde_json::from_str(&body)
                     .map_err(|e| corrupt(format!("person {id}: {e}")))?;
@@ -474,9 +541,14 @@ impl Store {
                 }
             }
         }
-        for t in self
-            .list_all::<TemporaryAccessGroup>(sys.id, ObjectKind::TemporaryAccessGroup, &all, limit)
-            .await?
+        for t in Self::list_all_in::<TemporaryAccessGroup>(
+            conn,
+            sys.id,
+            ObjectKind::TemporaryAccessGroup,
+            &all,
+            limit,
+        )
+        .await?
         {
             let b = t.body;
             cfg.temporary_groups.push(TemporaryGroupConfig {
@@ -493,14 +565,19 @@ impl Store {
 
     /// Every cylinder of the system into `cfg`, with the lost keys each one blocks.
     async fn cylinder_configs(
-        &self,
+        conn: &mut sqlx::AnyConnection,
         system_id: i64,
         lost: &[(i64, Option<i64>, Option<&LostReport>)],
         cfg: &mut Configuration,
     ) -> Result<()> {
-        for c in self
-            .list_all::<Cylinder>(system_id, ObjectKind::Cylinder, &Scope::all(), 10_000_000)
-            .await?
+        for c in Self::list_all_in::<Cylinder>(
+            conn,
+            system_id,
+            ObjectKind::Cylinder,
+            &Scope::all(),
+            10_000_000,
+        )
+        .await?
         {
             let b = &c.body;
             let key_groups: BTreeMap<i64, BTreeSet<i64>> = b
@@ -523,7 +600,10 @@ impl Store {
                 let chosen = match report.map(|r| r.block).unwrap_or_default() {
                     BlockChoice::All => admitted,
                     BlockChoice::Installed => admitted && b.status == CylinderStatus::Installed,
-                    BlockChoice::Custom => report.is_some_and(|r| r.cylinder_ids.contains(&c.id)),
+                    // Only cylinders admitting the key: a custom list never blocks elsewhere.
+                    BlockChoice::Custom => {
+                        admitted && report.is_some_and(|r| r.cylinder_ids.contains(&c.id))
+                    }
                     BlockChoice::None => false,
                 };
                 if chosen {
@@ -586,14 +666,15 @@ impl Store {
                     keys.extend(self.referrers(system_id, &persons, ObjectKind::Key).await?);
                 }
                 if !groups.is_empty() {
-                    for (_, body) in self
-                        .bodies(
-                            system_id,
-                            &[ObjectKind::TemporaryAccessGroup],
-                            Some(&groups),
-                            "",
-                        )
-                        .await?
+                    let mut conn = self.pool().acquire().await?;
+                    for (_, body) in Self::bodies(
+                        &mut conn,
+                        system_id,
+                        &[ObjectKind::TemporaryAccessGroup],
+                        Some(&groups),
+                        "",
+                    )
+                    .await?
                     {
                         let g: TemporaryAccessGroup =
                             serde_json::from_str(&body).map_err(corrupt)?;
@@ -661,11 +742,9 @@ impl Store {
 
     /// The actual state confirmed by hardware.
     pub async fn actual_state(&self, system_id: i64) -> Result<ActualState> {
-        let mut actual = self.actual_cylinders(system_id).await?;
-        for (id, p) in self
-            .actual_key_programs(system_id, &KeyTargets::All)
-            .await?
-        {
+        let mut conn = self.pool().acquire().await?;
+        let mut actual = Self::actual_cylinders(&mut conn, system_id).await?;
+        for (id, p) in Self::actual_key_programs(&mut conn, system_id, &KeyTargets::All).await? {
             actual
                 .keys
                 .insert(id, serde_json::from_str(&p).map_err(corrupt)?);
@@ -674,12 +753,15 @@ impl Store {
     }
 
     /// The programs cylinders hold (the keys of the result are empty).
-    async fn actual_cylinders(&self, system_id: i64) -> Result<ActualState> {
+    async fn actual_cylinders(
+        conn: &mut sqlx::AnyConnection,
+        system_id: i64,
+    ) -> Result<ActualState> {
         let mut actual = ActualState::default();
         for r in
             sqlx::query("SELECT cylinder_id, program FROM cylinder_actual WHERE system_id = $1")
                 .bind(system_id)
-                .fetch_all(self.pool())
+                .fetch_all(&mut *conn)
                 .await?
         {
             let p: String = r.try_get("program")?;
@@ -700,10 +782,11 @@ impl Store {
     ) -> Result<(
         HashMap<i64, PendingJob<String>>,
         HashMap<i64, PendingJob<CylinderProgram>>,
+        BTreeSet<i64>,
     )> {
-        let (mut keys, mut cylinders) = (HashMap::new(), HashMap::new());
+        let (mut keys, mut cylinders, mut out) = (HashMap::new(), HashMap::new(), BTreeSet::new());
         for r in sqlx::query(
-            "SELECT id, kind, target_id, program FROM jobs WHERE system_id = $1 AND open = 1 AND kind IN ('remote_update', 'cylinder_programming')",
+            "SELECT id, kind, target_id, program, state FROM jobs WHERE system_id = $1 AND open = 1 AND kind IN ('remote_update', 'cylinder_programming')",
         )
         .bind(system_id)
         .fetch_all(&mut *conn)
@@ -711,7 +794,10 @@ impl Store {
         {
             let program: String = r.try_get("program")?;
             let (id, target): (i64, i64) = (r.try_get("id")?, r.try_get("target_id")?);
-            if r.try_get::<String, _>("kind")? == "remote_update" {
+            let kind = JobKind::parse(&r.try_get::<String, _>("kind")?)
+                .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
+            let state: String = r.try_get("state")?;
+            if kind == JobKind::RemoteUpdate {
                 if let KeyTargets::Only(ids) = &scope.keys
                     && !ids.contains(&target)
                 {
@@ -725,6 +811,10 @@ impl Store {
                     },
                 );
             } else if scope.cylinders {
+                if state != JobState::Created.name() {
+                    out.insert(target);
+                    continue;
+                }
                 cylinders.insert(
                     target,
                     PendingJob {
@@ -735,12 +825,12 @@ impl Store {
                 );
             }
         }
-        Ok((keys, cylinders))
+        Ok((keys, cylinders, out))
     }
 
     /// The programs keys in `scope` hold, as stored JSON text.
     async fn actual_key_programs(
-        &self,
+        conn: &mut sqlx::AnyConnection,
         system_id: i64,
         scope: &KeyTargets,
     ) -> Result<HashMap<i64, String>> {
@@ -754,12 +844,11 @@ impl Store {
             }
             q
         };
-        let mut conn = self.pool().acquire().await?;
         let rows = match scope {
-            KeyTargets::All => select(None).fetch_all(&mut conn).await?,
+            KeyTargets::All => select(None).fetch_all(&mut *conn).await?,
             KeyTargets::Only(ids) if ids.len() > ID_SCAN_ABOVE => {
                 let mut rows = Vec::new();
-                for r in select(None).fetch_all(&mut conn).await? {
+                for r in select(None).fetch_all(&mut *conn).await? {
                     if ids.contains(&r.try_get::<i64, _>("key_id")?) {
                         rows.push(r);
                     }
@@ -770,7 +859,7 @@ impl Store {
                 let ids: Vec<i64> = ids.iter().copied().collect();
                 let mut rows = Vec::new();
                 for chunk in ids.chunks(ID_CHUNK) {
-                    rows.extend(select(Some(chunk)).fetch_all(&mut conn).await?);
+                    rows.extend(select(Some(chunk)).fetch_all(&mut *conn).await?);
                 }
                 rows
             }
@@ -802,19 +891,19 @@ impl Store {
         scope: &ReconcileScope,
     ) -> Result<ReconcileReport> {
         let started = std::time::Instant::now();
-        // The three loads are independent: run them side by side.
-        let cylinders = async {
-            if scope.cylinders {
-                self.actual_cylinders(sys.id).await
-            } else {
-                Ok(ActualState::default())
-            }
+        // Architecture invariant: a reconciliation reads its configuration, the actual
+        // state and the open jobs inside the write transaction that holds the system's
+        // change lock. Reconciliations of one system therefore commit in the order they
+        // read, and an older snapshot can never replace a newer run's jobs.
+        let mut tx = self.write_tx().await?;
+        Self::lock_system(&mut tx, sys.id).await?;
+        let cfg = Self::configuration_in(&mut tx, sys, scope).await?;
+        let actual_keys = Self::actual_key_programs(&mut tx, sys.id, &scope.keys).await?;
+        let actual = if scope.cylinders {
+            Self::actual_cylinders(&mut tx, sys.id).await?
+        } else {
+            ActualState::default()
         };
-        let (cfg, actual_keys, actual) = tokio::try_join!(
-            self.configuration_for(sys, scope),
-            self.actual_key_programs(sys.id, &scope.keys),
-            cylinders
-        )?;
         let loaded = started.elapsed();
         let defined = defined::compute(&cfg, now);
         let encoded: HashMap<i64, String> = defined
@@ -823,8 +912,7 @@ impl Store {
             .map(|(id, p)| Ok((*id, serde_json::to_string(p).map_err(corrupt)?)))
             .collect::<Result<_>>()?;
         let computed = started.elapsed();
-        let mut tx = self.write_tx().await?;
-        let (pending_keys, pending_cylinders) = Self::pending(&mut tx, sys.id, scope).await?;
+        let (pending_keys, pending_cylinders, out) = Self::pending(&mut tx, sys.id, scope).await?;
         let empty = serde_json::to_string(&KeyProgram::default()).map_err(corrupt)?;
         let (keys, capacity_exceeded) =
             key_decisions(&encoded, &defined, &actual_keys, &pending_keys, &empty);
@@ -838,6 +926,10 @@ impl Store {
                 cylinders: pending_cylinders,
             },
         );
+        // A cylinder whose job is on its way (loaded on a C-key, carried by a user key) is
+        // locked: nothing is planned for it until that job reports.
+        let mut plan = plan;
+        plan.cylinders.retain(|id, _| !out.contains(id));
         let planned = started.elapsed();
         let report = Self::apply_plan(
             &mut tx,
@@ -888,11 +980,11 @@ impl Store {
         let stamp = ts(now);
         let mut items: Vec<JobWrite> = Vec::new();
         for (id, d) in keys {
-            items.push(JobWrite::encoded("remote_update", *id, d, Vec::new()));
+            items.push(JobWrite::encoded(JobKind::RemoteUpdate, *id, d, Vec::new()));
         }
         for (id, (d, actions)) in &plan.cylinders {
             items.push(JobWrite::new(
-                "cylinder_programming",
+                JobKind::CylinderProgramming,
                 *id,
                 d,
                 actions.iter().copied().collect(),
@@ -925,7 +1017,7 @@ impl Store {
             }
             for w in inserts
                 .iter_mut()
-                .filter(|w| w.kind == "cylinder_programming" && reprogram.contains(&w.target))
+                .filter(|w| w.kind == JobKind::CylinderProgramming && reprogram.contains(&w.target))
             {
                 w.actions.push(CylinderAction::Reprogram);
             }
@@ -933,13 +1025,28 @@ impl Store {
         report.cancelled = cancelled.len();
         report.replaced = replaced.len();
         report.created = inserts.len() - replaced.len();
-        for (ids, state) in [(&cancelled, "cancelled"), (&replaced, "replaced")] {
+        // Set-based: every job planned here is open and `created` (jobs on their way are
+        // left out by `pending`), the state from which `next_state` allows both moves; the
+        // statement re-checks it.
+        debug_assert!(
+            next_state(
+                JobKind::CylinderProgramming,
+                JobTarget::Cylinder,
+                &JobState::Created,
+                &Transition::Cancel
+            )
+            .is_ok()
+        );
+        for (ids, state) in [
+            (&cancelled, JobState::Cancelled.name()),
+            (&replaced, "replaced"),
+        ] {
             for chunk in ids.chunks(500) {
                 let mut q = Sql::new("UPDATE jobs SET open = 0, state = ");
                 q.bind(state)
                     .push(", updated_at = ")
                     .bind(stamp.clone())
-                    .push(" WHERE open = 1 AND system_id = ")
+                    .push(" WHERE open = 1 AND state = 'created' AND system_id = ")
                     .bind(system_id);
                 q.push(" AND id IN (")
                     .bind_list(chunk.iter().copied())
@@ -949,7 +1056,7 @@ impl Store {
         }
         for chunk in inserts.chunks(400) {
             let mut q = Sql::new(
-                "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at)",
+                "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at)",
             );
             let mut encoded = Vec::with_capacity(chunk.len());
             for w in chunk {
@@ -957,18 +1064,24 @@ impl Store {
             }
             q.values(chunk.iter().zip(encoded), |q, (w, actions)| {
                 let priority = if w.actions.contains(&CylinderAction::Block) {
-                    "high"
+                    Priority::High
                 } else {
-                    "normal"
+                    Priority::Normal
+                };
+                let target = if w.kind == JobKind::RemoteUpdate {
+                    JobTarget::Key
+                } else {
+                    JobTarget::Cylinder
                 };
                 q.bind(system_id)
-                    .bind(w.kind)
+                    .bind(w.kind.as_str())
+                    .bind(target.as_str())
                     .bind(w.target)
                     .bind("created")
                     .bind(1_i64)
                     .bind(w.program.clone())
                     .bind(actions)
-                    .bind(priority)
+                    .bind(priority.as_str())
                     .bind(actor.c_key_id)
                     .bind(stamp.clone())
                     .bind(stamp.clone());
@@ -994,141 +1107,16 @@ impl Store {
         open_only: bool,
         limit: i64,
     ) -> Result<Vec<JobRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, target_id, state, program, actions, priority, loaded_on, carried_by, assigned_to, replaced_by, reason, created_at, updated_at \
-             FROM jobs WHERE system_id = $1 AND ($2 = 0 OR target_id = $2) AND ($3 = 0 OR open = 1) ORDER BY id DESC LIMIT $4",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE system_id = $1 AND ($2 = 0 OR target_id = $2) AND ($3 = 0 OR open = 1) ORDER BY id DESC LIMIT $4"
+        ))
         .bind(system_id)
         .bind(target.unwrap_or(0))
         .bind(i64::from(open_only))
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JobRecord {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    target_id: r.try_get("target_id")?,
-                    state: r.try_get("state")?,
-                    program: serde_json::from_str(&r.try_get::<String, _>("program")?)
-                        .unwrap_or(serde_json::Value::Null),
-                    actions: serde_json::from_str(&r.try_get::<String, _>("actions")?)
-                        .map_err(corrupt)?,
-                    priority: r.try_get("priority")?,
-                    loaded_on: r.try_get("loaded_on")?,
-                    carried_by: r.try_get("carried_by")?,
-                    assigned_to: r.try_get("assigned_to")?,
-                    replaced_by: r.try_get("replaced_by")?,
-                    reason: r.try_get("reason")?,
-                    created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
-                    updated_at: parse_ts(&r.try_get::<String, _>("updated_at")?)?,
-                })
-            })
-            .collect()
-    }
-
-    /// A device confirms an open job: it is finished and its program becomes the actual state.
-    pub async fn confirm_job(
-        &self,
-        sys: &LockingSystem,
-        job_id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<JobRecord> {
-        let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
-            "SELECT kind, target_id, program, open FROM jobs WHERE id = $1 AND system_id = $2",
-        )
-        .bind(job_id)
-        .bind(sys.id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound {
-            kind: "job",
-            id: job_id,
-        })?;
-        if row.try_get::<i64, _>("open")? != 1 {
-            return Err(StoreError::Refused {
-                message: format!("job {job_id} is no longer open"),
-            });
-        }
-        let (kind, target, program): (String, i64, String) = (
-            row.try_get("kind")?,
-            row.try_get("target_id")?,
-            row.try_get("program")?,
-        );
-        let stamp = ts(now);
-        if kind == "audit_trail" {
-            // Reading an audit trail changes no programmed state.
-        } else if kind == "remote_update" {
-            sqlx::query(
-                "INSERT INTO key_actual (key_id, system_id, program, clock, confirmed_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (key_id) DO UPDATE SET program = excluded.program, confirmed_at = excluded.confirmed_at",
-            )
-            .bind(target)
-            .bind(sys.id)
-            .bind(&program)
-            .bind(serde_json::json!({ "last_revalidation": now }).to_string())
-            .bind(&stamp)
-            .execute(&mut *tx)
-            .await?;
-            let key = Self::update_in(
-                &mut tx,
-                sys,
-                ObjectKind::Key,
-                target,
-                &Scope::all(),
-                &Actor::system(),
-                None,
-                "remote_update_confirmed",
-                true,
-                |k: &mut Key| {
-                    k.last_remote_update = Some(now);
-                    Ok(())
-                },
-            )
-            .await?;
-            // The first confirmation records the structure the key was issued with.
-            sqlx::query(
-                "UPDATE key_actual SET structure = $1 WHERE key_id = $2 AND structure IS NULL",
-            )
-            .bind(key_structure(&key.body))
-            .bind(target)
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            sqlx::query(
-                "INSERT INTO cylinder_actual (cylinder_id, system_id, program, confirmed_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (cylinder_id) DO UPDATE SET program = excluded.program, confirmed_at = excluded.confirmed_at",
-            )
-            .bind(target)
-            .bind(sys.id)
-            .bind(&program)
-            .bind(&stamp)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE jobs SET state = 'finished', open = 0, updated_at = $1 WHERE id = $2")
-            .bind(&stamp)
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?;
-        EventDraft {
-            object_kind: "job".into(),
-            object_id: Some(job_id),
-            object_label: format!("{kind} {target}"),
-            action: "finished".into(),
-            changes: serde_json::json!({ "job_id": job_id, "kind": kind, "target_id": target }),
-        }
-        .insert(&mut tx, sys.id, &Actor::system())
-        .await?;
-        tx.commit().await?;
-        let mut jobs = self.jobs(sys.id, Some(target), false, 50).await?;
-        jobs.retain(|j| j.id == job_id);
-        jobs.pop().ok_or(StoreError::NotFound {
-            kind: "job",
-            id: job_id,
-        })
+        rows.iter().map(job_from_row).collect()
     }
 
     /// A key's update status, derived from its open job and the capacity check.
@@ -1357,126 +1345,256 @@ impl Store {
 impl Store {
     /// One job by id.
     pub async fn job(&self, system_id: i64, job_id: i64) -> Result<JobRecord> {
-        let row = sqlx::query("SELECT target_id FROM jobs WHERE id = $1 AND system_id = $2")
-            .bind(job_id)
-            .bind(system_id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(StoreError::NotFound {
-                kind: "job",
-                id: job_id,
-            })?;
-        let target: i64 = row.try_get("target_id")?;
-        self.jobs(system_id, Some(target), false, 10_000)
-            .await?
-            .into_iter()
-            .find(|j| j.id == job_id)
-            .ok_or(StoreError::NotFound {
-                kind: "job",
-                id: job_id,
-            })
+        let mut conn = self.pool().acquire().await?;
+        Self::job_in(&mut conn, system_id, job_id).await
     }
 
-    /// Change an open job's state columns, conditional on its current state (no lost race).
-    async fn set_job(
-        &self,
+    /// One job by id, read on `conn` (inside a write transaction: what it will change).
+    pub async fn job_in(
+        conn: &mut sqlx::AnyConnection,
         system_id: i64,
         job_id: i64,
-        from_state: &str,
-        sql_set: &str,
-        binds: (Option<i64>, Option<String>),
     ) -> Result<JobRecord> {
-        let action = if sql_set.contains("'failed'") {
-            "failed"
-        } else if sql_set.contains("carried_by") {
-            "carried"
-        } else if sql_set.contains("assigned_to") {
-            "assigned"
-        } else {
-            "loaded"
-        };
-        let q = format!(
-            "UPDATE jobs SET {sql_set}, updated_at = $1 WHERE id = $2 AND system_id = $3 AND state = $4 AND open = 1 \
-             RETURNING kind, target_id"
-        );
-        // Read before the write transaction (SQLite: one writer, no nested pool use).
-        let sys = if action == "failed" {
-            Some(self.system(system_id).await?)
-        } else {
-            None
-        };
-        let mut tx = self.write_tx().await?;
-        let row = sqlx::query(&q)
-            .bind(ts(Utc::now()))
-            .bind(job_id)
-            .bind(system_id)
-            .bind(from_state)
-            .bind(binds.0)
-            .bind(binds.1.clone())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::Refused {
-                message: format!("job {job_id} changed meanwhile or is not {from_state}"),
-            })?;
-        let (kind, target): (String, i64) = (row.try_get("kind")?, row.try_get("target_id")?);
-        let target_name: String = sqlx::query("SELECT name FROM objects WHERE id = $1")
-            .bind(target)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get("name"))
-            .transpose()?
-            .unwrap_or_default();
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND system_id = $2"
+        ))
+        .bind(job_id)
+        .bind(system_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound {
+            kind: "job",
+            id: job_id,
+        })?;
+        job_from_row(&row)
+    }
+
+    /// The C-key holding another open job of the same target on its way to the cylinder
+    /// (the cylinder is then "locked by" it), if any.
+    pub async fn locked_by(tx: &mut Tx, system_id: i64, job: &JobRecord) -> Result<Option<i64>> {
+        Ok(sqlx::query(
+            "SELECT loaded_on FROM jobs WHERE target_id = $1 AND system_id = $2 AND open = 1 AND state = 'loaded' AND id <> $3 LIMIT 1",
+        )
+        .bind(job.target_id)
+        .bind(system_id)
+        .bind(job.id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get::<Option<i64>, _>("loaded_on"))
+        .transpose()?
+        .flatten())
+    }
+
+    /// How many open jobs wait for `c_key` at a remote PD.
+    pub async fn jobs_assigned_to(&self, system_id: i64, c_key: i64) -> Result<i64> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE system_id = $1 AND assigned_to = $2 AND open = 1",
+        )
+        .bind(system_id)
+        .bind(c_key)
+        .fetch_one(self.pool())
+        .await?
+        .try_get("n")?)
+    }
+
+    /// Apply one transition to a job read in this transaction: the engine decides the new
+    /// state (`lockgate_engine::jobs::next_state`), the row changes only if it is still in
+    /// the state read, the transition's event (and its notification: assignment, failure)
+    /// is written with it, and a finished job's program becomes the actual state.
+    ///
+    /// Architecture invariant: this is the only place a job's state is written outside
+    /// reconciliation's set-based cancel/replace (which checks `next_state` per job too).
+    pub async fn transition_job(
+        tx: &mut Tx,
+        sys: &LockingSystem,
+        job: &JobRecord,
+        t: &Transition,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<JobRecord> {
+        let next = next_state(job.kind, job.target, &job.state, t)?;
+        let mut row = job.clone();
+        match (&next, t) {
+            (JobState::Loaded { c_key }, _) => row.loaded_on = Some(*c_key),
+            (JobState::Carried { key }, _) => row.carried_by = Some(*key),
+            (JobState::Replaced { by }, _) => row.replaced_by = Some(*by),
+            (JobState::Failed { reason }, _) => {
+                row.reason = Some(reason.chars().take(500).collect());
+            }
+            (_, Transition::Assign { c_key }) => row.assigned_to = Some(*c_key),
+            (_, Transition::Approve) => row.reason = Some(format!("approved by {}", actor.label)),
+            (_, Transition::Reject) => row.reason = Some(format!("rejected by {}", actor.label)),
+            _ => {}
+        }
+        let stamp = ts(now);
+        let written = sqlx::query(
+            "UPDATE jobs SET state = $1, open = $2, loaded_on = $3, carried_by = $4, assigned_to = $5, replaced_by = $6, reason = $7, updated_at = $8 \
+             WHERE id = $9 AND system_id = $10 AND state = $11 AND open = 1",
+        )
+        .bind(next.name())
+        .bind(i64::from(!next.is_final()))
+        .bind(row.loaded_on)
+        .bind(row.carried_by)
+        .bind(row.assigned_to)
+        .bind(row.replaced_by)
+        .bind(row.reason.clone())
+        .bind(&stamp)
+        .bind(job.id)
+        .bind(sys.id)
+        .bind(job.state.name())
+        .execute(&mut **tx)
+        .await?;
+        if written.rows_affected() != 1 {
+            return Err(StoreError::Refused {
+                message: format!(
+                    "job {} changed meanwhile or is not {}",
+                    job.id,
+                    job.state.name()
+                ),
+            });
+        }
+        if next == JobState::Finished {
+            Self::record_actual(tx, sys, job, now).await?;
+        }
+        let target_name: String =
+            sqlx::query("SELECT name FROM objects WHERE id = $1 AND system_id = $2")
+                .bind(job.target_id)
+                .bind(sys.id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|r| r.try_get("name"))
+                .transpose()?
+                .unwrap_or_default();
         // The job's state change is an event (the MQTT bridge publishes it) in the same
         // transaction; a failed job also notifies the administrators (outbox).
+        let to = match t {
+            Transition::Load { c_key } | Transition::Assign { c_key } => Some(*c_key),
+            Transition::Carry { key } => Some(*key),
+            _ => None,
+        };
         let details = serde_json::json!({
-            "job_id": job_id,
-            "kind": kind,
-            "target_id": target,
+            "job_id": job.id,
+            "kind": job.kind,
+            "target": job.target,
+            "target_id": job.target_id,
             "target_name": target_name,
-            "to": binds.0,
-            "reason": binds.1,
+            "from": job.state.name(),
+            "state": next.name(),
+            "to": to,
+            "reason": row.reason,
         });
         EventDraft {
             object_kind: "job".into(),
-            object_id: Some(job_id),
-            object_label: format!("{kind} {target_name}"),
-            action: action.into(),
+            object_id: Some(job.id),
+            object_label: format!("{} {target_name}", job.kind.as_str()),
+            action: t.event().into(),
             changes: details.clone(),
         }
-        .insert(&mut tx, system_id, &Actor::system())
+        .insert(tx, sys.id, actor)
         .await?;
-        if action == "assigned"
-            && let Some(c_key) = binds.0
-        {
-            // The administrator holding the C-key learns that jobs wait for it.
-            let (c_key_name, recipients) = Self::c_key_recipients(&mut tx, c_key).await?;
-            let mut payload = details.clone();
-            payload["c_key_name"] = c_key_name.into();
-            payload["recipients"] = recipients;
-            payload["lines"] = serde_json::json!([target_name]);
-            crate::outbox::insert_outbox(
-                &mut tx,
-                &format!("job-assigned:{job_id}:{c_key}"),
-                "notify.job_assigned",
-                &payload,
-            )
-            .await?;
+        match t {
+            Transition::Assign { c_key } => {
+                // The administrator holding the C-key learns that jobs wait for it.
+                let (c_key_name, recipients) = Self::c_key_recipients(tx, *c_key).await?;
+                let mut payload = details.clone();
+                payload["c_key_name"] = c_key_name.into();
+                payload["recipients"] = recipients;
+                payload["lines"] = serde_json::json!([target_name]);
+                crate::outbox::insert_outbox(
+                    tx,
+                    &format!("job-assigned:{}:{c_key}", job.id),
+                    crate::outbox::Topic::JobAssigned.as_str(),
+                    &payload,
+                )
+                .await?;
+            }
+            Transition::Fail { .. } => {
+                let mut payload = details;
+                payload["system_id"] = sys.id.into();
+                payload["system_name"] = sys.name.clone().into();
+                payload["messaging_language"] = sys.settings.messaging_language.clone().into();
+                crate::outbox::insert_outbox(
+                    tx,
+                    &format!("job-failed:{}", job.id),
+                    crate::outbox::Topic::JobFailed.as_str(),
+                    &payload,
+                )
+                .await?;
+            }
+            _ => {}
         }
-        if let Some(sys) = sys {
-            let mut payload = details;
-            payload["system_id"] = system_id.into();
-            payload["system_name"] = sys.name.into();
-            payload["messaging_language"] = sys.settings.messaging_language.into();
-            crate::outbox::insert_outbox(
-                &mut tx,
-                &format!("job-failed:{job_id}"),
-                "notify.job_failed",
-                &payload,
-            )
-            .await?;
+        Self::job_in(tx, sys.id, job.id).await
+    }
+
+    /// A finished job's program becomes the actual state of its key or cylinder.
+    async fn record_actual(
+        tx: &mut Tx,
+        sys: &LockingSystem,
+        job: &JobRecord,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let stamp = ts(now);
+        // The program text exactly as the job stored it: key programs are compared as their
+        // canonical JSON text, which a parsed `Value` would not reproduce.
+        let program: String = sqlx::query("SELECT program FROM jobs WHERE id = $1")
+            .bind(job.id)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("program")?;
+        match (job.kind, job.target) {
+            // Reading an audit trail changes no programmed state.
+            (JobKind::AuditTrail, _) => {}
+            (JobKind::RemoteUpdate, _) => {
+                sqlx::query(
+                    "INSERT INTO key_actual (key_id, system_id, program, clock, confirmed_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (key_id) DO UPDATE SET program = excluded.program, confirmed_at = excluded.confirmed_at",
+                )
+                .bind(job.target_id)
+                .bind(sys.id)
+                .bind(&program)
+                .bind(serde_json::json!({ "last_revalidation": now }).to_string())
+                .bind(&stamp)
+                .execute(&mut **tx)
+                .await?;
+                let key = Self::update_in(
+                    tx,
+                    sys,
+                    ObjectKind::Key,
+                    job.target_id,
+                    &Scope::all(),
+                    &Actor::system(),
+                    None,
+                    "remote_update_confirmed",
+                    true,
+                    |k: &mut Key| {
+                        k.last_remote_update = Some(now);
+                        Ok(())
+                    },
+                )
+                .await?;
+                // The first confirmation records the structure the key was issued with.
+                sqlx::query(
+                    "UPDATE key_actual SET structure = $1 WHERE key_id = $2 AND structure IS NULL",
+                )
+                .bind(key_structure(&key.body))
+                .bind(job.target_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            (JobKind::CylinderProgramming, _) => {
+                sqlx::query(
+                    "INSERT INTO cylinder_actual (cylinder_id, system_id, program, confirmed_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (cylinder_id) DO UPDATE SET program = excluded.program, confirmed_at = excluded.confirmed_at",
+                )
+                .bind(job.target_id)
+                .bind(sys.id)
+                .bind(&program)
+                .bind(&stamp)
+                .execute(&mut **tx)
+                .await?;
+            }
         }
-        tx.commit().await?;
-        self.job(system_id, job_id).await
+        Ok(())
     }
 
     /// A C-key's name and the person holding it as a notification recipient
@@ -1525,31 +1643,6 @@ impl Store {
         Ok((name, recipients))
     }
 
-    /// Load a created cylinder job onto a C-key (the caller checked the engine's loading rules).
-    pub async fn load_job(&self, system_id: i64, job_id: i64, c_key: i64) -> Result<JobRecord> {
-        self.set_job(
-            system_id,
-            job_id,
-            "created",
-            "state = 'loaded', loaded_on = $5, reason = $6",
-            (Some(c_key), None),
-        )
-        .await
-    }
-
-    /// Give a created block job to a user key that carries it to the cylinder (the caller
-    /// checked the engine's carrying rules).
-    pub async fn carry_job(&self, system_id: i64, job_id: i64, key: i64) -> Result<JobRecord> {
-        self.set_job(
-            system_id,
-            job_id,
-            "created",
-            "state = 'loaded', carried_by = $5, reason = $6",
-            (Some(key), None),
-        )
-        .await
-    }
-
     /// Free access-list entries of a key: its capacity less what it holds (unlimited when
     /// no capacity is recorded).
     pub async fn key_free_slots(&self, key_id: i64, capacity: Option<u32>) -> Result<u32> {
@@ -1570,37 +1663,13 @@ impl Store {
         };
         Ok(capacity.saturating_sub(u32::try_from(held).unwrap_or(u32::MAX)))
     }
-
-    /// Prepare a created job for pick-up by another administrator's C-key at a remote PD.
-    pub async fn assign_job(&self, system_id: i64, job_id: i64, c_key: i64) -> Result<JobRecord> {
-        self.set_job(
-            system_id,
-            job_id,
-            "created",
-            "assigned_to = $5, reason = $6",
-            (Some(c_key), None),
-        )
-        .await
-    }
-
-    /// The C-key reports a loaded job failed at the cylinder. The next reconciliation
-    /// recreates it (the cylinder still differs from its defined state).
-    pub async fn fail_job(&self, system_id: i64, job_id: i64, reason: &str) -> Result<JobRecord> {
-        self.set_job(
-            system_id,
-            job_id,
-            "loaded",
-            "state = 'failed', open = 0, loaded_on = COALESCE($5, loaded_on), reason = $6",
-            (None, Some(reason.chars().take(500).collect())),
-        )
-        .await
-    }
 }
 
 /// Requests administrators make of the hardware: reprogramming and audit-trail reads.
 impl Store {
     /// Request reprogramming of a cylinder: its open programming job (or a new one) writes
-    /// the whole defined program after the memory is wiped.
+    /// the whole defined program after the memory is wiped. Refused while the cylinder's
+    /// job is on its way to it (the cylinder is locked until the job reports).
     pub async fn request_reprogramming(
         &self,
         sys: &LockingSystem,
@@ -1608,7 +1677,9 @@ impl Store {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<JobRecord> {
-        let cfg = self.configuration(sys).await?;
+        let mut tx = self.write_tx().await?;
+        Self::lock_system(&mut tx, sys.id).await?;
+        let cfg = Self::configuration_in(&mut tx, sys, &ReconcileScope::full()).await?;
         let defined = defined::compute(&cfg, now);
         let program = defined
             .cylinders
@@ -1618,16 +1689,24 @@ impl Store {
             })?;
         let program = serde_json::to_string(program).map_err(corrupt)?;
         let stamp = ts(now);
-        let mut tx = self.write_tx().await?;
-        let open = sqlx::query("SELECT id, actions FROM jobs WHERE target_id = $1 AND kind = 'cylinder_programming' AND open = 1 AND system_id = $2")
+        let open = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE target_id = $1 AND kind = 'cylinder_programming' AND open = 1 AND system_id = $2"))
             .bind(cylinder)
             .bind(sys.id)
             .fetch_optional(&mut *tx)
             .await?;
         let id = match open {
             Some(r) => {
-                let id: i64 = r.try_get("id")?;
-                let mut actions: Vec<CylinderAction> = serde_json::from_str(&r.try_get::<String, _>("actions")?).map_err(corrupt)?;
+                let job = job_from_row(&r)?;
+                if job.state.is_out() {
+                    return Err(StoreError::Refused {
+                        message: format!(
+                            "cylinder {cylinder} is locked: its job {} is {} and must report first",
+                            job.id,
+                            job.state.name()
+                        ),
+                    });
+                }
+                let mut actions = job.actions;
                 if !actions.contains(&CylinderAction::Reprogram) {
                     actions.push(CylinderAction::Reprogram);
                 }
@@ -1635,14 +1714,14 @@ impl Store {
                     .bind(serde_json::to_string(&actions).map_err(corrupt)?)
                     .bind(&program)
                     .bind(&stamp)
-                    .bind(id)
+                    .bind(job.id)
                     .execute(&mut *tx)
                     .await?;
-                id
+                job.id
             }
             None => sqlx::query(
-                "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
-                 VALUES ($1, 'cylinder_programming', $2, 'created', 1, $3, '[\"reprogram\"]', 'normal', $4, $5, $5) RETURNING id",
+                "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
+                 VALUES ($1, 'cylinder_programming', 'cylinder', $2, 'created', 1, $3, '[\"reprogram\"]', 'normal', $4, $5, $5) RETURNING id",
             )
             .bind(sys.id)
             .bind(cylinder)
@@ -1653,65 +1732,39 @@ impl Store {
             .await?
             .try_get("id")?,
         };
+        let job = Self::job_in(&mut tx, sys.id, id).await?;
         tx.commit().await?;
-        self.job(sys.id, id).await
+        Ok(job)
     }
 
-    /// Request reading the audit trail of a key or cylinder; with approvals on, it waits for an approver.
+    /// Request reading the audit trail of a key or cylinder; with approvals on, it waits
+    /// for an approver (`CylinderJob::initial_state`).
     pub async fn request_audit_trail(
         &self,
         sys: &LockingSystem,
-        target: i64,
+        target: JobTarget,
+        target_id: i64,
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<JobRecord> {
-        let state = if sys.fixed.audit_trail_approvals {
-            "awaiting_approval"
-        } else {
-            "created"
-        };
+        let state = CylinderJob::initial_state(true, sys.fixed.audit_trail_approvals);
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
-            "INSERT INTO jobs (system_id, kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
-             VALUES ($1, 'audit_trail', $2, $3, 1, '{}', '[]', 'normal', $4, $5, $5) RETURNING id",
+            "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
+             VALUES ($1, 'audit_trail', $2, $3, $4, 1, '{}', '[]', 'normal', $5, $6, $6) RETURNING id",
         )
         .bind(sys.id)
-        .bind(target)
-        .bind(state)
+        .bind(target.as_str())
+        .bind(target_id)
+        .bind(state.name())
         .bind(actor.c_key_id)
         .bind(ts(now))
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| crate::map_unique(e, "target_id", "an audit-trail request for this object"))?;
-        self.job(sys.id, row.try_get("id")?).await
-    }
-
-    /// An approver's decision on an audit-trail request.
-    pub async fn decide_audit_trail(
-        &self,
-        sys: &LockingSystem,
-        job_id: i64,
-        approved: bool,
-        approver: &Actor,
-    ) -> Result<JobRecord> {
-        let (set, reason) = if approved {
-            (
-                "state = 'created', reason = $6",
-                format!("approved by {}", approver.label),
-            )
-        } else {
-            (
-                "state = 'cancelled', open = 0, reason = $6",
-                format!("rejected by {}", approver.label),
-            )
-        };
-        self.set_job(
-            sys.id,
-            job_id,
-            "awaiting_approval",
-            &format!("{set}, assigned_to = COALESCE($5, assigned_to)"),
-            (None, Some(reason)),
-        )
-        .await
+        let job = Self::job_in(&mut tx, sys.id, row.try_get("id")?).await?;
+        tx.commit().await?;
+        Ok(job)
     }
 }
 

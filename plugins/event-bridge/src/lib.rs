@@ -281,7 +281,7 @@ fn job_open(action: &str, details: &Value) -> Option<bool> {
         .and_then(Value::as_str)
         .unwrap_or(action);
     match state {
-        "created" | "open" | "loaded" | "carried" | "recreated" => Some(true),
+        "created" | "awaiting_approval" | "open" | "loaded" | "carried" | "recreated" => Some(true),
         "confirmed" | "failed" | "cancelled" | "finished" | "deleted" | "replaced" => Some(false),
         _ => None,
     }
