@@ -6,9 +6,11 @@
 //! transaction on SQLite. Every claim increments the job's fencing token; completing,
 //! failing or extending a lease is `UPDATE … WHERE id = ? AND fencing = ?`, so a worker whose
 //! lease expired and whose job was claimed again gets [`JobsError::LeaseLost`] and changes
-//! nothing. Delivery is at least once: handlers and receivers must be idempotent (the fencing
+//! nothing. That protocol lives once, in `lease` (the queue and the outbox only name their
+//! columns). Delivery is at least once: handlers and receivers must be idempotent (the fencing
 //! token and the outbox message id are what they dedupe on).
 
+mod lease;
 pub mod outbox;
 pub mod periodic;
 pub mod queue;

@@ -15,9 +15,10 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::watch;
 
+use crate::lease::{Arg, Claim, Fence, LeaseTable, fail_outcome};
 use crate::queue::{FailOutcome, MAX_BATCH, MIN_LEASE};
 use crate::retry::RetryPolicy;
-use crate::sql::{after, clip, get_json, get_opt_ts, get_ts, get_u32, list, render, ts};
+use crate::sql::{after, clip, get_json, get_opt_ts, get_ts, get_u32, render, ts};
 use crate::{JobsError, Result};
 
 /// A new stable message id in UUID (version 4) form.
@@ -153,6 +154,24 @@ pub struct Dispatcher {
     owner: String,
 }
 
+/// The outbox's leases: a message is held until it is delivered or dead.
+const OUTBOX: LeaseTable = LeaseTable {
+    table: "outbox",
+    what: "outbox message",
+    holder: "dispatcher",
+    held: "dispatched_at IS NULL AND dead_at IS NULL",
+    claimed: "",
+    dead: "dead_at = ?",
+    touch: "",
+};
+
+fn fence(m: &OutboxMessage) -> Fence {
+    Fence {
+        id: m.id,
+        fencing: m.fencing,
+    }
+}
+
 const RECORD_COLUMNS: &str =
     "id, message_id, topic, payload, attempts, created_at, dispatched_at, dead_at, last_error";
 
@@ -201,181 +220,101 @@ impl Dispatcher {
         self.store.backend() == Backend::Sqlite
     }
 
-    fn lease_lost(m: &OutboxMessage) -> JobsError {
-        JobsError::LeaseLost {
-            what: "outbox message",
-            id: m.id,
-            fencing: m.fencing,
-        }
-    }
-
     /// Claim up to `limit` undelivered messages that are due and not leased (or whose lease
     /// expired), oldest first. An expired lease on the last attempt makes the message dead.
     pub async fn claim(&self, limit: u32) -> Result<Vec<OutboxMessage>> {
         if limit == 0 || limit > MAX_BATCH {
             return Err(JobsError::Invalid(format!("limit must be 1..={MAX_BATCH}")));
         }
-        let sqlite = self.sqlite();
-        let mut tx = self.store.write_tx().await?;
-        let now = Utc::now();
-        let now_s = ts(now);
-        let mut select = String::from(
-            "SELECT id, attempts, lease_expires_at FROM outbox \
-             WHERE dispatched_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ? \
-             AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY id LIMIT ?",
-        );
-        if !sqlite {
-            select.push_str(" FOR UPDATE SKIP LOCKED");
-        }
-        let select = render(sqlite, &select).into_owned();
-        let candidates = sqlx::query(&select)
-            .bind(now_s.clone())
-            .bind(now_s.clone())
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
+        let max_attempts = self.config.retry.max_attempts;
+        let claimed = OUTBOX
+            .claim(
+                &self.store,
+                Claim {
+                    columns: "id, attempts, lease_expires_at",
+                    due: "dispatched_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ? \
+                          AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"
+                        .into(),
+                    args: vec![Arg::Now, Arg::Now],
+                    order: "id",
+                    limit: i64::from(limit),
+                    owner: &self.owner,
+                    lease: self.config.lease,
+                    returning: "id, message_id, topic, payload, attempts, fencing, created_at",
+                },
+                |row| {
+                    let leased = get_opt_ts(row, "lease_expires_at")?.is_some();
+                    Ok(leased && get_u32(row, "attempts")? >= max_attempts)
+                },
+                |row, expires| {
+                    Ok(OutboxMessage {
+                        id: row.try_get("id")?,
+                        message_id: row.try_get("message_id")?,
+                        topic: row.try_get("topic")?,
+                        payload: get_json(row, "payload")?,
+                        attempt: get_u32(row, "attempts")?,
+                        fencing: row.try_get("fencing")?,
+                        lease_expires_at: expires,
+                        created_at: get_ts(row, "created_at")?,
+                    })
+                },
+            )
             .await?;
-        let mut claim_ids = Vec::with_capacity(candidates.len());
-        let mut dead_ids = Vec::new();
-        for row in &candidates {
-            let id: i64 = row.try_get("id")?;
-            let leased = get_opt_ts(row, "lease_expires_at")?.is_some();
-            if leased && get_u32(row, "attempts")? >= self.config.retry.max_attempts {
-                dead_ids.push(id);
-            } else {
-                claim_ids.push(id);
-            }
-        }
-        if !dead_ids.is_empty() {
-            let sql = render(
-                sqlite,
-                &format!(
-                    "UPDATE outbox SET dead_at = ?, lease_owner = NULL, lease_expires_at = NULL, \
-                     fencing = fencing + 1, last_error = ? WHERE id IN ({})",
-                    list(dead_ids.len())
-                ),
-            )
-            .into_owned();
-            let mut q = sqlx::query(&sql).bind(now_s.clone()).bind(
-                "the lease of the last attempt expired (the dispatcher stopped or hung)"
-                    .to_string(),
-            );
-            for id in &dead_ids {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let mut out = Vec::with_capacity(claim_ids.len());
-        if !claim_ids.is_empty() {
-            let expires = after(now, self.config.lease);
-            let sql = render(
-                sqlite,
-                &format!(
-                    "UPDATE outbox SET lease_owner = ?, lease_expires_at = ?, \
-                     fencing = fencing + 1, attempts = attempts + 1 WHERE id IN ({}) \
-                     RETURNING id, message_id, topic, payload, attempts, fencing, created_at",
-                    list(claim_ids.len())
-                ),
-            )
-            .into_owned();
-            let mut q = sqlx::query(&sql).bind(self.owner.clone()).bind(ts(expires));
-            for id in &claim_ids {
-                q = q.bind(*id);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                out.push(OutboxMessage {
-                    id: row.try_get("id")?,
-                    message_id: row.try_get("message_id")?,
-                    topic: row.try_get("topic")?,
-                    payload: get_json(&row, "payload")?,
-                    attempt: get_u32(&row, "attempts")?,
-                    fencing: row.try_get("fencing")?,
-                    lease_expires_at: expires,
-                    created_at: get_ts(&row, "created_at")?,
-                });
-            }
-            out.sort_by_key(|m| m.id);
-        }
-        tx.commit().await?;
+        let mut out = claimed.rows;
+        out.sort_by_key(|m| m.id);
         Ok(out)
     }
 
     /// Mark a claimed message delivered; `LeaseLost` when another dispatcher claimed it since.
     pub async fn mark_delivered(&self, m: &OutboxMessage) -> Result<()> {
-        let sql = render(
-            self.sqlite(),
-            "UPDATE outbox SET dispatched_at = ?, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND fencing = ? AND dispatched_at IS NULL AND dead_at IS NULL",
-        );
-        let n = sqlx::query(&sql)
-            .bind(ts(Utc::now()))
-            .bind(m.id)
-            .bind(m.fencing)
-            .execute(self.store.pool())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(Self::lease_lost(m));
-        }
-        Ok(())
+        let now = Utc::now();
+        OUTBOX
+            .release(
+                &self.store,
+                fence(m),
+                now,
+                "dispatched_at = ?",
+                vec![Arg::Text(Some(ts(now)))],
+            )
+            .await
     }
 
     /// Record a failed delivery: due again after the backoff, or dead after the last attempt
     /// (or on [`JobsError::Permanent`]).
     pub async fn mark_failed(&self, m: &OutboxMessage, error: &JobsError) -> Result<FailOutcome> {
         let now = Utc::now();
-        let dead =
-            matches!(error, JobsError::Permanent(_)) || m.attempt >= self.config.retry.max_attempts;
-        let outcome = if dead {
-            FailOutcome::Dead
-        } else {
-            FailOutcome::Retry {
-                run_at: after(now, self.config.retry.delay(m.attempt)),
-            }
-        };
+        let outcome = fail_outcome(
+            &self.config.retry,
+            m.attempt,
+            self.config.retry.max_attempts,
+            error,
+            now,
+        );
         let (next, dead_at) = match outcome {
             FailOutcome::Dead => (None, Some(ts(now))),
             FailOutcome::Retry { run_at } => (Some(ts(run_at)), None),
         };
-        let sql = render(
-            self.sqlite(),
-            "UPDATE outbox SET next_attempt_at = COALESCE(?, next_attempt_at), dead_at = ?, \
-             last_error = ?, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND fencing = ? AND dispatched_at IS NULL AND dead_at IS NULL",
-        );
-        let n = sqlx::query(&sql)
-            .bind(next)
-            .bind(dead_at)
-            .bind(clip(&error.to_string()))
-            .bind(m.id)
-            .bind(m.fencing)
-            .execute(self.store.pool())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(Self::lease_lost(m));
-        }
+        OUTBOX
+            .release(
+                &self.store,
+                fence(m),
+                now,
+                "next_attempt_at = COALESCE(?, next_attempt_at), dead_at = ?, last_error = ?",
+                vec![
+                    Arg::Text(next),
+                    Arg::Text(dead_at),
+                    Arg::Text(Some(clip(&error.to_string()))),
+                ],
+            )
+            .await?;
         Ok(outcome)
     }
 
     /// Extend a claimed message's lease to now + lease.
     pub async fn extend(&self, m: &mut OutboxMessage) -> Result<()> {
-        let expires = after(Utc::now(), self.config.lease);
-        let sql = render(
-            self.sqlite(),
-            "UPDATE outbox SET lease_expires_at = ? \
-             WHERE id = ? AND fencing = ? AND dispatched_at IS NULL AND dead_at IS NULL",
-        );
-        let n = sqlx::query(&sql)
-            .bind(ts(expires))
-            .bind(m.id)
-            .bind(m.fencing)
-            .execute(self.store.pool())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(Self::lease_lost(m));
-        }
-        m.lease_expires_at = expires;
+        m.lease_expires_at = OUTBOX
+            .extend(&self.store, fence(m), self.config.lease)
+            .await?;
         Ok(())
     }
 

@@ -12,8 +12,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 use tokio::sync::Notify;
 
+use crate::lease::{Arg, Claim, Fence, LeaseTable, fail_outcome};
 use crate::retry::{MAX_ATTEMPTS_LIMIT, RetryPolicy};
-use crate::sql::{after, clip, get_json, get_opt_ts, get_ts, get_u32, is_sqlite, list, render, ts};
+use crate::sql::{clip, get_json, get_opt_ts, get_ts, get_u32, is_sqlite, list, render, ts};
 use crate::{JobsError, Result};
 
 /// Most rows one call claims, enqueues, lists or purges.
@@ -193,6 +194,24 @@ pub struct Queue {
     config: QueueConfig,
     /// Wakes this process's idle workers when it enqueues (other replicas poll).
     wake: Arc<Notify>,
+}
+
+/// The queue's leases: a job is held while `leased`; every write stamps `updated_at`.
+const QUEUE: LeaseTable = LeaseTable {
+    table: "queue_jobs",
+    what: "job",
+    holder: "worker",
+    held: "state = 'leased'",
+    claimed: "state = 'leased', updated_at = ?",
+    dead: "state = 'dead', updated_at = ?",
+    touch: "updated_at = ?",
+};
+
+fn fence(job: &Job) -> Fence {
+    Fence {
+        id: job.id,
+        fencing: job.fencing,
+    }
 }
 
 const RECORD_COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, run_at, \
@@ -392,198 +411,109 @@ impl Queue {
                 "claim 1..={MAX_KINDS} kinds at once"
             )));
         }
-        let sqlite = self.sqlite();
-        // SQLite: BEGIN IMMEDIATE holds the write lock for the whole claim.
-        // PostgreSQL: the selected rows stay locked (and skipped by others) until commit.
-        let mut tx = self.store.write_tx().await?;
-        let now = Utc::now();
-        let now_s = ts(now);
-        let mut select = format!(
-            "SELECT id, state, attempts, max_attempts FROM queue_jobs WHERE kind IN ({}) \
-             AND ((state = 'ready' AND run_at <= ?) OR (state = 'leased' AND lease_expires_at <= ?)) \
-             ORDER BY run_at, id LIMIT ?",
-            list(kinds.len())
-        );
-        if !sqlite {
-            select.push_str(" FOR UPDATE SKIP LOCKED");
-        }
-        let select = render(sqlite, &select).into_owned();
-        let mut q = sqlx::query(&select);
-        for k in kinds {
-            q = q.bind(k.clone());
-        }
-        let candidates = q
-            .bind(now_s.clone())
-            .bind(now_s.clone())
-            .bind(limit)
-            .fetch_all(&mut *tx)
+        let claimed = QUEUE
+            .claim(
+                &self.store,
+                Claim {
+                    columns: "id, state, attempts, max_attempts",
+                    due: format!(
+                        "kind IN ({}) AND ((state = 'ready' AND run_at <= ?) \
+                         OR (state = 'leased' AND lease_expires_at <= ?))",
+                        list(kinds.len())
+                    ),
+                    args: kinds
+                        .iter()
+                        .map(|k| Arg::Text(Some(k.clone())))
+                        .chain([Arg::Now, Arg::Now])
+                        .collect(),
+                    order: "run_at, id",
+                    limit,
+                    owner,
+                    lease: self.config.lease,
+                    returning: "id, kind, payload, attempts, max_attempts, fencing, created_at, run_at",
+                },
+                |row| {
+                    let state: String = row.try_get("state")?;
+                    Ok(state == "leased"
+                        && get_u32(row, "attempts")? >= get_u32(row, "max_attempts")?)
+                },
+                |row, expires| {
+                    Ok((
+                        get_ts(row, "run_at")?,
+                        Job {
+                            id: row.try_get("id")?,
+                            kind: row.try_get("kind")?,
+                            payload: get_json(row, "payload")?,
+                            attempt: get_u32(row, "attempts")?,
+                            max_attempts: get_u32(row, "max_attempts")?,
+                            fencing: row.try_get("fencing")?,
+                            lease_owner: owner.to_string(),
+                            lease_expires_at: expires,
+                            created_at: get_ts(row, "created_at")?,
+                        },
+                    ))
+                },
+            )
             .await?;
-        let mut claim_ids = Vec::with_capacity(candidates.len());
-        let mut dead_ids = Vec::new();
-        for row in &candidates {
-            let id: i64 = row.try_get("id")?;
-            let state: String = row.try_get("state")?;
-            if state == "leased" && get_u32(row, "attempts")? >= get_u32(row, "max_attempts")? {
-                dead_ids.push(id);
-            } else {
-                claim_ids.push(id);
-            }
+        if !claimed.dead.is_empty() {
+            tracing::warn!(jobs = ?claimed.dead, "jobs dead: lease of the last attempt expired");
         }
-        if !dead_ids.is_empty() {
-            let sql = render(
-                sqlite,
-                &format!(
-                    "UPDATE queue_jobs SET state = 'dead', lease_owner = NULL, \
-                     lease_expires_at = NULL, fencing = fencing + 1, last_error = ?, \
-                     updated_at = ? WHERE id IN ({})",
-                    list(dead_ids.len())
-                ),
-            )
-            .into_owned();
-            let mut q = sqlx::query(&sql)
-                .bind(
-                    "the lease of the last attempt expired (the worker stopped or hung)"
-                        .to_string(),
-                )
-                .bind(now_s.clone());
-            for id in &dead_ids {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *tx).await?;
-            tracing::warn!(jobs = ?dead_ids, "jobs dead: lease of the last attempt expired");
-        }
-        let mut jobs = Vec::with_capacity(claim_ids.len());
-        if !claim_ids.is_empty() {
-            let expires = crate::sql::after(now, self.config.lease);
-            let sql = render(
-                sqlite,
-                &format!(
-                    "UPDATE queue_jobs SET state = 'leased', lease_owner = ?, lease_expires_at = ?, \
-                     fencing = fencing + 1, attempts = attempts + 1, updated_at = ? \
-                     WHERE id IN ({}) \
-                     RETURNING id, kind, payload, attempts, max_attempts, fencing, created_at, run_at",
-                    list(claim_ids.len())
-                ),
-            )
-            .into_owned();
-            let mut q = sqlx::query(&sql)
-                .bind(owner.to_string())
-                .bind(ts(expires))
-                .bind(now_s);
-            for id in &claim_ids {
-                q = q.bind(*id);
-            }
-            let mut rows = Vec::with_capacity(claim_ids.len());
-            for row in q.fetch_all(&mut *tx).await? {
-                let run_at = get_ts(&row, "run_at")?;
-                rows.push((
-                    run_at,
-                    Job {
-                        id: row.try_get("id")?,
-                        kind: row.try_get("kind")?,
-                        payload: get_json(&row, "payload")?,
-                        attempt: get_u32(&row, "attempts")?,
-                        max_attempts: get_u32(&row, "max_attempts")?,
-                        fencing: row.try_get("fencing")?,
-                        lease_owner: owner.to_string(),
-                        lease_expires_at: expires,
-                        created_at: get_ts(&row, "created_at")?,
-                    },
-                ));
-            }
-            // RETURNING has no order: hand jobs out oldest first.
-            rows.sort_by_key(|(run_at, job)| (*run_at, job.id));
-            jobs.extend(rows.into_iter().map(|(_, j)| j));
-        }
-        tx.commit().await?;
-        Ok(jobs)
-    }
-
-    fn lease_lost(job: &Job) -> JobsError {
-        JobsError::LeaseLost {
-            what: "job",
-            id: job.id,
-            fencing: job.fencing,
-        }
+        let mut rows = claimed.rows;
+        // RETURNING has no order: hand jobs out oldest first.
+        rows.sort_by_key(|(run_at, job)| (*run_at, job.id));
+        Ok(rows.into_iter().map(|(_, j)| j).collect())
     }
 
     /// Mark a claimed job done. `LeaseLost` (and nothing written) when the job was claimed
     /// again since (its fencing token moved on) or left the leased state.
     pub async fn complete(&self, job: &Job) -> Result<()> {
-        let sql = self.sql(
-            "UPDATE queue_jobs SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, \
-             updated_at = ? WHERE id = ? AND fencing = ? AND state = 'leased'",
-        );
-        let n = sqlx::query(&sql)
-            .bind(ts(Utc::now()))
-            .bind(job.id)
-            .bind(job.fencing)
-            .execute(self.store.pool())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(Self::lease_lost(job));
-        }
-        Ok(())
+        QUEUE
+            .release(
+                &self.store,
+                fence(job),
+                Utc::now(),
+                "state = 'done'",
+                Vec::new(),
+            )
+            .await
     }
 
     /// Record a failed attempt: ready again after the backoff, or dead when this was the last
     /// attempt or `error` is [`JobsError::Permanent`]. `last_error` keeps the message.
     pub async fn fail(&self, job: &Job, error: &JobsError) -> Result<FailOutcome> {
         let now = Utc::now();
-        let permanent = matches!(error, JobsError::Permanent(_));
-        let outcome = if permanent || job.attempt >= job.max_attempts {
-            FailOutcome::Dead
-        } else {
-            FailOutcome::Retry {
-                run_at: after(now, self.config.retry.delay(job.attempt)),
-            }
-        };
+        let outcome = fail_outcome(
+            &self.config.retry,
+            job.attempt,
+            job.max_attempts,
+            error,
+            now,
+        );
         let (state, run_at) = match outcome {
             FailOutcome::Dead => ("dead", None),
             FailOutcome::Retry { run_at } => ("ready", Some(ts(run_at))),
         };
-        let sql = self.sql(
-            "UPDATE queue_jobs SET state = ?, run_at = COALESCE(?, run_at), lease_owner = NULL, \
-             lease_expires_at = NULL, last_error = ?, updated_at = ? \
-             WHERE id = ? AND fencing = ? AND state = 'leased'",
-        );
-        let n = sqlx::query(&sql)
-            .bind(state.to_string())
-            .bind(run_at)
-            .bind(clip(&error.to_string()))
-            .bind(ts(now))
-            .bind(job.id)
-            .bind(job.fencing)
-            .execute(self.store.pool())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(Self::lease_lost(job));
-        }
+        QUEUE
+            .release(
+                &self.store,
+                fence(job),
+                now,
+                "state = ?, run_at = COALESCE(?, run_at), last_error = ?",
+                vec![
+                    Arg::Text(Some(state.to_string())),
+                    Arg::Text(run_at),
+                    Arg::Text(Some(clip(&error.to_string()))),
+                ],
+            )
+            .await?;
         Ok(outcome)
     }
 
     /// Extend the lease to now + lease; the new expiry. `LeaseLost` when claimed again since.
     pub async fn extend(&self, job: &Job) -> Result<DateTime<Utc>> {
-        let now = Utc::now();
-        let expires = after(now, self.config.lease);
-        let sql = self.sql(
-            "UPDATE queue_jobs SET lease_expires_at = ?, updated_at = ? \
-             WHERE id = ? AND fencing = ? AND state = 'leased'",
-        );
-        let n = sqlx::query(&sql)
-            .bind(ts(expires))
-            .bind(ts(now))
-            .bind(job.id)
-            .bind(job.fencing)
-            .execute(self.store.pool())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(Self::lease_lost(job));
-        }
-        Ok(expires)
+        QUEUE
+            .extend(&self.store, fence(job), self.config.lease)
+            .await
     }
 
     /// One job as stored.
