@@ -60,17 +60,9 @@ async fn patch_settings(
         ));
     }
     let sys = state
-        .store
-        .update_settings(&admin.system, &admin.actor, if_match(&headers)?, new)
-        .await?;
-    // Flexible revalidation changes what keys hold.
-    if let Err(e) = state
         .app
-        .reconcile(&state.app.context(&sys, &admin.scope, &admin.actor))
-        .await
-    {
-        tracing::error!(error = %e, "reconciliation after a settings change failed");
-    }
+        .update_settings(&admin.cx(&state.app), if_match(&headers)?, new)
+        .await?;
     Ok(Json(sys).into_response())
 }
 
@@ -235,22 +227,13 @@ async fn bulk_apply<R: Resource>(
     f: impl Fn(&mut R) + Send + Sync,
 ) -> ApiResult<usize> {
     let n = state
-        .store
-        .update_many::<R, _>(
-            &admin.system,
-            kind,
-            ids,
-            &admin.scope,
-            &admin.actor,
-            action,
-            |b| {
-                f(b);
-                Ok(())
-            },
-        )
+        .app
+        .update_objects::<R, _>(&admin.cx(&state.app), kind, ids, action, |b| {
+            f(b);
+            Ok(())
+        })
         .await?
         .len();
-    crate::jobs::after_change(state, admin, kind, ids).await;
     Ok(n)
 }
 

@@ -25,15 +25,6 @@ use crate::{
     problem::{ApiResult, Problem},
 };
 
-/// Reconcile after a committed change of the objects `ids` of `kind` (none: the whole
-/// system); see `lockgate_app::App::reconcile_after`.
-pub async fn after_change(state: &AppState, admin: &Admin, kind: ObjectKind, ids: &[i64]) {
-    state
-        .app
-        .reconcile_after(&admin.cx(&state.app), kind, ids)
-        .await;
-}
-
 /// The kind of object a job is about.
 fn job_target_kind(j: &JobRecord) -> ObjectKind {
     match j.target {
@@ -138,10 +129,9 @@ async fn re_edited(
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     admin.require(Function::Key, Level::Full)?;
-    let cx = admin.cx(&state.app);
     let s = state
-        .store
-        .confirm_re_edition(&cx.system, id, &cx.scope, &cx.actor, cx.now)
+        .app
+        .confirm_re_edition(&admin.cx(&state.app), id)
         .await?;
     Ok(crate::resources::object_response(StatusCode::OK, &s))
 }

@@ -30,7 +30,6 @@ use crate::{
     AppState,
     authz::Admin,
     extract::{json_body, parse_id},
-    jobs::after_change,
     problem::{ApiResult, Problem},
     resources::object_response,
 };
@@ -46,8 +45,7 @@ fn body_or_default<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-async fn key_done(state: &AppState, admin: &Admin, s: Stored<Key>) -> ApiResult<Response> {
-    after_change(state, admin, ObjectKind::Key, &[s.id]).await;
+fn key_done(s: Stored<Key>) -> ApiResult<Response> {
     Ok(object_response(StatusCode::OK, &s))
 }
 
@@ -67,20 +65,17 @@ async fn hand_out(
     if h.schedule.is_some() {
         admin.require(Function::KeySchedule, Level::Full)?;
     }
-    let s = state
-        .store
-        .hand_out_key(&admin.system, id, &admin.scope, &admin.actor, h)
-        .await?;
-    key_done(&state, &admin, s).await
+    let s = state.app.hand_out_key(&admin.cx(&state.app), id, h).await?;
+    key_done(s)
 }
 
 async fn hand_in(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
     admin.require(Function::KeyHandInOut, Level::Full)?;
     let s = state
-        .store
-        .hand_in_key(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
+        .app
+        .hand_in_key(&admin.cx(&state.app), parse_id(&id)?)
         .await?;
-    key_done(&state, &admin, s).await
+    key_done(s)
 }
 
 async fn lost(
@@ -130,16 +125,10 @@ async fn copy(
     }
     let req: CopyRequest = json_body(&headers, &body)?;
     let s = state
-        .store
-        .copy_key_configuration(
-            &admin.system,
-            parse_id(&id)?,
-            req.target_key_id,
-            &admin.scope,
-            &admin.actor,
-        )
+        .app
+        .copy_key_configuration(&admin.cx(&state.app), parse_id(&id)?, req.target_key_id)
         .await?;
-    key_done(&state, &admin, s).await
+    key_done(s)
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,27 +151,19 @@ async fn replace(
     admin.require(Function::KeyAuthorisation, Level::Full)?;
     let req: CloneRequest = json_body(&headers, &body)?;
     let s = state
-        .store
-        .replace_key_with_clone(
-            &admin.system,
-            parse_id(&id)?,
-            &admin.scope,
-            &admin.actor,
-            req.marking,
-            req.name,
-        )
+        .app
+        .replace_key_with_clone(&admin.cx(&state.app), parse_id(&id)?, req.marking, req.name)
         .await?;
-    after_change(&state, &admin, ObjectKind::Key, &[]).await;
     Ok(object_response(StatusCode::CREATED, &s))
 }
 
 async fn remove_redundant(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
     admin.require(Function::KeyAuthorisation, Level::Full)?;
     let s = state
-        .store
-        .remove_redundant_authorisations(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
+        .app
+        .remove_redundant_authorisations(&admin.cx(&state.app), parse_id(&id)?)
         .await?;
-    key_done(&state, &admin, s).await
+    key_done(s)
 }
 
 async fn remove_key_side(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
@@ -194,10 +175,9 @@ async fn remove_key_side(state: AppState, admin: Admin, id: String) -> ApiResult
         admin.require(f, Level::Full)?;
     }
     let n = state
-        .store
-        .remove_key_side_authorisations(&admin.system, parse_id(&id)?, &admin.scope, &admin.actor)
+        .app
+        .remove_key_side_authorisations(&admin.cx(&state.app), parse_id(&id)?)
         .await?;
-    after_change(&state, &admin, ObjectKind::Key, &[]).await;
     Ok(Json(serde_json::json!({ "updated": n })).into_response())
 }
 
@@ -250,10 +230,9 @@ async fn group_schedule(
         }
     };
     let n = state
-        .store
-        .apply_schedule_to_key_group(&admin.system, group, &admin.scope, &admin.actor, schedule)
+        .app
+        .apply_schedule_to_key_group(&admin.cx(&state.app), group, schedule)
         .await?;
-    after_change(&state, &admin, ObjectKind::Key, &[]).await;
     Ok(Json(serde_json::json!({ "updated": n })).into_response())
 }
 

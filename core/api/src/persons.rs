@@ -30,30 +30,24 @@ async fn lifecycle(
     id: String,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let s = match op {
+    let to = match op {
         "deactivate" => {
             admin.require(Function::KeyHolderDeactivate, Level::Full)?;
-            state
-                .store
-                .deactivate_person(&admin.system, kind, id, &admin.scope, &admin.actor)
-                .await?
+            lockgate_app::PersonMove::Deactivate
         }
         "reactivate" => {
             admin.require(Function::KeyHolderDeactivate, Level::Full)?;
-            state
-                .store
-                .reactivate_person(&admin.system, kind, id, &admin.scope, &admin.actor)
-                .await?
+            lockgate_app::PersonMove::Reactivate
         }
         _ => {
             admin.require_kind(kind, Level::Full)?;
-            state
-                .store
-                .restore_person(&admin.system, kind, id, &admin.scope, &admin.actor)
-                .await?
+            lockgate_app::PersonMove::Restore
         }
     };
-    crate::jobs::after_change(&state, &admin, kind, &[id]).await;
+    let s = state
+        .app
+        .move_person(&admin.cx(&state.app), kind, id, to)
+        .await?;
     Ok(object_response(StatusCode::OK, &s))
 }
 
@@ -85,20 +79,15 @@ pub async fn import(
         "text/csv",
     )?;
     let report = state
-        .store
+        .app
         .import_persons(
-            &admin.system,
+            &admin.cx(&state.app),
             ObjectKind::Employee,
-            &admin.scope,
-            &admin.actor,
             &body,
             dry_run,
             &|_, _| {},
         )
         .await?;
-    if !dry_run {
-        crate::jobs::after_change(&state, &admin, ObjectKind::Employee, &[]).await;
-    }
     let status = if dry_run {
         StatusCode::OK
     } else {

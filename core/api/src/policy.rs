@@ -155,14 +155,15 @@ pub async fn after_create(
             .as_ref()
             .is_some_and(|d| !d.contains(&id))
     {
+        let cx = state
+            .app
+            .context(&admin.system, &Scope::all(), &admin.actor);
         let _: Stored<CKey> = state
-            .store
-            .update(
-                &admin.system,
+            .app
+            .update_object(
+                &cx,
                 ObjectKind::CKey,
                 admin.c_key.id,
-                &Scope::all(),
-                &admin.actor,
                 None,
                 |c: &mut CKey| {
                     c.domain_ids.push(id);

@@ -227,11 +227,10 @@ pub async fn create<R: Resource>(
     )
     .await?;
     let stored = state
-        .store
-        .create(&admin.system, kind, &admin.scope, &admin.actor, obj)
+        .app
+        .create_object(&admin.cx(&state.app), kind, obj)
         .await?;
     policy::after_create(&state, &admin, kind, stored.id).await?;
-    crate::jobs::after_change(&state, &admin, kind, &[stored.id]).await;
     let mut resp = object_response(StatusCode::CREATED, &stored);
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/{}/{}", kind.collection(), stored.id))
     {
@@ -313,13 +312,11 @@ pub async fn patch<R: Resource>(
         crate::licence::gate_write(&state, &admin, kind, Some(&before), &after).await?;
         policy::check_write(&state, &admin, kind, Some(id), Some(&before), &after).await?;
         let result = state
-            .store
-            .update::<R, _>(
-                &admin.system,
+            .app
+            .update_object::<R, _>(
+                &admin.cx(&state.app),
                 kind,
                 id,
-                &admin.scope,
-                &admin.actor,
                 Some(current.version),
                 |b: &mut R| {
                     *b = next;
@@ -328,11 +325,10 @@ pub async fn patch<R: Resource>(
             )
             .await;
         match result {
-            Ok(s) => {
-                crate::jobs::after_change(&state, &admin, kind, &[s.id]).await;
-                return Ok(object_response(StatusCode::OK, &s));
-            }
-            Err(StoreError::VersionMismatch { .. }) if attempt < attempts => {
+            Ok(s) => return Ok(object_response(StatusCode::OK, &s)),
+            Err(lockgate_app::AppError::Store(StoreError::VersionMismatch { .. }))
+                if attempt < attempts =>
+            {
                 // Back off a little, with jitter, before merging again.
                 let jitter = u64::from(
                     std::time::SystemTime::now()
@@ -368,32 +364,10 @@ pub async fn delete<R: Resource>(
     let id = parse_id(&id)?;
     let expected = if_match(&headers)?;
     policy::check_delete(&state, &admin, kind, id).await?;
-    if kind.is_person() {
-        state
-            .store
-            .delete_person(
-                &admin.system,
-                kind,
-                id,
-                &admin.scope,
-                &admin.actor,
-                expected,
-            )
-            .await?;
-    } else {
-        state
-            .store
-            .delete::<R>(
-                &admin.system,
-                kind,
-                id,
-                &admin.scope,
-                &admin.actor,
-                expected,
-            )
-            .await?;
-    }
-    crate::jobs::after_change(&state, &admin, kind, &[]).await;
+    state
+        .app
+        .delete_object::<R>(&admin.cx(&state.app), kind, id, expected)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -82,3 +82,115 @@ impl App {
         Ok(found)
     }
 }
+
+/// The key flows of `DOMAIN.md` §6 that change one key, each followed by the
+/// reconciliation of that key (and the cylinders that admit it).
+impl App {
+    async fn key_changed(&self, cx: &WriteContext, key: Stored<Key>) -> Result<Stored<Key>> {
+        self.reconcile_after(cx, ObjectKind::Key, &[key.id]).await;
+        Ok(key)
+    }
+
+    /// Hand a key out to a person.
+    pub async fn hand_out_key(
+        &self,
+        cx: &WriteContext,
+        id: i64,
+        h: lockgate_store::lifecycle::HandOut,
+    ) -> Result<Stored<Key>> {
+        let k = self
+            .store
+            .hand_out_key(&cx.system, id, &cx.scope, &cx.actor, h)
+            .await?;
+        self.key_changed(cx, k).await
+    }
+
+    /// Take a key back in.
+    pub async fn hand_in_key(&self, cx: &WriteContext, id: i64) -> Result<Stored<Key>> {
+        let k = self
+            .store
+            .hand_in_key(&cx.system, id, &cx.scope, &cx.actor)
+            .await?;
+        self.key_changed(cx, k).await
+    }
+
+    /// Copy validity, schedule, revalidation, explicit access and profiles to another key.
+    pub async fn copy_key_configuration(
+        &self,
+        cx: &WriteContext,
+        from: i64,
+        to: i64,
+    ) -> Result<Stored<Key>> {
+        let k = self
+            .store
+            .copy_key_configuration(&cx.system, from, to, &cx.scope, &cx.actor)
+            .await?;
+        self.key_changed(cx, k).await
+    }
+
+    /// Drop a key's individual entries its profiles already give.
+    pub async fn remove_redundant_authorisations(
+        &self,
+        cx: &WriteContext,
+        id: i64,
+    ) -> Result<Stored<Key>> {
+        let k = self
+            .store
+            .remove_redundant_authorisations(&cx.system, id, &cx.scope, &cx.actor)
+            .await?;
+        self.key_changed(cx, k).await
+    }
+
+    /// Replace a key by its factory clone (the old one is blocked everywhere it opened).
+    pub async fn replace_key_with_clone(
+        &self,
+        cx: &WriteContext,
+        id: i64,
+        marking: String,
+        name: Option<String>,
+    ) -> Result<Stored<Key>> {
+        let k = self
+            .store
+            .replace_key_with_clone(&cx.system, id, &cx.scope, &cx.actor, marking, name)
+            .await?;
+        self.reconcile_after(cx, ObjectKind::Key, &[]).await;
+        Ok(k)
+    }
+
+    /// Remove every key-side authorisation of a cylinder; how many keys changed.
+    pub async fn remove_key_side_authorisations(
+        &self,
+        cx: &WriteContext,
+        cylinder: i64,
+    ) -> Result<usize> {
+        let n = self
+            .store
+            .remove_key_side_authorisations(&cx.system, cylinder, &cx.scope, &cx.actor)
+            .await?;
+        self.reconcile_after(cx, ObjectKind::Key, &[]).await;
+        Ok(n)
+    }
+
+    /// Give every key of a key group a schedule; how many keys changed.
+    pub async fn apply_schedule_to_key_group(
+        &self,
+        cx: &WriteContext,
+        group: i64,
+        schedule: lockgate_model::schedule::Schedule,
+    ) -> Result<usize> {
+        let n = self
+            .store
+            .apply_schedule_to_key_group(&cx.system, group, &cx.scope, &cx.actor, schedule)
+            .await?;
+        self.reconcile_after(cx, ObjectKind::Key, &[]).await;
+        Ok(n)
+    }
+
+    /// A local PD re-edited the key: its current structure is what it holds.
+    pub async fn confirm_re_edition(&self, cx: &WriteContext, id: i64) -> Result<Stored<Key>> {
+        Ok(self
+            .store
+            .confirm_re_edition(&cx.system, id, &cx.scope, &cx.actor, cx.now)
+            .await?)
+    }
+}

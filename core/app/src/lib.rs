@@ -8,6 +8,7 @@
 
 mod jobs;
 mod keys;
+mod objects;
 mod persons;
 
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use lockgate_store::{
 pub use jobs::{CarryRefusal, JobReport};
 pub use lockgate_engine::jobs::{JobKind, JobState, JobTarget, Priority, Reporter, Transition};
 pub use lockgate_store::reconciliation::JobRecord;
+pub use persons::PersonMove;
 
 /// Where the application layer reads the time. Tests set it; the gateway uses the system
 /// clock.

@@ -50,3 +50,86 @@ impl App {
             .await?)
     }
 }
+
+/// A person's lifecycle move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonMove {
+    Deactivate,
+    Reactivate,
+    Restore,
+}
+
+impl App {
+    /// Deactivate, reactivate or restore a person; the keys they hold are reconciled.
+    pub async fn move_person(
+        &self,
+        cx: &WriteContext,
+        kind: ObjectKind,
+        id: i64,
+        to: PersonMove,
+    ) -> Result<lockgate_store::Stored<Person>> {
+        let (sys, scope, actor) = (&cx.system, &cx.scope, &cx.actor);
+        let s = match to {
+            PersonMove::Deactivate => {
+                self.store
+                    .deactivate_person(sys, kind, id, scope, actor)
+                    .await?
+            }
+            PersonMove::Reactivate => {
+                self.store
+                    .reactivate_person(sys, kind, id, scope, actor)
+                    .await?
+            }
+            PersonMove::Restore => {
+                self.store
+                    .restore_person(sys, kind, id, scope, actor)
+                    .await?
+            }
+        };
+        self.reconcile_after(cx, kind, &[id]).await;
+        Ok(s)
+    }
+
+    /// Import a CSV file of persons (`dry_run`: report only); an applied import reconciles
+    /// the whole system.
+    pub async fn import_persons(
+        &self,
+        cx: &WriteContext,
+        kind: ObjectKind,
+        bytes: &[u8],
+        dry_run: bool,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<ImportReport> {
+        let parsed =
+            lockgate_model::employee_csv::parse(bytes).map_err(lockgate_store::StoreError::from)?;
+        let report = self
+            .store
+            .import_parsed(cx, kind, parsed, false, dry_run, progress)
+            .await?;
+        if !dry_run {
+            self.reconcile_after(cx, kind, &[]).await;
+        }
+        Ok(report)
+    }
+}
+
+impl App {
+    /// Apply one directory sync (LDAP / AD / HR source) in one transaction with its
+    /// watermark. Persons it deletes or deactivates lose what their profiles gave their
+    /// keys, so such a sync reconciles the whole system; creates and updates keep each
+    /// person's lifecycle and profiles and reconcile nothing.
+    pub async fn sync_directory(
+        &self,
+        cx: &WriteContext,
+        req: lockgate_store::DirectorySync<'_>,
+    ) -> Result<lockgate_store::DirectorySyncReport> {
+        let report = self
+            .store
+            .sync_directory(&cx.system, &cx.actor, req)
+            .await?;
+        if !report.dry_run && report.deleted + report.inactive > 0 {
+            self.reconcile_after(cx, ObjectKind::Employee, &[]).await;
+        }
+        Ok(report)
+    }
+}

@@ -210,7 +210,14 @@ pub async fn reconcile_all(store: &Store, now: DateTime<Utc>) -> Result<usize, J
     let mut failed = Vec::new();
     let systems = store.systems().await?;
     for sys in &systems {
-        match store.reconcile(sys, &Actor::system(), now).await {
+        let app = lockgate_app::App::new(store.clone());
+        let cx = lockgate_app::WriteContext {
+            system: sys.clone(),
+            scope: lockgate_store::Scope::all(),
+            actor: Actor::system(),
+            now,
+        };
+        match app.reconcile(&cx).await {
             Ok(report) => {
                 tracing::debug!(system_id = sys.id, ?report, "full reconciliation");
                 notify_capacity_exceeded(store, sys, &report.capacity_exceeded, now).await?;

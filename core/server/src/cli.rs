@@ -355,16 +355,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             };
-            let report = store
-                .import_persons(
-                    &sys,
-                    ObjectKind::Employee,
-                    &Scope::all(),
-                    &operator(),
-                    &bytes,
-                    dry_run,
-                    &progress,
-                )
+            let app = lockgate_app::App::new(store.clone());
+            let cx = app.context(&sys, &Scope::all(), &operator());
+            let report = app
+                .import_persons(&cx, ObjectKind::Employee, &bytes, dry_run, &progress)
                 .await?;
             bar.finish_and_clear();
             for row in &report.invalid {

@@ -481,19 +481,21 @@ impl Gateway for CoreGateway {
             persons: staged,
         };
         let report = self
-            .store
-            .sync_directory(&sys, &Self::actor(plugin), req)
+            .app
+            .sync_directory(&self.cx(plugin, &sys), req)
             .await
             .map_err(|e| match e {
-                StoreError::Refused { message } => PluginError::Invalid(message),
-                StoreError::Invalid(v) => PluginError::Invalid(
+                lockgate_app::AppError::Store(StoreError::Refused { message }) => {
+                    PluginError::Invalid(message)
+                }
+                lockgate_app::AppError::Store(StoreError::Invalid(v)) => PluginError::Invalid(
                     v.errors
                         .iter()
                         .map(|f| format!("{}: {}", f.field, f.message))
                         .collect::<Vec<_>>()
                         .join("; "),
                 ),
-                e => unavailable(plugin, e),
+                e => app_unavailable(plugin, e),
             })?;
         // A dry run reports what the guard would refuse (a real sync was refused above).
         Ok(sync_report(report))
