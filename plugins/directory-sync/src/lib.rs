@@ -20,27 +20,10 @@
 //! `filter`, `page_size`, `source`, `domain`, `max_deletions`,
 //! `max_deletion_percent` and `attributes` (person field → LDAP attribute).
 
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "lockgate:connector/directory-sync",
-        path: ["../../wit/host", "../../wit/connector"],
-        with: {
-            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
-            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
-            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
-            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
-            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
-            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
-            "lockgate:host/ldap@0.1.0": lockgate_plugin_sdk::host::ldap,
-        },
-    });
-}
-
-use bindings::exports::lockgate::connector::{directory_source, plugin};
 use lockgate_plugin_sdk::gateway::{self, SyncReport, SyncRequest, SyncSkip};
 use lockgate_plugin_sdk::ldap::{self, Entry, Search, SearchScope};
 use lockgate_plugin_sdk::{Error, Person, ldap_escape, log, settings, store};
+use lockgate_plugin_sdk::{directory_source, plugin};
 use serde_json::Value;
 
 /// kv key of the watermark.
@@ -436,7 +419,7 @@ impl directory_source::Guest for Plugin {
     }
 }
 
-bindings::export!(Plugin with_types_in bindings);
+lockgate_plugin_sdk::export_directory_sync!(Plugin);
 
 #[cfg(test)]
 mod tests {

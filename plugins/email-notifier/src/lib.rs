@@ -17,24 +17,8 @@
 //! malformed notification is `failed`; a connection lost after the data was
 //! sent is `unknown` (never resent blindly).
 
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "lockgate:connector/notifier",
-        path: ["../../wit/host", "../../wit/connector"],
-        with: {
-            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
-            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
-            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
-            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
-            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
-            "lockgate:host/smtp@0.1.0": lockgate_plugin_sdk::host::smtp,
-        },
-    });
-}
-
-use bindings::exports::lockgate::connector::notification_sink::{self, Notification, NotifyError};
-use bindings::exports::lockgate::connector::plugin;
+use lockgate_plugin_sdk::notification_sink::{self, Notification, NotifyError};
+use lockgate_plugin_sdk::plugin;
 use lockgate_plugin_sdk::smtp::{self, Email, SendError};
 use lockgate_plugin_sdk::{kv, log, settings};
 use serde_json::Value;
@@ -500,7 +484,7 @@ impl notification_sink::Guest for Plugin {
     }
 }
 
-bindings::export!(Plugin with_types_in bindings);
+lockgate_plugin_sdk::export_notifier!(Plugin);
 
 #[cfg(test)]
 mod tests {

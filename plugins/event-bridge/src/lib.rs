@@ -24,26 +24,8 @@
 //! `"duplicate": true`) and is not executed twice. Each operation is a
 //! gateway operation the host authorises by the plugin's `gateway` grant.
 
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "lockgate:connector/event-bridge",
-        path: ["../../wit/host", "../../wit/connector"],
-        with: {
-            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
-            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
-            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
-            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
-            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
-            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
-            "lockgate:host/mqtt@0.1.0": lockgate_plugin_sdk::host::mqtt,
-        },
-        generate_all,
-    });
-}
-
-use bindings::exports::lockgate::connector::{event_sink, plugin};
 use lockgate_plugin_sdk::{Error, Event, Job, Key, gateway, kv, log, mqtt, settings};
+use lockgate_plugin_sdk::{event_sink, plugin};
 use serde_json::{Value, json};
 
 /// Topic prefix when the configuration has none.
@@ -505,4 +487,4 @@ fn run(op: &str, args: &Value) -> Result<Value, Error> {
     }
 }
 
-bindings::export!(Plugin with_types_in bindings);
+lockgate_plugin_sdk::export_event_bridge!(Plugin);

@@ -1,11 +1,42 @@
-//! The lockgate plugin SDK: bindings to the host capabilities
-//! (`lockgate:host@0.1.0`) and small helpers over them.
+//! The lockgate plugin SDK: the bindings of every connector world
+//! (`lockgate:connector@0.1.0`, generated once here), the host capabilities
+//! (`lockgate:host@0.1.0`) and helpers over them.
 //!
-//! A plugin crate generates its own world (one of `lockgate:connector@0.1.0`)
-//! with `wit_bindgen::generate!` and maps the host interfaces onto this crate
-//! with `with:` (see `plugins/template`), so the types below are shared and
-//! the helpers work on them. A component imports only the host interfaces it
-//! actually calls; the gateway refuses a plugin whose imports are not granted.
+//! A plugin is a type implementing [`plugin::Guest`] and its world's
+//! interface, plus one macro line naming the world:
+//!
+//! ```ignore
+//! use lockgate_plugin_sdk::{Error, Event, event_sink, plugin};
+//!
+//! struct Plugin;
+//!
+//! impl plugin::Guest for Plugin {
+//!     fn describe() -> plugin::PluginInfo { /* name, version, description */ }
+//! }
+//!
+//! impl event_sink::Guest for Plugin {
+//!     fn publish(event: Event) -> Result<(), Error> { /* ... */ }
+//!     fn handle_command(_: event_sink::Command) -> Result<String, Error> { /* ... */ }
+//! }
+//!
+//! lockgate_plugin_sdk::export_event_bridge!(Plugin);
+//! ```
+//!
+//! | world | macro | interface to implement |
+//! |---|---|---|
+//! | `directory-sync` | [`export_directory_sync!`] | [`directory_source::Guest`] |
+//! | `sso` | [`export_sso!`] | [`identity_provider::Guest`] |
+//! | `web-service` | [`export_web_service!`] | [`http_handler::Guest`] |
+//! | `notifier` | [`export_notifier!`] | [`notification_sink::Guest`] |
+//! | `content-source` | [`export_content_source!`] | [`content_provider::Guest`] |
+//! | `device-protocol` | [`export_device_protocol!`] | [`device_handler::Guest`] |
+//! | `event-bridge` | [`export_event_bridge!`] | [`event_sink::Guest`] |
+//!
+//! A component imports only the host interfaces it actually calls; the
+//! gateway refuses a plugin whose imports are not granted. Helpers:
+//! [`settings()`] (the configuration section into a typed struct),
+//! [`http`] (outbound requests through `wasi:http`), [`log`], [`store`],
+//! [`ldap_escape`].
 
 #[allow(unsafe_code, missing_docs, clippy::all)]
 mod bindings {
@@ -16,10 +47,63 @@ mod bindings {
     });
 }
 
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod worlds;
+
+pub mod http;
+pub mod settings;
+
 pub use bindings::lockgate::host;
 pub use host::{clock, config, gateway, kv, ldap, mqtt, smtp, types};
+pub use settings::settings;
 pub use types::{Cylinder, Error, Event, Job, Key, Person, Timestamp};
 pub use wit_bindgen;
+
+/// World `content-source`: [`content_provider::Guest`].
+pub use worlds::content_source::exports::lockgate::connector::content_provider;
+/// World `device-protocol`: [`device_handler::Guest`].
+pub use worlds::device_protocol::exports::lockgate::connector::device_handler;
+/// World `directory-sync`: [`directory_source::Guest`].
+pub use worlds::directory_sync::exports::lockgate::connector::directory_source;
+/// World `event-bridge`: [`event_sink::Guest`].
+pub use worlds::event_bridge::exports::lockgate::connector::event_sink;
+/// World `notifier`: [`notification_sink::Guest`].
+pub use worlds::notifier::exports::lockgate::connector::notification_sink;
+/// `plugin`, exported by every world: [`plugin::Guest::describe`].
+pub use worlds::plugin::exports::lockgate::connector::plugin;
+/// World `sso`: [`identity_provider::Guest`].
+pub use worlds::sso::exports::lockgate::connector::identity_provider;
+/// The request and response records of the `sso` and `web-service` worlds.
+pub use worlds::sso::lockgate::connector::http_types;
+/// World `web-service`: [`http_handler::Guest`].
+pub use worlds::web_service::exports::lockgate::connector::http_handler;
+
+/// Defines `export_<world>!`: `plugin` plus the world's own export.
+macro_rules! world_export_macro {
+    ($dollar:tt $name:ident, $world:literal, $part:ident, $part_impl:ident, $trait:literal) => {
+        #[doc = concat!(
+            "Exports `$ty` as a `", $world, "` plugin: `$ty` implements [`plugin::Guest`] and [`",
+            $trait, "`]. One line at the crate root:\n\n```ignore\nlockgate_plugin_sdk::",
+            stringify!($name), "!(Plugin);\n```"
+        )]
+        #[macro_export]
+        macro_rules! $name {
+            ($dollar ty:ident) => {
+                $dollar crate::__export_plugin_impl!($dollar ty with_types_in $dollar crate::worlds::plugin);
+                $dollar crate::$part_impl!($dollar ty with_types_in $dollar crate::worlds::$part);
+            };
+        }
+    };
+}
+
+world_export_macro!($ export_directory_sync, "directory-sync", directory_sync, __export_directory_sync_impl, "directory_source::Guest");
+world_export_macro!($ export_sso, "sso", sso, __export_sso_impl, "identity_provider::Guest");
+world_export_macro!($ export_web_service, "web-service", web_service, __export_web_service_impl, "http_handler::Guest");
+world_export_macro!($ export_notifier, "notifier", notifier, __export_notifier_impl, "notification_sink::Guest");
+world_export_macro!($ export_content_source, "content-source", content_source, __export_content_source_impl, "content_provider::Guest");
+world_export_macro!($ export_device_protocol, "device-protocol", device_protocol, __export_device_protocol_impl, "device_handler::Guest");
+world_export_macro!($ export_event_bridge, "event-bridge", event_bridge, __export_event_bridge_impl, "event_sink::Guest");
 
 impl Error {
     /// A failure with a free-text reason (`error::other`).
@@ -35,6 +119,16 @@ impl Error {
     /// A remote system is unavailable (`error::unavailable`).
     pub fn unavailable(reason: impl Into<String>) -> Self {
         Error::Unavailable(reason.into())
+    }
+
+    /// Refused: not granted or not allowed (`error::denied`).
+    pub fn denied(reason: impl Into<String>) -> Self {
+        Error::Denied(reason.into())
+    }
+
+    /// The object asked for does not exist (`error::not-found`).
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Error::NotFound(reason.into())
     }
 }
 
@@ -62,30 +156,6 @@ pub mod log {
     /// Logs at `error`.
     pub fn error(message: &str) {
         log(Level::Error, message);
-    }
-}
-
-/// Typed lookups in the plugin's configuration section.
-pub mod settings {
-    use crate::{Error, config};
-
-    /// The whole section as a JSON value (`{}` when the plugin has none).
-    pub fn all() -> serde_json::Value {
-        serde_json::from_str(&config::get_all()).unwrap_or(serde_json::Value::Null)
-    }
-
-    /// One key as a JSON value.
-    pub fn value(key: &str) -> Option<serde_json::Value> {
-        config::get(key).and_then(|s| serde_json::from_str(&s).ok())
-    }
-
-    /// One key that must be a string.
-    pub fn string(key: &str) -> Result<String, Error> {
-        match value(key) {
-            Some(serde_json::Value::String(s)) => Ok(s),
-            Some(_) => Err(Error::invalid(format!("config `{key}` must be a string"))),
-            None => Err(Error::invalid(format!("config `{key}` is missing"))),
-        }
     }
 }
 

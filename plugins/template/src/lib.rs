@@ -1,28 +1,50 @@
 //! Template lockgate plugin: a directory sync whose "directory" is its own
 //! configuration section (`domain` and a `persons` list). Copy this crate,
 //! rename it in `Cargo.toml` and `plugin.toml`, and replace `read_source`.
+//!
+//! A plugin is the `Guest` implementations of its world (here
+//! `directory-sync`: `plugin` and `directory-source`) plus one macro line at
+//! the end (`lockgate_plugin_sdk::export_directory_sync!(Template);`). The
+//! configuration section is read into [`Settings`] by
+//! `lockgate_plugin_sdk::settings()`, whose errors name the offending key.
 
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "lockgate:connector/directory-sync",
-        path: ["../../wit/host", "../../wit/connector"],
-        with: {
-            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
-            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
-            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
-            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
-            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
-            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
-            "lockgate:host/ldap@0.1.0": lockgate_plugin_sdk::host::ldap,
-        },
-    });
-}
-
-use bindings::exports::lockgate::connector::{directory_source, plugin};
-use lockgate_plugin_sdk::{Error, Person, clock, gateway, log, settings, store};
+use lockgate_plugin_sdk::{
+    Error, Person, clock, directory_source, gateway, log, plugin, settings, store,
+};
+use serde::Deserialize;
 
 struct Template;
+
+/// The configuration section (`[plugins.instances.template.config]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Domain the persons are created in.
+    domain: String,
+    /// The "directory": the persons to upsert.
+    #[serde(default)]
+    persons: Vec<Entry>,
+}
+
+/// One person of the `persons` list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    identifier: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    surname: String,
+    email: Option<String>,
+    phone: Option<String>,
+    department: Option<String>,
+    #[serde(default = "active")]
+    active: bool,
+}
+
+fn active() -> bool {
+    true
+}
 
 impl plugin::Guest for Template {
     fn describe() -> plugin::PluginInfo {
@@ -36,8 +58,8 @@ impl plugin::Guest for Template {
 
 impl directory_source::Guest for Template {
     fn sync(full: bool, dry_run: bool) -> Result<gateway::SyncReport, Error> {
-        let domain = settings::string("domain")?;
-        let persons = read_source()?;
+        let Settings { domain, persons } = settings()?;
+        let persons = read_source(persons);
         let last = store::get_u64("last-sync")?;
         log::info(&format!(
             "sync (full: {full}, dry run: {dry_run}, last: {last:?}): {} persons into {domain}",
@@ -73,27 +95,24 @@ impl directory_source::Guest for Template {
 }
 
 /// Reads the persons from the source: here, the `persons` configuration list.
-fn read_source() -> Result<Vec<Person>, Error> {
-    let Some(serde_json::Value::Array(items)) = settings::value("persons") else {
-        return Ok(Vec::new());
-    };
-    items
-        .iter()
-        .map(|item| {
-            let field = |name: &str| item.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-            Ok(Person {
-                identifier: field("identifier")
-                    .ok_or_else(|| Error::invalid("person without identifier"))?,
-                first_name: field("first_name").unwrap_or_default(),
-                surname: field("surname").unwrap_or_default(),
-                fields: ["email", "phone", "department"]
-                    .into_iter()
-                    .filter_map(|name| field(name).map(|v| (name.to_owned(), v)))
-                    .collect(),
-                active: item.get("active").and_then(|v| v.as_bool()).unwrap_or(true),
-            })
+fn read_source(entries: Vec<Entry>) -> Vec<Person> {
+    entries
+        .into_iter()
+        .map(|e| Person {
+            identifier: e.identifier,
+            first_name: e.first_name,
+            surname: e.surname,
+            fields: [
+                ("email", e.email),
+                ("phone", e.phone),
+                ("department", e.department),
+            ]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| (name.to_owned(), v)))
+            .collect(),
+            active: e.active,
         })
         .collect()
 }
 
-bindings::export!(Template with_types_in bindings);
+lockgate_plugin_sdk::export_directory_sync!(Template);

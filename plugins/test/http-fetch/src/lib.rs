@@ -4,26 +4,8 @@
 //! `error::denied(CODE)` when the host refuses the request and
 //! `error::other(CODE)` for other `wasi:http` errors.
 
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "lockgate:connector/event-bridge",
-        path: ["../../../wit/host", "../../../wit/connector"],
-        with: {
-            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
-            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
-            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
-            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
-            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
-            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
-            "lockgate:host/mqtt@0.1.0": lockgate_plugin_sdk::host::mqtt,
-        },
-        generate_all,
-    });
-}
-
-use bindings::exports::lockgate::connector::{event_sink, plugin};
 use lockgate_plugin_sdk::{Error, Event};
+use lockgate_plugin_sdk::{event_sink, plugin};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{ErrorCode, Fields, IncomingBody, Method, OutgoingRequest, Scheme};
 use wasip2::io::streams::StreamError;
@@ -128,4 +110,4 @@ fn fetch(url: &str) -> Result<(u16, usize), Error> {
     Ok((status, bytes))
 }
 
-bindings::export!(Plugin with_types_in bindings);
+lockgate_plugin_sdk::export_event_bridge!(Plugin);

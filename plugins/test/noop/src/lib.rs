@@ -1,26 +1,8 @@
 //! Test plugin `noop`: Does nothing; kind `log` logs once, kind `kv` reads one key (benchmarks).
 
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "lockgate:connector/event-bridge",
-        path: ["../../../wit/host", "../../../wit/connector"],
-        with: {
-            "lockgate:host/types@0.1.0": lockgate_plugin_sdk::host::types,
-            "lockgate:host/log@0.1.0": lockgate_plugin_sdk::host::log,
-            "lockgate:host/config@0.1.0": lockgate_plugin_sdk::host::config,
-            "lockgate:host/clock@0.1.0": lockgate_plugin_sdk::host::clock,
-            "lockgate:host/kv@0.1.0": lockgate_plugin_sdk::host::kv,
-            "lockgate:host/gateway@0.1.0": lockgate_plugin_sdk::host::gateway,
-            "lockgate:host/mqtt@0.1.0": lockgate_plugin_sdk::host::mqtt,
-        },
-        generate_all,
-    });
-}
-
-use bindings::exports::lockgate::connector::{event_sink, plugin};
 #[allow(unused_imports)]
 use lockgate_plugin_sdk::{Error, Event};
+use lockgate_plugin_sdk::{event_sink, plugin};
 
 struct Plugin;
 
@@ -52,4 +34,4 @@ impl event_sink::Guest for Plugin {
     }
 }
 
-bindings::export!(Plugin with_types_in bindings);
+lockgate_plugin_sdk::export_event_bridge!(Plugin);
