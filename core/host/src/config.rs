@@ -113,6 +113,7 @@ impl HostConfig {
                     "plugins.{name}.grants.smtp: no relay is configured (add [plugins.smtp])"
                 )));
             }
+            p.check_env_settings(name).map_err(HostError::Config)?;
             if let Some(ms) = p.deadline_ms
                 && (ms == 0 || ms > MAX_PLUGIN_DEADLINE_MS)
             {
@@ -242,6 +243,85 @@ impl Default for PluginSettings {
             config: serde_json::Map::new(),
             deadline_ms: None,
         }
+    }
+}
+
+/// Suffix of a plugin setting whose value names an environment variable:
+/// `token_env = "HOOK_TOKEN"` gives the plugin `token` with that variable's value.
+pub const ENV_SUFFIX: &str = "_env";
+
+impl PluginSettings {
+    /// The settings of the plugin's `config` section that name environment
+    /// variables: (setting, what the plugin sees, variable), e.g.
+    /// (`token_env`, `token`, `HOOK_TOKEN`). Only top-level keys count.
+    fn env_settings(&self) -> impl Iterator<Item = (&str, &str, &serde_json::Value)> {
+        self.config.iter().filter_map(|(key, value)| {
+            key.strip_suffix(ENV_SUFFIX)
+                .map(|target| (key.as_str(), target, value))
+        })
+    }
+
+    /// Checks the `*_env` settings without reading the environment (the
+    /// gateway may be checked where the secrets are not set): each names a
+    /// variable (a non-empty string without `=` or NUL) and a setting that is
+    /// not also given directly. Errors name the setting.
+    pub(crate) fn check_env_settings(&self, plugin: &str) -> Result<(), String> {
+        for (key, target, value) in self.env_settings() {
+            let at = format!("plugins.{plugin}.config.{key}");
+            if target.is_empty() {
+                return Err(format!(
+                    "{at}: name the setting before `{ENV_SUFFIX}` (e.g. `token{ENV_SUFFIX}`)"
+                ));
+            }
+            match value {
+                serde_json::Value::String(var) if !var.is_empty() && !var.contains(['=', '\0']) => {
+                }
+                _ => {
+                    return Err(format!(
+                        "{at}: must be the name of an environment variable (a non-empty string without `=`)"
+                    ));
+                }
+            }
+            if self.config.contains_key(target) {
+                return Err(format!("{at}: set `{target}` or `{key}`, not both"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `config` section as the plugin sees it: every `foo_env = "VAR"`
+    /// replaced by `foo` with the value of the environment variable `VAR`,
+    /// read now (at load and reload). An unset or non-UTF-8 variable is an
+    /// error naming the setting and the variable, never a value; the values
+    /// are not logged and stay out of [`HostConfig`].
+    pub fn resolved_config(
+        &self,
+        plugin: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        self.resolve_config_with(plugin, |var| std::env::var(var))
+    }
+
+    /// [`PluginSettings::resolved_config`] over any variable lookup.
+    pub(crate) fn resolve_config_with(
+        &self,
+        plugin: &str,
+        lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        self.check_env_settings(plugin)?;
+        let mut out = self.config.clone();
+        for (key, target, value) in self.env_settings() {
+            let var = value.as_str().unwrap_or_default();
+            let resolved = lookup(var).map_err(|e| {
+                let why = match e {
+                    std::env::VarError::NotPresent => "is not set",
+                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+                };
+                format!("plugins.{plugin}.config.{key}: the environment variable `{var}` {why}")
+            })?;
+            out.remove(key);
+            out.insert(target.to_owned(), serde_json::Value::String(resolved));
+        }
+        Ok(out)
     }
 }
 
@@ -592,6 +672,81 @@ mod tests {
         let got: Vec<u64> = (0..7).map(|n| b.delay_ms(n)).collect();
         assert_eq!(got, [0, 100, 200, 400, 800, 1_000, 1_000]);
         assert_eq!(b.delay_ms(u32::MAX), 1_000);
+    }
+
+    fn settings(config: &str) -> PluginSettings {
+        toml::from_str(&format!("config = {config}")).unwrap()
+    }
+
+    #[test]
+    fn env_settings_are_resolved_and_named_in_errors() {
+        let env = |var: &str| match var {
+            "HOOK_TOKEN" => Ok("s3cret".to_owned()),
+            "EMPTY" => Ok(String::new()),
+            _ => Err(std::env::VarError::NotPresent),
+        };
+        let p = settings(
+            r#"{ url = "https://h/x", token_env = "HOOK_TOKEN", blank_env = "EMPTY", n = 1 }"#,
+        );
+        p.check_env_settings("hook").unwrap();
+        let c = p.resolve_config_with("hook", env).unwrap();
+        assert_eq!(c["token"], "s3cret");
+        assert_eq!(c["blank"], "");
+        assert_eq!(c["url"], "https://h/x");
+        assert_eq!(c["n"], 1);
+        assert!(!c.contains_key("token_env") && !c.contains_key("blank_env"));
+        // The section itself keeps the variable's name only.
+        assert_eq!(p.config["token_env"], "HOOK_TOKEN");
+        assert!(!p.config.contains_key("token"));
+
+        let missing = settings(r#"{ token_env = "NOT_SET_ANYWHERE" }"#)
+            .resolve_config_with("hook", env)
+            .unwrap_err();
+        assert_eq!(
+            missing,
+            "plugins.hook.config.token_env: the environment variable `NOT_SET_ANYWHERE` is not set"
+        );
+        // Nested tables are the plugin's own business.
+        let nested = settings(r#"{ headers = { auth_env = "X" } }"#)
+            .resolve_config_with("hook", env)
+            .unwrap();
+        assert_eq!(nested["headers"]["auth_env"], "X");
+    }
+
+    #[test]
+    fn env_settings_are_checked_by_validate() {
+        for (config, expected) in [
+            (
+                r#"{ token = "a", token_env = "B" }"#,
+                "set `token` or `token_env`, not both",
+            ),
+            (
+                r#"{ token_env = 5 }"#,
+                "must be the name of an environment variable",
+            ),
+            (
+                r#"{ token_env = "" }"#,
+                "must be the name of an environment variable",
+            ),
+            (
+                r#"{ token_env = "A=B" }"#,
+                "must be the name of an environment variable",
+            ),
+            (r#"{ _env = "A" }"#, "name the setting before `_env`"),
+        ] {
+            let cfg: HostConfig =
+                toml::from_str(&format!("[plugins.hook]\nconfig = {config}")).unwrap();
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("plugins.hook.config.") && e.contains(expected),
+                "{config}: {e}"
+            );
+        }
+        // Validation never reads the environment: an unset variable is fine here.
+        let cfg: HostConfig =
+            toml::from_str("[plugins.hook]\nconfig = { token_env = \"NOT_SET_ANYWHERE\" }")
+                .unwrap();
+        cfg.validate().unwrap();
     }
 
     #[test]

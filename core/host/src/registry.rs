@@ -506,6 +506,15 @@ impl PluginHost {
             };
             return (name, entry);
         }
+        // `*_env` settings are read from the environment now (load, reload, SIGHUP).
+        let mut settings = settings;
+        match settings.resolved_config(&name) {
+            Ok(resolved) => settings.config = resolved,
+            Err(error) => {
+                entry.state = failed(error, vec![]);
+                return (name, entry);
+            }
+        }
         let wasm = manifest.component_path(manifest_path);
         let bytes = match std::fs::read(&wasm) {
             Ok(b) => b,
