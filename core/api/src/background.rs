@@ -57,7 +57,7 @@ pub struct Requeue {
 }
 
 /// One dead letter as listed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub source: Source,
     /// Id within its source (the `{id}` to requeue).

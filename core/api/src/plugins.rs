@@ -29,7 +29,7 @@ use crate::{
 pub const PLUGINS_PATH: &str = "/api/v1/plugins";
 
 /// One plugin as the API reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PluginView {
     /// The plugin's name (its manifest's).
     pub name: String,
@@ -46,8 +46,10 @@ pub struct PluginView {
     /// The cause chain of a load failure, outermost first.
     pub causes: Vec<String>,
     /// What the manifest requests.
+    #[schema(value_type = Option<Object>)]
     pub requested: Option<serde_json::Value>,
     /// What the configuration grants (capabilities with their scope).
+    #[schema(value_type = Object)]
     pub grants: serde_json::Value,
     /// Requested capabilities that are not granted.
     pub ungranted_requests: Vec<String>,
@@ -60,7 +62,7 @@ pub struct PluginView {
 }
 
 /// Call counts and latency percentiles of one plugin.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PluginStats {
     /// Calls attempted.
     pub calls: u64,
@@ -85,7 +87,7 @@ pub struct PluginStats {
 }
 
 /// A plugin fault.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PluginFault {
     /// `trap`, `deadline`, `memory-limit`, ...
     pub kind: String,
