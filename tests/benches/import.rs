@@ -13,7 +13,6 @@ use std::{
 
 use common::*;
 use lockgate_model::ObjectKind;
-use lockgate_store::{Actor, Scope};
 use lockgate_tests::{Db, TestDatabase};
 use sqlx::Row;
 
@@ -24,15 +23,12 @@ const TARGET_RATIO: f64 = 3.0;
 /// One timed `import_persons` into a fresh database with an initialised locking system.
 async fn lockgate_import(db: Db, bytes: &[u8]) -> Duration {
     let f = fresh(db).await;
-    let actor = Actor::system();
     let start = Instant::now();
     let report = f
         .store
         .import_persons(
-            &f.boot.system,
+            &lockgate_store::WriteContext::system(&f.boot.system, chrono::Utc::now()),
             ObjectKind::Employee,
-            &Scope::all(),
-            &actor,
             bytes,
             false,
             &|_, _| {},

@@ -164,17 +164,15 @@ async fn seed(db: Db) -> World {
     let app = TestApp::new(db).await;
     let store = &app.store;
     let sys = store.system(app.system_id).await.expect("system");
-    let (all, actor) = (Scope::all(), Actor::system());
+    let all = Scope::all();
     let mut rng = Rng::new(0x5EC0_4C11);
 
     let mut domains = vec![app.default_domain];
     for (name, _) in &SITES[1..] {
         let d = store
             .create(
-                &sys,
+                &lockgate_store::WriteContext::system(&sys, chrono::Utc::now()),
                 ObjectKind::Domain,
-                &all,
-                &actor,
                 Domain {
                     name: (*name).into(),
                     description: None,
@@ -196,10 +194,8 @@ async fn seed(db: Db) -> World {
         ] {
             let g = store
                 .create(
-                    &sys,
+                    &lockgate_store::WriteContext::system(&sys, chrono::Utc::now()),
                     ObjectKind::KeyGroup,
-                    &all,
-                    &actor,
                     KeyGroup {
                         name: format!("{name} {kind:?} {i}"),
                         kind,
@@ -459,11 +455,9 @@ async fn revert_profile(w: &World) {
     w.app
         .store
         .update::<AccessProfile, _>(
-            &w.sys,
+            &lockgate_store::WriteContext::system(&w.sys, chrono::Utc::now()),
             ObjectKind::AccessProfile,
             w.profile,
-            &Scope::all(),
-            &Actor::system(),
             None,
             move |b| {
                 b.cylinder_ids = cylinders;
@@ -614,11 +608,9 @@ async fn breakdown(w: &World) -> Breakdown {
     let t = Instant::now();
     store
         .update::<AccessProfile, _>(
-            sys,
+            &lockgate_store::WriteContext::system(sys, chrono::Utc::now()),
             ObjectKind::AccessProfile,
             w.profile,
-            &Scope::all(),
-            &actor,
             None,
             move |p| {
                 p.cylinder_ids = cylinders;

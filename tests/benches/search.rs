@@ -425,7 +425,6 @@ async fn seed(db: Db) -> World {
     let store = &f.store;
     let sys = f.boot.system.clone();
     let all = Scope::all();
-    let actor = Actor::system();
     let mut rng = Rng::new(0xC0FF_EE00);
 
     let started = Instant::now();
@@ -433,10 +432,8 @@ async fn seed(db: Db) -> World {
     for (name, _) in &SITES[1..] {
         let d = store
             .create(
-                &sys,
+                &lockgate_store::WriteContext::system(&sys, chrono::Utc::now()),
                 ObjectKind::Domain,
-                &all,
-                &actor,
                 Domain {
                     name: (*name).into(),
                     description: None,
@@ -476,10 +473,8 @@ async fn seed(db: Db) -> World {
         };
         let g = store
             .create(
-                &sys,
+                &lockgate_store::WriteContext::system(&sys, chrono::Utc::now()),
                 ObjectKind::KeyGroup,
-                &all,
-                &actor,
                 KeyGroup {
                     name: format!("{dept} keys"),
                     kind,
@@ -494,10 +489,8 @@ async fn seed(db: Db) -> World {
     let csv = employee_csv(EMPLOYEES, 0xE11E, &site_names);
     let report = store
         .import_persons(
-            &sys,
+            &lockgate_store::WriteContext::system(&sys, chrono::Utc::now()),
             ObjectKind::Employee,
-            &all,
-            &actor,
             csv.as_bytes(),
             false,
             &|_, _| {},

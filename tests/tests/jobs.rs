@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use lockgate_engine::{
-    opening::{OpeningContext, can_open},
+    opening::{CylinderSide, OpeningContext, can_open},
     state::{CylinderFacts, KeyClock, KeyFacts, Side},
 };
 use lockgate_model::{cylinder::FactoryFeatures, cylinder::SideKind};
@@ -161,9 +161,11 @@ on_both!(
                     &facts,
                     kp,
                     &KeyClock::default(),
-                    &cf,
-                    &actual.cylinders[c],
-                    Side::A,
+                    &CylinderSide {
+                        facts: &cf,
+                        program: &actual.cylinders[c],
+                        side: Side::A,
+                    },
                     Utc::now(),
                     &ctx,
                 )

@@ -64,20 +64,14 @@ impl App {
                 }
             }
         }
-        let lost = self
-            .store
-            .report_key_lost(&cx.system, key_id, &cx.scope, &cx.actor, req, cx.now)
-            .await?;
+        let lost = self.store.report_key_lost(cx, key_id, req).await?;
         self.reconcile_after(cx, ObjectKind::Key, &[lost.id]).await;
         Ok(lost)
     }
 
     /// A lost key is found: executed blocks are reversed by reconciliation.
     pub async fn report_key_found(&self, cx: &WriteContext, key_id: i64) -> Result<Stored<Key>> {
-        let found = self
-            .store
-            .report_key_found(&cx.system, key_id, &cx.scope, &cx.actor)
-            .await?;
+        let found = self.store.report_key_found(cx, key_id).await?;
         self.reconcile_after(cx, ObjectKind::Key, &[found.id]).await;
         Ok(found)
     }
@@ -98,19 +92,13 @@ impl App {
         id: i64,
         h: lockgate_store::lifecycle::HandOut,
     ) -> Result<Stored<Key>> {
-        let k = self
-            .store
-            .hand_out_key(&cx.system, id, &cx.scope, &cx.actor, h)
-            .await?;
+        let k = self.store.hand_out_key(cx, id, h).await?;
         self.key_changed(cx, k).await
     }
 
     /// Take a key back in.
     pub async fn hand_in_key(&self, cx: &WriteContext, id: i64) -> Result<Stored<Key>> {
-        let k = self
-            .store
-            .hand_in_key(&cx.system, id, &cx.scope, &cx.actor)
-            .await?;
+        let k = self.store.hand_in_key(cx, id).await?;
         self.key_changed(cx, k).await
     }
 
@@ -121,10 +109,7 @@ impl App {
         from: i64,
         to: i64,
     ) -> Result<Stored<Key>> {
-        let k = self
-            .store
-            .copy_key_configuration(&cx.system, from, to, &cx.scope, &cx.actor)
-            .await?;
+        let k = self.store.copy_key_configuration(cx, from, to).await?;
         self.key_changed(cx, k).await
     }
 
@@ -134,10 +119,7 @@ impl App {
         cx: &WriteContext,
         id: i64,
     ) -> Result<Stored<Key>> {
-        let k = self
-            .store
-            .remove_redundant_authorisations(&cx.system, id, &cx.scope, &cx.actor)
-            .await?;
+        let k = self.store.remove_redundant_authorisations(cx, id).await?;
         self.key_changed(cx, k).await
     }
 
@@ -151,7 +133,7 @@ impl App {
     ) -> Result<Stored<Key>> {
         let k = self
             .store
-            .replace_key_with_clone(&cx.system, id, &cx.scope, &cx.actor, marking, name)
+            .replace_key_with_clone(cx, id, marking, name)
             .await?;
         self.reconcile_after(cx, ObjectKind::Key, &[]).await;
         Ok(k)
@@ -165,7 +147,7 @@ impl App {
     ) -> Result<usize> {
         let n = self
             .store
-            .remove_key_side_authorisations(&cx.system, cylinder, &cx.scope, &cx.actor)
+            .remove_key_side_authorisations(cx, cylinder)
             .await?;
         self.reconcile_after(cx, ObjectKind::Key, &[]).await;
         Ok(n)
@@ -180,7 +162,7 @@ impl App {
     ) -> Result<usize> {
         let n = self
             .store
-            .apply_schedule_to_key_group(&cx.system, group, &cx.scope, &cx.actor, schedule)
+            .apply_schedule_to_key_group(cx, group, schedule)
             .await?;
         self.reconcile_after(cx, ObjectKind::Key, &[]).await;
         Ok(n)
@@ -188,9 +170,6 @@ impl App {
 
     /// A local PD re-edited the key: its current structure is what it holds.
     pub async fn confirm_re_edition(&self, cx: &WriteContext, id: i64) -> Result<Stored<Key>> {
-        Ok(self
-            .store
-            .confirm_re_edition(&cx.system, id, &cx.scope, &cx.actor, cx.now)
-            .await?)
+        Ok(self.store.confirm_re_edition(cx, id).await?)
     }
 }

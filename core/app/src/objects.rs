@@ -14,10 +14,7 @@ impl App {
         kind: ObjectKind,
         body: R,
     ) -> Result<Stored<R>> {
-        let stored = self
-            .store
-            .create(&cx.system, kind, &cx.scope, &cx.actor, body)
-            .await?;
+        let stored = self.store.create(cx, kind, body).await?;
         self.reconcile_after(cx, kind, &[stored.id]).await;
         Ok(stored)
     }
@@ -36,15 +33,7 @@ impl App {
     {
         let stored = self
             .store
-            .update(
-                &cx.system,
-                kind,
-                id,
-                &cx.scope,
-                &cx.actor,
-                expected_version,
-                change,
-            )
+            .update(cx, kind, id, expected_version, change)
             .await?;
         self.reconcile_after(cx, kind, &[stored.id]).await;
         Ok(stored)
@@ -64,7 +53,7 @@ impl App {
     {
         let changed = self
             .store
-            .update_many(&cx.system, kind, ids, &cx.scope, &cx.actor, action, change)
+            .update_many(cx, kind, ids, action, change)
             .await?;
         self.reconcile_after(cx, kind, ids).await;
         Ok(changed)
@@ -81,11 +70,11 @@ impl App {
     ) -> Result<()> {
         if kind.is_person() {
             self.store
-                .delete_person(&cx.system, kind, id, &cx.scope, &cx.actor, expected_version)
+                .delete_person(cx, kind, id, expected_version)
                 .await?;
         } else {
             self.store
-                .delete::<R>(&cx.system, kind, id, &cx.scope, &cx.actor, expected_version)
+                .delete::<R>(cx, kind, id, expected_version)
                 .await?;
         }
         self.reconcile_after(cx, kind, &[]).await;

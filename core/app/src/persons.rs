@@ -68,23 +68,10 @@ impl App {
         id: i64,
         to: PersonMove,
     ) -> Result<lockgate_store::Stored<Person>> {
-        let (sys, scope, actor) = (&cx.system, &cx.scope, &cx.actor);
         let s = match to {
-            PersonMove::Deactivate => {
-                self.store
-                    .deactivate_person(sys, kind, id, scope, actor)
-                    .await?
-            }
-            PersonMove::Reactivate => {
-                self.store
-                    .reactivate_person(sys, kind, id, scope, actor)
-                    .await?
-            }
-            PersonMove::Restore => {
-                self.store
-                    .restore_person(sys, kind, id, scope, actor)
-                    .await?
-            }
+            PersonMove::Deactivate => self.store.deactivate_person(cx, kind, id).await?,
+            PersonMove::Reactivate => self.store.reactivate_person(cx, kind, id).await?,
+            PersonMove::Restore => self.store.restore_person(cx, kind, id).await?,
         };
         self.reconcile_after(cx, kind, &[id]).await;
         Ok(s)

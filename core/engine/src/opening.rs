@@ -71,6 +71,14 @@ pub struct OpeningContext<'a> {
     pub previous_insertion: Option<(ObjectId, Option<ObjectId>, DateTime<Utc>)>,
 }
 
+/// The cylinder side a key is inserted in: what the cylinder is, what it holds, which side.
+#[derive(Debug, Clone, Copy)]
+pub struct CylinderSide<'a> {
+    pub facts: &'a CylinderFacts,
+    pub program: &'a CylinderProgram,
+    pub side: Side,
+}
+
 /// Why a key does not open a cylinder side. Serialised as `{"reason": "<snake_case>", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
@@ -155,12 +163,15 @@ pub fn can_open(
     key: &KeyFacts,
     program: &KeyProgram,
     clock: &KeyClock,
-    cylinder: &CylinderFacts,
-    cylinder_program: &CylinderProgram,
-    side: Side,
+    door: &CylinderSide<'_>,
     at: DateTime<Utc>,
     ctx: &OpeningContext,
 ) -> Result<(), Refusal> {
+    let CylinderSide {
+        facts: cylinder,
+        program: cylinder_program,
+        side,
+    } = *door;
     let kind = cylinder.side(side).ok_or(Refusal::NoSuchSide { side })?;
 
     // 1. Cutting; a mechanical side checks nothing else.
@@ -572,9 +583,11 @@ mod tests {
                 &self.key,
                 &self.program,
                 &self.clock,
-                &self.cylinder,
-                &self.cylinder_program,
-                self.side,
+                &CylinderSide {
+                    facts: &self.cylinder,
+                    program: &self.cylinder_program,
+                    side: self.side,
+                },
                 self.at,
                 &OpeningContext {
                     base_time_zone: self.base,

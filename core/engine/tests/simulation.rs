@@ -11,7 +11,7 @@ use lockgate_engine::{
     defined::{
         self, Configuration, CylinderConfig, KeyConfig, ProfileConfig, TemporaryGroupConfig,
     },
-    opening::{OpeningContext, can_open},
+    opening::{CylinderSide, OpeningContext, can_open},
     reconcile::{ActualState, Decision, Pending, reconcile},
     state::{CylinderFacts, CylinderProgram, KeyClock, KeyFacts, KeyProgram, Side},
 };
@@ -156,9 +156,11 @@ fn check_site(cfg: &Configuration, site: &Site, now: DateTime<Utc>) -> Result<()
                 &k.facts,
                 &k.program,
                 &k.clock,
-                &cyl.facts,
-                &cyl.program,
-                Side::A,
+                &CylinderSide {
+                    facts: &cyl.facts,
+                    program: &cyl.program,
+                    side: Side::A,
+                },
                 now,
                 &ctx,
             )

@@ -88,6 +88,65 @@ pub struct WriteContext {
     pub now: DateTime<Utc>,
 }
 
+impl WriteContext {
+    /// lockgate itself changing `system` at `now`, in every domain.
+    pub fn system(system: &lockgate_model::system::LockingSystem, now: DateTime<Utc>) -> Self {
+        Self {
+            system: system.clone(),
+            scope: Scope::all(),
+            actor: Actor::system(),
+            now,
+        }
+    }
+
+    /// The same change in every domain (lockgate's own follow-ups of a caller's change).
+    pub fn unscoped(&self) -> Self {
+        Self {
+            scope: Scope::all(),
+            ..self.clone()
+        }
+    }
+}
+
+/// How an update is recorded: the If-Match version, the event's action, and whether
+/// lockgate itself changes the object (`trusted`: fields it maintains may change and the
+/// kind's transition checks are skipped).
+#[derive(Debug, Clone, Copy)]
+pub struct Edit<'a> {
+    pub expected_version: Option<i64>,
+    pub action: &'a str,
+    pub trusted: bool,
+}
+
+impl<'a> Edit<'a> {
+    /// An administrator's change (event `updated`).
+    pub fn by_admin(expected_version: Option<i64>) -> Self {
+        Edit {
+            expected_version,
+            action: "updated",
+            trusted: false,
+        }
+    }
+
+    /// An administrator's change recorded as `action`.
+    pub fn action(action: &'a str) -> Self {
+        Edit {
+            expected_version: None,
+            action,
+            trusted: false,
+        }
+    }
+
+    /// lockgate's own change recorded as `action`.
+    pub fn trusted(action: &'a str) -> Self {
+        Edit {
+            expected_version: None,
+            action,
+            trusted: true,
+        }
+    }
+}
+
 /// A write transaction (see [`Store::write_tx`]); the application layer holds one across
 /// the steps of a use case and commits it.
 pub type Tx = Transaction<'static, Any>;

@@ -15,8 +15,8 @@ use lockgate_model::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Result, Store, StoreError,
-    objects::{Actor, Scope, Stored},
+    Edit, Result, Store, StoreError, WriteContext,
+    objects::{Scope, Stored},
     reconciliation::key_config,
 };
 
@@ -64,10 +64,8 @@ fn refuse(message: impl Into<String>) -> StoreError {
 impl Store {
     async fn key_flow<F>(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         id: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
         action: &str,
         trusted: bool,
         change: F,
@@ -78,14 +76,14 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let s = Self::update_in(
             &mut tx,
-            sys,
+            cx,
             ObjectKind::Key,
             id,
-            scope,
-            actor,
-            None,
-            action,
-            trusted,
+            Edit {
+                expected_version: None,
+                action,
+                trusted,
+            },
             change,
         )
         .await?;
@@ -96,13 +94,11 @@ impl Store {
     /// Hand a key out to a person.
     pub async fn hand_out_key(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         id: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
         h: HandOut,
     ) -> Result<Stored<Key>> {
-        self.key_flow(sys, id, scope, actor, "handed_out", false, |k| {
+        self.key_flow(cx, id, "handed_out", false, |k| {
             match k.status {
                 KeyStatus::InStock => {}
                 other => {
@@ -114,7 +110,7 @@ impl Store {
             }
             k.status = KeyStatus::HandedOut;
             k.holder_id = Some(h.holder_id);
-            k.date_out = Some(h.date_out.unwrap_or_else(|| Utc::now().date_naive()));
+            k.date_out = Some(h.date_out.unwrap_or_else(|| cx.now.date_naive()));
             k.date_in = h.date_in;
             k.preordered_for_id = None;
             if let Some(p) = h.access_profile_ids {
@@ -138,14 +134,8 @@ impl Store {
     }
 
     /// Take a key back: no holder, no key-tied access.
-    pub async fn hand_in_key(
-        &self,
-        sys: &LockingSystem,
-        id: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
-    ) -> Result<Stored<Key>> {
-        self.key_flow(sys, id, scope, actor, "handed_in", false, |k| {
+    pub async fn hand_in_key(&self, cx: &WriteContext, id: ObjectId) -> Result<Stored<Key>> {
+        self.key_flow(cx, id, "handed_in", false, |k| {
             if k.status != KeyStatus::HandedOut {
                 return Err(refuse(format!(
                     "key {id} is {}, not handed out",
@@ -168,19 +158,17 @@ impl Store {
     /// for a lost key) and the chosen cylinders block it.
     pub async fn report_key_lost(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         id: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
         req: LostRequest,
-        now: chrono::DateTime<Utc>,
     ) -> Result<Stored<Key>> {
+        let now = cx.now;
         if req.block != BlockChoice::Custom && !req.cylinder_ids.is_empty() {
             return Err(
                 ValidationErrors::single("cylinder_ids", "only with block = custom").into(),
             );
         }
-        self.key_flow(sys, id, scope, actor, "reported_lost", true, |k| {
+        self.key_flow(cx, id, "reported_lost", true, |k| {
             if k.status == KeyStatus::Lost {
                 return Err(refuse(format!("key {id} is already lost")));
             }
@@ -197,14 +185,8 @@ impl Store {
 
     /// A lost key is found: back in stock; executed blocks are reversed and unexecuted
     /// block jobs cancelled by reconciliation.
-    pub async fn report_key_found(
-        &self,
-        sys: &LockingSystem,
-        id: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
-    ) -> Result<Stored<Key>> {
-        self.key_flow(sys, id, scope, actor, "found", true, |k| {
+    pub async fn report_key_found(&self, cx: &WriteContext, id: ObjectId) -> Result<Stored<Key>> {
+        self.key_flow(cx, id, "found", true, |k| {
             if k.status != KeyStatus::Lost {
                 return Err(refuse(format!("key {id} is not lost")));
             }
@@ -223,15 +205,14 @@ impl Store {
     /// Copying a dynamic key's configuration to a normal or quartz key is refused.
     pub async fn copy_key_configuration(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         from: ObjectId,
         to: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
     ) -> Result<Stored<Key>> {
+        let (sys, scope) = (&cx.system, &cx.scope);
         let source: Stored<Key> = self.get(sys.id, ObjectKind::Key, from, scope).await?;
         let s = source.body;
-        self.key_flow(sys, to, scope, actor, "configuration_copied", false, |k| {
+        self.key_flow(cx, to, "configuration_copied", false, |k| {
             if s.key_type == KeyType::Dynamic
                 && matches!(k.key_type, KeyType::Normal | KeyType::Quartz)
             {
@@ -262,13 +243,12 @@ impl Store {
     /// the old key is marked broken.
     pub async fn replace_key_with_clone(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         id: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
         marking: String,
         name: Option<String>,
     ) -> Result<Stored<Key>> {
+        let (sys, scope, actor) = (&cx.system, &cx.scope, &cx.actor);
         let mut tx = self.write_tx().await?;
         let old: Stored<Key> = Self::get_in(&mut tx, sys.id, ObjectKind::Key, id, scope).await?;
         let mut clone = old.body.clone();
@@ -280,14 +260,14 @@ impl Store {
         let holder = old.body.holder_id;
         Self::update_in(
             &mut tx,
-            sys,
+            cx,
             ObjectKind::Key,
             id,
-            scope,
-            actor,
-            None,
-            "replaced_by_clone",
-            false,
+            Edit {
+                expected_version: None,
+                action: "replaced_by_clone",
+                trusted: false,
+            },
             |k: &mut Key| {
                 k.status = KeyStatus::Broken;
                 k.holder_id = None;
@@ -305,49 +285,39 @@ impl Store {
     /// Delete explicit entries of a key that its profiles or temporary groups already give.
     pub async fn remove_redundant_authorisations(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         id: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
     ) -> Result<Stored<Key>> {
+        let (sys, scope) = (&cx.system, &cx.scope);
         let key: Stored<Key> = self.get(sys.id, ObjectKind::Key, id, scope).await?;
         let cfg = self.configuration(sys).await?;
         let mut implicit_only = key_config(key.id, &key.body);
         implicit_only.cylinders.clear();
         implicit_only.cylinder_groups.clear();
-        let now = Utc::now();
+        let now = cx.now;
         let temporary: Vec<_> = cfg
             .temporary_groups
             .iter()
             .filter(|t| t.keys.contains(&id) && t.start <= now && now < t.end)
             .collect();
         let implicit = defined::key_program(&cfg, &implicit_only, &temporary).access;
-        self.key_flow(
-            sys,
-            id,
-            scope,
-            actor,
-            "redundant_authorisations_removed",
-            false,
-            |k| {
-                k.cylinder_ids
-                    .retain(|c| !implicit.contains_key(&AccessTarget::Cylinder(*c)));
-                k.cylinder_group_ids
-                    .retain(|g| !implicit.contains_key(&AccessTarget::CylinderGroup(*g)));
-                Ok(())
-            },
-        )
+        self.key_flow(cx, id, "redundant_authorisations_removed", false, |k| {
+            k.cylinder_ids
+                .retain(|c| !implicit.contains_key(&AccessTarget::Cylinder(*c)));
+            k.cylinder_group_ids
+                .retain(|g| !implicit.contains_key(&AccessTarget::CylinderGroup(*g)));
+            Ok(())
+        })
         .await
     }
 
     /// Remove one cylinder from every key, access profile and temporary access group, in one transaction.
     pub async fn remove_key_side_authorisations(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         cylinder: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
     ) -> Result<usize> {
+        let (sys, scope) = (&cx.system, &cx.scope);
         let mut tx = self.write_tx().await?;
         let _: Stored<lockgate_model::cylinder::Cylinder> =
             Self::get_in(&mut tx, sys.id, ObjectKind::Cylinder, cylinder, scope).await?;
@@ -366,14 +336,14 @@ impl Store {
                 "key" => {
                     Self::update_in(
                         &mut tx,
-                        sys,
+                        cx,
                         ObjectKind::Key,
                         from,
-                        scope,
-                        actor,
-                        None,
-                        "key_side_authorisation_removed",
-                        false,
+                        Edit {
+                            expected_version: None,
+                            action: "key_side_authorisation_removed",
+                            trusted: false,
+                        },
                         |k: &mut Key| {
                             k.cylinder_ids.retain(|c| *c != cylinder);
                             Ok(())
@@ -384,14 +354,14 @@ impl Store {
                 "access_profile" => {
                     Self::update_in(
                         &mut tx,
-                        sys,
+                        cx,
                         ObjectKind::AccessProfile,
                         from,
-                        scope,
-                        actor,
-                        None,
-                        "key_side_authorisation_removed",
-                        false,
+                        Edit {
+                            expected_version: None,
+                            action: "key_side_authorisation_removed",
+                            trusted: false,
+                        },
                         |p: &mut AccessProfile| {
                             p.cylinder_ids.retain(|c| *c != cylinder);
                             Ok(())
@@ -402,14 +372,14 @@ impl Store {
                 _ => {
                     Self::update_in(
                         &mut tx,
-                        sys,
+                        cx,
                         ObjectKind::TemporaryAccessGroup,
                         from,
-                        scope,
-                        actor,
-                        None,
-                        "key_side_authorisation_removed",
-                        false,
+                        Edit {
+                            expected_version: None,
+                            action: "key_side_authorisation_removed",
+                            trusted: false,
+                        },
                         |t: &mut TemporaryAccessGroup| {
                             t.cylinder_ids.retain(|c| *c != cylinder);
                             Ok(())
@@ -479,12 +449,11 @@ impl Store {
     /// Give every quartz and dynamic key of a key group the same schedule, all or nothing.
     pub async fn apply_schedule_to_key_group(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         group: ObjectId,
-        scope: &Scope,
-        actor: &Actor,
         schedule: Schedule,
     ) -> Result<usize> {
+        let sys = &cx.system;
         let ids: Vec<i64> = {
             use sqlx::Row;
             sqlx::query("SELECT r.from_id FROM object_refs r JOIN objects o ON o.id = r.from_id WHERE r.to_id = $1 AND r.relation = 'key_group' AND o.kind = 'key' AND o.type IN ('quartz', 'dynamic') AND o.system_id = $2")
@@ -497,18 +466,10 @@ impl Store {
                 .collect::<Result<_, _>>()?
         };
         let n = self
-            .update_many::<Key, _>(
-                sys,
-                ObjectKind::Key,
-                &ids,
-                scope,
-                actor,
-                "schedule_changed",
-                |k| {
-                    k.schedule = Some(schedule.clone());
-                    Ok(())
-                },
-            )
+            .update_many::<Key, _>(cx, ObjectKind::Key, &ids, "schedule_changed", |k| {
+                k.schedule = Some(schedule.clone());
+                Ok(())
+            })
             .await?
             .len();
         Ok(n)

@@ -15,7 +15,8 @@ use serde::Serialize;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::{
-    Result, Store, StoreError, events::EventDraft, fold, map_unique, parse_ts, sql::Sql, ts,
+    Edit, Result, Store, StoreError, WriteContext, events::EventDraft, fold, map_unique, parse_ts,
+    sql::Sql, ts,
 };
 
 /// Who makes a change (recorded in events).
@@ -574,14 +575,13 @@ impl Store {
     /// Create an object.
     pub async fn create<R: Resource>(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
-        scope: &Scope,
-        actor: &Actor,
         body: R,
     ) -> Result<Stored<R>> {
         let mut tx = self.write_tx().await?;
-        let stored = Self::create_in(&mut tx, sys, kind, scope, actor, body, false).await?;
+        let stored =
+            Self::create_in(&mut tx, &cx.system, kind, &cx.scope, &cx.actor, body, false).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -652,19 +652,21 @@ impl Store {
     /// (optimistic on `version`; `expected_version` adds an If-Match check).
     pub(crate) async fn update_in<R: Resource, F>(
         tx: &mut Transaction<'static, Any>,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
-        expected_version: Option<i64>,
-        action: &str,
-        trusted: bool,
+        edit: Edit<'_>,
         change: F,
     ) -> Result<Stored<R>>
     where
         F: FnOnce(&mut R) -> Result<()>,
     {
+        let Edit {
+            expected_version,
+            action,
+            trusted,
+        } = edit;
+        let (sys, scope, actor) = (&cx.system, &cx.scope, &cx.actor);
         let current: Stored<R> = Self::get_in(tx, sys.id, kind, id, scope).await?;
         if let Some(v) = expected_version
             && v != current.version
@@ -686,7 +688,7 @@ impl Store {
         if changes.as_object().is_some_and(|m| m.is_empty()) {
             return Ok(current); // nothing changed: no write, no event
         }
-        let now = Utc::now();
+        let now = cx.now;
         let json = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let p = &prepared.projection;
         let res = sqlx::query(
@@ -733,11 +735,9 @@ impl Store {
     /// the write is conditional on the version read in the same transaction.
     pub async fn update<R: Resource, F>(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
         expected_version: Option<i64>,
         change: F,
     ) -> Result<Stored<R>>
@@ -747,14 +747,14 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let s = Self::update_in(
             &mut tx,
-            sys,
+            cx,
             kind,
             id,
-            scope,
-            actor,
-            expected_version,
-            "updated",
-            false,
+            Edit {
+                expected_version,
+                action: "updated",
+                trusted: false,
+            },
             change,
         )
         .await?;
@@ -765,11 +765,9 @@ impl Store {
     /// Apply the same change to many objects, all or nothing. Errors name the failing id.
     pub async fn update_many<R: Resource, F>(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         ids: &[i64],
-        scope: &Scope,
-        actor: &Actor,
         action: &str,
         change: F,
     ) -> Result<Vec<Stored<R>>>
@@ -780,7 +778,16 @@ impl Store {
         let mut out = Vec::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
             let r = Self::update_in(
-                &mut tx, sys, kind, *id, scope, actor, None, action, false, &change,
+                &mut tx,
+                cx,
+                kind,
+                *id,
+                Edit {
+                    expected_version: None,
+                    action,
+                    trusted: false,
+                },
+                &change,
             )
             .await;
             match r {
@@ -807,39 +814,26 @@ impl Store {
     /// Delete an object that nothing refers to.
     pub async fn delete<R: Resource>(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
         expected_version: Option<i64>,
     ) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        Self::delete_in::<R>(
-            &mut tx,
-            sys,
-            kind,
-            id,
-            scope,
-            actor,
-            expected_version,
-            "deleted",
-        )
-        .await?;
+        Self::delete_in::<R>(&mut tx, cx, kind, id, expected_version, "deleted").await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub(crate) async fn delete_in<R: Resource>(
         tx: &mut Transaction<'static, Any>,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
         expected_version: Option<i64>,
         action: &str,
     ) -> Result<Stored<R>> {
+        let (sys, scope, actor) = (&cx.system, &cx.scope, &cx.actor);
         let current: Stored<R> = Self::get_in(tx, sys.id, kind, id, scope).await?;
         if let Some(v) = expected_version
             && v != current.version
@@ -853,7 +847,7 @@ impl Store {
             .check_delete()
             .map_err(|message| StoreError::Refused { message })?;
         if kind == ObjectKind::Domain {
-            Self::detach_domain(tx, sys, id, actor).await?;
+            Self::detach_domain(tx, cx, id).await?;
         }
         let users = Self::referrers_in(tx, id, 5).await?;
         if !users.is_empty() {
@@ -884,9 +878,8 @@ impl Store {
     /// Remove a domain from the C-keys that administer it (deleting an empty domain).
     async fn detach_domain(
         tx: &mut Transaction<'static, Any>,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         domain: i64,
-        actor: &Actor,
     ) -> Result<()> {
         let rows = sqlx::query(
             "SELECT from_id FROM object_refs WHERE to_id = $1 AND relation = 'administers'",
@@ -898,14 +891,14 @@ impl Store {
             let c_key: i64 = r.try_get("from_id")?;
             Self::update_in(
                 tx,
-                sys,
+                &cx.unscoped(),
                 ObjectKind::CKey,
                 c_key,
-                &Scope::all(),
-                actor,
-                None,
-                "domain_removed",
-                true,
+                Edit {
+                    expected_version: None,
+                    action: "domain_removed",
+                    trusted: true,
+                },
                 |c: &mut lockgate_model::ckey::CKey| {
                     c.domain_ids.retain(|d| *d != domain);
                     Ok(())

@@ -17,7 +17,7 @@ use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
 use crate::{
-    Result, Store, StoreError,
+    Edit, Result, Store, StoreError, WriteContext,
     events::EventDraft,
     fold,
     objects::{Actor, Scope, Stored},
@@ -81,14 +81,13 @@ impl Store {
     /// Change a person's lifecycle state (deactivate, reactivate, mark deleted, restore).
     async fn set_lifecycle(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
         (from, to, action): (PersonState, PersonState, &str),
         expected_version: Option<i64>,
     ) -> Result<Stored<Person>> {
+        let (sys, scope) = (&cx.system, &cx.scope);
         let mut tx = self.write_tx().await?;
         let current: Stored<Person> = Self::get_in(&mut tx, sys.id, kind, id, scope).await?;
         if let Some(v) = expected_version
@@ -129,14 +128,14 @@ impl Store {
         }
         let s = Self::update_in(
             &mut tx,
-            sys,
+            cx,
             kind,
             id,
-            scope,
-            actor,
-            None,
-            action,
-            true,
+            Edit {
+                expected_version: None,
+                action,
+                trusted: true,
+            },
             |p: &mut Person| {
                 p.lifecycle = to;
                 Ok(())
@@ -150,12 +149,11 @@ impl Store {
     /// Deactivate (setting "delete permanently" only): hidden, shown as N/A, reversible.
     pub async fn deactivate_person(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
     ) -> Result<Stored<Person>> {
+        let sys = &cx.system;
         if sys.settings.person_deletion != PersonDeletion::DeletePermanently {
             return Err(StoreError::Refused {
                 message: "deactivation is only available when persons are deleted permanently"
@@ -163,11 +161,9 @@ impl Store {
             });
         }
         self.set_lifecycle(
-            sys,
+            cx,
             kind,
             id,
-            scope,
-            actor,
             (PersonState::Active, PersonState::Deactivated, "deactivated"),
             None,
         )
@@ -176,18 +172,14 @@ impl Store {
 
     pub async fn reactivate_person(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
     ) -> Result<Stored<Person>> {
         self.set_lifecycle(
-            sys,
+            cx,
             kind,
             id,
-            scope,
-            actor,
             (PersonState::Deactivated, PersonState::Active, "reactivated"),
             None,
         )
@@ -196,18 +188,14 @@ impl Store {
 
     pub async fn restore_person(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
     ) -> Result<Stored<Person>> {
         self.set_lifecycle(
-            sys,
+            cx,
             kind,
             id,
-            scope,
-            actor,
             (PersonState::Deleted, PersonState::Active, "restored"),
             None,
         )
@@ -217,21 +205,18 @@ impl Store {
     /// Delete a person as the system setting says: permanently (events anonymised) or marked as deleted.
     pub async fn delete_person(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
         expected_version: Option<i64>,
     ) -> Result<()> {
+        let (sys, scope) = (&cx.system, &cx.scope);
         match sys.settings.person_deletion {
             PersonDeletion::MarkAsDeleted => {
                 self.set_lifecycle(
-                    sys,
+                    cx,
                     kind,
                     id,
-                    scope,
-                    actor,
                     (PersonState::Active, PersonState::Deleted, "marked_deleted"),
                     expected_version,
                 )
@@ -251,8 +236,7 @@ impl Store {
                         message: format!("person {id} is deactivated; reactivate first"),
                     });
                 }
-                Self::delete_permanently(&mut tx, sys, kind, id, scope, actor, expected_version)
-                    .await?;
+                Self::delete_permanently(&mut tx, cx, kind, id, expected_version).await?;
                 tx.commit().await?;
             }
         }
@@ -261,16 +245,13 @@ impl Store {
 
     async fn delete_permanently(
         tx: &mut Transaction<'static, Any>,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
-        scope: &Scope,
-        actor: &Actor,
         expected_version: Option<i64>,
     ) -> Result<()> {
-        Self::delete_in::<Person>(tx, sys, kind, id, scope, actor, expected_version, "deleted")
-            .await?;
-        Self::anonymise_events(tx, sys.id, id).await
+        Self::delete_in::<Person>(tx, cx, kind, id, expected_version, "deleted").await?;
+        Self::anonymise_events(tx, cx.system.id, id).await
     }
 
     /// Delete permanently every person marked as deleted (switching the setting).
@@ -283,12 +264,17 @@ impl Store {
             .bind(sys.id)
             .fetch_all(&mut **tx)
             .await?;
-        let all = Scope::all();
+        let cx = WriteContext {
+            system: sys.clone(),
+            scope: Scope::all(),
+            actor: actor.clone(),
+            now: Utc::now(),
+        };
         for r in &rows {
             let k: String = r.try_get("kind")?;
             let kind =
                 ObjectKind::from_str_opt(&k).ok_or_else(|| StoreError::Corrupt(k.clone()))?;
-            Self::delete_permanently(tx, sys, kind, r.try_get("id")?, &all, actor, None).await?;
+            Self::delete_permanently(tx, &cx, kind, r.try_get("id")?, None).await?;
         }
         Ok(rows.len())
     }
@@ -297,22 +283,14 @@ impl Store {
     /// valid rows are applied in one transaction, invalid and skipped rows are reported.
     pub async fn import_persons(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         kind: ObjectKind,
-        scope: &Scope,
-        actor: &Actor,
         bytes: &[u8],
         dry_run: bool,
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<ImportReport> {
         let parsed = employee_csv::parse(bytes)?;
-        let cx = crate::WriteContext {
-            system: sys.clone(),
-            scope: scope.clone(),
-            actor: actor.clone(),
-            now: Utc::now(),
-        };
-        self.import_parsed(&cx, kind, parsed, false, dry_run, progress)
+        self.import_parsed(cx, kind, parsed, false, dry_run, progress)
             .await
     }
 

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::{
-    Result, Store, StoreError, Tx,
+    Edit, Result, Store, StoreError, Tx, WriteContext,
     events::EventDraft,
     objects::{Actor, Scope},
     parse_ts,
@@ -1168,23 +1168,21 @@ impl Store {
     /// A local PD re-edited the key: its current structure is now what the key holds.
     pub async fn confirm_re_edition(
         &self,
-        sys: &LockingSystem,
+        cx: &WriteContext,
         key_id: i64,
-        scope: &Scope,
-        actor: &Actor,
-        now: DateTime<Utc>,
     ) -> Result<crate::Stored<Key>> {
+        let (sys, now) = (&cx.system, cx.now);
         let mut tx = self.write_tx().await?;
         let key = Self::update_in(
             &mut tx,
-            sys,
+            cx,
             ObjectKind::Key,
             key_id,
-            scope,
-            actor,
-            None,
-            "key_re_edited",
-            true,
+            Edit {
+                expected_version: None,
+                action: "key_re_edited",
+                trusted: true,
+            },
             |_: &mut Key| Ok(()),
         )
         .await?;
@@ -1558,14 +1556,14 @@ impl Store {
                 .await?;
                 let key = Self::update_in(
                     tx,
-                    sys,
+                    &crate::WriteContext::system(sys, now),
                     ObjectKind::Key,
                     job.target_id,
-                    &Scope::all(),
-                    &Actor::system(),
-                    None,
-                    "remote_update_confirmed",
-                    true,
+                    Edit {
+                        expected_version: None,
+                        action: "remote_update_confirmed",
+                        trusted: true,
+                    },
                     |k: &mut Key| {
                         k.last_remote_update = Some(now);
                         Ok(())
