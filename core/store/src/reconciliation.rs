@@ -232,29 +232,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 /// The engine's view of a stored key.
 pub fn key_config(id: i64, k: &Key) -> KeyConfig {
-    KeyConfig {
-        facts: KeyFacts {
-            id,
-            key_type: k.key_type,
-            generation: k.generation,
-            firmware: k.firmware.clone(),
-            connect: k.connect,
-            key_group: k.key_group_id,
-            cutting: k.cutting.clone(),
-            capacity: k.access_list_capacity,
-            online_open: k.factory.online_open,
-            override_key: k.factory.override_key,
-        },
-        activation: k.validity.activation.clone(),
-        revalidation: k.validity.revalidation.clone(),
-        pin: k.validity.pin.clone(),
-        schedule: k.schedule.clone(),
-        holder: k.holder_id,
-        profiles: k.access_profile_ids.clone(),
-        cylinders: k.cylinder_ids.clone(),
-        cylinder_groups: k.cylinder_group_ids.clone(),
-        lost: k.status == KeyStatus::Lost,
-    }
+    KeyEngineFields::from(k).config(id)
 }
 
 /// The fields of a stored key that the defined state reads (decoding only these skips
@@ -295,7 +273,31 @@ struct KeyEngineFields {
     lost_report: Option<LostReport>,
 }
 
+impl From<&Key> for KeyEngineFields {
+    fn from(k: &Key) -> Self {
+        KeyEngineFields {
+            cutting: k.cutting.clone(),
+            key_type: k.key_type,
+            key_group_id: k.key_group_id,
+            generation: k.generation,
+            firmware: k.firmware.clone(),
+            connect: k.connect,
+            status: k.status,
+            holder_id: k.holder_id,
+            access_list_capacity: k.access_list_capacity,
+            validity: k.validity.clone(),
+            schedule: k.schedule.clone(),
+            access_profile_ids: k.access_profile_ids.clone(),
+            cylinder_ids: k.cylinder_ids.clone(),
+            cylinder_group_ids: k.cylinder_group_ids.clone(),
+            factory: k.factory.clone(),
+            lost_report: k.lost_report.clone(),
+        }
+    }
+}
+
 impl KeyEngineFields {
+    /// The one mapping of a stored key onto the engine's key configuration.
     fn config(&self, id: i64) -> KeyConfig {
         KeyConfig {
             facts: KeyFacts {
