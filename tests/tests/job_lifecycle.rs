@@ -561,3 +561,51 @@ on_both!(
         }
     }
 );
+
+on_both!(
+    the_application_layer_reads_the_injected_clock,
+    |app: TestApp| async move {
+        use std::sync::Arc;
+        let at = chrono::DateTime::parse_from_rfc3339("2031-02-03T04:05:06Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let clock = Arc::new(lockgate_app::FixedClock::new(at));
+        let mut app = app;
+        app.router = lockgate_api::router(lockgate_api::AppState::with_app(
+            lockgate_app::App::with_clock(app.store.clone(), clock.clone()),
+            lockgate_api::ApiConfig::default(),
+        ));
+        let s = site(&app).await;
+        let holder = app
+            .post(
+                "/api/v1/employees",
+                json!({ "first_name": "Ada", "surname": "Clock" }),
+            )
+            .await
+            .expect(201)
+            .id();
+        let out = app
+            .post(
+                &format!("/api/v1/keys/{}/hand-out", s.key),
+                json!({ "holder_id": holder }),
+            )
+            .await
+            .expect(200);
+        assert_eq!(
+            out.body["date_out"], "2031-02-03",
+            "hand-out dated by the clock"
+        );
+        clock.set(at + chrono::TimeDelta::days(1));
+        let lost = app
+            .post(
+                &format!("/api/v1/keys/{}/lost", s.key),
+                json!({ "block": "all" }),
+            )
+            .await
+            .expect(200);
+        assert_eq!(
+            lost.body["lost_report"]["reported_at"],
+            "2031-02-04T04:05:06Z"
+        );
+    }
+);
