@@ -111,7 +111,8 @@ say "unit tests of the plugins' pure logic (host target)"
 # the host target too (the generated host imports are never called by these tests).
 host_target=$(rustc -vV | sed -n 's/^host: //p')
 (cd plugins && cargo test --locked --target "$host_target" \
-    -p lockgate-plugin-sdk -p lockgate-plugin-directory-sync -p lockgate-plugin-email-notifier)
+    -p lockgate-plugin-sdk -p lockgate-plugin-directory-sync -p lockgate-plugin-email-notifier \
+    -p lockgate-plugin-template-webhook)
 
 # 4. Every test, on SQLite and on PostgreSQL.
 say "tests"
