@@ -3,7 +3,7 @@
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::{
     AppState,
     authz::Admin,
-    extract::{from_value, if_match, json_body, parse_id, parse_json_value},
+    extract::{PathId, from_value, if_match, json_body, parse_json_value},
     problem::{ApiResult, Problem},
     resources::merge_patch,
 };
@@ -40,7 +40,7 @@ async fn system(admin: Admin) -> ApiResult<Response> {
 
 /// `PATCH /api/v1/system/settings`: merge patch on the adjustable settings.
 async fn patch_settings(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
     body: Bytes,
@@ -94,7 +94,7 @@ pub struct NewToken {
 }
 
 async fn create_token(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
     body: Bytes,
@@ -149,7 +149,7 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "token": secret, "info": info, "note": "the token is shown once; store it now" }))).into_response())
 }
 
-async fn list_tokens(state: AppState, admin: Admin) -> ApiResult<Response> {
+async fn list_tokens(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
     let filter = if admin.level(Function::CKey) >= Level::Full {
         None
     } else {
@@ -161,8 +161,11 @@ async fn list_tokens(state: AppState, admin: Admin) -> ApiResult<Response> {
     )
 }
 
-async fn revoke_token(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
+async fn revoke_token(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     let mine = state
         .store
         .tokens(admin.system.id, Some(admin.c_key.id))
@@ -248,7 +251,7 @@ macro_rules! for_kind {
 }
 
 async fn bulk_tags(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
     body: Bytes,
@@ -283,7 +286,7 @@ async fn bulk_tags(
 }
 
 async fn bulk_domain(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
     body: Bytes,
@@ -300,7 +303,7 @@ async fn bulk_domain(
 }
 
 async fn bulk_validity(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
     body: Bytes,
@@ -326,49 +329,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/system", get(system))
         .route(
             "/api/v1/system/settings",
-            axum::routing::patch(
-                |State(s): State<AppState>, a: Admin, h: HeaderMap, b: Bytes| {
-                    patch_settings(s, a, h, b)
-                },
-            ),
+            axum::routing::patch(patch_settings),
         )
         .route("/api/v1/me", get(me))
-        .route(
-            "/api/v1/tokens",
-            get(|State(s): State<AppState>, a: Admin| list_tokens(s, a)).post(
-                |State(s): State<AppState>, a: Admin, h: HeaderMap, b: Bytes| {
-                    create_token(s, a, h, b)
-                },
-            ),
-        )
-        .route(
-            "/api/v1/tokens/{id}",
-            delete(
-                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
-                    revoke_token(s, a, id)
-                },
-            ),
-        )
-        .route(
-            "/api/v1/bulk/tags",
-            post(
-                |State(s): State<AppState>, a: Admin, h: HeaderMap, b: Bytes| bulk_tags(s, a, h, b),
-            ),
-        )
-        .route(
-            "/api/v1/bulk/domain",
-            post(
-                |State(s): State<AppState>, a: Admin, h: HeaderMap, b: Bytes| {
-                    bulk_domain(s, a, h, b)
-                },
-            ),
-        )
-        .route(
-            "/api/v1/bulk/key-validity",
-            post(
-                |State(s): State<AppState>, a: Admin, h: HeaderMap, b: Bytes| {
-                    bulk_validity(s, a, h, b)
-                },
-            ),
-        )
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", delete(revoke_token))
+        .route("/api/v1/bulk/tags", post(bulk_tags))
+        .route("/api/v1/bulk/domain", post(bulk_domain))
+        .route("/api/v1/bulk/key-validity", post(bulk_validity))
 }

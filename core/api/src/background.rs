@@ -15,7 +15,7 @@
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -31,7 +31,7 @@ use serde_json::json;
 use crate::{
     AppState,
     authz::Admin,
-    extract::{json_body, parse_id, parse_int, query_pairs},
+    extract::{PathId, json_body, parse_int, query_pairs},
     problem::{ApiResult, Problem},
 };
 
@@ -148,7 +148,11 @@ fn parse_source(v: &str) -> ApiResult<Source> {
 }
 
 /// `GET /api/v1/background/dead-letters`.
-async fn list(state: AppState, admin: Admin, query: Option<String>) -> ApiResult<Response> {
+async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::View)?;
     let mut source = None;
     let mut after = None;
@@ -195,14 +199,13 @@ async fn list(state: AppState, admin: Admin, query: Option<String>) -> ApiResult
 
 /// `POST /api/v1/background/dead-letters/{id}/requeue`.
 async fn requeue(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
-    id: String,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::Full)?;
-    let id = parse_id(&id)?;
     let req: Requeue = json_body(&headers, &body)?;
     match req.source {
         Source::Queue => queue(&state)?.requeue(id).await?,
@@ -214,19 +217,8 @@ async fn requeue(
 
 /// The dead-letter endpoints.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            DEAD_LETTERS_PATH,
-            get(|State(s): State<AppState>, a: Admin, RawQuery(q): RawQuery| list(s, a, q)),
-        )
-        .route(
-            "/api/v1/background/dead-letters/{id}/requeue",
-            post(
-                |State(s): State<AppState>,
-                 a: Admin,
-                 Path(id): Path<String>,
-                 h: HeaderMap,
-                 b: Bytes| requeue(s, a, id, h, b),
-            ),
-        )
+    Router::new().route(DEAD_LETTERS_PATH, get(list)).route(
+        "/api/v1/background/dead-letters/{id}/requeue",
+        post(requeue),
+    )
 }

@@ -293,7 +293,7 @@ pub async fn gate_write(
 }
 
 /// `GET /api/v1/licence`.
-async fn get_licence(state: AppState, admin: Admin) -> ApiResult<Response> {
+async fn get_licence(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::View)?;
     let status = status_of(&state, admin.system.id).await?;
     Ok(Json(status.to_json(admin.system.id, &admin.system.name)).into_response())
@@ -429,7 +429,11 @@ pub async fn install(
 }
 
 /// `PUT /api/v1/licence`: the body is the signed licence file.
-async fn put_licence(state: AppState, admin: Admin, body: Bytes) -> ApiResult<Response> {
+async fn put_licence(
+    State(state): State<AppState>,
+    admin: Admin,
+    body: Bytes,
+) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::Full)?;
     let licence = install(
         &state.store,
@@ -453,11 +457,7 @@ async fn put_licence(state: AppState, admin: Admin, body: Bytes) -> ApiResult<Re
 
 /// The licence routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        LICENCE_PATH,
-        get(|State(s): State<AppState>, a: Admin| get_licence(s, a))
-            .put(|State(s): State<AppState>, a: Admin, b: Bytes| put_licence(s, a, b)),
-    )
+    Router::new().route(LICENCE_PATH, get(get_licence).put(put_licence))
 }
 
 fn bearer(req: &Request) -> Option<&str> {

@@ -6,7 +6,7 @@
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -29,7 +29,7 @@ use serde::Deserialize;
 use crate::{
     AppState,
     authz::Admin,
-    extract::{json_body, parse_id},
+    extract::{PathId, json_body},
     problem::{ApiResult, Problem},
     resources::object_response,
 };
@@ -50,14 +50,13 @@ fn key_done(s: Stored<Key>) -> ApiResult<Response> {
 }
 
 async fn hand_out(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
-    id: String,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     admin.require(Function::KeyHandInOut, Level::Full)?;
-    let id = parse_id(&id)?;
     let h: HandOut = json_body(&headers, &body)?;
     if h.validity.is_some() {
         admin.require(Function::KeyValidity, Level::Full)?;
@@ -69,19 +68,20 @@ async fn hand_out(
     key_done(s)
 }
 
-async fn hand_in(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn hand_in(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     admin.require(Function::KeyHandInOut, Level::Full)?;
-    let s = state
-        .app
-        .hand_in_key(&admin.cx(&state.app), parse_id(&id)?)
-        .await?;
+    let s = state.app.hand_in_key(&admin.cx(&state.app), id).await?;
     key_done(s)
 }
 
 async fn lost(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
-    id: String,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -89,16 +89,20 @@ async fn lost(
     let req: LostRequest = body_or_default(&headers, &body)?;
     let s = state
         .app
-        .report_key_lost(&admin.cx(&state.app), parse_id(&id)?, req)
+        .report_key_lost(&admin.cx(&state.app), id, req)
         .await?;
     Ok(object_response(StatusCode::OK, &s))
 }
 
-async fn found(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn found(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     admin.require(Function::Key, Level::Full)?;
     let s = state
         .app
-        .report_key_found(&admin.cx(&state.app), parse_id(&id)?)
+        .report_key_found(&admin.cx(&state.app), id)
         .await?;
     Ok(object_response(StatusCode::OK, &s))
 }
@@ -110,9 +114,9 @@ struct CopyRequest {
 }
 
 async fn copy(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
-    id: String,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -126,7 +130,7 @@ async fn copy(
     let req: CopyRequest = json_body(&headers, &body)?;
     let s = state
         .app
-        .copy_key_configuration(&admin.cx(&state.app), parse_id(&id)?, req.target_key_id)
+        .copy_key_configuration(&admin.cx(&state.app), id, req.target_key_id)
         .await?;
     key_done(s)
 }
@@ -141,9 +145,9 @@ struct CloneRequest {
 }
 
 async fn replace(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
-    id: String,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -152,21 +156,29 @@ async fn replace(
     let req: CloneRequest = json_body(&headers, &body)?;
     let s = state
         .app
-        .replace_key_with_clone(&admin.cx(&state.app), parse_id(&id)?, req.marking, req.name)
+        .replace_key_with_clone(&admin.cx(&state.app), id, req.marking, req.name)
         .await?;
     Ok(object_response(StatusCode::CREATED, &s))
 }
 
-async fn remove_redundant(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn remove_redundant(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     admin.require(Function::KeyAuthorisation, Level::Full)?;
     let s = state
         .app
-        .remove_redundant_authorisations(&admin.cx(&state.app), parse_id(&id)?)
+        .remove_redundant_authorisations(&admin.cx(&state.app), id)
         .await?;
     key_done(s)
 }
 
-async fn remove_key_side(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn remove_key_side(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     for f in [
         Function::KeyAuthorisation,
         Function::AccessProfileAuthorisation,
@@ -176,7 +188,7 @@ async fn remove_key_side(state: AppState, admin: Admin, id: String) -> ApiResult
     }
     let n = state
         .app
-        .remove_key_side_authorisations(&admin.cx(&state.app), parse_id(&id)?)
+        .remove_key_side_authorisations(&admin.cx(&state.app), id)
         .await?;
     Ok(Json(serde_json::json!({ "updated": n })).into_response())
 }
@@ -191,14 +203,14 @@ struct GroupSchedule {
 }
 
 async fn group_schedule(
-    state: AppState,
+    State(state): State<AppState>,
     admin: Admin,
-    id: String,
+    PathId(id): PathId,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     admin.require(Function::KeySchedule, Level::Full)?;
-    let group = parse_id(&id)?;
+    let group = id;
     let _: Stored<KeyGroup> = state
         .store
         .get(admin.system.id, ObjectKind::KeyGroup, group, &admin.scope)
@@ -238,9 +250,12 @@ async fn group_schedule(
 
 /// The data of a hand-out receipt: who holds which key since when and until when, with
 /// which validity, profiles and cylinders (as defined; `pending` where jobs still run).
-async fn receipt(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn receipt(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     admin.require(Function::KeyHandInOut, Level::View)?;
-    let id = parse_id(&id)?;
     let key: Stored<Key> = state
         .store
         .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
@@ -319,10 +334,13 @@ async fn receipt(state: AppState, admin: Admin, id: String) -> ApiResult<Respons
     .into_response())
 }
 
-async fn key_access(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn key_access(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     admin.require(Function::Key, Level::View)?;
     admin.require(Function::Cylinder, Level::List)?;
-    let id = parse_id(&id)?;
     let _: Stored<Key> = state
         .store
         .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
@@ -356,10 +374,13 @@ async fn visible_access(
     Ok(Json(serde_json::json!({ "items": visible })).into_response())
 }
 
-async fn cylinder_access(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn cylinder_access(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     admin.require(Function::Cylinder, Level::View)?;
     admin.require(Function::Key, Level::List)?;
-    let id = parse_id(&id)?;
     let _: Stored<Cylinder> = state
         .store
         .get(admin.system.id, ObjectKind::Cylinder, id, &admin.scope)
@@ -371,10 +392,13 @@ async fn cylinder_access(state: AppState, admin: Admin, id: String) -> ApiResult
     visible_access(&state, &admin, items, ObjectKind::Key, "key_id").await
 }
 
-async fn cylinder_profiles(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn cylinder_profiles(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     admin.require(Function::Cylinder, Level::View)?;
     admin.require(Function::AccessProfiles, Level::View)?;
-    let id = parse_id(&id)?;
     let _: Stored<Cylinder> = state
         .store
         .get(admin.system.id, ObjectKind::Cylinder, id, &admin.scope)
@@ -392,9 +416,12 @@ async fn cylinder_profiles(state: AppState, admin: Admin, id: String) -> ApiResu
     Ok(Json(serde_json::json!({ "access_profile_ids": ids })).into_response())
 }
 
-async fn update_history(state: AppState, admin: Admin, id: String) -> ApiResult<Response> {
+async fn update_history(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
     admin.require(Function::KeyUpdateHistory, Level::View)?;
-    let id = parse_id(&id)?;
     let _: Stored<Key> = state
         .store
         .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
@@ -406,7 +433,7 @@ async fn update_history(state: AppState, admin: Admin, id: String) -> ApiResult<
     Ok(Json(serde_json::json!({ "items": jobs })).into_response())
 }
 
-async fn overdue(state: AppState, admin: Admin) -> ApiResult<Response> {
+async fn overdue(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
     admin.require(Function::Key, Level::List)?;
     let items: Vec<serde_json::Value> = state
         .store
@@ -421,114 +448,31 @@ async fn overdue(state: AppState, admin: Admin) -> ApiResult<Response> {
 pub fn routes() -> Router<AppState> {
     let k = "/api/v1/keys/{id}";
     Router::new()
-        .route(
-            "/api/v1/keys/overdue",
-            get(|State(s): State<AppState>, a: Admin| overdue(s, a)),
-        )
-        .route(
-            &format!("{k}/hand-out"),
-            post(
-                |State(s): State<AppState>,
-                 a: Admin,
-                 Path(id): Path<String>,
-                 h: HeaderMap,
-                 b: Bytes| hand_out(s, a, id, h, b),
-            ),
-        )
-        .route(
-            &format!("{k}/hand-in"),
-            post(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| hand_in(s, a, id)),
-        )
-        .route(
-            &format!("{k}/lost"),
-            post(
-                |State(s): State<AppState>,
-                 a: Admin,
-                 Path(id): Path<String>,
-                 h: HeaderMap,
-                 b: Bytes| lost(s, a, id, h, b),
-            ),
-        )
-        .route(
-            &format!("{k}/found"),
-            post(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| found(s, a, id)),
-        )
-        .route(
-            &format!("{k}/copy-configuration"),
-            post(
-                |State(s): State<AppState>,
-                 a: Admin,
-                 Path(id): Path<String>,
-                 h: HeaderMap,
-                 b: Bytes| copy(s, a, id, h, b),
-            ),
-        )
-        .route(
-            &format!("{k}/replace-with-clone"),
-            post(
-                |State(s): State<AppState>,
-                 a: Admin,
-                 Path(id): Path<String>,
-                 h: HeaderMap,
-                 b: Bytes| replace(s, a, id, h, b),
-            ),
-        )
+        .route("/api/v1/keys/overdue", get(overdue))
+        .route(&format!("{k}/hand-out"), post(hand_out))
+        .route(&format!("{k}/hand-in"), post(hand_in))
+        .route(&format!("{k}/lost"), post(lost))
+        .route(&format!("{k}/found"), post(found))
+        .route(&format!("{k}/copy-configuration"), post(copy))
+        .route(&format!("{k}/replace-with-clone"), post(replace))
         .route(
             &format!("{k}/remove-redundant-authorisations"),
-            post(
-                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
-                    remove_redundant(s, a, id)
-                },
-            ),
+            post(remove_redundant),
         )
-        .route(
-            &format!("{k}/accessible-cylinders"),
-            get(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| key_access(s, a, id)),
-        )
-        .route(
-            &format!("{k}/receipt"),
-            get(|State(s): State<AppState>, a: Admin, Path(id): Path<String>| receipt(s, a, id)),
-        )
-        .route(
-            &format!("{k}/update-history"),
-            get(
-                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
-                    update_history(s, a, id)
-                },
-            ),
-        )
+        .route(&format!("{k}/accessible-cylinders"), get(key_access))
+        .route(&format!("{k}/receipt"), get(receipt))
+        .route(&format!("{k}/update-history"), get(update_history))
         .route(
             "/api/v1/cylinders/{id}/remove-key-side-authorisations",
-            post(
-                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
-                    remove_key_side(s, a, id)
-                },
-            ),
+            post(remove_key_side),
         )
         .route(
             "/api/v1/cylinders/{id}/keys-with-access",
-            get(
-                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
-                    cylinder_access(s, a, id)
-                },
-            ),
+            get(cylinder_access),
         )
         .route(
             "/api/v1/cylinders/{id}/access-profiles",
-            get(
-                |State(s): State<AppState>, a: Admin, Path(id): Path<String>| {
-                    cylinder_profiles(s, a, id)
-                },
-            ),
+            get(cylinder_profiles),
         )
-        .route(
-            "/api/v1/key-groups/{id}/schedule",
-            post(
-                |State(s): State<AppState>,
-                 a: Admin,
-                 Path(id): Path<String>,
-                 h: HeaderMap,
-                 b: Bytes| group_schedule(s, a, id, h, b),
-            ),
-        )
+        .route("/api/v1/key-groups/{id}/schedule", post(group_schedule))
 }
