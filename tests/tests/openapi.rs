@@ -189,6 +189,40 @@ async fn every_operation_documents_its_responses() {
             }
         }
     }
+    // Links name existing operations and their path parameters.
+    let by_id: BTreeMap<String, Value> = documented(&doc)
+        .into_iter()
+        .map(|(m, p)| {
+            let op = doc["paths"][&p][&m].clone();
+            (op["operationId"].as_str().unwrap_or("").to_string(), op)
+        })
+        .collect();
+    let mut links = 0;
+    for (method, path) in documented(&doc) {
+        for (status, r) in doc["paths"][&path][&method]["responses"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            for (name, l) in r["links"].as_object().into_iter().flatten() {
+                let target = by_id
+                    .get(l["operationId"].as_str().unwrap_or(""))
+                    .unwrap_or_else(|| panic!("{method} {path} {status}: link {name}"));
+                for (param, _) in l["parameters"].as_object().into_iter().flatten() {
+                    assert!(
+                        target["parameters"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|p| p["name"] == param.as_str()),
+                        "{method} {path} {status}: link {name} sets {param}"
+                    );
+                }
+                links += 1;
+            }
+        }
+    }
+    assert!(links > 80, "{links} links");
     // Every collection has its six operations.
     for kind in ObjectKind::ALL {
         let base = format!("/api/v1/{}", kind.collection());

@@ -47,8 +47,9 @@ fn int64() -> Value {
     json!({ "type": "integer", "format": "int64" })
 }
 
+/// An object id: a positive 64-bit integer (larger numbers are not ids, whatever JSON allows).
 fn id_schema() -> Value {
-    json!({ "type": "integer", "format": "int64", "minimum": 1 })
+    json!({ "type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX })
 }
 
 fn nullable_id() -> Value {
@@ -73,6 +74,33 @@ fn nullable_date_time() -> Value {
 
 fn nullable(schema: Value) -> Value {
     json!({ "oneOf": [{ "type": "null" }, schema] })
+}
+
+/// `schema`, also admitting null (unless it does already).
+fn or_null(mut schema: Value) -> Value {
+    match schema.get_mut("type") {
+        Some(Value::String(t)) if t != "null" => {
+            let t = t.clone();
+            schema["type"] = json!([t, "null"]);
+            schema
+        }
+        Some(Value::Array(types)) => {
+            if !types.contains(&json!("null")) {
+                types.push(json!("null"));
+            }
+            schema
+        }
+        _ => {
+            let admits_null = schema["oneOf"]
+                .as_array()
+                .is_some_and(|alts| alts.iter().any(|a| a["type"] == "null"));
+            if admits_null {
+                schema
+            } else {
+                nullable(schema)
+            }
+        }
+    }
 }
 
 fn array(items: Value) -> Value {
@@ -334,7 +362,9 @@ fn hand_written(s: &mut Map<String, Value>) {
     put(
         "FailReport",
         object(
-            json!({ "reason": described(text(), "What went wrong (not blank)") }),
+            json!({ "reason": {
+                "type": "string", "pattern": "\\S", "description": "What went wrong (not blank)",
+            }}),
             &[],
         ),
     );
@@ -397,16 +427,13 @@ fn hand_written(s: &mut Map<String, Value>) {
     );
     put(
         "GroupSchedule",
-        described(
-            object(
-                json!({
-                    "schedule": nullable(schema_ref("Schedule")),
-                    "schedule_template_id": nullable_id(),
-                }),
-                &["schedule", "schedule_template_id"],
-            ),
-            "Either a schedule or a schedule template",
-        ),
+        json!({
+            "description": "Either a schedule or a schedule template",
+            "oneOf": [
+                object(json!({ "schedule": schema_ref("Schedule") }), &[]),
+                object(json!({ "schedule_template_id": id_schema() }), &[]),
+            ],
+        }),
     );
     let access = |other: &str| {
         items_of(object(
@@ -746,10 +773,16 @@ impl Op {
     }
 
     fn query(mut self, name: &str, schema: Value, description: &str) -> Op {
-        self.parameters.push(json!({
+        // A flag may be given without a value (`?open`), which means true.
+        let flag = schema["type"] == "boolean";
+        let mut p = json!({
             "name": name, "in": "query", "required": false,
             "description": description, "schema": schema,
-        }));
+        });
+        if flag {
+            p["allowEmptyValue"] = json!(true);
+        }
+        self.parameters.push(p);
         self.problem(
             400,
             "Malformed request (unknown or invalid query parameter)",
@@ -759,8 +792,8 @@ impl Op {
     fn if_match(mut self) -> Op {
         self.parameters.push(json!({
             "name": "If-Match", "in": "header", "required": false,
-            "description": "ETag (version) the change is based on, e.g. \"3\"",
-            "schema": { "type": "string" },
+            "description": "ETag (version) the change is based on: \"3\", W/\"3\", 3, or * for any",
+            "schema": { "type": "string", "pattern": "^(\\*|(W/)?\"?[+-]?[0-9]{1,18}\"?)$" },
         }));
         self.problem(400, "Malformed request (If-Match is not an ETag)")
             .problem(
@@ -891,19 +924,10 @@ fn collection(ops: &mut Vec<Op>, kind: ObjectKind, body: &str) {
         .if_match()
         .body_as(
             "application/merge-patch+json",
-            described(
-                json!({ "type": "object" }),
-                &format!("Fields of {body} to change; null removes an optional field"),
-            ),
+            schema_ref(&format!("{body}Patch")),
             true,
         )
-        .json_body(
-            described(
-                json!({ "type": "object" }),
-                "The same merge patch as application/json",
-            ),
-            true,
-        )
+        .json_body(schema_ref(&format!("{body}Patch")), true)
         .object(200, "Changed", body)
         .not_found(&noun)
         .problem(409, "Conflict, duplicate or rule violation"),
@@ -992,7 +1016,7 @@ fn operations() -> Vec<Op> {
         .body_as("text/csv", json!({ "type": "string" }), true)
         .body_as(
             "application/octet-stream",
-            json!({ "type": "string", "format": "binary" }),
+            json!({ "type": "string", "description": "The same CSV text (UTF-8)" }),
             true,
         )
         .ok(
@@ -1057,19 +1081,10 @@ fn operations() -> Vec<Op> {
         .if_match()
         .body_as(
             "application/merge-patch+json",
-            described(
-                json!({ "type": "object" }),
-                "Fields of SystemSettings to change",
-            ),
+            schema_ref("SystemSettingsPatch"),
             true,
         )
-        .json_body(
-            described(
-                json!({ "type": "object" }),
-                "The same merge patch as application/json",
-            ),
-            true,
-        )
+        .json_body(schema_ref("SystemSettingsPatch"), true)
         .ok(
             200,
             "The locking system with its new settings",
@@ -1604,7 +1619,48 @@ fn operations() -> Vec<Op> {
         .ok(200, "Ready", schema_ref("Readiness"))
         .problem(503, "The database does not answer"),
     );
+    link(&mut ops);
     ops
+}
+
+/// OpenAPI links, so clients and stateful testers find the id an operation needs: from a
+/// created object to every operation on it, and from the job list to every job operation.
+fn link(ops: &mut [Op]) {
+    let on_item: Vec<(String, String)> = ops
+        .iter()
+        .filter(|o| o.path.contains("/{id}"))
+        .map(|o| {
+            (
+                o.path.clone(),
+                o.body["operationId"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for op in ops.iter_mut() {
+        let (status, pointer) = match op.method {
+            "post" if op.path == "/api/v1/tokens" => ("201", "$response.body#/info/id"),
+            "post" if op.path.matches('/').count() == 3 && !op.path.contains('{') => {
+                ("201", "$response.body#/id")
+            }
+            "get" if op.path == "/api/v1/jobs" => ("200", "$response.body#/items/0/id"),
+            _ => continue,
+        };
+        let item = format!("{}/{{id}}", op.path);
+        let mut links = Map::new();
+        for (path, id) in &on_item {
+            if path == &item || path.starts_with(&format!("{item}/")) {
+                links.insert(
+                    id.clone(),
+                    json!({ "operationId": id, "parameters": { "id": pointer } }),
+                );
+            }
+        }
+        if let Some(r) = op.body["responses"].get_mut(status)
+            && !links.is_empty()
+        {
+            r["links"] = Value::Object(links);
+        }
+    }
 }
 
 /// The component schemas: derived ones, the stored objects, and the hand-written ones.
@@ -1644,13 +1700,74 @@ fn schemas() -> Map<String, Value> {
     add::<crate::background::Requeue>(&mut s);
     add::<crate::background::DeadLetter>(&mut s);
     add::<crate::plugins::PluginView>(&mut s);
-    let bodies: std::collections::BTreeSet<&str> = COLLECTIONS.iter().map(|(_, b)| *b).collect();
-    for body in bodies {
+    add::<SystemSettings>(&mut s);
+    let mut bodies: std::collections::BTreeSet<&str> =
+        COLLECTIONS.iter().map(|(_, b)| *b).collect();
+    for body in &bodies {
         let schema = stored(&s, body);
         s.insert(format!("Stored{body}"), schema);
     }
+    bodies.insert("SystemSettings");
+    for body in bodies {
+        let schema = merge_patch(&s, body);
+        s.insert(format!("{body}Patch"), schema);
+    }
+    // Ids are positive 64-bit integers.
+    if let Some(id) = s.get_mut("i64") {
+        id["maximum"] = json!(i64::MAX);
+    }
+    // Bulk changes list 1–1000 distinct objects.
+    for bulk in ["BulkTags", "BulkDomain", "BulkValidity"] {
+        if let Some(ids) = s.get_mut(bulk).map(|b| &mut b["properties"]["ids"]) {
+            *ids = json!({
+                "type": "array", "items": id_schema(), "minItems": 1,
+                "maxItems": crate::admin::MAX_BULK, "uniqueItems": true,
+            });
+        }
+    }
     hand_written(&mut s);
     s
+}
+
+/// A JSON merge patch (RFC 7396) of `body`: any of its fields; null removes a field that may
+/// be absent (it gets its default), and removes nothing for a name the body does not have.
+fn merge_patch(schemas: &Map<String, Value>, body: &str) -> Value {
+    let b = schemas.get(body).cloned().unwrap_or_else(|| json!({}));
+    let required: Vec<&str> = b["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut props = Map::new();
+    for (name, schema) in b["properties"].as_object().into_iter().flatten() {
+        let schema = if required.contains(&name.as_str()) {
+            schema.clone()
+        } else {
+            or_null(schema.clone())
+        };
+        props.insert(name.clone(), schema);
+    }
+    if body != "SystemSettings" {
+        // Envelope fields may be echoed back: id must be the path's, version acts as If-Match.
+        props.insert(
+            "id".into(),
+            described(id_schema(), "Must be the id in the path"),
+        );
+        props.insert(
+            "version".into(),
+            described(int64(), "The version the change is based on (as If-Match)"),
+        );
+        props.insert("created_at".into(), described(json!({}), "Ignored"));
+        props.insert("updated_at".into(), described(json!({}), "Ignored"));
+    }
+    json!({
+        "type": "object",
+        "description": format!("A JSON merge patch of {body}: the fields to change; null removes an optional field"),
+        "properties": props,
+        // Removing a member the object does not have changes nothing.
+        "additionalProperties": { "type": "null" },
+    })
 }
 
 /// Build the whole document.
