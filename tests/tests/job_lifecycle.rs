@@ -609,3 +609,36 @@ on_both!(
         );
     }
 );
+
+on_both!(
+    oversized_bodies_get_a_problem_document,
+    |app: TestApp| async move {
+        let s = site(&app).await;
+        let reason = "x".repeat(2 * 1024 * 1024);
+        // A job report (JsonBody extractor) and a generic create (raw body) alike.
+        for (path, body) in [
+            (
+                "/api/v1/jobs/1/fail".to_string(),
+                json!({ "reason": reason }),
+            ),
+            ("/api/v1/domains".to_string(), json!({ "name": reason })),
+            (
+                format!("/api/v1/keys/{}/lost", s.key),
+                json!({ "block": reason }),
+            ),
+        ] {
+            let r = app.post(&path, body).await.expect(413);
+            assert_eq!(
+                r.headers
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+                Some("application/problem+json"),
+                "{path}"
+            );
+            assert_eq!(
+                r.body["type"], "urn:lockgate:problem:payload-too-large",
+                "{path}"
+            );
+        }
+    }
+);

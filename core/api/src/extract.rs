@@ -171,7 +171,13 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
         let headers = req.headers().clone();
         let body = <Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
             .await
-            .map_err(|e| Problem::bad_request(e.body_text()))?;
+            .map_err(|e| match e.status() {
+                // Over the body limit: 413 as a problem document, not axum's plain text.
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                    Problem::new(e.status(), "payload-too-large", e.body_text())
+                }
+                _ => Problem::bad_request(e.body_text()),
+            })?;
         json_body(&headers, &body).map(JsonBody)
     }
 }

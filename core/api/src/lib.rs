@@ -128,6 +128,24 @@ async fn not_found() -> Response {
     Problem::not_found("no such endpoint; see /api/v1/openapi.json").into_response()
 }
 
+/// Errors axum's own extractors answer in plain text (a body over the limit: 413) become
+/// problem documents, like every other error of the API.
+async fn problem_for_plain_errors(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "the request body is larger than the gateway accepts",
+        )
+        .into_response();
+    }
+    resp
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let max = state.config.max_body_bytes;
@@ -169,6 +187,7 @@ pub fn router(state: AppState) -> Router {
             licence::guard,
         ))
         .layer(DefaultBodyLimit::max(max))
+        .layer(axum::middleware::map_response(problem_for_plain_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
