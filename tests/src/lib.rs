@@ -191,13 +191,18 @@ pub fn fixed(cylinder_groups: bool) -> FixedSettings {
 
 impl TestApp {
     pub async fn new(db: Db) -> TestApp {
+        TestApp::with_fixed(db, fixed(true)).await
+    }
+
+    /// A test app whose locking system has these fixed settings.
+    pub async fn with_fixed(db: Db, fixed_settings: FixedSettings) -> TestApp {
         let database = TestDatabase::create(db).await;
         let store = Store::connect(&ConnectOptions::new(&database.url))
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");
         let b = store
-            .init_system("Test site", fixed(true))
+            .init_system("Test site", fixed_settings)
             .await
             .expect("init");
         let router = lockgate_api::router(AppState::new(store.clone(), ApiConfig::default()));

@@ -204,7 +204,7 @@ const FIELD_ROWS: &[(&str, &str, FieldPatch, &str, &[(&str, Lv)])] = &[
     (
         "c-keys",
         "holder_id",
-        |fx| json!({ "status": "handed_out", "holder_id": fx.ids["visitors"] }),
+        |fx| json!({ "status": "handed_out", "holder_id": fx.ids["employees"] }),
         "c_key_hand_in_out",
         &[("c_key", Lv::Full)],
     ),
@@ -777,10 +777,12 @@ fn create_body(path: &str, tag: &str, fx: &Fx) -> Value {
         "employees" | "visitors" => json!({
             "first_name": "Mia", "surname": format!("Matrix {tag}"),
             "identifier": format!("{path}-{tag}"), "domain_id": a,
+            "email": format!("{path}-{tag}@example.com"),
         }),
+        // Dynamic: only dynamic keys take access profiles (manual §4.9.6).
         "keys" => json!({
-            "name": format!("Key {tag}"), "marking": format!("K-{tag}"), "type": "normal",
-            "generation": "1", "key_group_id": fx.key_group, "domain_id": a,
+            "name": format!("Key {tag}"), "marking": format!("K-{tag}"), "type": "dynamic",
+            "generation": "2", "key_group_id": fx.key_group, "domain_id": a,
         }),
         "c-keys" => json!({
             "name": format!("C-key {tag}"), "marking": format!("CK-{tag}"), "kind": "normal",
@@ -822,7 +824,7 @@ async fn fixtures(app: &TestApp) -> Fx {
     let a = app.domain("Domain A").await;
     let mut fx = Fx {
         a,
-        key_group: app.key_group("Matrix keys", "normal").await,
+        key_group: app.key_group("Matrix keys", "dynamic").await,
         c_key_group: c_key_group(app).await,
         ids: HashMap::new(),
         doomed: HashMap::new(),
@@ -1390,15 +1392,18 @@ on_both!(endpoint_by_level, |app: TestApp| async move {
 /// Collections whose objects belong to a domain, with a body for one in domain `d` (`t` names it).
 fn scoped_body(path: &str, t: &str, d: i64, key_group: i64) -> Value {
     match path {
+        // C-keys are handed out to employees with an email address (manual §6.11.7).
         "employees" => {
-            json!({ "first_name": t, "surname": "Zeta", "identifier": format!("ZE-{t}"), "domain_id": d })
+            json!({ "first_name": t, "surname": "Zeta", "identifier": format!("ZE-{t}"), "domain_id": d, "email": format!("ze-{t}@example.com") })
         }
         "visitors" => {
             json!({ "first_name": t, "surname": "Zeta", "identifier": format!("ZV-{t}"), "domain_id": d })
         }
+        // Dynamic: temporary access groups and access profiles take dynamic keys only
+        // (manual §4.7.2, §4.9.6).
         "keys" => json!({
-            "name": format!("Zeta key {t}"), "marking": format!("ZK-{t}"), "type": "normal",
-            "generation": "1", "key_group_id": key_group, "domain_id": d,
+            "name": format!("Zeta key {t}"), "marking": format!("ZK-{t}"), "type": "dynamic",
+            "generation": "2", "key_group_id": key_group, "domain_id": d,
         }),
         "cylinders" => json!({
             "name": format!("Zeta cylinder {t}"), "marking": format!("ZC-{t}"),
@@ -1450,14 +1455,14 @@ async fn domain_scoping(app: TestApp) {
         let path = format!("/api/v1/{p}");
         in_a.insert(
             p,
-            app.post(&path, scoped_body(p, "A", a, kg))
+            app.post(&path, scoped_body(p, "A", a, dkg))
                 .await
                 .expect(201)
                 .id(),
         );
         in_b.insert(
             p,
-            app.post(&path, scoped_body(p, "B", b, kg))
+            app.post(&path, scoped_body(p, "B", b, dkg))
                 .await
                 .expect(201)
                 .id(),
@@ -1601,7 +1606,7 @@ async fn domain_scoping(app: TestApp) {
             t,
             Method::POST,
             &base,
-            Some(scoped_body(p, "B2", b, kg)),
+            Some(scoped_body(p, "B2", b, dkg)),
         )
         .await;
         ck.invalid(&format!("POST {p} in B"), &r, "domain_id");
@@ -1706,8 +1711,8 @@ async fn domain_scoping(app: TestApp) {
         }),
         ("keys", "access_profile_ids[0]", |target, n, x| {
             json!({
-                "name": format!("Ref key {n}"), "marking": format!("RK-{n}"), "type": "normal", "generation": "1",
-                "key_group_id": x.kg, "domain_id": x.a, "access_profile_ids": [target],
+                "name": format!("Ref key {n}"), "marking": format!("RK-{n}"), "type": "dynamic", "generation": "2",
+                "key_group_id": x.dkg, "domain_id": x.a, "access_profile_ids": [target],
             })
         }),
         ("keys", "cylinder_ids[0]", |target, n, x| {

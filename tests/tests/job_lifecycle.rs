@@ -251,7 +251,7 @@ on_both!(
 );
 
 on_both!(
-    a_cylinder_locked_by_another_c_key_refuses_loading,
+    a_cylinder_locked_by_a_c_key_refuses_every_other_change,
     |app: TestApp| async move {
         let s = site(&app).await;
         let programming = admit_key_individually(&app, &s).await;
@@ -261,16 +261,10 @@ on_both!(
         )
         .await
         .expect(200);
-        // The cylinder is locked by the master's C-key: another C-key cannot load its
-        // audit-trail read, and reconciliation leaves the loaded job alone.
-        let read = app
-            .post(
-                &format!("/api/v1/cylinders/{}/audit-trail-request", s.cylinder),
-                json!({}),
-            )
-            .await
-            .expect(201)
-            .id();
+        // The cylinder is locked by the master's C-key (manual §4.4.13.1): another C-key
+        // cannot take its job, its audit trail cannot be requested, its authorisation
+        // settings cannot be edited, reprogramming waits, and reconciliation leaves the
+        // loaded job alone.
         let (ck, token) = app
             .admin_with(
                 "P-2",
@@ -281,17 +275,46 @@ on_both!(
         let r = app
             .call(
                 Method::POST,
-                &format!("/api/v1/jobs/{read}/load"),
+                &format!("/api/v1/jobs/{programming}/load"),
                 Some(&token),
                 Some(json!({ "c_key_id": ck })),
             )
             .await
             .expect(409);
-        assert_eq!(r.body["reason"], "locked_by_other");
-        assert_eq!(r.body["by"], app.master_c_key_id);
-        app.patch(&format!("/api/v1/cylinders/{}", s.cylinder), json!({ "access_list": { "key_groups": [{ "key_group_id": s.group }], "key_ids": [] } }))
+        assert_eq!(r.body["reason"], "not_loadable", "{}", r.body);
+        let r = app
+            .post(
+                &format!("/api/v1/cylinders/{}/audit-trail-request", s.cylinder),
+                json!({}),
+            )
             .await
-            .expect(200);
+            .expect(409);
+        assert!(
+            r.body["detail"].as_str().unwrap_or("").contains("locked"),
+            "{}",
+            r.body
+        );
+        let r = app
+            .patch(&format!("/api/v1/cylinders/{}", s.cylinder), json!({ "access_list": { "key_groups": [{ "key_group_id": s.group }], "key_ids": [] } }))
+            .await
+            .expect(409);
+        assert!(
+            r.body["detail"].as_str().unwrap_or("").contains("locked"),
+            "{}",
+            r.body
+        );
+        app.patch(
+            &format!("/api/v1/cylinders/{}", s.cylinder),
+            json!({ "location": "Hall" }),
+        )
+        .await
+        .expect(200);
+        app.post(
+            &format!("/api/v1/cylinders/{}/reprogram", s.cylinder),
+            json!({}),
+        )
+        .await
+        .expect(409);
         let loaded = app
             .get(&format!("/api/v1/jobs?target_id={}&open=true", s.cylinder))
             .await
@@ -303,27 +326,23 @@ on_both!(
                 .iter()
                 .any(|j| j["id"] == programming && j["state"] == "loaded")
         );
-        // Reprogramming waits too.
-        app.post(
-            &format!("/api/v1/cylinders/{}/reprogram", s.cylinder),
-            json!({}),
-        )
-        .await
-        .expect(409);
-        // Its own C-key may load the read; once the job reports, the cylinder is free and
-        // reconciliation plans what changed meanwhile.
+        // Once the job reports, the cylinder is free: its audit-trail read is a cylinder
+        // programming job (manual §8.5) that the other C-key may load.
         app.post(&format!("/api/v1/jobs/{programming}/confirm"), json!({}))
             .await
             .expect(200);
-        let next = open_jobs(&app)
+        let read = app
+            .post(
+                &format!("/api/v1/cylinders/{}/audit-trail-request", s.cylinder),
+                json!({}),
+            )
             .await
-            .into_iter()
-            .find(|j| j["target_id"] == s.cylinder && j["kind"] == "cylinder_programming")
-            .expect("the change made while locked");
-        assert_eq!(next["state"], "created");
+            .expect(201);
+        assert_eq!(read.body["kind"], "cylinder_programming");
+        assert_eq!(read.body["actions"], json!(["audit_trail"]));
         app.call(
             Method::POST,
-            &format!("/api/v1/jobs/{read}/load"),
+            &format!("/api/v1/jobs/{}/load", read.id()),
             Some(&token),
             Some(json!({ "c_key_id": ck })),
         )

@@ -846,6 +846,18 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     )
     .await
     .expect(200);
+    // The opening decision, refused (with its reason) and on the defined state.
+    for query in [
+        format!("cylinder={}", cylinders[0]),
+        format!("cylinder={}&state=defined&side=a&at=2031-01-01T10:00:00Z", cylinders[1]),
+    ] {
+        c.call(get.clone(), "/api/v1/keys/{id}/can-open", key, &query, None)
+            .await
+            .expect(200);
+    }
+    c.call(get.clone(), "/api/v1/keys/{id}/can-open", key, "side=c", None)
+        .await
+        .expect(400);
     c.call(
         get.clone(),
         "/api/v1/cylinders/{id}/keys-with-access",
@@ -1037,12 +1049,13 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     c.call(post.clone(), "/api/v1/keys/{id}/lost", key, "", None)
         .await
         .expect(200);
+    // A found key is in stock again (manual §4.2.12.3): hand-in has nothing to take back.
     c.call(post.clone(), "/api/v1/keys/{id}/found", key, "", None)
         .await
         .expect(200);
     c.call(post.clone(), "/api/v1/keys/{id}/hand-in", key, "", None)
         .await
-        .expect(200);
+        .expect(409);
     c.call(get.clone(), "/api/v1/keys/{id}/receipt", key, "", None)
         .await
         .expect(409);

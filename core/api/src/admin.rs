@@ -51,19 +51,73 @@ async fn patch_settings(
         serde_json::to_value(&admin.system.settings).map_err(|_| Problem::internal())?;
     merge_patch(&mut current, &patch);
     let new: SystemSettings = from_value(current)?;
+    // Manual §6.4 / §8.8: only a super administrator switches the hierarchy.
     if new.hierarchical_administrators != admin.system.settings.hierarchical_administrators
-        && !admin.c_key.body.role_ids.is_empty()
-        && admin.level(Function::Roles) < Level::Full
+        && !is_super_administrator(&state, &admin).await?
     {
         return Err(Problem::forbidden(
-            "switching hierarchical administrators needs roles at Full",
+            "only a super administrator switches hierarchical administrators",
         ));
+    }
+    // Manual §6.6.3: an initial domain is chosen among the administrator's own domains.
+    let old = &admin.system.settings;
+    for (field, was, now) in [
+        (
+            "initial_person_domain",
+            old.initial_person_domain,
+            new.initial_person_domain,
+        ),
+        (
+            "initial_key_domain",
+            old.initial_key_domain,
+            new.initial_key_domain,
+        ),
+        (
+            "initial_cylinder_domain",
+            old.initial_cylinder_domain,
+            new.initial_cylinder_domain,
+        ),
+    ] {
+        if let Some(d) = now.filter(|d| Some(*d) != was)
+            && !admin.scope.allows(Some(d))
+        {
+            return Err(Problem::field(
+                field,
+                format!("no domain {d} among your domains"),
+            ));
+        }
     }
     let sys = state
         .app
         .update_settings(&admin.cx(&state.app), if_match(&headers)?, new)
         .await?;
     Ok(Json(sys).into_response())
+}
+
+/// The master C-key, or a C-key holding the pre-defined Super administrator role.
+async fn is_super_administrator(state: &AppState, admin: &Admin) -> ApiResult<bool> {
+    use lockgate_model::{
+        ckey::CKeyKind,
+        permission::{PredefinedRole, Role},
+    };
+    if admin.c_key.body.kind == CKeyKind::Master {
+        return Ok(true);
+    }
+    for id in &admin.c_key.body.role_ids {
+        let role: lockgate_store::Stored<Role> = state
+            .store
+            .get(
+                admin.system.id,
+                ObjectKind::Role,
+                *id,
+                &lockgate_store::Scope::all(),
+            )
+            .await?;
+        if role.body.predefined == Some(PredefinedRole::SuperAdministrator) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `GET /api/v1/me`: who the token belongs to, with effective permissions and domains.

@@ -50,6 +50,21 @@ impl Admin {
         }
     }
 
+    /// The domains within which this administrator *sees* objects of `kind`: their own,
+    /// except that administrators of the default domain see every temporary access group
+    /// (manual §8.2.5). Writes always use [`Admin::scope`].
+    pub fn read_scope(&self, kind: ObjectKind) -> lockgate_store::Scope {
+        let default_domain = self.system.default_domain_id;
+        if kind == ObjectKind::TemporaryAccessGroup
+            && default_domain.is_some()
+            && self.scope.allows_exactly(default_domain)
+        {
+            lockgate_store::Scope::all()
+        } else {
+            self.scope.clone()
+        }
+    }
+
     /// Require at least `level` on the function governing a collection.
     pub fn require_kind(&self, kind: ObjectKind, level: Level) -> ApiResult<()> {
         self.require(kind.function(), level)

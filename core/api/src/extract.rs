@@ -181,3 +181,22 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
         json_body(&headers, &body).map(JsonBody)
     }
 }
+
+/// A query string parsed strictly into `T` (which declares `#[serde(deny_unknown_fields)]`):
+/// an unknown parameter, a missing one or a malformed value is a 400 problem document
+/// naming it, never axum's plain-text rejection.
+#[derive(Debug, Clone)]
+pub struct StrictQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for StrictQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| StrictQuery(q.0))
+            .map_err(|e| Problem::bad_request(format!("query string: {}", e.body_text())))
+    }
+}

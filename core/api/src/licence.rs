@@ -253,6 +253,8 @@ pub fn features_for_write(
         ObjectKind::AccessProfile => vec![LicenceFeature::AccessProfiles],
         ObjectKind::TemporaryAccessGroup => vec![LicenceFeature::TemporaryAccessGroups],
         ObjectKind::CylinderGroup => vec![LicenceFeature::CylinderGroups],
+        // Manual §8.13: remote PDs are what the remote feature licenses.
+        ObjectKind::RemotePd => vec![LicenceFeature::Remote],
         ObjectKind::Key => {
             // Only setting or changing PIN validation / revalidation needs the feature, so a
             // key configured before a licence was installed can still be edited otherwise.

@@ -24,12 +24,12 @@ use lockgate_store::{
     Stored,
     lifecycle::{HandOut, LostRequest},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     AppState,
     authz::Admin,
-    extract::{PathId, json_body},
+    extract::{PathId, StrictQuery, json_body},
     problem::{ApiResult, Problem},
     resources::object_response,
 };
@@ -352,6 +352,99 @@ async fn key_access(
     visible_access(&state, &admin, items, ObjectKind::Cylinder, "cylinder_id").await
 }
 
+/// Which state an opening decision is judged on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpeningState {
+    /// What the key and the cylinder hold now (confirmed jobs only).
+    #[default]
+    Actual,
+    /// Once every pending job has run.
+    Defined,
+}
+
+/// `GET /api/v1/keys/{id}/can-open` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanOpenQuery {
+    /// The cylinder.
+    pub cylinder: i64,
+    /// The instant (RFC 3339); now when absent.
+    pub at: Option<chrono::DateTime<Utc>>,
+    /// The cylinder side the key is inserted in.
+    #[serde(default)]
+    pub side: Option<SideName>,
+    /// `actual` (default) or `defined`.
+    #[serde(default)]
+    pub state: OpeningState,
+}
+
+/// A cylinder side, as the API names it.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SideName {
+    A,
+    B,
+}
+
+/// Whether a key opens a cylinder side at an instant (`DOMAIN.md` §2, the manual's §8.1),
+/// and the first rule that refuses it: `{key_id, cylinder_id, side, at, state, opens,
+/// reason?, message?, ...}` where `reason` is the refusal's snake_case name and the
+/// remaining members are its details.
+async fn can_open(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+    StrictQuery(q): StrictQuery<CanOpenQuery>,
+) -> ApiResult<Response> {
+    admin.require(Function::Key, Level::View)?;
+    admin.require(Function::Cylinder, Level::View)?;
+    let _: Stored<Key> = state
+        .store
+        .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
+        .await?;
+    let cylinder: Stored<Cylinder> = state
+        .store
+        .get(
+            admin.system.id,
+            ObjectKind::Cylinder,
+            q.cylinder,
+            &admin.scope,
+        )
+        .await?;
+    let at = q.at.unwrap_or_else(|| state.app.now());
+    let side = match q.side.unwrap_or(SideName::A) {
+        SideName::A => lockgate_engine::state::Side::A,
+        SideName::B => lockgate_engine::state::Side::B,
+    };
+    let decision = state
+        .store
+        .opening_decision(
+            &admin.system,
+            id,
+            &cylinder,
+            side,
+            at,
+            q.state == OpeningState::Defined,
+        )
+        .await?;
+    let mut out = serde_json::json!({
+        "key_id": id,
+        "cylinder_id": cylinder.id,
+        "side": q.side.unwrap_or(SideName::A),
+        "at": at.to_rfc3339(),
+        "state": q.state,
+        "opens": decision.is_ok(),
+    });
+    if let (Err(refusal), serde_json::Value::Object(m)) = (&decision, &mut out) {
+        m.insert("message".into(), refusal.to_string().into());
+        if let Ok(serde_json::Value::Object(r)) = serde_json::to_value(refusal) {
+            m.extend(r);
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
 /// The access views the administrator may see (the other side in their domains), as
 /// `{items: [{<id_field>, actual, defined, pending}]}`.
 async fn visible_access(
@@ -460,6 +553,7 @@ pub fn routes() -> Router<AppState> {
             post(remove_redundant),
         )
         .route(&format!("{k}/accessible-cylinders"), get(key_access))
+        .route(&format!("{k}/can-open"), get(can_open))
         .route(&format!("{k}/receipt"), get(receipt))
         .route(&format!("{k}/update-history"), get(update_history))
         .route(

@@ -216,7 +216,7 @@ fn hand_written(s: &mut Map<String, Value>) {
         "HiddenCounts",
         object(
             json!({
-                "by_status": described(count(), "Lost or broken keys / inactive persons left out (include_hidden=false)"),
+                "by_status": described(count(), "Left out by the default filters (include_hidden=false): lost or broken keys, broken cylinders, mechanical keys and cylinders, inactive persons"),
                 "outside_domains": described(count(), "Matches in domains you cannot see"),
             }),
             &[],
@@ -280,6 +280,7 @@ fn hand_written(s: &mut Map<String, Value>) {
                 "group_change",
                 "time_zone_offset",
                 "reprogram",
+                "audit_trail",
             ],
             "What a cylinder programming job changes",
         ),
@@ -448,6 +449,32 @@ fn hand_written(s: &mut Map<String, Value>) {
     };
     put("AccessibleCylinders", access("cylinder_id"));
     put("KeysWithAccess", access("key_id"));
+    put(
+        "OpeningDecision",
+        object(
+            json!({
+                "key_id": id_schema(),
+                "cylinder_id": id_schema(),
+                "side": string_enum(&["a", "b"], "The cylinder side"),
+                "at": date_time(),
+                "state": string_enum(&["actual", "defined"], "The state judged"),
+                "opens": { "type": "boolean", "description": "The key opens the side at that instant" },
+                "reason": string_enum(
+                    &[
+                        "no_such_side", "cutting_does_not_fit", "mechanical_key_on_electronic_side",
+                        "key_inactive", "before_validity_start", "after_validity_end",
+                        "revalidation_expired", "pin_validation_expired", "not_admitted",
+                        "excepted_from_key_group", "blocked", "not_in_key_access_list",
+                        "outside_schedule", "unknown_time_zone", "delay_lock",
+                        "online_open_required", "sequence_lock_awaiting_second_key",
+                    ],
+                    "The first rule that refuses the key (absent when it opens)",
+                ),
+                "message": described(text(), "The refusal in words"),
+            }),
+            &["reason", "message"],
+        ),
+    );
     put(
         "CylinderAccessProfiles",
         object(json!({ "access_profile_ids": array(id_schema()) }), &[]),
@@ -789,6 +816,15 @@ impl Op {
         )
     }
 
+    /// A query parameter the operation cannot do without.
+    fn required_query(mut self, name: &str, schema: Value, description: &str) -> Op {
+        self = self.query(name, schema, description);
+        if let Some(p) = self.parameters.last_mut() {
+            p["required"] = json!(true);
+        }
+        self
+    }
+
     fn if_match(mut self) -> Op {
         self.parameters.push(json!({
             "name": "If-Match", "in": "header", "required": false,
@@ -941,9 +977,15 @@ fn collection(ops: &mut Vec<Op>, kind: ObjectKind, body: &str) {
             &format!("Delete a {noun}"),
         )
         .if_match()
+        .query(
+            "detach",
+            json!({ "type": "boolean" }),
+            "Access profiles: confirm deleting a profile persons, keys or temporary access groups still hold (they lose it); refused for other kinds",
+        )
         .no_content("Deleted")
         .not_found(&noun)
-        .problem(409, "Still in use (references name the users)"),
+        .problem(409, "Still in use (references name the users)")
+        .problem(422, "detach given for a kind other than access profiles"),
     );
     ops.push(
         Op::new(
@@ -1477,6 +1519,29 @@ fn operations() -> Vec<Op> {
                 .not_found(what),
         );
     }
+    ops.push(
+        Op::new(
+            "get",
+            "/api/v1/keys/{id}/can-open",
+            "canOpen",
+            "lifecycle",
+            "Whether the key opens a cylinder side at an instant, and the rule that refuses it",
+        )
+        .required_query("cylinder", id_schema(), "The cylinder")
+        .query("at", date_time(), "The instant (RFC 3339); now when absent")
+        .query(
+            "side",
+            string_enum(&["a", "b"], "Side; a when absent"),
+            "The cylinder side",
+        )
+        .query(
+            "state",
+            string_enum(&["actual", "defined"], "actual when absent"),
+            "Judge the state the hardware holds, or the state once pending jobs ran",
+        )
+        .ok(200, "The decision", schema_ref("OpeningDecision"))
+        .not_found("key or cylinder"),
+    );
     ops.push(
         Op::new(
             "get",

@@ -20,7 +20,8 @@ use crate::{
     AppState,
     authz::Admin,
     extract::{
-        from_value, if_match, parse_bool, parse_id, parse_int, parse_json_value, query_pairs,
+        StrictQuery, from_value, if_match, parse_bool, parse_id, parse_int, parse_json_value,
+        query_pairs,
     },
     policy,
     problem::{ApiResult, Problem},
@@ -181,7 +182,7 @@ pub async fn search<R: Resource>(
     }
     let page = state
         .store
-        .search(admin.system.id, kind, &admin.scope, &q)
+        .search(admin.system.id, kind, &admin.read_scope(kind), &q)
         .await?;
     Ok(Json(page).into_response())
 }
@@ -250,7 +251,7 @@ pub async fn read<R: Resource>(
     let id = parse_id(&id)?;
     let s: Stored<R> = state
         .store
-        .get(admin.system.id, kind, id, &admin.scope)
+        .get(admin.system.id, kind, id, &admin.read_scope(kind))
         .await?;
     Ok(object_response(StatusCode::OK, &s))
 }
@@ -352,6 +353,15 @@ pub async fn patch<R: Resource>(
     ))
 }
 
+/// `DELETE` query: `detach=true` confirms deleting an access profile still held by
+/// persons, keys or temporary access groups (manual §4.6.2).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    pub detach: bool,
+}
+
 /// Delete an object (persons: as the deletion setting says).
 pub async fn delete<R: Resource>(
     kind: ObjectKind,
@@ -359,6 +369,7 @@ pub async fn delete<R: Resource>(
     admin: Admin,
     id: String,
     headers: HeaderMap,
+    q: DeleteQuery,
 ) -> ApiResult<Response> {
     admin.require_kind(kind, Level::Full)?;
     let id = parse_id(&id)?;
@@ -366,7 +377,7 @@ pub async fn delete<R: Resource>(
     policy::check_delete(&state, &admin, kind, id).await?;
     state
         .app
-        .delete_object::<R>(&admin.cx(&state.app), kind, id, expected)
+        .delete_object::<R>(&admin.cx(&state.app), kind, id, expected, q.detach)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -455,8 +466,9 @@ pub fn routes<R: Resource>(kind: ObjectKind) -> Router<AppState> {
                 move |State(s): State<AppState>,
                       admin: Admin,
                       Path(id): Path<String>,
-                      headers: HeaderMap| {
-                    delete::<R>(kind, s, admin, id, headers)
+                      headers: HeaderMap,
+                      StrictQuery(q): StrictQuery<DeleteQuery>| {
+                    delete::<R>(kind, s, admin, id, headers, q)
                 },
             ),
         )

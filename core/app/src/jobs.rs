@@ -131,7 +131,8 @@ impl App {
             cylinder: job.target_id,
             actions: job.actions.iter().copied().collect(),
             reprogram: job.actions.contains(&CylinderAction::Reprogram),
-            audit_trail: job.kind == JobKind::AuditTrail,
+            audit_trail: job.kind == JobKind::AuditTrail
+                || job.actions.contains(&CylinderAction::AuditTrail),
             changes_c_key_access,
             priority: job.priority,
             state: job.state.clone(),
@@ -157,7 +158,10 @@ impl App {
             blocked: c_key.body.blocked,
             programming_permission,
             reprogramming_right: c_key.body.capabilities.cylinder_reprogramming,
-            group_programming: c_key.body.capabilities.cylinder_group_programming,
+            // Manual §8.5 / §7.2.4: in a system delivered with cylinder groups every
+            // C-key has the group-programming capability.
+            group_programming: c_key.body.capabilities.cylinder_group_programming
+                || cx.system.fixed.cylinder_groups,
         };
         let mut tx = self.store.write_tx().await?;
         Store::lock_system(&mut tx, cx.system.id).await?;
@@ -247,6 +251,15 @@ impl App {
         if target.body.blocked {
             return Err(AppError::field("c_key_id", "that C-key is blocked"));
         }
+        if matches!(
+            target.body.status,
+            lockgate_model::ckey::CKeyStatus::Lost | lockgate_model::ckey::CKeyStatus::Broken
+        ) {
+            return Err(AppError::field(
+                "c_key_id",
+                format!("that C-key is {}", target.body.status.as_str()),
+            ));
+        }
         let done = self
             .transition(cx, id, &Transition::Assign { c_key: c_key_id })
             .await?;
@@ -262,7 +275,7 @@ impl App {
         approved: bool,
     ) -> Result<JobRecord> {
         let job = self.visible_job(cx, id).await?;
-        if job.kind != JobKind::AuditTrail {
+        if job.kind != JobKind::AuditTrail && !job.actions.contains(&CylinderAction::AuditTrail) {
             return Err(AppError::NotFound(format!("no audit-trail request {id}")));
         }
         let t = if approved {
@@ -337,7 +350,12 @@ impl App {
     }
 
     /// One transition of a visible job, read and written under the change lock.
-    async fn transition(&self, cx: &WriteContext, id: i64, t: &Transition) -> Result<JobRecord> {
+    pub(crate) async fn transition(
+        &self,
+        cx: &WriteContext,
+        id: i64,
+        t: &Transition,
+    ) -> Result<JobRecord> {
         let mut tx = self.store.write_tx().await?;
         Store::lock_system(&mut tx, cx.system.id).await?;
         let job = Store::job_in(&mut tx, cx.system.id, id).await?;

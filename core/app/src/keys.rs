@@ -93,13 +93,52 @@ impl App {
         h: lockgate_store::lifecycle::HandOut,
     ) -> Result<Stored<Key>> {
         let k = self.store.hand_out_key(cx, id, h).await?;
-        self.key_changed(cx, k).await
+        let k = self.key_changed(cx, k).await?;
+        self.read_audit_trail_on_hand_out(cx, &k).await?;
+        Ok(k)
+    }
+
+    /// Manual §8.6: handing out a quartz or dynamic key that supports remote updates, in
+    /// a remote system without audit-trail approvals, requests a remote read of its audit
+    /// trail. A read already requested is left as it is.
+    async fn read_audit_trail_on_hand_out(&self, cx: &WriteContext, k: &Stored<Key>) -> Result<()> {
+        use lockgate_engine::capability::{Device, Feature, supports};
+        let fixed = &cx.system.fixed;
+        if !fixed.remote
+            || fixed.audit_trail_approvals
+            || !k.body.key_type.has_clock()
+            || !supports(Feature::Remote, Device::Key, k.body.firmware.as_ref())
+        {
+            return Ok(());
+        }
+        match self
+            .store
+            .request_audit_trail(
+                &cx.system,
+                lockgate_engine::jobs::JobTarget::Key,
+                k.id,
+                &cx.actor,
+                cx.now,
+            )
+            .await
+        {
+            Ok(_) | Err(lockgate_store::StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Take a key back in.
     pub async fn hand_in_key(&self, cx: &WriteContext, id: i64) -> Result<Stored<Key>> {
         let k = self.store.hand_in_key(cx, id).await?;
-        self.key_changed(cx, k).await
+        let k = self.key_changed(cx, k).await?;
+        // DOMAIN.md §6: the remote audit-trail read that hand-out switched on goes off.
+        for job in self.store.jobs(cx.system.id, Some(id), true, 10).await? {
+            if job.kind == lockgate_engine::jobs::JobKind::AuditTrail && !job.state.is_out() {
+                self.transition(cx, job.id, &lockgate_engine::jobs::Transition::Cancel)
+                    .await?;
+            }
+        }
+        Ok(k)
     }
 
     /// Copy validity, schedule, revalidation, explicit access and profiles to another key.

@@ -60,13 +60,16 @@ impl App {
     }
 
     /// Delete an object (persons as the system's deletion setting says) and reconcile the
-    /// whole system (what a deletion reaches is not worked out).
+    /// whole system (what a deletion reaches is not worked out). `detach` confirms deleting
+    /// an access profile that persons, keys or temporary access groups still hold: it is
+    /// taken from them in the same transaction.
     pub async fn delete_object<R: Resource>(
         &self,
         cx: &WriteContext,
         kind: ObjectKind,
         id: i64,
         expected_version: Option<i64>,
+        detach: bool,
     ) -> Result<()> {
         if kind.is_person() {
             self.store
@@ -74,7 +77,7 @@ impl App {
                 .await?;
         } else {
             self.store
-                .delete::<R>(cx, kind, id, expected_version)
+                .delete::<R>(cx, kind, id, expected_version, detach)
                 .await?;
         }
         self.reconcile_after(cx, kind, &[]).await;

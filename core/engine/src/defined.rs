@@ -87,6 +87,9 @@ pub struct Configuration {
     pub cylinders: Vec<CylinderConfig>,
     /// Cylinder group → flexible revalidation interval (hours).
     pub cylinder_groups: HashMap<ObjectId, Option<u32>>,
+    /// Cylinder → its cylinder group, for every cylinder in a group (filled when flexible
+    /// revalidation is on): a cylinder takes its group's interval (manual §8.1.6).
+    pub cylinder_group_of: HashMap<ObjectId, ObjectId>,
     pub profiles: HashMap<ObjectId, ProfileConfig>,
     /// Person → the access profiles tied to them.
     pub persons: HashMap<ObjectId, Vec<ObjectId>>,
@@ -255,10 +258,13 @@ pub fn key_program(
         });
     for (target, sources) in entries {
         let interval = if flexible && key_interval.is_some() {
+            // Manual §8.1.6: a cylinder in a group takes the group's interval, also
+            // where the key lists it individually.
             let group = match target {
-                AccessTarget::CylinderGroup(g) => cfg.cylinder_groups.get(&g).copied().flatten(),
-                AccessTarget::Cylinder(_) => None,
-            };
+                AccessTarget::CylinderGroup(g) => Some(g),
+                AccessTarget::Cylinder(c) => cfg.cylinder_group_of.get(&c).copied(),
+            }
+            .and_then(|g| cfg.cylinder_groups.get(&g).copied().flatten());
             effective_interval(key_interval, group, &sources.profile_intervals)
                 .filter(|i| Some(*i) != key_interval)
         } else {

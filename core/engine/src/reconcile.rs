@@ -36,6 +36,16 @@ pub enum CylinderAction {
     /// Requested by an administrator, never planned by the reconciler: memory wiped
     /// (audit trail included), then access list, blocked list and offset restored.
     Reprogram,
+    /// Requested by an administrator, never planned by the reconciler: the C-key reads the
+    /// cylinder's audit trail (manual §8.5: a cylinder programming job like any other).
+    AuditTrail,
+}
+
+impl CylinderAction {
+    /// Actions an administrator requests, which the reconciler never plans: they survive
+    /// the replacement of their job by a newer program.
+    pub const REQUESTED: [CylinderAction; 2] =
+        [CylinderAction::Reprogram, CylinderAction::AuditTrail];
 }
 
 /// Which jobs a target needs: the actions to bring `actual` to `defined`.

@@ -229,6 +229,10 @@ impl Resource for TemporaryAccessGroup {
             "group_key",
             false,
         );
+        // Manual §4.7.2: temporary access groups apply to dynamic keys only.
+        for k in r.iter_mut().filter(|x| x.target == ObjectKind::Key) {
+            k.allowed_types = &["dynamic"];
+        }
         r
     }
 

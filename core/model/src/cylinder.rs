@@ -239,6 +239,27 @@ impl Resource for Cylinder {
         }
     }
 
+    const PROGRAMMED_FIELDS: &'static [&'static str] = &[
+        "access_list",
+        "cylinder_group_id",
+        "time_zone_offset_minutes",
+    ];
+
+    fn grouped_members(&self) -> Option<(Vec<ObjectId>, Vec<ObjectId>)> {
+        Some((
+            self.access_list
+                .key_groups
+                .iter()
+                .map(|g| g.key_group_id)
+                .collect(),
+            self.access_list.key_ids.clone(),
+        ))
+    }
+
+    fn drop_members(&mut self, redundant: &std::collections::BTreeSet<ObjectId>) {
+        self.access_list.key_ids.retain(|k| !redundant.contains(k));
+    }
+
     fn references(&self) -> Vec<Reference> {
         let mut r = Vec::new();
         if let Some(g) = self.cylinder_group_id {
@@ -291,6 +312,18 @@ impl Resource for Cylinder {
 
     fn keep_system_fields(&mut self, previous: Option<&Self>) {
         self.locked_by_id = previous.and_then(|p| p.locked_by_id);
+    }
+
+    /// Manual §8.1.9–8.1.11: sequence lock, delay lock and online open come with the
+    /// cylinder (creation or import); they are never changed afterwards.
+    fn check_update(&self, previous: &Self) -> Result<(), ValidationErrors> {
+        if self.factory != previous.factory {
+            return Err(ValidationErrors::single(
+                "factory",
+                "factory features are set in the factory and cannot be changed",
+            ));
+        }
+        Ok(())
     }
 
     crate::tags_and_domain!();

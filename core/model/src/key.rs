@@ -434,6 +434,13 @@ impl Resource for Key {
             e.errors.extend(s.validate("schedule").errors);
         }
         if self.key_type != KeyType::Dynamic {
+            // Manual §4.9.6: access profiles apply to dynamic keys only.
+            if !self.access_profile_ids.is_empty() {
+                e.push(
+                    "access_profile_ids",
+                    "only dynamic keys take access profiles",
+                );
+            }
             if !self.cylinder_ids.is_empty() {
                 e.push(
                     "cylinder_ids",
@@ -550,6 +557,18 @@ impl Resource for Key {
             "holder_id" | "date_out" | "date_in" => Some(Function::KeyHandInOut),
             _ => None,
         }
+    }
+
+    /// Manual §8.1.9–8.1.11: factory features come with the key (creation or import);
+    /// they are never changed afterwards.
+    fn check_update(&self, previous: &Self) -> Result<(), ValidationErrors> {
+        if self.factory != previous.factory {
+            return Err(ValidationErrors::single(
+                "factory",
+                "factory features are set in the factory and cannot be changed",
+            ));
+        }
+        Ok(())
     }
 
     fn keep_system_fields(&mut self, previous: Option<&Self>) {

@@ -185,6 +185,17 @@ impl Resource for RemotePd {
         let mut e = ValidationErrors::new();
         e.text("name", &self.name, 1, 50);
         e.text("marking", &self.marking, 1, 50);
+        // Manual §6.5.4: a wall PD is installed, a CLIQ mobile PD handed out.
+        match (self.pd_type, self.inventory_status) {
+            (RemotePdType::CliqMobile, PdInventoryStatus::Installed) => e.push(
+                "inventory_status",
+                "a CLIQ mobile PD is handed out, not installed",
+            ),
+            (RemotePdType::WallGen1 | RemotePdType::WallGen2, PdInventoryStatus::HandedOut) => {
+                e.push("inventory_status", "a wall PD is installed, not handed out")
+            }
+            _ => {}
+        }
         validate_tags(&mut e, &self.tags);
         validate_links(&mut e, &self.links, ctx.settings.link_root_url.is_some());
         if let Some(m) = &self.mac

@@ -225,6 +225,11 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     /// At most one object of the kind may have this type (the master C-key).
     const SINGLETON_TYPE: Option<&'static str> = None;
 
+    /// Top-level fields the hardware holds (written by programming jobs): while a job for
+    /// the object is loaded onto a C-key or carried by a key, they are locked from editing
+    /// (manual §4.4.13.1 and §9.3.5, "Locked by").
+    const PROGRAMMED_FIELDS: &'static [&'static str] = &[];
+
     /// Check the object on its own (lengths, ranges, combinations of fields).
     fn validate(&self, ctx: &ValidationContext<'_>) -> Result<(), ValidationErrors>;
 
@@ -243,6 +248,16 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
 
     /// Set the object's domain (used by bulk domain change and defaults).
     fn set_domain(&mut self, _domain: ObjectId) {}
+
+    /// Key groups and individual keys on the object's access list, when it has one where
+    /// a group makes its members' individual entries redundant (a cylinder access list,
+    /// manual §8.1.2): `(groups, individual keys)`.
+    fn grouped_members(&self) -> Option<(Vec<ObjectId>, Vec<ObjectId>)> {
+        None
+    }
+
+    /// Drop these individual entries, which a group on the same list already admits.
+    fn drop_members(&mut self, _redundant: &std::collections::BTreeSet<ObjectId>) {}
 
     /// Replace the tags (used by bulk tagging).
     fn set_tags(&mut self, _tags: Vec<String>) {}

@@ -121,6 +121,10 @@ pub struct LockingSystem {
     pub fixed: FixedSettings,
     pub settings: SystemSettings,
     pub version: i64,
+    /// The domain created with the system; its administrators see every temporary access
+    /// group (manual §8.2.5).
+    #[serde(default)]
+    pub default_domain_id: Option<ObjectId>,
 }
 
 #[cfg(test)]

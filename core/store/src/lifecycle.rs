@@ -190,11 +190,12 @@ impl Store {
             if k.status != KeyStatus::Lost {
                 return Err(refuse(format!("key {id} is not lost")));
             }
-            k.status = if k.holder_id.is_some() {
-                KeyStatus::HandedOut
-            } else {
-                KeyStatus::InStock
-            };
+            // Manual §4.2.12.3: a found key is In stock, no longer with its holder; its own
+            // configuration stays (the cylinders that never blocked it still admit it).
+            k.status = KeyStatus::InStock;
+            k.holder_id = None;
+            k.date_out = None;
+            k.date_in = None;
             k.lost_report = None;
             Ok(())
         })
@@ -212,31 +213,81 @@ impl Store {
         let (sys, scope) = (&cx.system, &cx.scope);
         let source: Stored<Key> = self.get(sys.id, ObjectKind::Key, from, scope).await?;
         let s = source.body;
-        self.key_flow(cx, to, "configuration_copied", false, |k| {
-            if s.key_type == KeyType::Dynamic
-                && matches!(k.key_type, KeyType::Normal | KeyType::Quartz)
+        let mut tx = self.write_tx().await?;
+        let copied = Self::update_in(
+            &mut tx,
+            cx,
+            ObjectKind::Key,
+            to,
+            Edit {
+                expected_version: None,
+                action: "configuration_copied",
+                trusted: false,
+            },
+            |k: &mut Key| {
+                if s.key_type == KeyType::Dynamic
+                    && matches!(k.key_type, KeyType::Normal | KeyType::Quartz)
+                {
+                    return Err(ValidationErrors::single(
+                        "target_key_id",
+                        "a dynamic key's configuration cannot be copied to a normal or quartz key",
+                    )
+                    .into());
+                }
+                if from == to {
+                    return Err(ValidationErrors::single(
+                        "target_key_id",
+                        "source and target are the same key",
+                    )
+                    .into());
+                }
+                k.validity = s.validity.clone();
+                k.schedule = s.schedule.clone();
+                k.access_profile_ids = s.access_profile_ids.clone();
+                k.cylinder_ids = s.cylinder_ids.clone();
+                k.cylinder_group_ids = s.cylinder_group_ids.clone();
+                Ok(())
+            },
+        )
+        .await?;
+        // Manual §4.2.16: cylinders that list the source key individually list the target
+        // too (their programming jobs follow from the reconciliation); cylinders outside
+        // the caller's domains are left alone.
+        let rows = sqlx::query(
+            "SELECT r.from_id FROM object_refs r JOIN objects o ON o.id = r.from_id \
+             WHERE r.to_id = $1 AND r.relation = 'admits_key' AND o.kind = 'cylinder' AND o.system_id = $2",
+        )
+        .bind(from)
+        .bind(sys.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let cylinder: i64 = sqlx::Row::try_get(&r, "from_id")?;
+            match Self::update_in(
+                &mut tx,
+                cx,
+                ObjectKind::Cylinder,
+                cylinder,
+                Edit {
+                    expected_version: None,
+                    action: "key_configuration_copied",
+                    trusted: false,
+                },
+                |c: &mut lockgate_model::cylinder::Cylinder| {
+                    if !c.access_list.key_ids.contains(&to) {
+                        c.access_list.key_ids.push(to);
+                    }
+                    Ok(())
+                },
+            )
+            .await
             {
-                return Err(ValidationErrors::single(
-                    "target_key_id",
-                    "a dynamic key's configuration cannot be copied to a normal or quartz key",
-                )
-                .into());
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
             }
-            if from == to {
-                return Err(ValidationErrors::single(
-                    "target_key_id",
-                    "source and target are the same key",
-                )
-                .into());
-            }
-            k.validity = s.validity.clone();
-            k.schedule = s.schedule.clone();
-            k.access_profile_ids = s.access_profile_ids.clone();
-            k.cylinder_ids = s.cylinder_ids.clone();
-            k.cylinder_group_ids = s.cylinder_group_ids.clone();
-            Ok(())
-        })
-        .await
+        }
+        tx.commit().await?;
+        Ok(copied)
     }
 
     /// Replace a broken key by a factory clone: the clone takes its configuration and holder,

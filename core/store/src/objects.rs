@@ -69,6 +69,16 @@ impl Scope {
     }
 
     /// Whether an object in `domain` (or in none) is visible.
+    /// Whether `domain` is one of the caller's domains (an unrestricted scope holds them
+    /// all; `None` is no domain, held by nobody).
+    pub fn allows_exactly(&self, domain: Option<i64>) -> bool {
+        match (&self.domains, domain) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(set), Some(d)) => set.contains(&d),
+        }
+    }
+
     pub fn allows(&self, domain: Option<i64>) -> bool {
         match (&self.domains, domain) {
             (None, _) | (_, None) => true,
@@ -160,6 +170,17 @@ pub fn hidden_statuses(kind: ObjectKind) -> &'static [&'static str] {
     match kind {
         ObjectKind::Key | ObjectKind::CKey => &["lost", "broken"],
         ObjectKind::Employee | ObjectKind::Visitor => &["deactivated", "deleted"],
+        // Manual §4.4.1: broken cylinders are left out of a default search.
+        ObjectKind::Cylinder => &["broken"],
+        _ => &[],
+    }
+}
+
+/// Types hidden from default searches (without a type filter), per kind: manual §4.2.1
+/// and §4.4.1 leave mechanical keys and cylinders out unless asked for.
+pub fn hidden_types(kind: ObjectKind) -> &'static [&'static str] {
+    match kind {
+        ObjectKind::Key | ObjectKind::Cylinder => &["mechanical"],
         _ => &[],
     }
 }
@@ -203,6 +224,27 @@ fn decode<R: Resource>(row: &sqlx::any::AnyRow) -> Result<Stored<R>> {
 }
 
 /// Load targets of references in chunks.
+/// Which of `members` belong (by their `key_group` reference) to one of `groups`.
+async fn members_of_groups(
+    conn: &mut AnyConnection,
+    groups: &[i64],
+    members: &[i64],
+) -> Result<std::collections::BTreeSet<i64>> {
+    let mut out = std::collections::BTreeSet::new();
+    for chunk in members.chunks(500) {
+        let mut q =
+            Sql::new("SELECT from_id FROM object_refs WHERE relation = 'key_group' AND to_id IN (");
+        q.bind_list(groups.iter().copied())
+            .push(") AND from_id IN (")
+            .bind_list(chunk.iter().copied())
+            .push(")");
+        for row in q.fetch_all(&mut *conn).await? {
+            out.insert(row.try_get::<i64, _>("from_id")?);
+        }
+    }
+    Ok(out)
+}
+
 async fn load_targets(
     conn: &mut AnyConnection,
     system_id: i64,
@@ -261,7 +303,12 @@ fn initial_domain(kind: ObjectKind, sys: &LockingSystem) -> Option<i64> {
     match kind {
         ObjectKind::Employee | ObjectKind::Visitor => s.initial_person_domain,
         ObjectKind::Key => s.initial_key_domain,
-        ObjectKind::Cylinder => s.initial_cylinder_domain,
+        // Manual §6.6.3: cylinder groups, access profiles and temporary access groups
+        // go to the initial cylinder domain too.
+        ObjectKind::Cylinder
+        | ObjectKind::CylinderGroup
+        | ObjectKind::AccessProfile
+        | ObjectKind::TemporaryAccessGroup => s.initial_cylinder_domain,
         _ => None,
     }
 }
@@ -281,6 +328,17 @@ impl Store {
             settings: &sys.settings,
         };
         body.validate(&ctx)?;
+        // Manual §8.1.2: a key group on a cylinder access list replaces the individual
+        // entries of its keys, so removing the group later revokes them all.
+        if let Some((groups, members)) = body.grouped_members()
+            && !groups.is_empty()
+            && !members.is_empty()
+        {
+            let redundant = members_of_groups(conn, &groups, &members).await?;
+            if !redundant.is_empty() {
+                body.drop_members(&redundant);
+            }
+        }
         let refs: Vec<Reference> = body.references();
         let ids: Vec<i64> = refs.iter().map(|r| r.id).collect();
         let targets = load_targets(conn, sys.id, &ids).await?;
@@ -527,6 +585,8 @@ impl Store {
             body.keep_system_fields(None);
         }
         let prepared = Self::prepare(tx, sys, kind, scope, &mut body, None).await?;
+        let after = serde_json::to_value(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Self::check_rules_across_objects(tx, sys.id, kind, None, None, &after).await?;
         let now = Utc::now();
         let json = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let p = &prepared.projection;
@@ -650,6 +710,160 @@ impl Store {
 
     /// Apply `change` to an object inside an open transaction and write it back
     /// (optimistic on `version`; `expected_version` adds an If-Match check).
+    /// Rules that look beyond the object written (`before` is `None` on creation):
+    ///
+    /// * a C-key is handed out to an employee with an email address (manual §6.11.7: the
+    ///   enrolment instructions are emailed to them);
+    /// * at most one generation 1 wall PD is in key-updater mode (FAQ 001, key firmware
+    ///   update across generations).
+    async fn check_rules_across_objects(
+        tx: &mut Transaction<'static, Any>,
+        system_id: i64,
+        kind: ObjectKind,
+        id: Option<i64>,
+        before: Option<&serde_json::Value>,
+        after: &serde_json::Value,
+    ) -> Result<()> {
+        let changed = |field: &str| before.is_none_or(|b| b[field] != after[field]);
+        match kind {
+            ObjectKind::CKey
+                if after["status"] == "handed_out"
+                    && (changed("status") || changed("holder_id")) =>
+            {
+                let holder = after["holder_id"].as_i64().ok_or_else(|| {
+                    ValidationErrors::single("holder_id", "a handed-out C-key needs its holder")
+                })?;
+                let row =
+                    sqlx::query("SELECT kind, body FROM objects WHERE id = $1 AND system_id = $2")
+                        .bind(holder)
+                        .bind(system_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                let email = match row {
+                    Some(r) if r.try_get::<String, _>("kind")? == "employee" => {
+                        let body: serde_json::Value =
+                            serde_json::from_str(&r.try_get::<String, _>("body")?)
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        body["email"].as_str().is_some_and(|e| !e.trim().is_empty())
+                    }
+                    _ => {
+                        return Err(ValidationErrors::single(
+                            "holder_id",
+                            format!("no employee {holder}: C-keys are handed out to employees"),
+                        )
+                        .into());
+                    }
+                };
+                if !email {
+                    return Err(ValidationErrors::single(
+                        "holder_id",
+                        format!(
+                            "employee {holder} has no email address; a C-key is handed out only to an employee with one"
+                        ),
+                    )
+                    .into());
+                }
+            }
+            ObjectKind::RemotePd
+                if after["type"] == "wall_gen1"
+                    && after["settings"]["key_updater_mode"] == true
+                    && (before.is_none_or(|b| b["settings"]["key_updater_mode"] != true)) =>
+            {
+                let rows = sqlx::query(
+                    "SELECT id, body FROM objects WHERE system_id = $1 AND kind = 'remote_pd' AND type = 'wall_gen1' AND id <> $2",
+                )
+                .bind(system_id)
+                .bind(id.unwrap_or(0))
+                .fetch_all(&mut **tx)
+                .await?;
+                for r in rows {
+                    let body: serde_json::Value =
+                        serde_json::from_str(&r.try_get::<String, _>("body")?)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    if body["settings"]["key_updater_mode"] == true {
+                        return Err(StoreError::Conflict {
+                            field: "settings.key_updater_mode".into(),
+                            message: format!(
+                                "generation 1 wall PD {} is already in key-updater mode; only one may be at a time",
+                                r.try_get::<i64, _>("id")?
+                            ),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// What a C-key's status change does beyond the C-key: handed in, its tokens stop
+    /// working (manual §6.11.8); lost, the cylinder jobs assigned to it for pick-up go back
+    /// to the pool (§6.11.9). Both in the change's transaction.
+    async fn status_change_effects(
+        tx: &mut Transaction<'static, Any>,
+        system_id: i64,
+        kind: ObjectKind,
+        id: i64,
+        before: &serde_json::Value,
+        after: &serde_json::Value,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<()> {
+        if kind != ObjectKind::CKey || before["status"] == after["status"] {
+            return Ok(());
+        }
+        if before["status"] == "handed_out" && after["status"] == "in_stock" {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE c_key_id = $2 AND system_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(ts(now))
+            .bind(id)
+            .bind(system_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if after["status"] == "lost" {
+            sqlx::query(
+                "UPDATE jobs SET assigned_to = NULL, updated_at = $1 WHERE assigned_to = $2 AND system_id = $3 AND open = 1",
+            )
+            .bind(ts(now))
+            .bind(id)
+            .bind(system_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Refuse editing what the hardware holds of an object while one of its jobs is on its
+    /// way (loaded onto a C-key or carried by a key): the job would write a program the
+    /// edit no longer matches, and nothing could replace it until it reports.
+    async fn refuse_if_locked(
+        tx: &mut Transaction<'static, Any>,
+        system_id: i64,
+        id: i64,
+    ) -> Result<()> {
+        if let Some(r) = sqlx::query(
+            "SELECT id, state, loaded_on, carried_by FROM jobs WHERE target_id = $1 AND system_id = $2 AND open = 1 AND state IN ('loaded', 'carried') LIMIT 1",
+        )
+        .bind(id)
+        .bind(system_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        {
+            let job: i64 = r.try_get("id")?;
+            let by = match r.try_get::<Option<i64>, _>("loaded_on")? {
+                Some(c) => format!("loaded onto C-key {c}"),
+                None => format!("carried by key {}", r.try_get::<Option<i64>, _>("carried_by")?.unwrap_or_default()),
+            };
+            return Err(StoreError::Refused {
+                message: format!(
+                    "the cylinder is locked: its programming job {job} is {by}; its authorisation settings cannot be edited until that job reports"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) async fn update_in<R: Resource, F>(
         tx: &mut Transaction<'static, Any>,
         cx: &WriteContext,
@@ -688,6 +902,16 @@ impl Store {
         if changes.as_object().is_some_and(|m| m.is_empty()) {
             return Ok(current); // nothing changed: no write, no event
         }
+        if changes
+            .as_object()
+            .is_some_and(|m| m.keys().any(|f| R::PROGRAMMED_FIELDS.contains(&f.as_str())))
+        {
+            Self::refuse_if_locked(tx, sys.id, id).await?;
+        }
+        if let (Some(b), Some(a)) = (&before, &after) {
+            Self::check_rules_across_objects(tx, sys.id, kind, Some(id), Some(b), a).await?;
+            Self::status_change_effects(tx, sys.id, kind, id, b, a, cx.now).await?;
+        }
         let now = cx.now;
         let json = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let p = &prepared.projection;
@@ -721,6 +945,26 @@ impl Store {
         EventDraft::new(kind, Some(id), &p.name, action, changes)
             .insert(tx, sys.id, actor)
             .await?;
+        // Manual §4.4.9: a broken cylinder back in operation gets a programming job. What
+        // it holds is unknown after the repair, so its actual state is forgotten and the
+        // reconciliation after this change writes its whole defined program.
+        if kind == ObjectKind::Cylinder
+            && current.body.projection().status == Some("broken")
+            && p.status != Some("broken")
+        {
+            sqlx::query("DELETE FROM cylinder_actual WHERE cylinder_id = $1 AND system_id = $2")
+                .bind(id)
+                .bind(sys.id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if kind == ObjectKind::CylinderGroup
+            && let Some(domain) = p
+                .domain_id
+                .filter(|d| Some(*d) != current.body.projection().domain_id)
+        {
+            Box::pin(Self::move_group_members(tx, cx, id, domain)).await?;
+        }
         Ok(Stored {
             id,
             kind,
@@ -818,8 +1062,19 @@ impl Store {
         kind: ObjectKind,
         id: i64,
         expected_version: Option<i64>,
+        detach: bool,
     ) -> Result<()> {
         let mut tx = self.write_tx().await?;
+        if detach {
+            if kind != ObjectKind::AccessProfile {
+                return Err(ValidationErrors::single(
+                    "detach",
+                    "only an access profile is detached from its keys, persons and groups on deletion",
+                )
+                .into());
+            }
+            Self::detach_access_profile(&mut tx, cx, id).await?;
+        }
         Self::delete_in::<R>(&mut tx, cx, kind, id, expected_version, "deleted").await?;
         tx.commit().await?;
         Ok(())
@@ -873,6 +1128,114 @@ impl Store {
             .insert(tx, sys.id, actor)
             .await?;
         Ok(current)
+    }
+
+    /// Manual §4.5.2 / §6.6.8: the cylinders of a cylinder group move with it to another
+    /// domain, in the group's transaction.
+    async fn move_group_members(
+        tx: &mut Transaction<'static, Any>,
+        cx: &WriteContext,
+        group: i64,
+        domain: i64,
+    ) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT r.from_id FROM object_refs r JOIN objects o ON o.id = r.from_id \
+             WHERE r.to_id = $1 AND r.relation = 'cylinder_group' AND o.kind = 'cylinder' AND o.system_id = $2",
+        )
+        .bind(group)
+        .bind(cx.system.id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let unscoped = cx.unscoped();
+        for r in rows {
+            let cylinder: i64 = r.try_get("from_id")?;
+            Self::update_in(
+                tx,
+                &unscoped,
+                ObjectKind::Cylinder,
+                cylinder,
+                Edit {
+                    expected_version: None,
+                    action: "domain_changed_with_group",
+                    trusted: true,
+                },
+                |c: &mut lockgate_model::cylinder::Cylinder| {
+                    c.domain_id = domain;
+                    Ok(())
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Manual §4.6.2: an access profile deleted with confirmation leaves the persons, keys
+    /// and temporary access groups that held it, in the deletion's transaction.
+    async fn detach_access_profile(
+        tx: &mut Transaction<'static, Any>,
+        cx: &WriteContext,
+        profile: i64,
+    ) -> Result<()> {
+        use lockgate_model::{access_profile::TemporaryAccessGroup, key::Key, person::Person};
+        // The profile must be visible to the caller before anything is detached.
+        let _: Stored<lockgate_model::access_profile::AccessProfile> = Self::get_in(
+            tx,
+            cx.system.id,
+            ObjectKind::AccessProfile,
+            profile,
+            &cx.scope,
+        )
+        .await?;
+        let rows = sqlx::query(
+            "SELECT o.id, o.kind FROM object_refs r JOIN objects o ON o.id = r.from_id \
+             WHERE r.to_id = $1 AND o.system_id = $2 AND r.relation IN ('access_profile', 'group_profile')",
+        )
+        .bind(profile)
+        .bind(cx.system.id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let edit = || Edit {
+            expected_version: None,
+            action: "access_profile_removed",
+            trusted: true,
+        };
+        let unscoped = cx.unscoped();
+        for r in rows {
+            let id: i64 = r.try_get("id")?;
+            let kind_s: String = r.try_get("kind")?;
+            match ObjectKind::from_str_opt(&kind_s) {
+                Some(k @ (ObjectKind::Employee | ObjectKind::Visitor)) => {
+                    Self::update_in(tx, &unscoped, k, id, edit(), |p: &mut Person| {
+                        p.access_profile_ids.retain(|x| *x != profile);
+                        Ok(())
+                    })
+                    .await?;
+                }
+                Some(ObjectKind::Key) => {
+                    Self::update_in(tx, &unscoped, ObjectKind::Key, id, edit(), |k: &mut Key| {
+                        k.access_profile_ids.retain(|x| *x != profile);
+                        Ok(())
+                    })
+                    .await?;
+                }
+                Some(ObjectKind::TemporaryAccessGroup) => {
+                    Self::update_in(
+                        tx,
+                        &unscoped,
+                        ObjectKind::TemporaryAccessGroup,
+                        id,
+                        edit(),
+                        |t: &mut TemporaryAccessGroup| {
+                            t.access_profile_ids.retain(|x| *x != profile);
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Remove a domain from the C-keys that administer it (deleting an empty domain).
@@ -943,9 +1306,20 @@ impl Store {
         q: &SearchQuery,
     ) -> Result<SearchPage> {
         let mut conn = self.pool().acquire().await?;
-        let hidden = hidden_statuses(kind);
-        // Explicit status filters show hidden statuses too.
-        let hide = (!q.include_hidden && q.status.is_empty()).then_some(Visibility::Hide);
+        // Explicit status or type filters show hidden statuses or types too.
+        let hidden = Hidden {
+            statuses: if q.status.is_empty() {
+                hidden_statuses(kind)
+            } else {
+                &[]
+            },
+            types: if q.type_.is_none() {
+                hidden_types(kind)
+            } else {
+                &[]
+            },
+        };
+        let hide = (!q.include_hidden && !hidden.is_empty()).then_some(Visibility::Hide);
         let filters = Filters {
             sys_id,
             kind,
@@ -1099,13 +1473,48 @@ enum Visibility {
     Hide,
 }
 
+/// What a default search leaves out.
+#[derive(Debug, Clone, Copy)]
+struct Hidden {
+    statuses: &'static [&'static str],
+    types: &'static [&'static str],
+}
+
+impl Hidden {
+    fn is_empty(&self) -> bool {
+        self.statuses.is_empty() && self.types.is_empty()
+    }
+
+    /// Append a condition true for the rows a default search leaves out.
+    fn push_condition(&self, sql: &mut Sql) {
+        let mut parts = 0;
+        sql.push("(");
+        for (col, list) in [("status", self.statuses), ("type", self.types)] {
+            if list.is_empty() {
+                continue;
+            }
+            if parts > 0 {
+                sql.push(" OR ");
+            }
+            sql.push(&format!("COALESCE({col}, '') IN ("))
+                .bind_list(list.iter().copied())
+                .push(")");
+            parts += 1;
+        }
+        if parts == 0 {
+            sql.push("1 = 0");
+        }
+        sql.push(")");
+    }
+}
+
 /// The WHERE clause of a search, reused for the page and its counts.
 struct Filters<'a> {
     sys_id: i64,
     kind: ObjectKind,
     scope: &'a Scope,
     q: &'a SearchQuery,
-    hidden: &'static [&'static str],
+    hidden: Hidden,
 }
 
 impl Filters<'_> {
@@ -1156,9 +1565,8 @@ impl Filters<'_> {
             sql.push(" AND type = ").bind(t.clone());
         }
         if !self.hidden.is_empty() && visibility == Some(Visibility::Hide) {
-            sql.push(" AND (status IS NULL OR status NOT IN (")
-                .bind_list(self.hidden.iter().copied())
-                .push("))");
+            sql.push(" AND NOT ");
+            self.hidden.push_condition(sql);
         }
         if let (true, Some(domains)) = (is_scoped(kind), &self.scope.domains) {
             let mut sorted: Vec<i64> = domains.iter().copied().collect();
@@ -1186,11 +1594,11 @@ impl Filters<'_> {
 
     /// Matches inside the caller's domains, split into shown and left out by hidden statuses.
     async fn count_shown_and_hidden(&self, conn: &mut AnyConnection) -> Result<(u64, u64)> {
-        let mut sql = Sql::new("SELECT SUM(CASE WHEN status IN (");
-        sql.bind_list(self.hidden.iter().copied())
-            .push(") THEN 0 ELSE 1 END) AS shown, SUM(CASE WHEN status IN (");
-        sql.bind_list(self.hidden.iter().copied())
-            .push(") THEN 1 ELSE 0 END) AS left_out");
+        let mut sql = Sql::new("SELECT SUM(CASE WHEN ");
+        self.hidden.push_condition(&mut sql);
+        sql.push(" THEN 0 ELSE 1 END) AS shown, SUM(CASE WHEN ");
+        self.hidden.push_condition(&mut sql);
+        sql.push(" THEN 1 ELSE 0 END) AS left_out");
         self.push(&mut sql, true, None);
         let rows = sql.fetch_all(conn).await?;
         let get = |name: &str| -> Result<u64> {

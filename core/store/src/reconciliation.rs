@@ -511,6 +511,17 @@ impl Store {
             cfg.cylinder_groups
                 .insert(g.id, g.body.revalidation_interval_hours);
         }
+        if cfg.flexible_revalidation && cfg.cylinder_groups.values().any(Option::is_some) {
+            let mut q = Sql::new(
+                "SELECT r.from_id, r.to_id FROM object_refs r JOIN objects o ON o.id = r.from_id WHERE o.system_id = ",
+            );
+            q.bind(sys.id)
+                .push(" AND o.kind = 'cylinder' AND r.relation = 'cylinder_group'");
+            for r in q.fetch_all(&mut *conn).await? {
+                cfg.cylinder_group_of
+                    .insert(r.try_get("from_id")?, r.try_get("to_id")?);
+            }
+        }
         for p in
             Self::list_all_in::<AccessProfile>(conn, sys.id, ObjectKind::AccessProfile, &all, limit)
                 .await?
@@ -1005,23 +1016,31 @@ impl Store {
                 Decision::Create { .. } => inserts.push(item),
             }
         }
-        // A requested reprogramming survives the replacement of its job.
+        // A requested reprogramming or audit-trail read survives the replacement of its job.
         if !replaced.is_empty() {
             let mut q = Sql::new("SELECT target_id, actions FROM jobs WHERE id IN (");
             q.bind_list(replaced.iter().copied()).push(")");
-            let mut reprogram = BTreeSet::new();
+            let mut requested: HashMap<i64, Vec<CylinderAction>> = HashMap::new();
             for r in q.fetch_all(tx).await? {
                 let actions: Vec<CylinderAction> =
                     serde_json::from_str(&r.try_get::<String, _>("actions")?).map_err(corrupt)?;
-                if actions.contains(&CylinderAction::Reprogram) {
-                    reprogram.insert(r.try_get::<i64, _>("target_id")?);
+                let kept: Vec<CylinderAction> = actions
+                    .into_iter()
+                    .filter(|a| CylinderAction::REQUESTED.contains(a))
+                    .collect();
+                if !kept.is_empty() {
+                    requested.insert(r.try_get::<i64, _>("target_id")?, kept);
                 }
             }
             for w in inserts
                 .iter_mut()
-                .filter(|w| w.kind == JobKind::CylinderProgramming && reprogram.contains(&w.target))
+                .filter(|w| w.kind == JobKind::CylinderProgramming)
             {
-                w.actions.push(CylinderAction::Reprogram);
+                for a in requested.get(&w.target).into_iter().flatten() {
+                    if !w.actions.contains(a) {
+                        w.actions.push(*a);
+                    }
+                }
             }
         }
         report.cancelled = cancelled.len();
@@ -1274,6 +1293,83 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Whether a key opens a side of a cylinder at `at` (`DOMAIN.md` §2), on the state the
+    /// hardware holds (`defined = false`) or on the defined state once every pending job
+    /// has run (`defined = true`, computed at `at`, so temporary access groups count only
+    /// while in force). Both use the key's recorded clock (last revalidation, PIN entry,
+    /// online update). The sequence lock is judged for a key inserted alone.
+    pub async fn opening_decision(
+        &self,
+        sys: &LockingSystem,
+        key_id: i64,
+        cylinder: &crate::Stored<Cylinder>,
+        side: lockgate_engine::state::Side,
+        at: DateTime<Utc>,
+        defined: bool,
+    ) -> Result<std::result::Result<(), lockgate_engine::opening::Refusal>> {
+        let cfg = self.configuration(sys).await?;
+        let key = cfg
+            .keys
+            .iter()
+            .find(|k| k.facts.id == key_id)
+            .ok_or(StoreError::NotFound {
+                kind: "key",
+                id: key_id,
+            })?;
+        let (key_program, cylinder_program) = if defined {
+            let d = defined::compute(&cfg, at);
+            (
+                d.keys.get(&key_id).cloned().unwrap_or_default(),
+                d.cylinders.get(&cylinder.id).cloned().unwrap_or_default(),
+            )
+        } else {
+            let a = self.actual_state(sys.id).await?;
+            (
+                a.keys.get(&key_id).cloned().unwrap_or_default(),
+                a.cylinders.get(&cylinder.id).cloned().unwrap_or_default(),
+            )
+        };
+        let clock: lockgate_engine::state::KeyClock =
+            match sqlx::query("SELECT clock FROM key_actual WHERE key_id = $1 AND system_id = $2")
+                .bind(key_id)
+                .bind(sys.id)
+                .fetch_optional(self.pool())
+                .await?
+            {
+                Some(r) => {
+                    serde_json::from_str(&r.try_get::<String, _>("clock")?).map_err(corrupt)?
+                }
+                None => Default::default(),
+            };
+        let c = &cylinder.body;
+        let facts = lockgate_engine::state::CylinderFacts {
+            id: cylinder.id,
+            side_a: c.side_a,
+            side_b: c.side_b,
+            cutting: c.cutting.clone(),
+            firmware: c.firmware.clone(),
+            time_zone: c.time_zone.clone(),
+            factory: c.factory.clone(),
+        };
+        let door = lockgate_engine::opening::CylinderSide {
+            facts: &facts,
+            program: &cylinder_program,
+            side,
+        };
+        let ctx = lockgate_engine::opening::OpeningContext {
+            base_time_zone: &sys.fixed.base_time_zone,
+            previous_insertion: None,
+        };
+        Ok(lockgate_engine::opening::can_open(
+            &key.facts,
+            &key_program,
+            &clock,
+            &door,
+            at,
+            &ctx,
+        ))
     }
 
     /// Keys reaching a cylinder now (actual) or once pending jobs run (defined).
@@ -1545,14 +1641,29 @@ impl Store {
             // Reading an audit trail changes no programmed state.
             (JobKind::AuditTrail, _) => {}
             (JobKind::RemoteUpdate, _) => {
+                // DOMAIN.md §4 / manual §8.1.5: every update at a remote PD revalidates the
+                // key, so its revalidation timer restarts; the rest of its clock is kept.
+                let mut clock: lockgate_engine::state::KeyClock = match sqlx::query(
+                    "SELECT clock FROM key_actual WHERE key_id = $1 AND system_id = $2",
+                )
+                .bind(job.target_id)
+                .bind(sys.id)
+                .fetch_optional(&mut **tx)
+                .await?
+                {
+                    Some(r) => serde_json::from_str(&r.try_get::<String, _>("clock")?)
+                        .map_err(|e| corrupt(format!("key {} clock: {e}", job.target_id)))?,
+                    None => Default::default(),
+                };
+                clock.last_revalidation = Some(now);
                 sqlx::query(
                     "INSERT INTO key_actual (key_id, system_id, program, clock, confirmed_at) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (key_id) DO UPDATE SET program = excluded.program, confirmed_at = excluded.confirmed_at",
+                     ON CONFLICT (key_id) DO UPDATE SET program = excluded.program, clock = excluded.clock, confirmed_at = excluded.confirmed_at",
                 )
                 .bind(job.target_id)
                 .bind(sys.id)
                 .bind(&program)
-                .bind(serde_json::json!({ "last_revalidation": now }).to_string())
+                .bind(serde_json::to_string(&clock).map_err(corrupt)?)
                 .bind(&stamp)
                 .execute(&mut **tx)
                 .await?;
@@ -1739,6 +1850,13 @@ impl Store {
 
     /// Request reading the audit trail of a key or cylinder; with approvals on, it waits
     /// for an approver (`CylinderJob::initial_state`).
+    ///
+    /// A key's read is an audit-trail job executed at a remote PD. A cylinder's read is a
+    /// cylinder programming job with the [`CylinderAction::AuditTrail`] action (manual
+    /// §8.5), loaded onto a C-key like any other: it joins the cylinder's open programming
+    /// job when there is one (refused while that job is on its way, or, with approvals
+    /// on, while it waits for nothing but the C-key), else a new job writes the defined
+    /// program, which changes nothing on an up-to-date cylinder.
     pub async fn request_audit_trail(
         &self,
         sys: &LockingSystem,
@@ -1749,20 +1867,91 @@ impl Store {
     ) -> Result<JobRecord> {
         let state = CylinderJob::initial_state(true, sys.fixed.audit_trail_approvals);
         let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
-            "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
-             VALUES ($1, 'audit_trail', $2, $3, $4, 1, '{}', '[]', 'normal', $5, $6, $6) RETURNING id",
-        )
-        .bind(sys.id)
-        .bind(target.as_str())
-        .bind(target_id)
-        .bind(state.name())
-        .bind(actor.c_key_id)
-        .bind(ts(now))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| crate::map_unique(e, "target_id", "an audit-trail request for this object"))?;
-        let job = Self::job_in(&mut tx, sys.id, row.try_get("id")?).await?;
+        let id: i64 = match target {
+            JobTarget::Key => sqlx::query(
+                "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
+                 VALUES ($1, 'audit_trail', 'key', $2, $3, 1, '{}', '[]', 'normal', $4, $5, $5) RETURNING id",
+            )
+            .bind(sys.id)
+            .bind(target_id)
+            .bind(state.name())
+            .bind(actor.c_key_id)
+            .bind(ts(now))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| crate::map_unique(e, "target_id", "an audit-trail request for this object"))?
+            .try_get("id")?,
+            JobTarget::Cylinder => {
+                Self::lock_system(&mut tx, sys.id).await?;
+                let open = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE target_id = $1 AND kind = 'cylinder_programming' AND open = 1 AND system_id = $2"))
+                    .bind(target_id)
+                    .bind(sys.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match open {
+                    Some(r) => {
+                        let job = job_from_row(&r)?;
+                        if job.actions.contains(&CylinderAction::AuditTrail) {
+                            return Err(StoreError::Conflict {
+                                field: "target_id".into(),
+                                message: format!("job {} already reads this cylinder's audit trail", job.id),
+                            });
+                        }
+                        if job.state.is_out() {
+                            return Err(StoreError::Refused {
+                                message: format!(
+                                    "cylinder {target_id} is locked: its job {} is {} and must report first",
+                                    job.id,
+                                    job.state.name()
+                                ),
+                            });
+                        }
+                        if state != job.state {
+                            return Err(StoreError::Refused {
+                                message: format!(
+                                    "audit-trail requests need an approver's decision, and cylinder {target_id} has a programming job ({}) that does not: request the audit trail once it has run",
+                                    job.id
+                                ),
+                            });
+                        }
+                        let mut actions = job.actions;
+                        actions.push(CylinderAction::AuditTrail);
+                        sqlx::query("UPDATE jobs SET actions = $1, updated_at = $2 WHERE id = $3")
+                            .bind(serde_json::to_string(&actions).map_err(corrupt)?)
+                            .bind(ts(now))
+                            .bind(job.id)
+                            .execute(&mut *tx)
+                            .await?;
+                        job.id
+                    }
+                    None => {
+                        let cfg = Self::configuration_in(&mut tx, sys, &ReconcileScope::full()).await?;
+                        let defined = defined::compute(&cfg, now);
+                        let program = defined.cylinders.get(&target_id).ok_or_else(|| {
+                            StoreError::Refused {
+                                message: format!(
+                                    "cylinder {target_id} has no electronic side and keeps no audit trail"
+                                ),
+                            }
+                        })?;
+                        sqlx::query(
+                            "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
+                             VALUES ($1, 'cylinder_programming', 'cylinder', $2, $3, 1, $4, '[\"audit_trail\"]', 'normal', $5, $6, $6) RETURNING id",
+                        )
+                        .bind(sys.id)
+                        .bind(target_id)
+                        .bind(state.name())
+                        .bind(serde_json::to_string(program).map_err(corrupt)?)
+                        .bind(actor.c_key_id)
+                        .bind(ts(now))
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("id")?
+                    }
+                }
+            }
+        };
+        let job = Self::job_in(&mut tx, sys.id, id).await?;
         tx.commit().await?;
         Ok(job)
     }

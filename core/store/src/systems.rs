@@ -38,6 +38,7 @@ fn decode_system(r: &sqlx::any::AnyRow) -> Result<LockingSystem> {
         settings: serde_json::from_str(&settings)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         version: r.try_get("version")?,
+        default_domain_id: r.try_get("default_domain_id")?,
     })
 }
 
@@ -70,6 +71,7 @@ impl Store {
             fixed,
             settings,
             version: 1,
+            default_domain_id: None,
         };
         let actor = Actor::system();
         let all = Scope::all();
@@ -87,6 +89,12 @@ impl Store {
             true,
         )
         .await?;
+        system.default_domain_id = Some(domain.id);
+        sqlx::query("UPDATE locking_systems SET default_domain_id = $1 WHERE id = $2")
+            .bind(domain.id)
+            .bind(system.id)
+            .execute(&mut *tx)
+            .await?;
         system.settings.initial_person_domain = Some(domain.id);
         system.settings.initial_key_domain = Some(domain.id);
         system.settings.initial_cylinder_domain = Some(domain.id);
@@ -204,7 +212,7 @@ impl Store {
     /// Load a locking system.
     pub async fn system(&self, id: i64) -> Result<LockingSystem> {
         let row = sqlx::query(
-            "SELECT id, name, fixed, settings, version FROM locking_systems WHERE id = $1",
+            "SELECT id, name, fixed, settings, version, default_domain_id FROM locking_systems WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -218,7 +226,7 @@ impl Store {
 
     /// All locking systems, by id.
     pub async fn systems(&self) -> Result<Vec<LockingSystem>> {
-        let rows = sqlx::query("SELECT id, name, fixed, settings, version FROM locking_systems ORDER BY id LIMIT 10000")
+        let rows = sqlx::query("SELECT id, name, fixed, settings, version, default_domain_id FROM locking_systems ORDER BY id LIMIT 10000")
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(decode_system).collect()
@@ -236,7 +244,7 @@ impl Store {
         new.validate()?;
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
-            "SELECT id, name, fixed, settings, version FROM locking_systems WHERE id = $1",
+            "SELECT id, name, fixed, settings, version, default_domain_id FROM locking_systems WHERE id = $1",
         )
         .bind(sys.id)
         .fetch_one(&mut *tx)
