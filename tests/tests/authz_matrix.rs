@@ -364,6 +364,12 @@ fn rows() -> Vec<Row> {
             (Op::Patch, Lv::Full),
             (Op::Delete, Lv::Full),
         ] {
+            // Every administrator lists and reads the domains they hold (manual §6.6.5).
+            let needs = if c.path == "domains" && matches!(op, Op::Search | Op::Read) {
+                Lv::None
+            } else {
+                needs
+            };
             v.push(Row {
                 op,
                 coll: c.path,

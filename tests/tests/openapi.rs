@@ -849,15 +849,24 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     // The opening decision, refused (with its reason) and on the defined state.
     for query in [
         format!("cylinder={}", cylinders[0]),
-        format!("cylinder={}&state=defined&side=a&at=2031-01-01T10:00:00Z", cylinders[1]),
+        format!(
+            "cylinder={}&state=defined&side=a&at=2031-01-01T10:00:00Z",
+            cylinders[1]
+        ),
     ] {
         c.call(get.clone(), "/api/v1/keys/{id}/can-open", key, &query, None)
             .await
             .expect(200);
     }
-    c.call(get.clone(), "/api/v1/keys/{id}/can-open", key, "side=c", None)
-        .await
-        .expect(400);
+    c.call(
+        get.clone(),
+        "/api/v1/keys/{id}/can-open",
+        key,
+        "side=c",
+        None,
+    )
+    .await
+    .expect(400);
     c.call(
         get.clone(),
         "/api/v1/cylinders/{id}/keys-with-access",

@@ -136,6 +136,12 @@ pub struct Cylinder {
     /// C-key holding this cylinder's pending programming job; maintained by lockgate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_by_id: Option<ObjectId>,
+    /// Keys reported lost and found again that this cylinder was never programmed to
+    /// block: they stay on its list of unauthorised keys, so a reprogramming (or any later
+    /// job of the cylinder) blocks them (manual §4.2.12.2). Maintained by lockgate; an
+    /// administrator's change of the access list (re-authorising, §4.2.12.3) clears it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unauthorised_key_ids: Vec<ObjectId>,
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
@@ -312,6 +318,10 @@ impl Resource for Cylinder {
 
     fn keep_system_fields(&mut self, previous: Option<&Self>) {
         self.locked_by_id = previous.and_then(|p| p.locked_by_id);
+        self.unauthorised_key_ids = match previous {
+            Some(p) if p.access_list == self.access_list => p.unauthorised_key_ids.clone(),
+            _ => Vec::new(),
+        };
     }
 
     /// Manual §8.1.9–8.1.11: sequence lock, delay lock and online open come with the

@@ -185,21 +185,110 @@ impl Store {
 
     /// A lost key is found: back in stock; executed blocks are reversed and unexecuted
     /// block jobs cancelled by reconciliation.
+    ///
+    /// Cylinders that kept the key out silently (they admit it, the report did not choose
+    /// them, and no job of theirs has written the block yet) keep it on their list of
+    /// unauthorised keys: a later reprogramming blocks it (manual §4.2.12.2), until an
+    /// administrator re-authorises the key there by changing the access list.
     pub async fn report_key_found(&self, cx: &WriteContext, id: ObjectId) -> Result<Stored<Key>> {
-        self.key_flow(cx, id, "found", true, |k| {
-            if k.status != KeyStatus::Lost {
-                return Err(refuse(format!("key {id} is not lost")));
+        use crate::reconciliation::{LostKeyBlocking, lost_key_blocking};
+        use lockgate_model::cylinder::Cylinder;
+        let sys = &cx.system;
+        let mut tx = self.write_tx().await?;
+        let lost: Stored<Key> =
+            Self::get_in(&mut tx, sys.id, ObjectKind::Key, id, &cx.scope).await?;
+        let found = Self::update_in(
+            &mut tx,
+            cx,
+            ObjectKind::Key,
+            id,
+            Edit {
+                expected_version: None,
+                action: "found",
+                trusted: true,
+            },
+            |k: &mut Key| {
+                if k.status != KeyStatus::Lost {
+                    return Err(refuse(format!("key {id} is not lost")));
+                }
+                // Manual §4.2.12.3: a found key is In stock, no longer with its holder; its
+                // own configuration stays (the cylinders that never blocked it admit it).
+                k.status = KeyStatus::InStock;
+                k.holder_id = None;
+                k.date_out = None;
+                k.date_in = None;
+                k.lost_report = None;
+                Ok(())
+            },
+        )
+        .await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT r.from_id FROM object_refs r JOIN objects o ON o.id = r.from_id \
+             WHERE o.system_id = $1 AND o.kind = 'cylinder' \
+             AND ((r.relation = 'admits_key' AND r.to_id = $2) OR (r.relation = 'admits_group' AND r.to_id = $3))",
+        )
+        .bind(sys.id)
+        .bind(id)
+        .bind(lost.body.key_group_id.unwrap_or(0))
+        .fetch_all(&mut *tx)
+        .await?;
+        let unscoped = cx.unscoped();
+        for r in rows {
+            let cylinder_id: i64 = sqlx::Row::try_get(&r, "from_id")?;
+            let c: Stored<Cylinder> = Self::get_in(
+                &mut tx,
+                sys.id,
+                ObjectKind::Cylinder,
+                cylinder_id,
+                &unscoped.scope,
+            )
+            .await?;
+            let admitted = c.body.access_list.key_ids.contains(&id)
+                || c.body.access_list.key_groups.iter().any(|g| {
+                    Some(g.key_group_id) == lost.body.key_group_id && !g.exceptions.contains(&id)
+                });
+            if lost_key_blocking(lost.body.lost_report.as_ref(), admitted, c.id, &c.body)
+                != LostKeyBlocking::Silently
+                || c.body.unauthorised_key_ids.contains(&id)
+            {
+                continue;
             }
-            // Manual §4.2.12.3: a found key is In stock, no longer with its holder; its own
-            // configuration stays (the cylinders that never blocked it still admit it).
-            k.status = KeyStatus::InStock;
-            k.holder_id = None;
-            k.date_out = None;
-            k.date_in = None;
-            k.lost_report = None;
-            Ok(())
-        })
-        .await
+            // A job of the cylinder already wrote the block: reconciliation reverses it.
+            let written = sqlx::query(
+                "SELECT program FROM cylinder_actual WHERE cylinder_id = $1 AND system_id = $2",
+            )
+            .bind(cylinder_id)
+            .bind(sys.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| sqlx::Row::try_get::<String, _>(&r, "program"))
+            .transpose()?
+            .map(|p| serde_json::from_str::<lockgate_engine::state::CylinderProgram>(&p))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("cylinder {cylinder_id}: {e}")))?
+            .is_some_and(|p| p.blocked.contains(&id));
+            if written {
+                continue;
+            }
+            Self::update_in(
+                &mut tx,
+                &unscoped,
+                ObjectKind::Cylinder,
+                cylinder_id,
+                Edit {
+                    expected_version: None,
+                    action: "found_key_kept_unauthorised",
+                    trusted: true,
+                },
+                |c: &mut Cylinder| {
+                    c.unauthorised_key_ids.push(id);
+                    Ok(())
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(found)
     }
 
     /// Copy validity, schedule, revalidation, explicit access list and profiles to another key.

@@ -296,6 +296,43 @@ impl From<&Key> for KeyEngineFields {
     }
 }
 
+/// How a cylinder keeps a lost key out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LostKeyBlocking {
+    /// The lost-key report chose this cylinder: a block job.
+    Blocked,
+    /// The cylinder admits the key but was not chosen: it goes into the blocked list with
+    /// the cylinder's next job (manual §4.2.12.2).
+    Silently,
+    /// The cylinder does not admit the key.
+    NotAdmitted,
+}
+
+/// The one reading of a lost-key report for one cylinder (`admitted`: its access list
+/// admits the key): by default every admitting cylinder blocks it.
+pub(crate) fn lost_key_blocking(
+    report: Option<&LostReport>,
+    admitted: bool,
+    cylinder_id: i64,
+    cylinder: &Cylinder,
+) -> LostKeyBlocking {
+    if !admitted {
+        return LostKeyBlocking::NotAdmitted;
+    }
+    let chosen = match report.map(|r| r.block).unwrap_or_default() {
+        BlockChoice::All => true,
+        BlockChoice::Installed => cylinder.status == CylinderStatus::Installed,
+        // Only cylinders admitting the key: a custom list never blocks elsewhere.
+        BlockChoice::Custom => report.is_some_and(|r| r.cylinder_ids.contains(&cylinder_id)),
+        BlockChoice::None => false,
+    };
+    if chosen {
+        LostKeyBlocking::Blocked
+    } else {
+        LostKeyBlocking::Silently
+    }
+}
+
 impl KeyEngineFields {
     /// The one mapping of a stored key onto the engine's key configuration.
     fn config(&self, id: i64) -> KeyConfig {
@@ -609,22 +646,18 @@ impl Store {
             // list silently (written with the next job those cylinders get).
             let (mut blocked, mut silently_blocked) = (BTreeSet::new(), BTreeSet::new());
             for (k, g, report) in lost {
-                let admitted = admits(*k, *g);
-                let chosen = match report.map(|r| r.block).unwrap_or_default() {
-                    BlockChoice::All => admitted,
-                    BlockChoice::Installed => admitted && b.status == CylinderStatus::Installed,
-                    // Only cylinders admitting the key: a custom list never blocks elsewhere.
-                    BlockChoice::Custom => {
-                        admitted && report.is_some_and(|r| r.cylinder_ids.contains(&c.id))
+                match lost_key_blocking(*report, admits(*k, *g), c.id, b) {
+                    LostKeyBlocking::Blocked => {
+                        blocked.insert(*k);
                     }
-                    BlockChoice::None => false,
-                };
-                if chosen {
-                    blocked.insert(*k);
-                } else if admitted {
-                    silently_blocked.insert(*k);
+                    LostKeyBlocking::Silently => {
+                        silently_blocked.insert(*k);
+                    }
+                    LostKeyBlocking::NotAdmitted => {}
                 }
             }
+            // Found keys the cylinder was never programmed to block stay silently blocked.
+            silently_blocked.extend(b.unauthorised_key_ids.iter().copied());
             cfg.cylinders.push(CylinderConfig {
                 id: c.id,
                 electronic: b.is_electronic(),
