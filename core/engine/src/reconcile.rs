@@ -85,6 +85,9 @@ pub struct PendingJob<P> {
 pub struct Pending {
     pub keys: HashMap<ObjectId, PendingJob<KeyProgram>>,
     pub cylinders: HashMap<ObjectId, PendingJob<CylinderProgram>>,
+    /// Cylinders whose pending job an administrator requested (reprogramming, audit-trail
+    /// read): it stays even when nothing else differs.
+    pub requested: BTreeSet<ObjectId>,
 }
 
 /// One decision of the reconciler.
@@ -203,6 +206,17 @@ pub fn reconcile(defined: &DefinedState, actual: &ActualState, pending: &Pending
             c.blocked.extend(silent);
             with_silent = c;
             a = &with_silent;
+            // Only silent entries differ: a pending job nobody requested is not needed
+            // (a lost key found before its block ran, manual §4.2.12.3), even though it
+            // would write them.
+            if a == d
+                && !pending.requested.contains(id)
+                && let Some(p) = pending.cylinders.get(id)
+            {
+                plan.cylinders
+                    .insert(*id, (Decision::Cancel { old: p.id }, BTreeSet::new()));
+                continue;
+            }
         }
         if let Some(decision) = decide(Some(a), d, pending.cylinders.get(id), &empty_cylinder) {
             plan.cylinders

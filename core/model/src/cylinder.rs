@@ -327,13 +327,7 @@ impl Resource for Cylinder {
     /// Manual §8.1.9–8.1.11: sequence lock, delay lock and online open come with the
     /// cylinder (creation or import); they are never changed afterwards.
     fn check_update(&self, previous: &Self) -> Result<(), ValidationErrors> {
-        if self.factory != previous.factory {
-            return Err(ValidationErrors::single(
-                "factory",
-                "factory features are set in the factory and cannot be changed",
-            ));
-        }
-        Ok(())
+        crate::validation::factory_unchanged(&self.factory, &previous.factory)
     }
 
     crate::tags_and_domain!();

@@ -562,13 +562,7 @@ impl Resource for Key {
     /// Manual §8.1.9–8.1.11: factory features come with the key (creation or import);
     /// they are never changed afterwards.
     fn check_update(&self, previous: &Self) -> Result<(), ValidationErrors> {
-        if self.factory != previous.factory {
-            return Err(ValidationErrors::single(
-                "factory",
-                "factory features are set in the factory and cannot be changed",
-            ));
-        }
-        Ok(())
+        crate::validation::factory_unchanged(&self.factory, &previous.factory)
     }
 
     fn keep_system_fields(&mut self, previous: Option<&Self>) {

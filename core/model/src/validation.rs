@@ -131,6 +131,19 @@ pub fn check_mac(value: &str) -> Result<(), String> {
     }
 }
 
+/// Manual §8.1.9–§8.1.11: factory features (sequence lock, delay lock, online open) come
+/// with a key or cylinder when it is created or imported, and are never changed afterwards.
+pub fn factory_unchanged<F: PartialEq>(new: &F, previous: &F) -> Result<(), ValidationErrors> {
+    if new == previous {
+        Ok(())
+    } else {
+        Err(ValidationErrors::single(
+            "factory",
+            "factory features are set in the factory and cannot be changed",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

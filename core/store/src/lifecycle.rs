@@ -254,19 +254,9 @@ impl Store {
                 continue;
             }
             // A job of the cylinder already wrote the block: reconciliation reverses it.
-            let written = sqlx::query(
-                "SELECT program FROM cylinder_actual WHERE cylinder_id = $1 AND system_id = $2",
-            )
-            .bind(cylinder_id)
-            .bind(sys.id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| sqlx::Row::try_get::<String, _>(&r, "program"))
-            .transpose()?
-            .map(|p| serde_json::from_str::<lockgate_engine::state::CylinderProgram>(&p))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("cylinder {cylinder_id}: {e}")))?
-            .is_some_and(|p| p.blocked.contains(&id));
+            let written = Self::cylinder_actual_in(&mut tx, sys.id, cylinder_id)
+                .await?
+                .is_some_and(|p| p.blocked.contains(&id));
             if written {
                 continue;
             }

@@ -296,6 +296,17 @@ impl From<&Key> for KeyEngineFields {
     }
 }
 
+/// A key of a loaded configuration.
+fn key_of(cfg: &Configuration, key_id: i64) -> Result<&KeyConfig> {
+    cfg.keys
+        .iter()
+        .find(|k| k.facts.id == key_id)
+        .ok_or(StoreError::NotFound {
+            kind: "key",
+            id: key_id,
+        })
+}
+
 /// How a cylinder keeps a lost key out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LostKeyBlocking {
@@ -820,7 +831,8 @@ impl Store {
     }
 
     /// Open jobs of the targets in `scope`: key programs as their stored JSON text (compared,
-    /// never parsed), cylinder programs parsed (their actions need the difference).
+    /// never parsed), cylinder programs parsed (their actions need the difference), the
+    /// cylinders whose job is on its way, and those whose job an administrator requested.
     async fn pending(
         conn: &mut sqlx::AnyConnection,
         system_id: i64,
@@ -829,10 +841,12 @@ impl Store {
         HashMap<i64, PendingJob<String>>,
         HashMap<i64, PendingJob<CylinderProgram>>,
         BTreeSet<i64>,
+        BTreeSet<i64>,
     )> {
         let (mut keys, mut cylinders, mut out) = (HashMap::new(), HashMap::new(), BTreeSet::new());
+        let mut requested = BTreeSet::new();
         for r in sqlx::query(
-            "SELECT id, kind, target_id, program, state FROM jobs WHERE system_id = $1 AND open = 1 AND kind IN ('remote_update', 'cylinder_programming')",
+            "SELECT id, kind, target_id, program, state, actions FROM jobs WHERE system_id = $1 AND open = 1 AND kind IN ('remote_update', 'cylinder_programming')",
         )
         .bind(system_id)
         .fetch_all(&mut *conn)
@@ -861,6 +875,11 @@ impl Store {
                     out.insert(target);
                     continue;
                 }
+                let actions: Vec<CylinderAction> =
+                    serde_json::from_str(&r.try_get::<String, _>("actions")?).map_err(corrupt)?;
+                if actions.iter().any(|a| CylinderAction::REQUESTED.contains(a)) {
+                    requested.insert(target);
+                }
                 cylinders.insert(
                     target,
                     PendingJob {
@@ -871,7 +890,7 @@ impl Store {
                 );
             }
         }
-        Ok((keys, cylinders, out))
+        Ok((keys, cylinders, out, requested))
     }
 
     /// The programs keys in `scope` hold, as stored JSON text.
@@ -958,7 +977,8 @@ impl Store {
             .map(|(id, p)| Ok((*id, serde_json::to_string(p).map_err(corrupt)?)))
             .collect::<Result<_>>()?;
         let computed = started.elapsed();
-        let (pending_keys, pending_cylinders, out) = Self::pending(&mut tx, sys.id, scope).await?;
+        let (pending_keys, pending_cylinders, out, requested) =
+            Self::pending(&mut tx, sys.id, scope).await?;
         let empty = serde_json::to_string(&KeyProgram::default()).map_err(corrupt)?;
         let (keys, capacity_exceeded) =
             key_decisions(&encoded, &defined, &actual_keys, &pending_keys, &empty);
@@ -970,6 +990,7 @@ impl Store {
             &Pending {
                 keys: HashMap::new(),
                 cylinders: pending_cylinders,
+                requested,
             },
         );
         // A cylinder whose job is on its way (loaded on a C-key, carried by a user key) is
@@ -1292,14 +1313,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<lockgate_engine::views::AccessView>> {
         let (cfg, defined, actual) = self.views_input(sys, now).await?;
-        let key = cfg
-            .keys
-            .iter()
-            .find(|k| k.facts.id == key_id)
-            .ok_or(StoreError::NotFound {
-                kind: "key",
-                id: key_id,
-            })?;
+        let key = key_of(&cfg, key_id)?;
         let empty_k = KeyProgram::default();
         let empty_c = CylinderProgram::default();
         let mut out = Vec::new();
@@ -1343,14 +1357,7 @@ impl Store {
         defined: bool,
     ) -> Result<std::result::Result<(), lockgate_engine::opening::Refusal>> {
         let cfg = self.configuration(sys).await?;
-        let key = cfg
-            .keys
-            .iter()
-            .find(|k| k.facts.id == key_id)
-            .ok_or(StoreError::NotFound {
-                kind: "key",
-                id: key_id,
-            })?;
+        let key = key_of(&cfg, key_id)?;
         let (key_program, cylinder_program) = if defined {
             let d = defined::compute(&cfg, at);
             (
@@ -1364,18 +1371,7 @@ impl Store {
                 a.cylinders.get(&cylinder.id).cloned().unwrap_or_default(),
             )
         };
-        let clock: lockgate_engine::state::KeyClock =
-            match sqlx::query("SELECT clock FROM key_actual WHERE key_id = $1 AND system_id = $2")
-                .bind(key_id)
-                .bind(sys.id)
-                .fetch_optional(self.pool())
-                .await?
-            {
-                Some(r) => {
-                    serde_json::from_str(&r.try_get::<String, _>("clock")?).map_err(corrupt)?
-                }
-                None => Default::default(),
-            };
+        let clock = Self::key_clock_in(&mut *self.pool().acquire().await?, sys.id, key_id).await?;
         let c = &cylinder.body;
         let facts = lockgate_engine::state::CylinderFacts {
             id: cylinder.id,
@@ -1676,18 +1672,7 @@ impl Store {
             (JobKind::RemoteUpdate, _) => {
                 // DOMAIN.md §4 / manual §8.1.5: every update at a remote PD revalidates the
                 // key, so its revalidation timer restarts; the rest of its clock is kept.
-                let mut clock: lockgate_engine::state::KeyClock = match sqlx::query(
-                    "SELECT clock FROM key_actual WHERE key_id = $1 AND system_id = $2",
-                )
-                .bind(job.target_id)
-                .bind(sys.id)
-                .fetch_optional(&mut **tx)
-                .await?
-                {
-                    Some(r) => serde_json::from_str(&r.try_get::<String, _>("clock")?)
-                        .map_err(|e| corrupt(format!("key {} clock: {e}", job.target_id)))?,
-                    None => Default::default(),
-                };
+                let mut clock = Self::key_clock_in(tx, sys.id, job.target_id).await?;
                 clock.last_revalidation = Some(now);
                 sqlx::query(
                     "INSERT INTO key_actual (key_id, system_id, program, clock, confirmed_at) VALUES ($1, $2, $3, $4, $5) \
@@ -1997,14 +1982,42 @@ impl Store {
         system_id: i64,
         cylinder: i64,
     ) -> Result<Option<CylinderProgram>> {
+        let mut conn = self.pool().acquire().await?;
+        Self::cylinder_actual_in(&mut conn, system_id, cylinder).await
+    }
+
+    /// [`Store::cylinder_actual`] on a connection or in a transaction.
+    pub(crate) async fn cylinder_actual_in(
+        conn: &mut sqlx::AnyConnection,
+        system_id: i64,
+        cylinder: i64,
+    ) -> Result<Option<CylinderProgram>> {
         let row = sqlx::query(
             "SELECT program FROM cylinder_actual WHERE cylinder_id = $1 AND system_id = $2",
         )
         .bind(cylinder)
         .bind(system_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *conn)
         .await?;
         row.map(|r| serde_json::from_str(&r.try_get::<String, _>("program")?).map_err(corrupt))
             .transpose()
+    }
+
+    /// What a key remembers of its updates (default when it never confirmed one).
+    pub(crate) async fn key_clock_in(
+        conn: &mut sqlx::AnyConnection,
+        system_id: i64,
+        key: i64,
+    ) -> Result<lockgate_engine::state::KeyClock> {
+        match sqlx::query("SELECT clock FROM key_actual WHERE key_id = $1 AND system_id = $2")
+            .bind(key)
+            .bind(system_id)
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            Some(r) => serde_json::from_str(&r.try_get::<String, _>("clock")?)
+                .map_err(|e| corrupt(format!("key {key} clock: {e}"))),
+            None => Ok(Default::default()),
+        }
     }
 }
