@@ -172,6 +172,37 @@ on_both!(
         .await
         .expect(200);
         assert_eq!(job_events(&app, cylinder_request).await, ["rejected"]);
+
+        // A cylinder request awaiting its approver holds nothing up: a change of the
+        // cylinder still gets its programming job.
+        let waiting = app
+            .post(
+                &format!("/api/v1/cylinders/{}/audit-trail-request", s.cylinder),
+                json!({}),
+            )
+            .await
+            .expect(201);
+        assert_eq!(waiting.body["state"], "awaiting_approval");
+        let programming = admit_key_individually(&app, &s).await;
+        // Approved, the read joins that programming job (manual §8.5), which a C-key
+        // loads; the request is replaced by it.
+        let decided = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/jobs/{}/approve", waiting.id()),
+                Some(&approver),
+                Some(json!({ "approved": true })),
+            )
+            .await
+            .expect(200);
+        assert_eq!(decided.body["state"], "replaced", "{}", decided.body);
+        assert_eq!(decided.body["replaced_by"], programming, "{}", decided.body);
+        let joined = open_jobs(&app)
+            .await
+            .into_iter()
+            .find(|j| j["id"] == programming)
+            .expect("the programming job");
+        assert_eq!(joined["actions"], json!(["access_list", "audit_trail"]));
     }
 );
 

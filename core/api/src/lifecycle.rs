@@ -128,6 +128,16 @@ async fn copy(
         admin.require(f, Level::Full)?;
     }
     let req: CopyRequest = json_body(&headers, &body)?;
+    // Manual §4.2.16: the copy also lists the target key on the cylinders that list the
+    // source individually, which is a change of those cylinders' authorisations.
+    if !state
+        .store
+        .cylinders_listing_key(admin.system.id, id)
+        .await?
+        .is_empty()
+    {
+        admin.require(Function::CylinderAuthorisation, Level::Full)?;
+    }
     let s = state
         .app
         .copy_key_configuration(&admin.cx(&state.app), id, req.target_key_id)

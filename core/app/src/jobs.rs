@@ -267,7 +267,10 @@ impl App {
         Ok((done, waiting))
     }
 
-    /// An approver's decision on an audit-trail request.
+    /// An approver's decision on an audit-trail request. An approved cylinder request
+    /// becomes the audit-trail action of the cylinder's programming job (manual §8.5) and
+    /// is replaced by that job, in the decision's transaction; while the cylinder is locked
+    /// the decision is refused, and the request keeps waiting.
     pub async fn decide_approval(
         &self,
         cx: &WriteContext,
@@ -275,7 +278,7 @@ impl App {
         approved: bool,
     ) -> Result<JobRecord> {
         let job = self.visible_job(cx, id).await?;
-        if job.kind != JobKind::AuditTrail && !job.actions.contains(&CylinderAction::AuditTrail) {
+        if job.kind != JobKind::AuditTrail {
             return Err(AppError::NotFound(format!("no audit-trail request {id}")));
         }
         let t = if approved {
@@ -283,7 +286,34 @@ impl App {
         } else {
             Transition::Reject
         };
-        self.transition(cx, id, &t).await
+        let mut tx = self.store.write_tx().await?;
+        Store::lock_system(&mut tx, cx.system.id).await?;
+        let job = Store::job_in(&mut tx, cx.system.id, job.id).await?;
+        let mut done =
+            Store::transition_job(&mut tx, &cx.system, &job, &t, &cx.actor, cx.now).await?;
+        if approved && done.target == JobTarget::Cylinder {
+            let by = Store::join_cylinder_audit_trail(
+                &mut tx,
+                &cx.system,
+                done.target_id,
+                &cx.actor,
+                cx.now,
+            )
+            .await?;
+            done = Store::transition_job(
+                &mut tx,
+                &cx.system,
+                &done,
+                &Transition::Replace { by },
+                &cx.actor,
+                cx.now,
+            )
+            .await?;
+        }
+        tx.commit()
+            .await
+            .map_err(lockgate_store::StoreError::from)?;
+        Ok(done)
     }
 
     /// The hardware reports a job executed (`failure: None`) or failed, as relayed by the

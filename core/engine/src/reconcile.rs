@@ -219,6 +219,15 @@ pub fn reconcile(defined: &DefinedState, actual: &ActualState, pending: &Pending
             }
         }
         if let Some(decision) = decide(Some(a), d, pending.cylinders.get(id), &empty_cylinder) {
+            // A job an administrator requested (reprogramming, audit-trail read) is never
+            // cancelled for lack of changes: it is brought to the defined program instead.
+            let decision = match decision {
+                Decision::Cancel { old } if pending.requested.contains(id) => Decision::Replace {
+                    old,
+                    target: d.clone(),
+                },
+                other => other,
+            };
             plan.cylinders
                 .insert(*id, (decision, cylinder_actions(a, d)));
         }

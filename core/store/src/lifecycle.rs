@@ -332,16 +332,7 @@ impl Store {
         // Manual §4.2.16: cylinders that list the source key individually list the target
         // too (their programming jobs follow from the reconciliation); cylinders outside
         // the caller's domains are left alone.
-        let rows = sqlx::query(
-            "SELECT r.from_id FROM object_refs r JOIN objects o ON o.id = r.from_id \
-             WHERE r.to_id = $1 AND r.relation = 'admits_key' AND o.kind = 'cylinder' AND o.system_id = $2",
-        )
-        .bind(from)
-        .bind(sys.id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for r in rows {
-            let cylinder: i64 = sqlx::Row::try_get(&r, "from_id")?;
+        for cylinder in Self::cylinders_listing_key_in(&mut tx, sys.id, from).await? {
             match Self::update_in(
                 &mut tx,
                 cx,
@@ -350,7 +341,8 @@ impl Store {
                 Edit {
                     expected_version: None,
                     action: "key_configuration_copied",
-                    trusted: false,
+                    // lockgate's own edit: it keeps the cylinder's unauthorised keys.
+                    trusted: true,
                 },
                 |c: &mut lockgate_model::cylinder::Cylinder| {
                     if !c.access_list.key_ids.contains(&to) {
@@ -367,6 +359,30 @@ impl Store {
         }
         tx.commit().await?;
         Ok(copied)
+    }
+
+    /// Cylinders whose access list names `key` individually.
+    pub async fn cylinders_listing_key(&self, system_id: i64, key: ObjectId) -> Result<Vec<i64>> {
+        let mut conn = self.pool().acquire().await?;
+        Self::cylinders_listing_key_in(&mut conn, system_id, key).await
+    }
+
+    async fn cylinders_listing_key_in(
+        conn: &mut sqlx::AnyConnection,
+        system_id: i64,
+        key: ObjectId,
+    ) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT r.from_id FROM object_refs r JOIN objects o ON o.id = r.from_id \
+             WHERE r.to_id = $1 AND r.relation = 'admits_key' AND o.kind = 'cylinder' AND o.system_id = $2",
+        )
+        .bind(key)
+        .bind(system_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| sqlx::Row::try_get::<i64, _>(r, "from_id").map_err(StoreError::from))
+            .collect()
     }
 
     /// Replace a broken key by a factory clone: the clone takes its configuration and holder,

@@ -796,9 +796,10 @@ impl Store {
         Ok(())
     }
 
-    /// What a C-key's status change does beyond the C-key: handed in, its tokens stop
-    /// working (manual §6.11.8); lost, the cylinder jobs assigned to it for pick-up go back
-    /// to the pool (§6.11.9). Both in the change's transaction.
+    /// What a C-key's status change does beyond the C-key: once it leaves its holder's
+    /// hands (handed in, lost, broken, or handed to someone else), the tokens issued to it
+    /// stop working (manual §6.11.8); lost, the cylinder jobs assigned to it for pick-up go
+    /// back to the pool (§6.11.9). Both in the change's transaction.
     async fn status_change_effects(
         tx: &mut Transaction<'static, Any>,
         system_id: i64,
@@ -808,10 +809,14 @@ impl Store {
         after: &serde_json::Value,
         now: chrono::DateTime<Utc>,
     ) -> Result<()> {
-        if kind != ObjectKind::CKey || before["status"] == after["status"] {
+        if kind != ObjectKind::CKey {
             return Ok(());
         }
-        if before["status"] == "handed_out" && after["status"] == "in_stock" {
+        // Leaving the holder's hands (hand-in, lost, broken) or changing hands: the tokens
+        // issued while it was handed out stop working.
+        if before["status"] == "handed_out"
+            && (after["status"] != "handed_out" || before["holder_id"] != after["holder_id"])
+        {
             sqlx::query(
                 "UPDATE api_tokens SET revoked_at = $1 WHERE c_key_id = $2 AND system_id = $3 AND revoked_at IS NULL",
             )
@@ -821,7 +826,7 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         }
-        if after["status"] == "lost" {
+        if after["status"] == "lost" && before["status"] != "lost" {
             sqlx::query(
                 "UPDATE jobs SET assigned_to = NULL, updated_at = $1 WHERE assigned_to = $2 AND system_id = $3 AND open = 1",
             )

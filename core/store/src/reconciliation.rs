@@ -1866,15 +1866,13 @@ impl Store {
         Ok(job)
     }
 
-    /// Request reading the audit trail of a key or cylinder; with approvals on, it waits
-    /// for an approver (`CylinderJob::initial_state`).
+    /// Request reading the audit trail of a key or cylinder.
     ///
-    /// A key's read is an audit-trail job executed at a remote PD. A cylinder's read is a
-    /// cylinder programming job with the [`CylinderAction::AuditTrail`] action (manual
-    /// §8.5), loaded onto a C-key like any other: it joins the cylinder's open programming
-    /// job when there is one (refused while that job is on its way, or, with approvals
-    /// on, while it waits for nothing but the C-key), else a new job writes the defined
-    /// program, which changes nothing on an up-to-date cylinder.
+    /// With approvals on, the request is an audit-trail job awaiting an approver
+    /// (`CylinderJob::initial_state`), for a key or a cylinder alike; it blocks nothing
+    /// else. A key's read is then executed at a remote PD. A cylinder's read, once
+    /// approved or without approvals, is the [`CylinderAction::AuditTrail`] action of a
+    /// cylinder programming job (manual §8.5, [`Store::join_cylinder_audit_trail`]).
     pub async fn request_audit_trail(
         &self,
         sys: &LockingSystem,
@@ -1885,93 +1883,97 @@ impl Store {
     ) -> Result<JobRecord> {
         let state = CylinderJob::initial_state(true, sys.fixed.audit_trail_approvals);
         let mut tx = self.write_tx().await?;
-        let id: i64 = match target {
-            JobTarget::Key => sqlx::query(
+        let id: i64 = if target == JobTarget::Cylinder && state == JobState::Created {
+            Self::join_cylinder_audit_trail(&mut tx, sys, target_id, actor, now).await?
+        } else {
+            sqlx::query(
                 "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
-                 VALUES ($1, 'audit_trail', 'key', $2, $3, 1, '{}', '[]', 'normal', $4, $5, $5) RETURNING id",
+                 VALUES ($1, 'audit_trail', $2, $3, $4, 1, '{}', '[]', 'normal', $5, $6, $6) RETURNING id",
             )
             .bind(sys.id)
+            .bind(target.as_str())
             .bind(target_id)
             .bind(state.name())
             .bind(actor.c_key_id)
             .bind(ts(now))
             .fetch_one(&mut *tx)
             .await
-            .map_err(|e| crate::map_unique(e, "target_id", "an audit-trail request for this object"))?
-            .try_get("id")?,
-            JobTarget::Cylinder => {
-                Self::lock_system(&mut tx, sys.id).await?;
-                let open = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE target_id = $1 AND kind = 'cylinder_programming' AND open = 1 AND system_id = $2"))
-                    .bind(target_id)
-                    .bind(sys.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match open {
-                    Some(r) => {
-                        let job = job_from_row(&r)?;
-                        if job.actions.contains(&CylinderAction::AuditTrail) {
-                            return Err(StoreError::Conflict {
-                                field: "target_id".into(),
-                                message: format!("job {} already reads this cylinder's audit trail", job.id),
-                            });
-                        }
-                        if job.state.is_out() {
-                            return Err(StoreError::Refused {
-                                message: format!(
-                                    "cylinder {target_id} is locked: its job {} is {} and must report first",
-                                    job.id,
-                                    job.state.name()
-                                ),
-                            });
-                        }
-                        if state != job.state {
-                            return Err(StoreError::Refused {
-                                message: format!(
-                                    "audit-trail requests need an approver's decision, and cylinder {target_id} has a programming job ({}) that does not: request the audit trail once it has run",
-                                    job.id
-                                ),
-                            });
-                        }
-                        let mut actions = job.actions;
-                        actions.push(CylinderAction::AuditTrail);
-                        sqlx::query("UPDATE jobs SET actions = $1, updated_at = $2 WHERE id = $3")
-                            .bind(serde_json::to_string(&actions).map_err(corrupt)?)
-                            .bind(ts(now))
-                            .bind(job.id)
-                            .execute(&mut *tx)
-                            .await?;
-                        job.id
-                    }
-                    None => {
-                        let cfg = Self::configuration_in(&mut tx, sys, &ReconcileScope::full()).await?;
-                        let defined = defined::compute(&cfg, now);
-                        let program = defined.cylinders.get(&target_id).ok_or_else(|| {
-                            StoreError::Refused {
-                                message: format!(
-                                    "cylinder {target_id} has no electronic side and keeps no audit trail"
-                                ),
-                            }
-                        })?;
-                        sqlx::query(
-                            "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
-                             VALUES ($1, 'cylinder_programming', 'cylinder', $2, $3, 1, $4, '[\"audit_trail\"]', 'normal', $5, $6, $6) RETURNING id",
-                        )
-                        .bind(sys.id)
-                        .bind(target_id)
-                        .bind(state.name())
-                        .bind(serde_json::to_string(program).map_err(corrupt)?)
-                        .bind(actor.c_key_id)
-                        .bind(ts(now))
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("id")?
-                    }
-                }
-            }
+            .map_err(|e| {
+                crate::map_unique(e, "target_id", "an audit-trail request for this object")
+            })?
+            .try_get("id")?
         };
         let job = Self::job_in(&mut tx, sys.id, id).await?;
         tx.commit().await?;
         Ok(job)
+    }
+
+    /// A cylinder's audit-trail read as a cylinder programming job (manual §8.5): it joins
+    /// the cylinder's open programming job when there is one (refused while that job is on
+    /// its way to the cylinder), else a new job writes the defined program, which changes
+    /// nothing on an up-to-date cylinder. Returns the job's id.
+    pub async fn join_cylinder_audit_trail(
+        tx: &mut Tx,
+        sys: &LockingSystem,
+        target_id: i64,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        Self::lock_system(tx, sys.id).await?;
+        let open = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE target_id = $1 AND kind = 'cylinder_programming' AND open = 1 AND system_id = $2"))
+            .bind(target_id)
+            .bind(sys.id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(r) = open {
+            let job = job_from_row(&r)?;
+            if job.actions.contains(&CylinderAction::AuditTrail) {
+                return Err(StoreError::Conflict {
+                    field: "target_id".into(),
+                    message: format!("job {} already reads this cylinder's audit trail", job.id),
+                });
+            }
+            if job.state != JobState::Created {
+                return Err(StoreError::Refused {
+                    message: format!(
+                        "cylinder {target_id} is locked: its job {} is {} and must report first",
+                        job.id,
+                        job.state.name()
+                    ),
+                });
+            }
+            let mut actions = job.actions;
+            actions.push(CylinderAction::AuditTrail);
+            sqlx::query("UPDATE jobs SET actions = $1, updated_at = $2 WHERE id = $3")
+                .bind(serde_json::to_string(&actions).map_err(corrupt)?)
+                .bind(ts(now))
+                .bind(job.id)
+                .execute(&mut **tx)
+                .await?;
+            return Ok(job.id);
+        }
+        let cfg = Self::configuration_in(tx, sys, &ReconcileScope::full()).await?;
+        let defined = defined::compute(&cfg, now);
+        let program = defined
+            .cylinders
+            .get(&target_id)
+            .ok_or_else(|| StoreError::Refused {
+                message: format!(
+                    "cylinder {target_id} has no electronic side and keeps no audit trail"
+                ),
+            })?;
+        Ok(sqlx::query(
+            "INSERT INTO jobs (system_id, kind, target_kind, target_id, state, open, program, actions, priority, created_by, created_at, updated_at) \
+             VALUES ($1, 'cylinder_programming', 'cylinder', $2, 'created', 1, $3, '[\"audit_trail\"]', 'normal', $4, $5, $5) RETURNING id",
+        )
+        .bind(sys.id)
+        .bind(target_id)
+        .bind(serde_json::to_string(program).map_err(corrupt)?)
+        .bind(actor.c_key_id)
+        .bind(ts(now))
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?)
     }
 }
 
