@@ -378,6 +378,17 @@ pub async fn delete<R: Resource>(
     q: DeleteQuery,
 ) -> ApiResult<Response> {
     admin.require_kind(kind, Level::Full)?;
+    if q.detach && kind != ObjectKind::AccessProfile {
+        return Err(Problem::field(
+            "detach",
+            "only an access profile is detached from its holders on deletion",
+        ));
+    }
+    if q.detach {
+        // Taking the profile from persons and keys changes their authorisations.
+        admin.require(Function::AccessProfileAuthorisation, Level::Full)?;
+        admin.require(Function::KeyAuthorisation, Level::Full)?;
+    }
     let id = parse_id(&id)?;
     let expected = if_match(&headers)?;
     policy::check_delete(&state, &admin, kind, id).await?;

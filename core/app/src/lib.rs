@@ -141,7 +141,15 @@ impl App {
             return;
         }
         let result = async {
-            let scope = self.store.scope_of_change(cx.system.id, kind, ids).await?;
+            // Under flexible revalidation a key's entry for a cylinder takes the interval
+            // of the cylinder's group (manual §8.1.6), so a cylinder change can reach any
+            // key: the whole system is reconciled.
+            let scope = if kind == ObjectKind::Cylinder && cx.system.settings.flexible_revalidation
+            {
+                lockgate_store::reconciliation::ReconcileScope::full()
+            } else {
+                self.store.scope_of_change(cx.system.id, kind, ids).await?
+            };
             self.store
                 .reconcile_scope(&cx.system, &cx.actor, cx.now, &scope)
                 .await

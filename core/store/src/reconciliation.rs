@@ -701,7 +701,9 @@ impl Store {
                 keys: KeyTargets::Only(ids),
                 cylinders: true,
             },
-            // Key programs never read cylinders; a cylinder's program is its own.
+            // Key programs read cylinders only under flexible revalidation (a cylinder's
+            // group interval), which the application layer reconciles in full; a
+            // cylinder's program is its own.
             ObjectKind::Cylinder => ReconcileScope {
                 keys: KeyTargets::Only(BTreeSet::new()),
                 cylinders: true,
