@@ -644,12 +644,30 @@ on_both!(
         )
         .await
         .expect(200);
-        assert_eq!(done.body["state"], "created");
+        // Approved, the cylinder's read joins its programming job (manual §8.5): the
+        // request is replaced by that job, which carries the audit-trail action.
+        assert_eq!(done.body["state"], "replaced", "{}", done.body);
+        let by = done.body["replaced_by"].as_i64().expect("replaced_by");
+        let open = call(
+            Method::GET,
+            format!("/api/v1/jobs?target_id={c}&open=true"),
+            t.clone(),
+            None,
+        )
+        .await
+        .expect(200);
         assert!(
-            done.body["reason"]
-                .as_str()
-                .unwrap_or("")
-                .contains("Approver")
+            open.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .any(|j| j["id"] == by
+                    && j["kind"] == "cylinder_programming"
+                    && j["actions"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == "audit_trail"))),
+            "{}",
+            open.body
         );
         call(
             Method::POST,
