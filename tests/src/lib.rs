@@ -16,6 +16,8 @@ use lockgate_store::{ConnectOptions, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub mod attack;
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
