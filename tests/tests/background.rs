@@ -359,17 +359,18 @@ on_both!(
         app.get(&format!("{path}?after=1")).await.expect(400);
         app.get(&format!("{path}?sauce=queue")).await.expect(400);
 
-        // Reading needs system_settings at View, requeueing at Full.
+        // Dead letters span every locking system: reading and requeueing are the operator's
+        // (a super administrator of the operator system), not system settings at any level.
         let (_, nobody) = app.admin_with("N1", json!({}), &[]).await;
         let (_, viewer) = app
-            .admin_with("V1", json!({ "system_settings": "view" }), &[])
+            .admin_with("V1", json!({ "system_settings": "full" }), &[])
             .await;
         app.call(Method::GET, path, Some(&nobody), None)
             .await
             .expect(403);
         app.call(Method::GET, path, Some(&viewer), None)
             .await
-            .expect(200);
+            .expect(403);
         let requeue = format!("{path}/{job_id}/requeue");
         app.call(
             Method::POST,

@@ -122,7 +122,7 @@ on_both!(
             .id();
         let approver = app
             .store
-            .create_token(app.system_id, ck, "approver", None)
+            .create_token(app.system_id, ck, ck, "approver", None)
             .await
             .expect("token")
             .1;

@@ -632,7 +632,7 @@ on_both!(
         .expect(403);
         let approver = app
             .store
-            .create_token(other.system.id, ck, "approver", None)
+            .create_token(other.system.id, ck, ck, "approver", None)
             .await
             .expect("token")
             .1;

@@ -611,6 +611,8 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     for p in [
         "/api/v1/me",
         "/api/v1/system",
+        "/api/v1/system/status",
+        "/api/v1/statistics",
         "/api/v1/licence",
         "/api/v1/tokens",
         "/api/v1/plugins",
@@ -1255,6 +1257,29 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
         .await
         .expect(404);
     }
+    // The maintenance lock, an hour ahead (so nothing is locked yet), and its unlock.
+    let from = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    c.call(
+        put.clone(),
+        "/api/v1/system/maintenance",
+        "",
+        "",
+        Some(json!({ "from": from })),
+    )
+    .await
+    .expect(200);
+    c.call(
+        put.clone(),
+        "/api/v1/system/maintenance",
+        "",
+        "",
+        Some(json!({ "from": "2000-01-01T00:00:00Z" })),
+    )
+    .await
+    .expect(422);
+    c.call(delete.clone(), "/api/v1/system/maintenance", "", "", None)
+        .await
+        .expect(200);
     // Deletes last.
     for (coll, id) in created.iter().rev() {
         c.call(

@@ -32,6 +32,9 @@ use crate::{
     resources::merge_patch,
 };
 
+/// Path of the maintenance lock: the one write allowed while the system is locked.
+pub const MAINTENANCE_PATH: &str = "/api/v1/system/maintenance";
+
 /// `GET /api/v1/system`: the locking system with fixed and adjustable settings.
 async fn system(admin: Admin) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::View)?;
@@ -39,6 +42,10 @@ async fn system(admin: Admin) -> ApiResult<Response> {
 }
 
 /// `PATCH /api/v1/system/settings`: merge patch on the adjustable settings.
+///
+/// The patch is merged into the settings as they are *now* and written only if they are
+/// still at that version, so a concurrent PATCH is never silently reverted: with `If-Match`
+/// a changed version is a 412, without one the patch is merged again onto the new version.
 async fn patch_settings(
     State(state): State<AppState>,
     admin: Admin,
@@ -47,67 +54,138 @@ async fn patch_settings(
 ) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::Full)?;
     let patch = parse_json_value(&headers, &body)?;
-    let mut current =
-        serde_json::to_value(&admin.system.settings).map_err(|_| Problem::internal())?;
-    merge_patch(&mut current, &patch);
-    let new: SystemSettings = from_value(current)?;
-    // Manual §6.4 / §8.8: only a super administrator switches the hierarchy.
-    if new.hierarchical_administrators != admin.system.settings.hierarchical_administrators
-        && !is_super_administrator(&state, &admin).await?
-    {
-        return Err(Problem::forbidden(
-            "only a super administrator switches hierarchical administrators",
-        ));
-    }
-    // Manual §6.6.3: an initial domain is chosen among the administrator's own domains.
-    let old = &admin.system.settings;
-    for (field, was, now) in [
-        (
-            "initial_person_domain",
-            old.initial_person_domain,
-            new.initial_person_domain,
-        ),
-        (
-            "initial_key_domain",
-            old.initial_key_domain,
-            new.initial_key_domain,
-        ),
-        (
-            "initial_cylinder_domain",
-            old.initial_cylinder_domain,
-            new.initial_cylinder_domain,
-        ),
-    ] {
-        if let Some(d) = now.filter(|d| Some(*d) != was)
-            && !admin.scope.allows(Some(d))
+    let expected = if_match(&headers)?;
+    let attempts: u32 = if expected.is_some() { 1 } else { 10 };
+    let mut is_super = None;
+    for attempt in 1..=attempts {
+        let system = state.store.system(admin.system.id).await?;
+        if let Some(v) = expected
+            && v != system.version
         {
-            return Err(Problem::field(
-                field,
-                format!("no domain {d} among your domains"),
-            ));
+            return Err(lockgate_store::StoreError::VersionMismatch {
+                current: system.version,
+            }
+            .into());
+        }
+        let mut current =
+            serde_json::to_value(&system.settings).map_err(|_| Problem::internal())?;
+        merge_patch(&mut current, &patch);
+        let new: SystemSettings = from_value(current)?;
+        let old = &system.settings;
+        // Manual §6.4 / §8.8: only a super administrator switches the hierarchy.
+        if new.hierarchical_administrators != old.hierarchical_administrators {
+            if is_super.is_none() {
+                is_super = Some(is_super_administrator(&state, &admin).await?);
+            }
+            if is_super != Some(true) {
+                return Err(Problem::forbidden(
+                    "only a super administrator switches hierarchical administrators",
+                ));
+            }
+        }
+        // Manual §6.6.3: an initial domain is chosen among the administrator's own domains.
+        for (field, was, now) in [
+            (
+                "initial_person_domain",
+                old.initial_person_domain,
+                new.initial_person_domain,
+            ),
+            (
+                "initial_key_domain",
+                old.initial_key_domain,
+                new.initial_key_domain,
+            ),
+            (
+                "initial_cylinder_domain",
+                old.initial_cylinder_domain,
+                new.initial_cylinder_domain,
+            ),
+        ] {
+            if let Some(d) = now.filter(|d| Some(*d) != was)
+                && !admin.scope.allows(Some(d))
+            {
+                return Err(Problem::field(
+                    field,
+                    format!("no domain {d} among your domains"),
+                ));
+            }
+        }
+        let cx = state.app.context(&system, &admin.scope, &admin.actor);
+        match state
+            .app
+            .update_settings(&cx, Some(system.version), new)
+            .await
+        {
+            Ok(sys) => return Ok(Json(sys).into_response()),
+            Err(lockgate_app::AppError::Store(lockgate_store::StoreError::VersionMismatch {
+                ..
+            })) if attempt < attempts => {
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 3)).await;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    let sys = state
-        .app
-        .update_settings(&admin.cx(&state.app), if_match(&headers)?, new)
-        .await?;
-    Ok(Json(sys).into_response())
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        "contention",
+        "the settings are being changed by others; try again",
+    ))
 }
 
-/// The master C-key, or a C-key holding the pre-defined Super administrator role.
-async fn is_super_administrator(state: &AppState, admin: &Admin) -> ApiResult<bool> {
+/// The master C-key, or a C-key holding the pre-defined Super administrator role, acting
+/// through a token it issued itself or that another super administrator issued to it (a token
+/// capped at a lesser issuer's rights is not a super administrator's).
+pub(crate) async fn is_super_administrator(state: &AppState, admin: &Admin) -> ApiResult<bool> {
+    if !c_key_is_super(state, admin.system.id, &admin.c_key.body).await? {
+        return Ok(false);
+    }
+    if admin.token_issued_by == admin.c_key.id {
+        return Ok(true);
+    }
+    let issuer: Stored<CKey> = state
+        .store
+        .get(
+            admin.system.id,
+            ObjectKind::CKey,
+            admin.token_issued_by,
+            &lockgate_store::Scope::all(),
+        )
+        .await?;
+    c_key_is_super(state, admin.system.id, &issuer.body).await
+}
+
+/// Gateway-wide operations (plugins, dead letters) span every locking system: only the super
+/// administrators of the operator system (`[access] operator_system_id`, or the only system)
+/// perform them. A 403 naming the rule otherwise.
+pub(crate) async fn require_operator(state: &AppState, admin: &Admin) -> ApiResult<()> {
+    let operator_system = match state.config.operator_system_id {
+        Some(id) => Some(id),
+        None => {
+            let systems = state.store.systems().await?;
+            (systems.len() == 1).then(|| systems[0].id)
+        }
+    };
+    if operator_system == Some(admin.system.id) && is_super_administrator(state, admin).await? {
+        return Ok(());
+    }
+    Err(Problem::forbidden(
+        "this is a gateway-wide operation: only a super administrator of the operator locking system (access.operator_system_id) performs it",
+    ))
+}
+
+async fn c_key_is_super(state: &AppState, system_id: i64, c_key: &CKey) -> ApiResult<bool> {
     use lockgate_model::{
         ckey::CKeyKind,
         permission::{PredefinedRole, Role},
     };
-    if admin.c_key.body.kind == CKeyKind::Master {
+    if c_key.kind == CKeyKind::Master {
         return Ok(true);
     }
-    for id in &admin.c_key.body.role_ids {
-        let role: lockgate_store::Stored<Role> = state
+    for id in &c_key.role_ids {
+        let role: Stored<Role> = state
             .store
             .get(
-                admin.system.id,
+                system_id,
                 ObjectKind::Role,
                 *id,
                 &lockgate_store::Scope::all(),
@@ -154,10 +232,26 @@ async fn create_token(
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: NewToken = json_body(&headers, &body)?;
+    if admin.token_issued_by != admin.c_key.id {
+        // A token capped below its C-key's rights by its issuer cannot mint: a new token would
+        // be capped at this C-key's rights only, and so carry more than the minting one.
+        let own =
+            crate::authz::load_permissions(&state, admin.system.id, &admin.c_key.body).await?;
+        if own != admin.permissions || crate::authz::own_scope(&admin.c_key.body) != admin.scope {
+            return Err(Problem::forbidden(
+                "this token's issuer holds less than its C-key: it cannot issue tokens",
+            ));
+        }
+    }
     let c_key_id = req.c_key_id.unwrap_or(admin.c_key.id);
-    if c_key_id != admin.c_key.id {
+    if c_key_id == admin.c_key.id {
+        if !admin.is_master() {
+            admin.require(Function::ApiTokens, Level::Full)?;
+        }
+    } else {
         // A token acts as its C-key: issuing one for another C-key is impersonation, so it
-        // needs C-key and roles at Full and never reaches beyond the issuer's own rights.
+        // needs C-key and roles at Full and never reaches beyond the issuer's own rights
+        // (at issue here, and on every request through the issuer cap in `authz`).
         admin.require(Function::CKey, Level::Full)?;
         admin.require(Function::Roles, Level::Full)?;
         let target: Stored<CKey> = state
@@ -165,34 +259,45 @@ async fn create_token(
             .get(admin.system.id, ObjectKind::CKey, c_key_id, &admin.scope)
             .await
             .map_err(|_| Problem::field("c_key_id", format!("no C-key {c_key_id}")))?;
-        if target.body.kind == lockgate_model::ckey::CKeyKind::Master && !admin.is_master() {
-            return Err(Problem::forbidden(
-                "only the master C-key may issue tokens for the master C-key",
-            ));
-        }
-        let theirs = crate::authz::load_permissions(&state, admin.system.id, &target.body).await?;
-        let over = lockgate_model::permission::exceeds(&theirs, &admin.permissions);
-        if !over.is_empty() {
-            let names: Vec<String> = over
-                .into_iter()
-                .map(lockgate_model::permission::fn_name)
-                .collect();
-            return Err(Problem::forbidden(format!(
-                "that C-key holds more than you for {}",
-                names.join(", ")
-            )));
-        }
-        if let Some(own) = &admin.scope.domains
-            && target.body.domain_ids.iter().any(|d| !own.contains(d))
-        {
-            return Err(Problem::forbidden(
-                "that C-key administers domains you do not",
-            ));
-        }
+        crate::policy::check_target_c_key(&state, &admin, &target.body, "issue a token for")
+            .await?;
     }
+    let now = Utc::now();
+    let longest = now + state.config.max_token_lifetime;
+    let expires_at = match req.expires_at {
+        Some(t) if t > longest => {
+            return Err(Problem::field(
+                "expires_at",
+                format!(
+                    "is beyond the longest token lifetime of {} days",
+                    state.config.max_token_lifetime.num_days()
+                ),
+            ));
+        }
+        Some(t) => t,
+        None => longest,
+    };
+    if let Some(own) = admin.token_expires_at
+        && expires_at > own
+        && req.expires_at.is_some()
+    {
+        return Err(Problem::field(
+            "expires_at",
+            format!("is after {own}, when the token issuing it expires"),
+        ));
+    }
+    let expires_at = admin
+        .token_expires_at
+        .map_or(expires_at, |own| expires_at.min(own));
     let (info, secret) = state
         .store
-        .create_token(admin.system.id, c_key_id, &req.name, req.expires_at)
+        .create_token(
+            admin.system.id,
+            c_key_id,
+            admin.c_key.id,
+            &req.name,
+            Some(expires_at),
+        )
         .await?;
     tracing::info!(
         token_id = info.id,
@@ -203,16 +308,23 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "token": secret, "info": info, "note": "the token is shown once; store it now" }))).into_response())
 }
 
-async fn list_tokens(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
-    let filter = if admin.level(Function::CKey) >= Level::Full {
+/// The tokens an administrator may list and revoke: those of their C-key and those they
+/// issued; the super administrator's are all of the system's.
+async fn manageable_tokens(
+    state: &AppState,
+    admin: &Admin,
+) -> ApiResult<Vec<lockgate_store::tokens::TokenInfo>> {
+    let filter = if is_super_administrator(state, admin).await? {
         None
     } else {
         Some(admin.c_key.id)
     };
-    Ok(
-        Json(serde_json::json!({ "items": state.store.tokens(admin.system.id, filter).await? }))
-            .into_response(),
-    )
+    Ok(state.store.tokens(admin.system.id, filter).await?)
+}
+
+async fn list_tokens(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    let items = manageable_tokens(&state, &admin).await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
 }
 
 async fn revoke_token(
@@ -220,14 +332,14 @@ async fn revoke_token(
     admin: Admin,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
-    let mine = state
-        .store
-        .tokens(admin.system.id, Some(admin.c_key.id))
+    if !manageable_tokens(&state, &admin)
         .await?
         .iter()
-        .any(|t| t.id == id);
-    if !mine {
-        admin.require(Function::CKey, Level::Full)?;
+        .any(|t| t.id == id)
+    {
+        return Err(Problem::not_found(format!(
+            "no token {id} of yours or issued by you"
+        )));
     }
     state.store.revoke_token(admin.system.id, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -365,6 +477,9 @@ async fn bulk_validity(
     let req: BulkValidity = json_body(&headers, &body)?;
     admin.require(Function::KeyValidity, Level::Full)?;
     check_ids(&req.ids)?;
+    // PIN validation and revalidation are licensed on every path that sets them.
+    let after = serde_json::json!({ "validity": req.validity });
+    crate::licence::gate_write(&state, &admin, ObjectKind::Key, None, &after).await?;
     let v = req.validity.clone();
     let n = bulk_apply::<Key>(
         &state,
@@ -378,9 +493,100 @@ async fn bulk_validity(
     Ok(Json(serde_json::json!({ "updated": n })).into_response())
 }
 
+/// `GET /api/v1/statistics`: counts of the system's objects by kind, status and domain (in
+/// the caller's domains), and its open jobs (manual §6.14).
+async fn statistics(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::Statistics, Level::View)?;
+    let mut stats = state.store.statistics(admin.system.id).await?;
+    stats.objects.retain(|c| admin.scope.allows(c.domain_id));
+    Ok(Json(stats).into_response())
+}
+
+/// `GET /api/v1/system/status`: what is online and what holds the system (manual §6.13): the
+/// maintenance lock, the licence state, open jobs, and the remote PDs' connection state.
+async fn system_status(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::SystemStatus, Level::View)?;
+    let now = state.app.now();
+    let licence = crate::licence::status_of(&state, admin.system.id).await?;
+    let stats = state.store.statistics(admin.system.id).await?;
+    let pds: Vec<Stored<RemotePd>> = if admin.level(Function::RemotePds) >= Level::List {
+        state
+            .store
+            .list_all(admin.system.id, ObjectKind::RemotePd, &admin.scope, 10_000)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let remote_pds: Vec<serde_json::Value> = pds
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.id,
+                "name": p.body.name,
+                "online": p.body.connection.online,
+                "last_connection": p.body.connection.last_connection,
+                "firmware": p.body.firmware,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "maintenance_from": admin.system.maintenance_from,
+        "in_maintenance": admin.system.in_maintenance(now),
+        "licence": licence.state(),
+        "open_jobs": stats.open_jobs,
+        "remote_pds": remote_pds,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceLock {
+    /// When the lock takes effect: at least 10 minutes from now (manual §6.2).
+    pub from: DateTime<Utc>,
+}
+
+/// `PUT /api/v1/system/maintenance`: lock the system for maintenance from a time at least
+/// 10 minutes ahead; `DELETE` unlocks. Both need `maintenance` at Full.
+async fn lock_for_maintenance(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    admin.require(Function::Maintenance, Level::Full)?;
+    let req: MaintenanceLock = json_body(&headers, &body)?;
+    if req.from < state.app.now() + chrono::Duration::minutes(10) {
+        return Err(Problem::field(
+            "from",
+            "must be at least 10 minutes from now",
+        ));
+    }
+    let sys = state
+        .store
+        .set_maintenance(&admin.system, &admin.actor, Some(req.from))
+        .await?;
+    Ok(Json(sys).into_response())
+}
+
+async fn unlock_maintenance(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::Maintenance, Level::Full)?;
+    let sys = state
+        .store
+        .set_maintenance(&admin.system, &admin.actor, None)
+        .await?;
+    Ok(Json(sys).into_response())
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/system", get(system))
+        .route("/api/v1/system/status", get(system_status))
+        .route(
+            MAINTENANCE_PATH,
+            axum::routing::put(lock_for_maintenance).delete(unlock_maintenance),
+        )
+        .route("/api/v1/statistics", get(statistics))
         .route(
             "/api/v1/system/settings",
             axum::routing::patch(patch_settings),

@@ -23,6 +23,10 @@ pub struct Admin {
     pub scope: Scope,
     pub actor: Actor,
     pub token_id: i64,
+    /// When the presented token expires (a token it mints never outlives it).
+    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The C-key whose administrator issued the token (the token's own C-key if self-issued).
+    pub token_issued_by: i64,
 }
 
 impl Admin {
@@ -104,6 +108,35 @@ pub async fn load_permissions(
     Ok(effective(&refs))
 }
 
+/// Whether a C-key may act through a token: not blocked, lost or broken.
+fn usable(c: &CKey) -> bool {
+    !(c.blocked || matches!(c.status, CKeyStatus::Lost | CKeyStatus::Broken))
+}
+
+/// The domains a C-key administers: the master sees and assigns every domain (so no domain
+/// can be hidden from it); others their `domain_ids`.
+pub fn own_scope(c: &CKey) -> Scope {
+    let own = c.domain_ids.iter().copied();
+    if c.kind == lockgate_model::ckey::CKeyKind::Master {
+        Scope::every_domain_from(own)
+    } else {
+        Scope::domains(own)
+    }
+}
+
+/// The domains both scopes hold (where new objects go: the first's choice, if both hold it).
+fn intersect(a: &Scope, b: &Scope) -> Scope {
+    match (&a.domains, &b.domains) {
+        (None, None) => a.clone(),
+        (Some(x), None) | (None, Some(x)) => {
+            let mut s = Scope::domains(x.iter().copied());
+            s.home = a.home.filter(|h| x.contains(h)).or(s.home);
+            s
+        }
+        (Some(x), Some(y)) => Scope::domains(x.intersection(y).copied()),
+    }
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Problem;
 
@@ -120,6 +153,27 @@ impl FromRequestParts<AppState> for Admin {
             .await?
             .ok_or_else(|| Problem::unauthorized("the token is unknown, expired or revoked"))?;
         let system = state.store.system(auth.system_id).await?;
+        // Manual §6.2: a system locked for maintenance takes no changes but the unlock.
+        let read_only = matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+        );
+        if !read_only
+            && system.in_maintenance(state.app.now())
+            && parts.uri.path() != crate::admin::MAINTENANCE_PATH
+        {
+            return Err(Problem::new(
+                axum::http::StatusCode::LOCKED,
+                "locked-for-maintenance",
+                format!(
+                    "the locking system is locked for maintenance since {}; nothing can be changed until it is unlocked",
+                    system
+                        .maintenance_from
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                ),
+            ));
+        }
         let c_key: Stored<CKey> = state
             .store
             .get(
@@ -130,14 +184,36 @@ impl FromRequestParts<AppState> for Admin {
             )
             .await
             .map_err(|_| Problem::unauthorized("the token's C-key no longer exists"))?;
-        if c_key.body.blocked || matches!(c_key.body.status, CKeyStatus::Lost | CKeyStatus::Broken)
-        {
+        if !usable(&c_key.body) {
             return Err(Problem::forbidden(
                 "the token's C-key is blocked, lost or broken",
             ));
         }
-        let permissions = load_permissions(state, auth.system_id, &c_key.body).await?;
-        let scope = Scope::domains(c_key.body.domain_ids.iter().copied());
+        let mut permissions = load_permissions(state, auth.system_id, &c_key.body).await?;
+        let mut scope = own_scope(&c_key.body);
+        // Architecture invariant: a token never carries more than its issuer holds *now*: its
+        // rights and domains are capped at the issuer's on every request, so roles attached
+        // to the token's C-key after issue, or taken from the issuer, take effect at once.
+        if auth.issued_by != auth.c_key_id {
+            let issuer: Stored<CKey> = state
+                .store
+                .get(
+                    auth.system_id,
+                    ObjectKind::CKey,
+                    auth.issued_by,
+                    &Scope::all(),
+                )
+                .await
+                .map_err(|_| Problem::unauthorized("the token's issuer no longer exists"))?;
+            if !usable(&issuer.body) {
+                return Err(Problem::forbidden(
+                    "the C-key that issued this token is blocked, lost or broken",
+                ));
+            }
+            let theirs = load_permissions(state, auth.system_id, &issuer.body).await?;
+            permissions = lockgate_model::permission::capped(&permissions, &theirs);
+            scope = intersect(&scope, &own_scope(&issuer.body));
+        }
         let request_id = parts
             .headers
             .get("x-request-id")
@@ -157,6 +233,8 @@ impl FromRequestParts<AppState> for Admin {
             scope,
             actor,
             token_id: auth.token_id,
+            token_expires_at: auth.expires_at,
+            token_issued_by: auth.issued_by,
         })
     }
 }

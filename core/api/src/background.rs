@@ -2,9 +2,9 @@
 //! attempt and outbox messages given up on, and putting them back.
 //!
 //! The queue and the outbox are gateway-wide (not per locking system), like the plugins:
-//! reading needs `system_settings` at View, requeueing at Full. Payloads are not shown (they
-//! may name persons of any system); kind or topic, attempts, the last error and the
-//! timestamps are.
+//! reading and requeueing are the gateway operator's (`admin::require_operator`: a super
+//! administrator of `[access] operator_system_id`), since the errors can name persons of any
+//! system. Payloads are not shown; kind or topic, attempts, the last error and the timestamps are.
 //!
 //! * `GET /api/v1/background/dead-letters?source=queue|outbox&after=ID&limit=N`: both sources
 //!   (or one), oldest first, at most `limit` (1–500, default 100) of each; `after` pages
@@ -154,6 +154,8 @@ async fn list(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::View)?;
+    // Dead letters of every locking system, whose errors can name persons: the operator's.
+    crate::admin::require_operator(&state, &admin).await?;
     let mut source = None;
     let mut after = None;
     let mut limit = 100u32;
@@ -206,6 +208,7 @@ async fn requeue(
     body: Bytes,
 ) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::Full)?;
+    crate::admin::require_operator(&state, &admin).await?;
     let req: Requeue = json_body(&headers, &body)?;
     match req.source {
         Source::Queue => queue(&state)?.requeue(id).await?,

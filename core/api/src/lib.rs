@@ -50,13 +50,25 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Trusted licence keys and enforcement (`[licence]`; default: no keys, open mode).
     pub licence: licence::LicenceConfig,
+    /// Longest lifetime of an API token issued through the API (`[access]`); a token asked
+    /// for without an expiry gets this one.
+    pub max_token_lifetime: chrono::Duration,
+    /// The locking system whose super administrators are the gateway's operators: they alone
+    /// enable, disable and reload plugins and read and requeue dead letters (`[access]`).
+    /// `None`: the only locking system's, when the gateway holds exactly one.
+    pub operator_system_id: Option<i64>,
 }
+
+/// Default longest lifetime of an API token: 90 days.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_DAYS: u32 = 90;
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
             licence: licence::LicenceConfig::default(),
+            max_token_lifetime: chrono::Duration::days(DEFAULT_MAX_TOKEN_LIFETIME_DAYS.into()),
+            operator_system_id: None,
         }
     }
 }

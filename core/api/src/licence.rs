@@ -91,6 +91,12 @@ pub async fn load_status(
     system_id: i64,
     now: DateTime<Utc>,
 ) -> Result<LicenceStatus, StoreError> {
+    // Architecture invariant: expiry is judged at the latest time the gateway has seen, so
+    // setting the clock back never revives an expired licence.
+    let now = match store.clock_high_water(system_id).await? {
+        Some(seen) if seen > now => seen,
+        _ => now,
+    };
     let installed = match store.installed_licence_record(system_id).await? {
         None => Installed::Nothing,
         Some(record) => match verify(record.file.as_bytes(), &config.trusted_keys) {
@@ -224,7 +230,8 @@ fn locked_problem(since: DateTime<Utc>) -> Problem {
 
 /// The licence situation of the caller's system now.
 pub async fn status_of(state: &AppState, system_id: i64) -> ApiResult<LicenceStatus> {
-    Ok(load_status(&state.store, &state.config.licence, system_id, Utc::now()).await?)
+    let now = state.store.record_clock(system_id, Utc::now()).await?;
+    Ok(load_status(&state.store, &state.config.licence, system_id, now).await?)
 }
 
 /// Refuse (403 `licence-feature-missing`, naming the feature) when the caller's system may

@@ -58,8 +58,16 @@ async fn hand_out(
 ) -> ApiResult<Response> {
     admin.require(Function::KeyHandInOut, Level::Full)?;
     let h: HandOut = json_body(&headers, &body)?;
-    if h.validity.is_some() {
+    if let Some(v) = &h.validity {
         admin.require(Function::KeyValidity, Level::Full)?;
+        // PIN validation and revalidation are licensed, whichever path sets them.
+        let key: Stored<Key> = state
+            .store
+            .get(admin.system.id, ObjectKind::Key, id, &admin.scope)
+            .await?;
+        let before = serde_json::json!({ "validity": key.body.validity });
+        let after = serde_json::json!({ "validity": v });
+        crate::licence::gate_write(&state, &admin, ObjectKind::Key, Some(&before), &after).await?;
     }
     if h.schedule.is_some() {
         admin.require(Function::KeySchedule, Level::Full)?;
@@ -266,6 +274,8 @@ async fn receipt(
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     admin.require(Function::KeyHandInOut, Level::View)?;
+    // The receipt is printed from the receipt templates (manual §6.9).
+    admin.require(Function::ReceiptTemplates, Level::View)?;
     let key: Stored<Key> = state
         .store
         .get(admin.system.id, ObjectKind::Key, id, &admin.scope)

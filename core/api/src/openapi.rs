@@ -586,6 +586,7 @@ fn hand_written(s: &mut Map<String, Value>) {
             json!({
                 "id": id_schema(),
                 "c_key_id": id_schema(),
+                "issued_by": described(id_schema(), "The C-key whose administrator issued the token; its rights and domains cap the token's on every request"),
                 "name": text(),
                 "created_at": date_time(),
                 "expires_at": nullable_date_time(),
@@ -1137,6 +1138,50 @@ fn operations() -> Vec<Op> {
     ops.push(
         Op::new(
             "get",
+            "/api/v1/system/status",
+            "getSystemStatus",
+            "system",
+            "System status: maintenance lock, licence state, open jobs, remote PDs online (needs system_status)",
+        )
+        .ok(200, "The status", json!({ "type": "object" })),
+    );
+    ops.push(
+        Op::new(
+            "get",
+            "/api/v1/statistics",
+            "getStatistics",
+            "system",
+            "Basic statistics: objects by kind, status and domain in your domains, and open jobs (needs statistics)",
+        )
+        .ok(200, "The counts", json!({ "type": "object" })),
+    );
+    ops.push(
+        Op::new(
+            "put",
+            "/api/v1/system/maintenance",
+            "lockForMaintenance",
+            "system",
+            "Lock the locking system for maintenance from a time at least 10 minutes ahead (needs maintenance); while locked every change but the unlock is refused with 423",
+        )
+        .json_body(
+            object(json!({ "from": date_time() }), &["from"]),
+            true,
+        )
+        .ok(200, "The locking system", schema_ref("LockingSystem")),
+    );
+    ops.push(
+        Op::new(
+            "delete",
+            "/api/v1/system/maintenance",
+            "unlockMaintenance",
+            "system",
+            "Unlock the locking system after maintenance (needs maintenance)",
+        )
+        .ok(200, "The locking system", schema_ref("LockingSystem")),
+    );
+    ops.push(
+        Op::new(
+            "get",
             "/api/v1/me",
             "me",
             "system",
@@ -1150,7 +1195,7 @@ fn operations() -> Vec<Op> {
             "/api/v1/tokens",
             "listTokens",
             "tokens",
-            "API tokens (never their secrets): yours, or all with C-key at Full",
+            "API tokens (never their secrets): yours and those you issued; a super administrator sees all",
         )
         .ok(200, "Tokens", schema_ref("TokenList")),
     );

@@ -4,7 +4,8 @@
 //! The API does not know the plugin host: it talks to a [`PluginAdmin`] that the server
 //! implements over it, so this crate stays free of wasmtime. Without one (no plugin host
 //! configured) the list is empty and every plugin is "not found". Reading needs
-//! `system_settings` at View, changing at Full; plugins are gateway-wide, not per system.
+//! `system_settings` at View; changing is the gateway operator's (`admin::require_operator`):
+//! plugins are gateway-wide, not per system.
 
 use std::sync::Arc;
 
@@ -152,6 +153,8 @@ enum Action {
 /// `POST /api/v1/plugins/{name}/{enable|disable|reload}`.
 async fn act(state: AppState, admin: Admin, name: String, action: Action) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::Full)?;
+    // Plugins serve every locking system: changing one is the operator's.
+    crate::admin::require_operator(&state, &admin).await?;
     let Some(host) = state.plugins.clone() else {
         return Err(PluginAdminError::NotFound(name).into());
     };

@@ -2,8 +2,8 @@
 
 use lockgate_model::{
     ObjectKind,
-    ckey::CKey,
-    permission::{PermissionSet, Role, exceeds, fn_name},
+    ckey::{CKey, CKeyKind},
+    permission::{Function, Level, PermissionSet, Role, exceeds, fn_name},
 };
 use lockgate_store::{Scope, Stored};
 use serde_json::Value;
@@ -75,11 +75,34 @@ pub async fn check_write(
             Ok(())
         }
         ObjectKind::CKey => {
+            if let Some(before) = before {
+                let target: CKey =
+                    serde_json::from_value(before.clone()).map_err(|_| Problem::internal())?;
+                check_target_c_key(state, admin, &target, "change").await?;
+            }
+            let own = id == Some(admin.c_key.id);
+            if own && !admin.is_master() {
+                for (name, what) in [("kind", "kind"), ("capabilities", "capabilities")] {
+                    if before.and_then(|b| b.get(name)) != after.get(name) {
+                        return Err(Problem::forbidden(format!(
+                            "you cannot change the {what} of the C-key you are using"
+                        )));
+                    }
+                }
+            }
+            let auto = |v: Option<&Value>| {
+                v.and_then(|v| v.pointer("/capabilities/automatic_audit_trail"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            };
+            if auto(before) != auto(Some(after)) {
+                // Manual §6.11.13: switching automatic audit-trail retrieval needs its permission.
+                admin.require(Function::AutomaticAuditTrail, Level::Full)?;
+            }
             let new_roles: Vec<i64> = field(Some(after), "role_ids");
             let old_roles: Vec<i64> = field(before, "role_ids");
             let new_domains: Vec<i64> = field(Some(after), "domain_ids");
             let old_domains: Vec<i64> = field(before, "domain_ids");
-            let own = id == Some(admin.c_key.id);
             if own && new_roles != old_roles {
                 return Err(Problem::forbidden(
                     "you cannot change the roles of the C-key you are using",
@@ -119,13 +142,69 @@ pub async fn check_write(
             }
             Ok(())
         }
+        ObjectKind::RemotePd => {
+            // Firmware and the key firmware upgrade (key updater) mode are the firmware
+            // function's (manual §6.15), not every remote-PD administrator's.
+            for pointer in [
+                "/firmware",
+                "/bootloader_firmware",
+                "/settings/key_updater_mode",
+            ] {
+                let was = before.and_then(|b| b.pointer(pointer));
+                let now = after.pointer(pointer);
+                let unset =
+                    |v: Option<&Value>| v.is_none_or(|v| v.is_null() || v == &Value::Bool(false));
+                if was != now && !(unset(was) && unset(now)) {
+                    admin.require(Function::Firmware, Level::Full)?;
+                }
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
 
+/// No administrator acts on a more powerful one, with or without the hierarchy setting:
+/// only the master changes the master, and nobody changes, blocks, re-roles or deletes (or
+/// issues a token for) a C-key that holds rights or domains they do not hold themselves.
+pub async fn check_target_c_key(
+    state: &AppState,
+    admin: &Admin,
+    target: &CKey,
+    verb: &str,
+) -> ApiResult<()> {
+    if admin.is_master() {
+        // The master holds every right in effect (approvals are kept apart by the approver
+        // rule, not by the master's roles).
+        return Ok(());
+    }
+    if target.kind == CKeyKind::Master {
+        return Err(Problem::forbidden(format!(
+            "only the master C-key may {verb} the master C-key"
+        )));
+    }
+    let theirs = crate::authz::load_permissions(state, admin.system.id, target).await?;
+    let over = exceeds(&theirs, &admin.permissions);
+    if !over.is_empty() {
+        let names: Vec<String> = over.into_iter().map(fn_name).collect();
+        return Err(Problem::forbidden(format!(
+            "you cannot {verb} a C-key that holds more than you for {}",
+            names.join(", ")
+        )));
+    }
+    if let Some(own) = &admin.scope.domains
+        && target.domain_ids.iter().any(|d| !own.contains(d))
+    {
+        return Err(Problem::forbidden(format!(
+            "you cannot {verb} a C-key that administers domains you do not"
+        )));
+    }
+    Ok(())
+}
+
 /// Rules before deleting.
 pub async fn check_delete(
-    _state: &AppState,
+    state: &AppState,
     admin: &Admin,
     kind: ObjectKind,
     id: i64,
@@ -134,6 +213,13 @@ pub async fn check_delete(
         return Err(Problem::forbidden(
             "you cannot delete the C-key you are using",
         ));
+    }
+    if kind == ObjectKind::CKey {
+        let target: Stored<CKey> = state
+            .store
+            .get(admin.system.id, kind, id, &admin.scope)
+            .await?;
+        check_target_c_key(state, admin, &target.body, "delete").await?;
     }
     if kind == ObjectKind::Role && admin.c_key.body.role_ids.contains(&id) {
         return Err(Problem::forbidden("you cannot delete your own role"));

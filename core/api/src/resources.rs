@@ -181,7 +181,12 @@ pub async fn search<R: Resource>(
     if q.with_body {
         admin.require_kind(kind, Level::View)?;
     }
-    if kind.is_person() && (q.include_hidden || q.status.iter().any(|s| s == "deactivated")) {
+    if kind.is_person()
+        && (q.include_hidden
+            || q.status
+                .iter()
+                .any(|s| s == "deactivated" || s == "deleted"))
+    {
         admin.require(Function::KeyHolderDeactivate, Level::Full)?;
     }
     let page = state
@@ -259,7 +264,33 @@ pub async fn read<R: Resource>(
         .store
         .get(admin.system.id, kind, id, &admin.read_scope(kind))
         .await?;
+    refuse_if_hidden_person(&admin, kind, id, &s.body)?;
     Ok(object_response(StatusCode::OK, &s))
+}
+
+/// Deactivated and deleted persons stay hidden (a 404, as if absent) from administrators
+/// without the key-holder-deactivate permission.
+fn refuse_if_hidden_person<R: Resource>(
+    admin: &Admin,
+    kind: ObjectKind,
+    id: i64,
+    body: &R,
+) -> ApiResult<()> {
+    if !kind.is_person() || admin.level(Function::KeyHolderDeactivate) >= Level::Full {
+        return Ok(());
+    }
+    let hidden = serde_json::to_value(body)
+        .ok()
+        .and_then(|v| serde_json::from_value::<Person>(v).ok())
+        .is_some_and(|p| p.lifecycle != PersonState::Active);
+    if hidden {
+        return Err(StoreError::NotFound {
+            kind: kind.as_str(),
+            id,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Apply a JSON merge patch to an object.
@@ -427,6 +458,7 @@ pub async fn events<R: Resource>(
         .store
         .get(admin.system.id, kind, id, &admin.scope)
         .await?;
+    refuse_if_hidden_person(&admin, kind, id, &s.body)?;
     let mut events = state
         .store
         .events_for(admin.system.id, kind, id, limit, before)

@@ -65,13 +65,15 @@ pub enum Function {
     ScheduleTemplatesEdit,
     ReceiptTemplates,
     TemporaryAccessGroups,
+    /// lockgate's own (not the manual's): issuing API tokens for one's own C-key.
+    ApiTokens,
 }
 
 use Function as F;
 use Level as L;
 
 impl Function {
-    pub const ALL: [Function; 34] = [
+    pub const ALL: [Function; 35] = [
         F::AccessProfiles,
         F::AccessProfileAuthorisation,
         F::Approvals,
@@ -106,6 +108,7 @@ impl Function {
         F::ScheduleTemplatesEdit,
         F::ReceiptTemplates,
         F::TemporaryAccessGroups,
+        F::ApiTokens,
     ];
 
     /// The levels this function offers (others are refused in a role).
@@ -127,7 +130,8 @@ impl Function {
             | F::KeyHolderDeactivate
             | F::EmployeeImport
             | F::Maintenance
-            | F::ScheduleTemplatesApply => &[L::None, L::Full],
+            | F::ScheduleTemplatesApply
+            | F::ApiTokens => &[L::None, L::Full],
             _ => &[L::None, L::View, L::Full],
         }
     }
@@ -225,6 +229,16 @@ pub fn exceeds(candidate: &PermissionSet, own: &PermissionSet) -> Vec<Function> 
         .iter()
         .filter(|(f, l)| **l > own.get(f).copied().unwrap_or_default())
         .map(|(f, _)| *f)
+        .collect()
+}
+
+/// The rights of a request whose token was issued by another administrator: per function the
+/// lower of the two levels, so a token never carries more than its issuer holds now.
+pub fn capped(token_c_key: &PermissionSet, issuer: &PermissionSet) -> PermissionSet {
+    token_c_key
+        .iter()
+        .map(|(f, l)| (*f, (*l).min(issuer.get(f).copied().unwrap_or_default())))
+        .filter(|(_, l)| *l > Level::None)
         .collect()
 }
 

@@ -125,6 +125,17 @@ pub struct LockingSystem {
     /// group (manual §8.2.5).
     #[serde(default)]
     pub default_domain_id: Option<ObjectId>,
+    /// Locked for maintenance from then on (manual §6.2): while locked, nothing is changed
+    /// through the API except unlocking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_from: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl LockingSystem {
+    /// Whether the system is locked for maintenance at `now`.
+    pub fn in_maintenance(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.maintenance_from.is_some_and(|t| t <= now)
+    }
 }
 
 #[cfg(test)]

@@ -330,7 +330,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if c_key.is_err() {
                 bail!("locking system {} has no C-key {}", sys.id, a.c_key);
             }
-            let (info, secret) = store.create_token(sys.id, a.c_key, &a.name, None).await?;
+            let (info, secret) = store
+                .create_token(sys.id, a.c_key, a.c_key, &a.name, None)
+                .await?;
             println!(
                 "token {} for C-key {} (shown once):\n\n    {secret}\n",
                 info.id, info.c_key_id

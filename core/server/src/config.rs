@@ -41,6 +41,27 @@ pub struct Config {
     pub licence: LicenceConfig,
     pub plugins: PluginsConfig,
     pub background: BackgroundConfig,
+    pub access: AccessConfig,
+}
+
+/// `[access]`: API tokens and the gateway's operators (docs/security.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Longest lifetime of an API token issued through the API, in days (1–3650).
+    pub max_token_lifetime_days: u32,
+    /// The locking system whose super administrators operate the gateway (plugins, dead
+    /// letters). Unset: the only locking system's, when there is exactly one.
+    pub operator_system_id: Option<i64>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            max_token_lifetime_days: lockgate_api::DEFAULT_MAX_TOKEN_LIFETIME_DAYS,
+            operator_system_id: None,
+        }
+    }
 }
 
 /// `[server]`: the HTTP listener.
@@ -801,6 +822,15 @@ impl Config {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.server.max_body_bytes) {
             return invalid("server.max_body_bytes", "must be 1 KiB to 64 MiB".into());
+        }
+        if !(1..=3650).contains(&self.access.max_token_lifetime_days) {
+            return invalid("access.max_token_lifetime_days", "must be 1–3650".into());
+        }
+        if self.access.operator_system_id.is_some_and(|id| id < 1) {
+            return invalid(
+                "access.operator_system_id",
+                "must be a locking system id (1 or above)".into(),
+            );
         }
         if let Err(e) = lockgate_store::backend_of(&self.database.url) {
             return invalid("database.url", e.to_string());

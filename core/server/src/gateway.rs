@@ -45,6 +45,8 @@ pub struct CoreGateway {
     app: lockgate_app::App,
     /// The background queue `request-directory-sync` enqueues on; none: `unavailable`.
     queue: Option<Queue>,
+    /// The licence configuration plugin writes are judged by, per locking system.
+    licence: lockgate_api::licence::LicenceConfig,
 }
 
 impl CoreGateway {
@@ -53,7 +55,46 @@ impl CoreGateway {
             app: lockgate_app::App::new(store.clone()),
             store,
             queue: None,
+            licence: lockgate_api::licence::LicenceConfig::default(),
         }
+    }
+
+    /// Judge plugin writes by this licence configuration (`[licence]`).
+    pub fn with_licence(mut self, licence: lockgate_api::licence::LicenceConfig) -> Self {
+        self.licence = licence;
+        self
+    }
+
+    /// Architecture invariant: a plugin's write obeys the licence of the locking system it
+    /// writes to, now (not the features of every system at start-up): nothing after the hard
+    /// expiry, and an operation's own feature (`feature`) only while the licence holds it.
+    async fn licensed_write(
+        &self,
+        plugin: &str,
+        sys: &LockingSystem,
+        feature: Option<lockgate_api::licence::LicenceFeature>,
+    ) -> Result<(), PluginError> {
+        let now = self
+            .store
+            .record_clock(sys.id, chrono::Utc::now())
+            .await
+            .map_err(|e| unavailable(plugin, e))?;
+        let status = lockgate_api::licence::load_status(&self.store, &self.licence, sys.id, now)
+            .await
+            .map_err(|e| unavailable(plugin, e))?;
+        if let Some(since) = status.locked_since() {
+            return Err(PluginError::Unavailable(format!(
+                "the licence of the locking system expired for good at {since}: nothing is changed"
+            )));
+        }
+        if let Some(f) = feature
+            && !status.available().contains(&f)
+        {
+            return Err(PluginError::Unavailable(format!(
+                "the licence of the locking system does not include the feature {f}"
+            )));
+        }
+        Ok(())
     }
 
     /// With the background queue, so `request-directory-sync` can enqueue.
@@ -279,6 +320,12 @@ impl Gateway for CoreGateway {
             )));
         }
         let sys = self.system(plugin).await?;
+        self.licensed_write(
+            plugin,
+            &sys,
+            Some(lockgate_api::licence::LicenceFeature::WebServices),
+        )
+        .await?;
         let domains = self
             .store
             .list_all::<Domain>(sys.id, ObjectKind::Domain, &Scope::all(), 100_000)
@@ -418,6 +465,7 @@ impl Gateway for CoreGateway {
             ));
         }
         let sys = self.system(plugin).await?;
+        self.licensed_write(plugin, &sys, None).await?;
         let object_id = event
             .object_id
             .map(|id| {
@@ -463,6 +511,12 @@ impl Gateway for CoreGateway {
             staged.push(SyncedPerson { person, active });
         }
         let sys = self.system(plugin).await?;
+        self.licensed_write(
+            plugin,
+            &sys,
+            Some(lockgate_api::licence::LicenceFeature::LdapIntegration),
+        )
+        .await?;
         // Synced persons are marked with the plugin's name: another plugin's source of the
         // same name is another source.
         let source = format!("{plugin}:{}", request.source);
@@ -540,6 +594,7 @@ impl Gateway for CoreGateway {
 
     async fn request_key_update(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError> {
         let sys = self.system(plugin).await?;
+        self.licensed_write(plugin, &sys, None).await?;
         let (id, _) = self.key(plugin, &sys, key_id).await?;
         self.app
             .reconcile_after(&self.cx(plugin, &sys), ObjectKind::Key, &[id])
@@ -549,6 +604,7 @@ impl Gateway for CoreGateway {
 
     async fn report_key_lost(&self, plugin: &str, key_id: u64) -> Result<(), PluginError> {
         let sys = self.system(plugin).await?;
+        self.licensed_write(plugin, &sys, None).await?;
         let (id, key) = self.key(plugin, &sys, key_id).await?;
         if key.status == KeyStatus::Lost {
             return Ok(());

@@ -207,8 +207,10 @@ pub async fn start(
         cfg.host_config(features),
         Arc::new(DbKv::new(store.clone())),
         Arc::new(match queue {
-            Some(q) => crate::gateway::CoreGateway::new(store.clone()).with_queue(q),
-            None => crate::gateway::CoreGateway::new(store.clone()),
+            Some(q) => crate::gateway::CoreGateway::new(store.clone())
+                .with_licence(licence.clone())
+                .with_queue(q),
+            None => crate::gateway::CoreGateway::new(store.clone()).with_licence(licence.clone()),
         }),
     )
     .context("starting the plugin host")?;

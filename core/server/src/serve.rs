@@ -110,6 +110,8 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         ApiConfig {
             max_body_bytes: cfg.server.max_body_bytes,
             licence,
+            max_token_lifetime: chrono::Duration::days(cfg.access.max_token_lifetime_days.into()),
+            operator_system_id: cfg.access.operator_system_id,
         },
     );
     // The event relay hands new events to the event-bridge plugins; the command listener

@@ -52,6 +52,43 @@ pub fn random_seed() -> Result<[u8; 32]> {
 }
 
 impl Store {
+    /// The latest wall-clock time the gateway has recorded for a system: licence expiry is
+    /// judged against it, so a clock set back does not revive an expired licence.
+    pub async fn clock_high_water(&self, system_id: i64) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query("SELECT clock_high_water FROM locking_systems WHERE id = $1")
+            .bind(system_id)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => r
+                .try_get::<Option<String>, _>("clock_high_water")?
+                .as_deref()
+                .map(parse_ts)
+                .transpose(),
+            None => Ok(None),
+        }
+    }
+
+    /// Record the wall clock `now` as seen for a system (at most one write a minute; never
+    /// moves the mark back). Returns the mark: `now`, or a later time seen before.
+    pub async fn record_clock(&self, system_id: i64, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        let seen = self.clock_high_water(system_id).await?;
+        match seen {
+            Some(s) if s >= now => return Ok(s),
+            Some(s) if now - s < chrono::Duration::minutes(1) => return Ok(now),
+            _ => {}
+        }
+        // Conditional, so concurrent writers never move it back.
+        sqlx::query(
+            "UPDATE locking_systems SET clock_high_water = $1 WHERE id = $2 AND (clock_high_water IS NULL OR clock_high_water < $1)",
+        )
+        .bind(ts(now))
+        .bind(system_id)
+        .execute(self.pool())
+        .await?;
+        Ok(now)
+    }
+
     /// The signed licence file installed for a system, if any.
     pub async fn installed_licence(&self, system_id: i64) -> Result<Option<String>> {
         Ok(self

@@ -55,16 +55,36 @@ pub fn new_correlation_id() -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     pub domains: Option<HashSet<i64>>,
+    /// Where an object goes when the write names no domain and the system has no initial
+    /// domain for its kind: the administrator's only own domain, if they have exactly one.
+    pub home: Option<i64>,
 }
 
 impl Scope {
     pub fn all() -> Self {
-        Scope { domains: None }
+        Scope {
+            domains: None,
+            home: None,
+        }
     }
 
     pub fn domains(ids: impl IntoIterator<Item = i64>) -> Self {
+        let domains: HashSet<i64> = ids.into_iter().collect();
+        let home = (domains.len() == 1)
+            .then(|| domains.iter().next().copied())
+            .flatten();
         Scope {
-            domains: Some(ids.into_iter().collect()),
+            domains: Some(domains),
+            home,
+        }
+    }
+
+    /// Every domain, with the administrator's own domains deciding only where an object
+    /// goes that names none (the master C-key: it sees and assigns every domain).
+    pub fn every_domain_from(own: impl IntoIterator<Item = i64>) -> Self {
+        Scope {
+            domains: None,
+            home: Scope::domains(own).home,
         }
     }
 
@@ -361,14 +381,9 @@ impl Store {
             let d = projection.domain_id.unwrap_or(0);
             if d == 0 {
                 // The system's initial domain for the kind, else the caller's only domain.
-                let only = scope
-                    .domains
-                    .as_ref()
-                    .filter(|d| d.len() == 1)
-                    .and_then(|d| d.iter().next().copied());
                 match initial_domain(kind, sys)
                     .filter(|d| scope.allows(Some(*d)))
-                    .or(only)
+                    .or(scope.home)
                 {
                     Some(init) => {
                         body.set_domain(init);

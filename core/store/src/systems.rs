@@ -1,6 +1,6 @@
 //! Locking systems: creation with their initial objects, settings, and the settings switch rules.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lockgate_model::{
     ObjectKind,
     ckey::{CKey, CKeyKind},
@@ -39,6 +39,11 @@ fn decode_system(r: &sqlx::any::AnyRow) -> Result<LockingSystem> {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         version: r.try_get("version")?,
         default_domain_id: r.try_get("default_domain_id")?,
+        maintenance_from: r
+            .try_get::<Option<String>, _>("maintenance_from")?
+            .as_deref()
+            .map(crate::parse_ts)
+            .transpose()?,
     })
 }
 
@@ -72,6 +77,7 @@ impl Store {
             settings,
             version: 1,
             default_domain_id: None,
+            maintenance_from: None,
         };
         let actor = Actor::system();
         let all = Scope::all();
@@ -178,6 +184,7 @@ impl Store {
             &mut tx,
             system.id,
             master.id,
+            None,
             "init: super administrator",
             None,
         )
@@ -212,7 +219,7 @@ impl Store {
     /// Load a locking system.
     pub async fn system(&self, id: i64) -> Result<LockingSystem> {
         let row = sqlx::query(
-            "SELECT id, name, fixed, settings, version, default_domain_id FROM locking_systems WHERE id = $1",
+            "SELECT id, name, fixed, settings, version, default_domain_id, maintenance_from FROM locking_systems WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -226,7 +233,7 @@ impl Store {
 
     /// All locking systems, by id.
     pub async fn systems(&self) -> Result<Vec<LockingSystem>> {
-        let rows = sqlx::query("SELECT id, name, fixed, settings, version, default_domain_id FROM locking_systems ORDER BY id LIMIT 10000")
+        let rows = sqlx::query("SELECT id, name, fixed, settings, version, default_domain_id, maintenance_from FROM locking_systems ORDER BY id LIMIT 10000")
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(decode_system).collect()
@@ -244,7 +251,7 @@ impl Store {
         new.validate()?;
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
-            "SELECT id, name, fixed, settings, version, default_domain_id FROM locking_systems WHERE id = $1",
+            "SELECT id, name, fixed, settings, version, default_domain_id, maintenance_from FROM locking_systems WHERE id = $1",
         )
         .bind(sys.id)
         .fetch_one(&mut *tx)
@@ -311,4 +318,79 @@ impl Store {
         tx.commit().await?;
         Ok(current)
     }
+
+    /// Lock the system for maintenance from `from` on (manual §6.2), or unlock it (`None`).
+    /// Recorded as an event on the system.
+    pub async fn set_maintenance(
+        &self,
+        sys: &LockingSystem,
+        actor: &Actor,
+        from: Option<DateTime<Utc>>,
+    ) -> Result<LockingSystem> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE locking_systems SET maintenance_from = $1 WHERE id = $2")
+            .bind(from.map(ts))
+            .bind(sys.id)
+            .execute(&mut *tx)
+            .await?;
+        EventDraft {
+            object_kind: "locking_system".into(),
+            object_id: None,
+            object_label: sys.name.clone(),
+            action: if from.is_some() {
+                "maintenance_locked"
+            } else {
+                "maintenance_unlocked"
+            }
+            .into(),
+            changes: serde_json::json!({ "maintenance_from": from }),
+        }
+        .insert(&mut tx, sys.id, actor)
+        .await?;
+        tx.commit().await?;
+        self.system(sys.id).await
+    }
+
+    /// Counts of a system's objects by kind, status and domain, and its open jobs: the basic
+    /// statistics (manual §6.14).
+    pub async fn statistics(&self, system_id: i64) -> Result<Statistics> {
+        let rows = sqlx::query(
+            "SELECT kind, status, domain_id, COUNT(*) AS n FROM objects WHERE system_id = $1 GROUP BY kind, status, domain_id",
+        )
+        .bind(system_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut objects = Vec::with_capacity(rows.len());
+        for r in &rows {
+            objects.push(ObjectCount {
+                kind: r.try_get("kind")?,
+                status: r.try_get("status")?,
+                domain_id: r.try_get("domain_id")?,
+                count: r.try_get("n")?,
+            });
+        }
+        let open_jobs: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE system_id = $1 AND open = 1")
+                .bind(system_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?;
+        Ok(Statistics { objects, open_jobs })
+    }
+}
+
+/// One group of [`Store::statistics`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ObjectCount {
+    pub kind: String,
+    pub status: Option<String>,
+    pub domain_id: Option<i64>,
+    pub count: i64,
+}
+
+/// A system's basic statistics.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Statistics {
+    pub objects: Vec<ObjectCount>,
+    pub open_jobs: i64,
 }

@@ -20,6 +20,8 @@ pub struct TokenInfo {
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The C-key whose administrator issued the token (its own C-key when it issued it itself).
+    pub issued_by: i64,
 }
 
 /// Who a presented token authenticates.
@@ -28,6 +30,11 @@ pub struct TokenAuth {
     pub token_id: i64,
     pub system_id: i64,
     pub c_key_id: i64,
+    /// The C-key whose administrator issued the token: the request's rights and domains are
+    /// capped at that C-key's on every request. Equal to `c_key_id` for a token issued to oneself.
+    pub issued_by: i64,
+    /// When the token stops working; a token it mints never outlives it.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 fn hash(secret: &str) -> String {
@@ -51,15 +58,17 @@ impl Store {
         conn: &mut AnyConnection,
         system_id: i64,
         c_key_id: i64,
+        issued_by: Option<i64>,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<String> {
         let secret = new_secret()?;
         sqlx::query(
-            "INSERT INTO api_tokens (system_id, c_key_id, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_tokens (system_id, c_key_id, issued_by, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(system_id)
         .bind(c_key_id)
+        .bind(issued_by.filter(|i| *i != c_key_id))
         .bind(name)
         .bind(hash(&secret))
         .bind(ts(Utc::now()))
@@ -69,11 +78,13 @@ impl Store {
         Ok(secret)
     }
 
-    /// Issue a token for a C-key; the secret is returned once and only its hash is kept.
+    /// Issue a token for a C-key on behalf of the administrator of `issued_by`; the secret is
+    /// returned once and only its hash is kept.
     pub async fn create_token(
         &self,
         system_id: i64,
         c_key_id: i64,
+        issued_by: i64,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(TokenInfo, String)> {
@@ -84,8 +95,15 @@ impl Store {
         }
         e.into_result()?;
         let mut tx = self.write_tx().await?;
-        let secret =
-            Self::insert_token(&mut tx, system_id, c_key_id, name.trim(), expires_at).await?;
+        let secret = Self::insert_token(
+            &mut tx,
+            system_id,
+            c_key_id,
+            Some(issued_by),
+            name.trim(),
+            expires_at,
+        )
+        .await?;
         let row = sqlx::query("SELECT id FROM api_tokens WHERE token_hash = $1")
             .bind(hash(&secret))
             .fetch_one(&mut *tx)
@@ -93,7 +111,7 @@ impl Store {
         let id: i64 = row.try_get("id")?;
         tx.commit().await?;
         let info = self
-            .tokens(system_id, Some(c_key_id))
+            .tokens(system_id, None)
             .await?
             .into_iter()
             .find(|t| t.id == id);
@@ -107,7 +125,7 @@ impl Store {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT id, system_id, c_key_id, expires_at, revoked_at, last_used_at FROM api_tokens WHERE token_hash = $1",
+            "SELECT id, system_id, c_key_id, issued_by, expires_at, revoked_at, last_used_at FROM api_tokens WHERE token_hash = $1",
         )
         .bind(hash(secret))
         .fetch_optional(self.pool())
@@ -117,13 +135,19 @@ impl Store {
         if row.try_get::<Option<String>, _>("revoked_at")?.is_some() {
             return Ok(None);
         }
-        if opt_ts(row.try_get("expires_at")?)?.is_some_and(|t| t <= now) {
+        let expires_at = opt_ts(row.try_get("expires_at")?)?;
+        if expires_at.is_some_and(|t| t <= now) {
             return Ok(None);
         }
+        let c_key_id: i64 = row.try_get("c_key_id")?;
         let auth = TokenAuth {
             token_id: row.try_get("id")?,
             system_id: row.try_get("system_id")?,
-            c_key_id: row.try_get("c_key_id")?,
+            c_key_id,
+            issued_by: row
+                .try_get::<Option<i64>, _>("issued_by")?
+                .unwrap_or(c_key_id),
+            expires_at,
         };
         // Record use at most once a minute, so reads stay reads.
         let last = opt_ts(row.try_get("last_used_at")?)?;
@@ -137,11 +161,11 @@ impl Store {
         Ok(Some(auth))
     }
 
-    /// Tokens of a system (optionally of one C-key).
+    /// Tokens of a system (optionally those a C-key holds or issued).
     pub async fn tokens(&self, system_id: i64, c_key_id: Option<i64>) -> Result<Vec<TokenInfo>> {
         let rows = sqlx::query(
-            "SELECT id, c_key_id, name, created_at, expires_at, last_used_at, revoked_at FROM api_tokens \
-             WHERE system_id = $1 AND ($2 = 0 OR c_key_id = $2) ORDER BY id LIMIT 10000",
+            "SELECT id, c_key_id, issued_by, name, created_at, expires_at, last_used_at, revoked_at FROM api_tokens \
+             WHERE system_id = $1 AND ($2 = 0 OR c_key_id = $2 OR issued_by = $2) ORDER BY id LIMIT 10000",
         )
         .bind(system_id)
         .bind(c_key_id.unwrap_or(0))
@@ -149,9 +173,13 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
+                let c_key_id: i64 = r.try_get("c_key_id")?;
                 Ok(TokenInfo {
                     id: r.try_get("id")?,
-                    c_key_id: r.try_get("c_key_id")?,
+                    c_key_id,
+                    issued_by: r
+                        .try_get::<Option<i64>, _>("issued_by")?
+                        .unwrap_or(c_key_id),
                     name: r.try_get("name")?,
                     created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
                     expires_at: opt_ts(r.try_get("expires_at")?)?,

@@ -2,3 +2,14 @@
 //! Every case must be refused; each class prints `attack tally: class=… tried=N refused=N`
 //! (see `lockgate_tests::attack::Tally`). Threat model and the test proving each claim:
 //! `docs/security.md`.
+
+mod common;
+
+mod c_key_targets;
+mod domains;
+mod gateway_ops;
+mod hidden_persons;
+mod licence;
+mod permissions;
+mod settings_race;
+mod tokens;
