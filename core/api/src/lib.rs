@@ -17,7 +17,7 @@ pub mod policy;
 pub mod problem;
 pub mod resources;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -50,6 +50,11 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Trusted licence keys and enforcement (`[licence]`; default: no keys, open mode).
     pub licence: licence::LicenceConfig,
+    /// A whole request, from its head to the handler's answer; later ones get 408.
+    pub request_timeout: Duration,
+    /// `Strict-Transport-Security: max-age` on every response (the listener serves TLS);
+    /// none: no HSTS header.
+    pub hsts_max_age: Option<Duration>,
 }
 
 impl Default for ApiConfig {
@@ -57,6 +62,8 @@ impl Default for ApiConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             licence: licence::LicenceConfig::default(),
+            request_timeout: Duration::from_secs(60),
+            hsts_max_age: None,
         }
     }
 }
@@ -135,6 +142,14 @@ async fn problem_for_plain_errors(resp: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if resp.status() == StatusCode::REQUEST_TIMEOUT && plain {
+        return Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "the request took longer than the gateway allows",
+        )
+        .into_response();
+    }
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
         return Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,9 +161,29 @@ async fn problem_for_plain_errors(resp: Response) -> Response {
     resp
 }
 
+/// The span of one request: method, route and path, never the query string (it can carry
+/// names, e-mail addresses or tokens) nor any header. An unmatched path (anything a client
+/// typed) is not logged, only that it matched no route.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(route) => tracing::debug_span!(
+            "request",
+            method = %req.method(),
+            route = route.as_str(),
+            path = %req.uri().path(),
+        ),
+        None => tracing::debug_span!("request", method = %req.method(), route = "(no route)"),
+    }
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let max = state.config.max_body_bytes;
+    let hsts = state.config.hsts_max_age.map(|age| {
+        header::HeaderValue::from_str(&format!("max-age={}", age.as_secs()))
+            .expect("a number is a header value")
+    });
+    let timeout = state.config.request_timeout;
     Router::new()
         .merge(resources::routes::<Domain>(ObjectKind::Domain))
         .merge(resources::routes::<Person>(ObjectKind::Employee))
@@ -187,7 +222,21 @@ pub fn router(state: AppState) -> Router {
             licence::guard,
         ))
         .layer(DefaultBodyLimit::max(max))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(axum::middleware::map_response(problem_for_plain_errors))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::map_response(move |mut resp: Response| {
+            let hsts = hsts.clone();
+            async move {
+                if let Some(v) = hsts {
+                    resp.headers_mut()
+                        .insert(header::STRICT_TRANSPORT_SECURITY, v);
+                }
+                resp
+            }
+        }))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
