@@ -17,7 +17,7 @@ pub mod policy;
 pub mod problem;
 pub mod resources;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -57,6 +57,11 @@ pub struct ApiConfig {
     /// enable, disable and reload plugins and read and requeue dead letters (`[access]`).
     /// `None`: the only locking system's, when the gateway holds exactly one.
     pub operator_system_id: Option<i64>,
+    /// A whole request, from its head to the handler's answer; later ones get 408.
+    pub request_timeout: Duration,
+    /// `Strict-Transport-Security: max-age` on every response (the listener serves TLS);
+    /// none: no HSTS header.
+    pub hsts_max_age: Option<Duration>,
 }
 
 /// Default longest lifetime of an API token: 90 days.
@@ -69,6 +74,8 @@ impl Default for ApiConfig {
             licence: licence::LicenceConfig::default(),
             max_token_lifetime: chrono::Duration::days(DEFAULT_MAX_TOKEN_LIFETIME_DAYS.into()),
             operator_system_id: None,
+            request_timeout: Duration::from_secs(60),
+            hsts_max_age: None,
         }
     }
 }
@@ -147,6 +154,14 @@ async fn problem_for_plain_errors(resp: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if resp.status() == StatusCode::REQUEST_TIMEOUT && plain {
+        return Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "the request took longer than the gateway allows",
+        )
+        .into_response();
+    }
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
         return Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -158,9 +173,29 @@ async fn problem_for_plain_errors(resp: Response) -> Response {
     resp
 }
 
+/// The span of one request: method, route and path, never the query string (it can carry
+/// names, e-mail addresses or tokens) nor any header. An unmatched path (anything a client
+/// typed) is not logged, only that it matched no route.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(route) => tracing::debug_span!(
+            "request",
+            method = %req.method(),
+            route = route.as_str(),
+            path = %req.uri().path(),
+        ),
+        None => tracing::debug_span!("request", method = %req.method(), route = "(no route)"),
+    }
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let max = state.config.max_body_bytes;
+    let hsts = state.config.hsts_max_age.map(|age| {
+        header::HeaderValue::from_str(&format!("max-age={}", age.as_secs()))
+            .expect("a number is a header value")
+    });
+    let timeout = state.config.request_timeout;
     Router::new()
         .merge(resources::routes::<Domain>(ObjectKind::Domain))
         .merge(resources::routes::<Person>(ObjectKind::Employee))
@@ -199,7 +234,21 @@ pub fn router(state: AppState) -> Router {
             licence::guard,
         ))
         .layer(DefaultBodyLimit::max(max))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(axum::middleware::map_response(problem_for_plain_errors))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::map_response(move |mut resp: Response| {
+            let hsts = hsts.clone();
+            async move {
+                if let Some(v) = hsts {
+                    resp.headers_mut()
+                        .insert(header::STRICT_TRANSPORT_SECURITY, v);
+                }
+                resp
+            }
+        }))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }

@@ -28,6 +28,8 @@ pub enum ConfigError {
     Env { var: String, message: String },
     #[error("`{key}`: {message}")]
     Invalid { key: String, message: String },
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The whole configuration file.
@@ -71,6 +73,20 @@ pub struct ServerConfig {
     pub listen: String,
     pub max_body_bytes: usize,
     pub shutdown_grace_seconds: u64,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
+    pub allow_plain_http: bool,
+    /// A whole request, from its head to the handler's answer.
+    pub request_timeout: Span,
+    /// Reading a request head (also how long an idle keep-alive connection stays open).
+    pub header_read_timeout: Span,
+    /// Largest request head (request line and headers) in bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// `[server.tls]`: serve HTTPS; none: plain HTTP.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -79,7 +95,133 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_seconds: 10,
+            allow_plain_http: false,
+            request_timeout: Span::secs(60),
+            header_read_timeout: Span::secs(10),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            max_connections: 1024,
+            tls: None,
         }
+    }
+}
+
+/// `[server.tls]`: the API listener's certificate and key (PEM), HSTS.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// The certificate chain, leaf first (PEM).
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// `Strict-Transport-Security: max-age` sent on every response; `0s` tells browsers
+    /// to forget an earlier one.
+    #[serde(default = "default_hsts_max_age")]
+    pub hsts_max_age: Span,
+    /// How long a client may take to complete the TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Span,
+}
+
+fn default_hsts_max_age() -> Span {
+    Span::secs(365 * 86_400)
+}
+
+fn default_handshake_timeout() -> Span {
+    Span::secs(10)
+}
+
+impl ServerTlsConfig {
+    /// The rustls configuration of the API listener (HTTP/1.1 only); errors name the key
+    /// and the file.
+    pub fn server_config(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, ConfigError> {
+        crate::tls::server_config(
+            &crate::tls::PemFile::new("server.tls.cert_file", &self.cert_file),
+            &crate::tls::PemFile::new("server.tls.key_file", &self.key_file),
+            None,
+            &[b"http/1.1"],
+        )
+        .map_err(|e| ConfigError::Tls(e.to_string()))
+    }
+}
+
+impl ServerConfig {
+    /// Check the section; errors name the key path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message,
+            })
+        };
+        let Ok(addr) = self.listen.parse::<SocketAddr>() else {
+            return invalid(
+                "server.listen",
+                format!("'{}' is not an address like 127.0.0.1:8080", self.listen),
+            );
+        };
+        if self.tls.is_none() && !self.allow_plain_http && !addr.ip().is_loopback() {
+            return invalid(
+                "server.listen",
+                format!(
+                    "'{}' is not a loopback address, and plain HTTP is served only on \
+                     loopback: configure [server.tls] (cert_file, key_file), or set \
+                     server.allow_plain_http = true behind a TLS-terminating proxy",
+                    self.listen
+                ),
+            );
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return invalid("server.max_body_bytes", "must be 1 KiB to 64 MiB".into());
+        }
+        let ms = |s: Span| s.0.as_millis();
+        if !(1_000..=3_600_000).contains(&ms(self.request_timeout)) {
+            return invalid("server.request_timeout", "must be 1s to 1h".into());
+        }
+        if !(100..=300_000).contains(&ms(self.header_read_timeout)) {
+            return invalid("server.header_read_timeout", "must be 100ms to 5m".into());
+        }
+        if !(8 * 1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            return invalid("server.max_header_bytes", "must be 8 KiB to 1 MiB".into());
+        }
+        if !(8..=1000).contains(&self.max_headers) {
+            return invalid("server.max_headers", "must be 8–1000".into());
+        }
+        if !(1..=100_000).contains(&self.max_connections) {
+            return invalid("server.max_connections", "must be 1–100000".into());
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [
+                ("server.tls.cert_file", &tls.cert_file),
+                ("server.tls.key_file", &tls.key_file),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return invalid(key, "must name a PEM file".into());
+                }
+            }
+            if tls.hsts_max_age > Span::secs(2 * 365 * 86_400) {
+                return invalid("server.tls.hsts_max_age", "must be 0s to 730d".into());
+            }
+            if !(100..=300_000).contains(&ms(tls.handshake_timeout)) {
+                return invalid("server.tls.handshake_timeout", "must be 100ms to 5m".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// What the HTTP listener needs; loads the TLS certificate and key when configured.
+    pub fn listener_options(&self) -> Result<crate::serve::HttpOptions, ConfigError> {
+        Ok(crate::serve::HttpOptions {
+            tls: match &self.tls {
+                Some(t) => Some((t.server_config()?, t.handshake_timeout.0)),
+                None => None,
+            },
+            header_read_timeout: self.header_read_timeout.0,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_connections: self.max_connections,
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
+        })
     }
 }
 
@@ -811,18 +953,7 @@ impl Config {
                 message,
             })
         };
-        if self.server.listen.parse::<SocketAddr>().is_err() {
-            return invalid(
-                "server.listen",
-                format!(
-                    "'{}' is not an address like 127.0.0.1:8080",
-                    self.server.listen
-                ),
-            );
-        }
-        if !(1024..=64 * 1024 * 1024).contains(&self.server.max_body_bytes) {
-            return invalid("server.max_body_bytes", "must be 1 KiB to 64 MiB".into());
-        }
+        self.server.validate()?;
         if !(1..=3650).contains(&self.access.max_token_lifetime_days) {
             return invalid("access.max_token_lifetime_days", "must be 1–3650".into());
         }
@@ -877,19 +1008,7 @@ impl Config {
     }
 }
 
-/// Replace the password of a URL (`scheme://user:secret@host`) with `***`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
+pub use crate::redact::redact_url;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,8 @@ pub mod config;
 pub mod event_relay;
 pub mod gateway;
 pub mod plugins;
+pub mod redact;
 pub mod serve;
+pub mod tls;
 
 pub use config::{Config, ConfigError};

@@ -1,7 +1,7 @@
 //! Wiring for `serve`: tracing, database, first-start bootstrap, plugin host, background
 //! runtime (worker, periodic tasks, outbox dispatcher), HTTP listener, graceful shutdown.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use lockgate_api::{ApiConfig, AppState};
@@ -61,6 +61,8 @@ pub fn print_token_once(system: &str, token: &str) {
 pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     init_tracing(&cfg);
     tracing::info!(database = %cfg.redacted_database_url(), listen = %cfg.server.listen, "starting lockgate");
+    // The certificate and key are read before anything else starts: a bad file stops here.
+    let options = cfg.server.listener_options()?;
     let store = open_store(&cfg, cfg.database.migrate_on_start).await?;
     if cfg.bootstrap.enabled && store.systems().await?.is_empty() {
         let b = store
@@ -112,6 +114,8 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
             licence,
             max_token_lifetime: chrono::Duration::days(cfg.access.max_token_lifetime_days.into()),
             operator_system_id: cfg.access.operator_system_id,
+            request_timeout: cfg.server.request_timeout.0,
+            hsts_max_age: cfg.server.tls.as_ref().map(|t| t.hsts_max_age.0),
         },
     );
     // The event relay hands new events to the event-bridge plugins; the command listener
@@ -162,18 +166,21 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening; API document at /api/v1/openapi.json");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tls = options.tls.is_some(),
+        "listening; API document at /api/v1/openapi.json"
+    );
     // The signal stops the background runtime while HTTP drains.
     let stopper = background.as_ref().map(crate::background::Running::stopper);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            if let Some(s) = stopper {
-                let _ = s.send(true);
-            }
-        })
-        .await
-        .context("serving HTTP");
+    let served = serve_http(listener, app, options, async move {
+        shutdown_signal().await;
+        if let Some(s) = stopper {
+            let _ = s.send(true);
+        }
+    })
+    .await
+    .context("serving HTTP");
     if let Some(b) = background {
         b.stop().await;
     }
@@ -238,4 +245,139 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// How the HTTP listener serves connections (`[server]`, `[server.tls]`).
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// TLS configuration and handshake timeout; none: plain HTTP.
+    pub tls: Option<(Arc<rustls::ServerConfig>, Duration)>,
+    /// Reading a request head; also closes idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// Largest request head in bytes (hyper's read buffer; larger heads get 431).
+    pub max_header_bytes: usize,
+    /// Most header fields per request (more get 431).
+    pub max_headers: usize,
+    /// Connections served at once; the rest wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long open connections may finish after the shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("tls", &self.tls.as_ref().map(|(_, t)| t))
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_headers", &self.max_headers)
+            .field("max_connections", &self.max_connections)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+impl Default for HttpOptions {
+    /// Plain HTTP with the `[server]` defaults.
+    fn default() -> Self {
+        let d = crate::config::ServerConfig::default();
+        Self {
+            tls: None,
+            header_read_timeout: d.header_read_timeout.0,
+            max_header_bytes: d.max_header_bytes,
+            max_headers: d.max_headers,
+            max_connections: d.max_connections,
+            shutdown_grace: Duration::from_secs(d.shutdown_grace_seconds),
+        }
+    }
+}
+
+/// Serve `app` on `listener` until `shutdown` completes, then let open connections finish
+/// for `shutdown_grace`. HTTP/1.1, over TLS when configured. A client that does not
+/// complete the TLS handshake or a request head in time is dropped; at most
+/// `max_connections` are served at once (the listener stops accepting until one ends).
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    options: HttpOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .max_headers(options.max_headers);
+    let http = Arc::new(http);
+    let tls = options
+        .tls
+        .clone()
+        .map(|(config, timeout)| (tokio_rustls::TlsAcceptor::from(config), timeout));
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
+            }
+            Some((acceptor, timeout)) => {
+                let (acceptor, timeout) = (acceptor.clone(), *timeout);
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open connections did not finish within the shutdown grace time");
+    }
+    Ok(())
 }

@@ -156,12 +156,24 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Connection settings for [`Store::connect`].
-#[derive(Debug, Clone)]
+/// Connection settings for [`Store::connect`]. Its `Debug` shows the URL's scheme only
+/// (the URL may hold a password).
+#[derive(Clone)]
 pub struct ConnectOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.url.split(':').next().unwrap_or("");
+        f.debug_struct("ConnectOptions")
+            .field("url", &format_args!("{scheme}:…"))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
 }
 
 impl ConnectOptions {
@@ -188,9 +200,13 @@ pub fn backend_of(url: &str) -> Result<Backend> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Backend::Postgres)
     } else {
+        // Neither the user-info nor the query (either may hold a password).
         Err(StoreError::UnsupportedUrl(
             url.split('@')
                 .next_back()
+                .unwrap_or("")
+                .split('?')
+                .next()
                 .unwrap_or("")
                 .chars()
                 .take(60)

@@ -13,3 +13,4 @@ mod licence;
 mod permissions;
 mod settings_race;
 mod tokens;
+mod transport;
