@@ -199,6 +199,21 @@ on_both!(
             (key.unsigned_abs(), "handed-out")
         );
         assert_eq!(gw.read_keys("p", None).await.expect("keys").len(), 2);
+        // The holder is matched exactly (the lookup goes through the folded identifier).
+        for other in ["e-1", "E-1 ", "nobody"] {
+            assert!(
+                gw.read_keys("p", Some(other.into()))
+                    .await
+                    .expect("keys")
+                    .is_empty(),
+                "{other}"
+            );
+        }
+        let all = gw.read_keys("p", None).await.expect("keys");
+        assert_eq!(
+            all.iter().map(|k| k.holder.as_deref()).collect::<Vec<_>>(),
+            [Some("E-1"), None]
+        );
         let cylinders = gw.read_cylinders("p", "main").await.expect("cylinders");
         assert_eq!(cylinders.len(), 1);
         assert!(

@@ -114,3 +114,30 @@ on_both!(host_adapter_is_scoped, |app: TestApp| async move {
         Err(lockgate_host::types::PluginError::Invalid(_))
     ));
 });
+
+on_both!(
+    usage_counts_keys_and_bytes_per_plugin,
+    |app: TestApp| async move {
+        // What the host's kv quota (`plugins.limits.kv_max_entries`, `kv_max_bytes`) counts.
+        let app = app;
+        let kv = DbKv::new(app.store.clone());
+        assert_eq!(
+            kv.usage("a", "").await.unwrap(),
+            lockgate_host::KvUsage::default()
+        );
+        kv.set("a", "k1", vec![1; 10]).await.unwrap();
+        kv.set("a", "ключ", vec![2; 100]).await.unwrap();
+        kv.set("b", "k1", vec![3; 1000]).await.unwrap();
+        // Bytes of keys (UTF-8, not characters) and values.
+        let all = kv.usage("a", "").await.unwrap();
+        assert_eq!(
+            (all.entries, all.bytes),
+            (2, 2 + 10 + "ключ".len() as u64 + 100)
+        );
+        // The key a write is about to replace is left out.
+        let but = kv.usage("a", "ключ").await.unwrap();
+        assert_eq!((but.entries, but.bytes), (1, 12));
+        let b = kv.usage("b", "").await.unwrap();
+        assert_eq!((b.entries, b.bytes), (1, 1002));
+    }
+);

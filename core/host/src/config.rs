@@ -82,6 +82,11 @@ impl HostConfig {
         if l.http_response_bytes == 0 {
             return bad("limits.http_response_bytes must be positive");
         }
+        if l.staged_persons_bytes == 0 || l.kv_max_entries == 0 || l.kv_max_bytes == 0 {
+            return bad(
+                "limits.staged_persons_bytes, kv_max_entries and kv_max_bytes must be positive",
+            );
+        }
         if self.backoff.max_ms < self.backoff.base_ms {
             return bad("backoff.max_ms must be at least backoff.base_ms");
         }
@@ -169,7 +174,17 @@ pub struct Limits {
     pub deadline_ms: u64,
     /// Largest response body one outbound HTTP request may read, bytes.
     pub http_response_bytes: u64,
+    /// Most bytes of persons one call may stage for `sync-persons` (text bytes plus
+    /// [`STAGED_STRING_OVERHEAD`] per string), next to the count cap.
+    pub staged_persons_bytes: u64,
+    /// Most keys one plugin may hold in its key-value store.
+    pub kv_max_entries: u64,
+    /// Most bytes (keys plus values) one plugin may hold in its key-value store.
+    pub kv_max_bytes: u64,
 }
+
+/// What each staged string counts beyond its text towards `staged_persons_bytes`.
+pub const STAGED_STRING_OVERHEAD: u64 = 32;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -182,6 +197,9 @@ impl Default for Limits {
             wasm_stack_bytes: 512 << 10,
             deadline_ms: 5_000,
             http_response_bytes: 4 << 20,
+            staged_persons_bytes: 256 << 20,
+            kv_max_entries: 100_000,
+            kv_max_bytes: 64 << 20,
         }
     }
 }

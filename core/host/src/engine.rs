@@ -1,8 +1,9 @@
 //! The one wasmtime [`Engine`]: component model, async host calls, epoch
 //! interruption, the pooling instance allocator when the address space allows
-//! it (on-demand otherwise), and the dedicated OS thread that ticks the epoch
-//! so a guest that never yields still meets its deadline without stalling
-//! tokio's workers.
+//! it (on-demand otherwise), and the dedicated OS thread that ticks the epoch.
+//! At each tick a running guest yields to tokio (the registry's epoch callback)
+//! and is trapped once its deadline has passed, so a guest that never yields
+//! still meets its deadline without stalling tokio's workers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -39,7 +39,7 @@ pub use engine::Allocator;
 pub use ldap::{LdapDirectories, LdapDirectoryConfig};
 pub use manifest::{Manifest, World};
 pub use mqtt::{MqttConfig, RumqttPublisher};
-pub use providers::{Gateway, KvStore, MemoryKv, MqttPublisher, NoGateway};
+pub use providers::{Gateway, KvStore, KvUsage, MemoryKv, MqttPublisher, NoGateway};
 pub use registry::{
     Fault, FaultKind, HostStatus, PluginHost, PluginState, PluginStatus, StatsView,
 };

@@ -21,10 +21,21 @@ pub const KV_MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most keys one `list-keys` returns.
 pub const KV_MAX_LIST: u32 = 1_000;
 
+/// What one plugin holds in its key-value store (for the quota).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvUsage {
+    /// Keys.
+    pub entries: u64,
+    /// Bytes of keys and values.
+    pub bytes: u64,
+}
+
 /// Durable key-value storage scoped by plugin name. Keys of different plugins
 /// never collide.
 #[async_trait]
 pub trait KvStore: Send + Sync + 'static {
+    /// What `plugin` holds, leaving out `except_key` (the key about to be replaced).
+    async fn usage(&self, plugin: &str, except_key: &str) -> Result<KvUsage, PluginError>;
     /// The value under `key` for `plugin`.
     async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, PluginError>;
     /// Stores `value` under `key` for `plugin`.
@@ -56,6 +67,18 @@ impl MemoryKv {
 
 #[async_trait]
 impl KvStore for MemoryKv {
+    async fn usage(&self, plugin: &str, except_key: &str) -> Result<KvUsage, PluginError> {
+        let map = self.lock();
+        Ok(map
+            .range((plugin.to_owned(), String::new())..)
+            .take_while(|((p, _), _)| p == plugin)
+            .filter(|((_, k), _)| k != except_key)
+            .fold(KvUsage::default(), |u, ((_, k), v)| KvUsage {
+                entries: u.entries + 1,
+                bytes: u.bytes + (k.len() + v.len()) as u64,
+            }))
+    }
+
     async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, PluginError> {
         Ok(self
             .lock()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use wasmtime::component::{InstancePre, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
 use crate::bindings::exports::lockgate::connector::{
     content_provider, device_handler, directory_source, event_sink, http_handler,
@@ -195,6 +195,9 @@ struct Loaded {
 struct Stats {
     view: StatsView,
     backoff_until: Option<Instant>,
+    /// Half-open circuit: after a back-off ends, one trial call runs (until it
+    /// ends, or at the latest until this instant) while the others are refused.
+    trial_until: Option<Instant>,
     latencies_us: VecDeque<u64>,
 }
 
@@ -911,14 +914,27 @@ impl PluginHost {
         entry.stats.view.calls += 1;
         if let Some(until) = entry.stats.backoff_until {
             let now = Instant::now();
-            if until > now {
+            // Closed until the back-off ends; then half-open: one trial call runs and
+            // the others are refused until it ends (a fault backs off again).
+            let busy_until = match entry.stats.trial_until {
+                Some(trial) if trial > now => Some(trial),
+                _ if until > now => Some(until),
+                _ => None,
+            };
+            if let Some(busy_until) = busy_until {
                 entry.stats.view.rejected_backing_off += 1;
                 return Err(HostError::BackingOff {
                     name: name.to_owned(),
                     faults: entry.stats.view.consecutive_faults,
-                    retry_in_ms: u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX),
+                    retry_in_ms: u64::try_from((busy_until - now).as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
                 });
             }
+            entry.stats.trial_until = Some(
+                now + Duration::from_millis(deadline_ms(&self.config(), &loaded))
+                    + HOST_AWAIT_GRACE,
+            );
         }
         Ok(loaded)
     }
@@ -928,9 +944,7 @@ impl PluginHost {
         let call_name = call.name();
         let cfg = self.config();
         let mut limits = cfg.limits.clone();
-        if let Some(ms) = loaded.ctx.deadline_ms {
-            limits.deadline_ms = ms;
-        }
+        limits.deadline_ms = deadline_ms(&cfg, &loaded);
         let limits = &limits;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
@@ -949,11 +963,21 @@ impl PluginHost {
         );
         let mut store = Store::new(
             &self.inner.engine,
-            HostState::new(loaded.ctx.clone(), store_limits, http),
+            HostState::new(loaded.ctx.clone(), store_limits, http, limits.into()),
         );
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(limits.deadline_ms.div_ceil(cfg.epoch_tick_ms).max(1));
-        store.epoch_deadline_trap();
+        // Guest code yields to the runtime at every epoch tick, so a plugin that never
+        // returns holds a worker thread for one tick at a time, never for its whole
+        // deadline; once the deadline has passed, the next tick traps (`Interrupt`).
+        let trap_at = started + Duration::from_millis(limits.deadline_ms);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= trap_at {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
         let deadline = Duration::from_millis(limits.deadline_ms) + HOST_AWAIT_GRACE;
         let outcome = tokio::time::timeout(deadline, run(&mut store, &loaded, call)).await;
         let elapsed = started.elapsed();
@@ -979,6 +1003,9 @@ impl PluginHost {
                 c.contains("concurrent") || c.contains("maximum") && c.contains("instances")
             })
         {
+            if let Some(entry) = self.plugins().get_mut(name) {
+                entry.stats.trial_until = None;
+            }
             return Err(HostError::Busy(f.message.clone()));
         }
         self.record(name, call_name, elapsed, &result);
@@ -1001,6 +1028,7 @@ impl PluginHost {
             return;
         };
         let s = &mut entry.stats;
+        s.trial_until = None;
         if s.latencies_us.len() == LATENCY_WINDOW {
             s.latencies_us.pop_front();
         }
@@ -1036,6 +1064,11 @@ impl PluginHost {
             }
         }
     }
+}
+
+/// The call deadline of `loaded`: its own, or the configured one.
+fn deadline_ms(cfg: &HostConfig, loaded: &Loaded) -> u64 {
+    loaded.ctx.deadline_ms.unwrap_or(cfg.limits.deadline_ms)
 }
 
 async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::Result<Reply> {

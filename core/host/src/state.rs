@@ -16,7 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::lockgate::host::{clock, config, gateway, kv, ldap, log, mqtt, smtp, types};
-use crate::config::Capabilities;
+use crate::config::{Capabilities, STAGED_STRING_OVERHEAD};
 use crate::http::HttpPolicy;
 use crate::ldap::{LdapDirectories, LdapSessions};
 use crate::providers::{
@@ -31,6 +31,37 @@ use crate::types::{
 
 /// Most persons one call may stage for `sync-persons`.
 pub const MAX_STAGED_PERSONS: usize = 1_000_000;
+
+/// The per-call caps taken from `[plugins.limits]` that the host functions enforce.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallQuota {
+    /// `limits.staged_persons_bytes`.
+    pub staged_persons_bytes: u64,
+    /// `limits.kv_max_entries`.
+    pub kv_max_entries: u64,
+    /// `limits.kv_max_bytes`.
+    pub kv_max_bytes: u64,
+}
+
+impl From<&crate::config::Limits> for CallQuota {
+    fn from(l: &crate::config::Limits) -> Self {
+        CallQuota {
+            staged_persons_bytes: l.staged_persons_bytes,
+            kv_max_entries: l.kv_max_entries,
+            kv_max_bytes: l.kv_max_bytes,
+        }
+    }
+}
+
+/// What a staged person counts towards `limits.staged_persons_bytes`: its text plus
+/// [`STAGED_STRING_OVERHEAD`] per string.
+fn staged_bytes(p: &Person) -> u64 {
+    let s = |t: &str| t.len() as u64 + STAGED_STRING_OVERHEAD;
+    s(&p.identifier)
+        + s(&p.first_name)
+        + s(&p.surname)
+        + p.fields.iter().map(|(k, v)| s(k) + s(v)).sum::<u64>()
+}
 
 /// Longest log message kept, bytes (longer ones are cut).
 const LOG_MAX_BYTES: usize = 8 * 1024;
@@ -98,10 +129,18 @@ pub(crate) struct HostState {
     table: ResourceTable,
     ldap: LdapSessions,
     staged: Vec<Person>,
+    /// What `staged` counts towards `quota.staged_persons_bytes`.
+    staged_bytes: u64,
+    quota: CallQuota,
 }
 
 impl HostState {
-    pub fn new(ctx: PluginContext, limits: StoreLimits, http_policy: HttpPolicy) -> Self {
+    pub fn new(
+        ctx: PluginContext,
+        limits: StoreLimits,
+        http_policy: HttpPolicy,
+        quota: CallQuota,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         // WASI is offered as an empty sandbox: no files, no environment, no
         // arguments, no network; stdout is discarded and stderr captured so a
@@ -117,6 +156,8 @@ impl HostState {
             table: ResourceTable::new(),
             ldap: LdapSessions::default(),
             staged: Vec::new(),
+            staged_bytes: 0,
+            quota,
         }
     }
 
@@ -235,6 +276,22 @@ impl kv::Host for HostState {
                 "kv values must be at most {KV_MAX_VALUE_BYTES} bytes"
             )));
         }
+        // The quota: what the plugin holds besides this key, plus this key and value.
+        // Concurrent calls of one plugin can overshoot it by at most one value each.
+        let held = self.ctx.kv.usage(&self.ctx.name, &key).await?;
+        let (entries, bytes) = (
+            held.entries + 1,
+            held.bytes + (key.len() + value.len()) as u64,
+        );
+        let q = &self.quota;
+        if entries > q.kv_max_entries || bytes > q.kv_max_bytes {
+            return Err(PluginError::Denied(format!(
+                "kv quota of plugin `{}` exceeded: at most {} keys and {} bytes \
+                 (plugins.limits.kv_max_entries, kv_max_bytes); this write would make \
+                 {entries} keys and {bytes} bytes; delete keys first",
+                self.ctx.name, q.kv_max_entries, q.kv_max_bytes
+            )));
+        }
         self.ctx.kv.set(&self.ctx.name, &key, value).await
     }
 
@@ -297,6 +354,17 @@ impl gateway::Host for HostState {
                 "at most {MAX_STAGED_PERSONS} persons per sync"
             )));
         }
+        let bytes = self
+            .staged_bytes
+            .saturating_add(persons.iter().map(staged_bytes).sum::<u64>());
+        if bytes > self.quota.staged_persons_bytes {
+            return Err(PluginError::Invalid(format!(
+                "at most {} bytes of staged persons per sync (plugins.limits.staged_persons_bytes); \
+                 these persons would make {bytes}",
+                self.quota.staged_persons_bytes
+            )));
+        }
+        self.staged_bytes = bytes;
         self.staged.extend(persons);
         Ok(u32::try_from(self.staged.len()).unwrap_or(u32::MAX))
     }
@@ -304,6 +372,7 @@ impl gateway::Host for HostState {
     async fn sync_persons(&mut self, request: SyncRequest) -> Result<SyncReport, PluginError> {
         self.check_op("sync-persons")?;
         let persons = std::mem::take(&mut self.staged);
+        self.staged_bytes = 0;
         self.ctx
             .gateway
             .sync_persons(&self.ctx.name, request, persons)
@@ -426,3 +495,127 @@ impl mqtt::Host for HostState {
 }
 
 impl crate::bindings::lockgate::connector::http_types::Host for HostState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{MemoryKv, NoGateway};
+
+    /// A call's state for plugin `p` with the `kv` and `sync-persons` grants and `quota`.
+    fn state(quota: CallQuota) -> HostState {
+        let grants = Capabilities {
+            kv: true,
+            gateway: vec!["sync-persons".into()],
+            ..Capabilities::default()
+        };
+        let ctx = PluginContext {
+            name: "p".into(),
+            grants: Arc::new(grants),
+            config: Arc::default(),
+            kv: Arc::new(MemoryKv::default()),
+            gateway: Arc::new(NoGateway),
+            mqtt: MqttSlot::default(),
+            connectors: ConnectorSlot::default(),
+            deadline_ms: None,
+        };
+        let http = HttpPolicy::new(
+            "p".into(),
+            crate::config::HttpGrant::default(),
+            tokio::time::Instant::now(),
+            1,
+        );
+        HostState::new(
+            ctx,
+            wasmtime::StoreLimitsBuilder::new().build(),
+            http,
+            quota,
+        )
+    }
+
+    fn quota() -> CallQuota {
+        CallQuota {
+            staged_persons_bytes: u64::MAX,
+            kv_max_entries: u64::MAX,
+            kv_max_bytes: u64::MAX,
+        }
+    }
+
+    fn person(id: &str, bytes: usize) -> Person {
+        Person {
+            identifier: id.into(),
+            first_name: "A".into(),
+            surname: "x".repeat(bytes),
+            fields: vec![("email".into(), "a@example.com".into())],
+            active: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn staged_persons_are_capped_in_bytes() {
+        let one = staged_bytes(&person("e1", 1_000));
+        assert_eq!(one, 2 + 1 + 1_000 + 5 + 13 + 5 * STAGED_STRING_OVERHEAD);
+        let mut s = state(CallQuota {
+            staged_persons_bytes: 2 * one + 10,
+            ..quota()
+        });
+        use gateway::Host as _;
+        assert!(matches!(
+            s.stage_persons(vec![person("e1", 1_000)]).await,
+            Ok(1)
+        ));
+        assert!(matches!(
+            s.stage_persons(vec![person("e2", 1_000)]).await,
+            Ok(2)
+        ));
+        // A third person of the same size passes the count cap but not the byte cap.
+        match s.stage_persons(vec![person("e3", 1_000)]).await {
+            Err(PluginError::Invalid(m)) => {
+                assert!(m.contains("plugins.limits.staged_persons_bytes"), "{m}");
+                assert!(
+                    m.contains(&format!("at most {} bytes", 2 * one + 10)),
+                    "{m}"
+                );
+            }
+            other => panic!("expected the byte cap, got {other:?}"),
+        }
+        // Refused persons are not staged; small ones still fit.
+        assert_eq!(s.staged.len(), 2);
+        assert!(s.stage_persons(vec![person("e4", 0)]).await.is_err());
+        assert_eq!(s.staged_bytes, 2 * one);
+    }
+
+    #[tokio::test]
+    async fn kv_has_a_per_plugin_quota() {
+        use kv::Host as _;
+        let mut s = state(CallQuota {
+            kv_max_entries: 2,
+            kv_max_bytes: 100,
+            ..quota()
+        });
+        s.set("a".into(), vec![0; 10]).await.unwrap();
+        s.set("b".into(), vec![0; 10]).await.unwrap();
+        // Replacing a key counts its new size only.
+        s.set("a".into(), vec![0; 20]).await.unwrap();
+        // A third key exceeds the entries.
+        match s.set("c".into(), vec![0; 1]).await {
+            Err(PluginError::Denied(m)) => {
+                assert!(m.contains("kv quota of plugin `p` exceeded"), "{m}");
+                assert!(m.contains("at most 2 keys and 100 bytes"), "{m}");
+                assert!(m.contains("plugins.limits.kv_max_entries"), "{m}");
+            }
+            other => panic!("expected the quota, got {other:?}"),
+        }
+        // Growing a key beyond the bytes is refused too, and leaves the old value.
+        assert!(matches!(
+            s.set("b".into(), vec![0; 80]).await,
+            Err(PluginError::Denied(_))
+        ));
+        assert_eq!(s.get("b".into()).await.unwrap().map(|v| v.len()), Some(10));
+        // Deleting makes room.
+        s.delete("b".into()).await.unwrap();
+        s.set("c".into(), vec![0; 1]).await.unwrap();
+        // Another plugin's keys do not count.
+        let other = s.ctx.kv.usage("q", "").await.unwrap();
+        assert_eq!(other, crate::providers::KvUsage::default());
+    }
+}

@@ -14,7 +14,9 @@ use std::time::Duration;
 use lockgate_host::types::{
     Command, Cylinder, Event, Job, Key, Person, PluginError, SyncReport, SyncRequest, UpsertReport,
 };
-use lockgate_host::{Gateway, HostConfig, MemoryKv, MqttConfig, PluginHost, RumqttPublisher};
+use lockgate_host::{
+    Gateway, HostConfig, KvStore, MemoryKv, MqttConfig, PluginHost, RumqttPublisher,
+};
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
@@ -158,6 +160,17 @@ fn bridge_host(
     gateway_ops: &str,
     extra_prefix: &str,
 ) -> (PluginHost, Arc<CommandGateway>) {
+    bridge_host_with(root, gateway_ops, extra_prefix, Arc::default(), |_| {})
+}
+
+/// [`bridge_host`] over `kv`, with `edit` applied to the configuration.
+fn bridge_host_with(
+    root: &str,
+    gateway_ops: &str,
+    extra_prefix: &str,
+    kv: Arc<MemoryKv>,
+    edit: impl FnOnce(&mut HostConfig),
+) -> (PluginHost, Arc<CommandGateway>) {
     let mut cfg: HostConfig = common::config(&format!(
         r#"
 [plugins.event-bridge.grants]
@@ -174,8 +187,9 @@ node_id = "site_a"
 "#
     ));
     cfg.limits.deadline_ms = 15_000;
+    edit(&mut cfg);
     let gw = Arc::new(CommandGateway::default());
-    let host = PluginHost::new(cfg, Arc::new(MemoryKv::default()), gw.clone()).unwrap();
+    let host = PluginHost::new(cfg, kv, gw.clone()).unwrap();
     host.load_dir(&plugin_dir(&["event-bridge"])).unwrap();
     (host, gw)
 }
@@ -267,6 +281,72 @@ async fn commands_are_validated_authorised_and_deduplicated() {
         host.status_of("event-bridge").unwrap().state,
         lockgate_host::PluginState::Enabled
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_command_answers_are_pruned() {
+    let root = unique_root();
+    let kv = Arc::new(MemoryKv::default());
+    let (host, gw) = bridge_host_with(&root, r#""report-key-lost""#, "", kv.clone(), |_| {});
+    let lost =
+        |i: u32| format!(r#"{{"id":"p-{i}","op":"report-key-lost","args":{{"key_id":{i}}}}}"#);
+    for i in 0..520 {
+        let a = command(&host, lost(i).as_bytes()).await;
+        assert_eq!(a["ok"], true, "{a}");
+    }
+    // The last 500 answers are kept (with their order keys), the older ones pruned.
+    let answers = kv.list_keys("event-bridge", "cmd/", 1_000).await.unwrap();
+    assert_eq!(answers.len(), 500);
+    assert!(!answers.contains(&"cmd/p-19".to_owned()) && answers.contains(&"cmd/p-20".to_owned()));
+    let order = kv
+        .list_keys("event-bridge", "cmd-seq/", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(order.len(), 500);
+    // A recent id is still a duplicate; a pruned one runs again.
+    assert_eq!(
+        command(&host, lost(519).as_bytes()).await["duplicate"],
+        true
+    );
+    let again = command(&host, lost(0).as_bytes()).await;
+    assert_eq!(again["ok"], true);
+    assert!(again.get("duplicate").is_none(), "{again}");
+    assert_eq!(gw.calls.lock().unwrap().len(), 521);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kv_quota_reaches_the_plugin_as_a_clear_error() {
+    let root = unique_root();
+    let kv = Arc::new(MemoryKv::default());
+    let (host, _) = bridge_host_with(&root, r#""report-key-lost""#, "", kv.clone(), |cfg| {
+        // One answer takes three keys (answer, order, next number).
+        cfg.limits.kv_max_entries = 4;
+    });
+    let a = command(
+        &host,
+        br#"{"id":"q-1","op":"report-key-lost","args":{"key_id":1}}"#,
+    )
+    .await;
+    assert_eq!(a["ok"], true, "{a}");
+    let refused = host
+        .handle_command(
+            "event-bridge",
+            Command {
+                topic: "x/cmd/ops".into(),
+                payload: br#"{"id":"q-2","op":"report-key-lost","args":{"key_id":2}}"#.to_vec(),
+            },
+        )
+        .await
+        .expect("the plugin runs");
+    match refused {
+        Err(PluginError::Denied(m)) => assert!(
+            m.contains("kv quota of plugin `event-bridge` exceeded: at most 4 keys")
+                && m.contains("plugins.limits.kv_max_entries"),
+            "{m}"
+        ),
+        other => panic!("expected the quota, got {other:?}"),
+    }
+    assert_eq!(kv.usage("event-bridge", "").await.unwrap().entries, 4);
 }
 
 /// A QoS 1 subscriber with a persistent session (`client_id`), collecting (topic, payload, retain).

@@ -7,7 +7,9 @@
 //! after the broker acknowledged at QoS 1) and advances a durable cursor
 //! (`plugin_kv`, plugin `@event-relay`, key `cursor/<bridge>`) only past
 //! events the plugin accepted. A failure holds the cursor and retries with
-//! back-off, so nothing is skipped; a restart redelivers what was delivered
+//! back-off, one event at a time until one is accepted (after a plugin fault
+//! the host's back-off decides when, and the retry is its one trial call),
+//! so nothing is skipped; a restart redelivers what was delivered
 //! but not yet recorded: delivery is **at least once** (subscribers
 //! de-duplicate by the event `id`).
 //!
@@ -230,14 +232,24 @@ impl Gap {
     }
 }
 
-/// Hands `rows` to `bridge` in waves of distinct lanes; returns how many
-/// (a prefix) were accepted.
-async fn deliver(host: &PluginHost, bridge: &str, rows: &[Row0], concurrency: usize) -> usize {
-    let mut done = 0;
-    while done < rows.len() {
+/// How one delivery went.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Delivered {
+    /// How many events (a prefix of the rows) the bridge accepted.
+    accepted: usize,
+    /// The bridge is backing off after a fault: when its next (trial) call is allowed.
+    retry_in: Option<Duration>,
+}
+
+/// Hands `rows` to `bridge` in waves of distinct lanes (at most `concurrency` events each)
+/// and stops at the first wave with a refusal. Logs at most one line per wave: a bridge
+/// that is backing off is not logged here at all (the host logged its fault once).
+async fn deliver(host: &PluginHost, bridge: &str, rows: &[Row0], concurrency: usize) -> Delivered {
+    let mut out = Delivered::default();
+    while out.accepted < rows.len() {
         let mut lanes = HashSet::new();
         let mut wave = Vec::new();
-        for row in &rows[done..] {
+        for row in &rows[out.accepted..] {
             if wave.len() >= concurrency || !lanes.insert(row.lane.as_str()) {
                 break;
             }
@@ -251,25 +263,43 @@ async fn deliver(host: &PluginHost, bridge: &str, rows: &[Row0], concurrency: us
             set.spawn(async move { (i, host.publish(&bridge, event).await) });
         }
         let mut ok = vec![false; wave.len()];
+        let mut failed = 0usize;
+        let mut first_failure: Option<(i64, String)> = None;
         while let Some(joined) = set.join_next().await {
             let Ok((i, result)) = joined else { continue };
-            match result {
-                Ok(Ok(())) => ok[i] = true,
-                Ok(Err(e)) => {
-                    tracing::warn!(bridge, event_id = wave[i].id, error = %e, "event relay: the bridge refused an event; retrying");
+            let error = match result {
+                Ok(Ok(())) => {
+                    ok[i] = true;
+                    continue;
                 }
-                Err(e) => {
-                    tracing::warn!(bridge, event_id = wave[i].id, error = %e, "event relay: the bridge cannot be called; retrying");
+                Err(HostError::BackingOff { retry_in_ms, .. }) => {
+                    let retry = Duration::from_millis(retry_in_ms);
+                    out.retry_in = Some(out.retry_in.map_or(retry, |r| r.max(retry)));
+                    continue;
                 }
+                Ok(Err(e)) => format!("the bridge refused the event: {e}"),
+                Err(e) => format!("the bridge cannot be called: {e}"),
+            };
+            failed += 1;
+            if first_failure
+                .as_ref()
+                .is_none_or(|(id, _)| wave[i].id < *id)
+            {
+                first_failure = Some((wave[i].id, error));
             }
         }
+        if let Some((event_id, error)) = first_failure {
+            tracing::warn!(bridge, event_id, failed, "event relay: {error}; retrying");
+        } else if out.retry_in.is_some() {
+            tracing::debug!(bridge, "event relay: the bridge is backing off; waiting");
+        }
         let accepted = ok.iter().take_while(|o| **o).count();
-        done += accepted;
+        out.accepted += accepted;
         if accepted < wave.len() {
             break;
         }
     }
-    done
+    out
 }
 
 async fn relay(store: Store, host: PluginHost, cfg: RelayConfig, bridge: String) {
@@ -307,6 +337,8 @@ async fn relay(store: Store, host: PluginHost, cfg: RelayConfig, bridge: String)
     };
     tracing::info!(%bridge, cursor, "event relay started");
     let mut gap = Gap::default();
+    // After a refusal the next delivery is a single event (a trial), not a wave.
+    let mut trial = false;
     loop {
         let rows = match fetch(&store, cursor, batch).await {
             Ok(rows) => rows,
@@ -323,7 +355,8 @@ async fn relay(store: Store, host: PluginHost, cfg: RelayConfig, bridge: String)
             tokio::time::sleep(cfg.poll_interval).await;
             continue;
         }
-        let accepted = deliver(&host, &bridge, &rows, concurrency).await;
+        let wave = if trial { 1 } else { concurrency };
+        let Delivered { accepted, retry_in } = deliver(&host, &bridge, &rows, wave).await;
         if accepted > 0 {
             let last = rows[accepted - 1].id;
             match save_cursor(&store, &bridge, last).await {
@@ -335,9 +368,16 @@ async fn relay(store: Store, host: PluginHost, cfg: RelayConfig, bridge: String)
             }
         }
         if accepted < rows.len() {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(cfg.max_backoff);
+            trial = true;
+            if let Some(retry_in) = retry_in {
+                // The host lets one trial call through when its back-off ends.
+                tokio::time::sleep(retry_in.min(cfg.max_backoff)).await;
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(cfg.max_backoff);
+            }
         } else {
+            trial = false;
             backoff = cfg.poll_interval;
             if !full {
                 tokio::time::sleep(cfg.poll_interval).await;

@@ -30,6 +30,8 @@ use lockgate_store::{
 pub const MAX_UPSERT: usize = 10_000;
 /// Most keys or cylinders one read returns.
 pub const MAX_READ: usize = 10_000;
+/// Keys read from the database per page by `read-keys` (never every person and key at once).
+const READ_PAGE: i64 = 500;
 /// Longest event payload a plugin may record.
 pub const MAX_EVENT_PAYLOAD: usize = 64 * 1024;
 /// Longest directory source name a plugin may give (`[A-Za-z0-9._-]`).
@@ -366,36 +368,53 @@ impl Gateway for CoreGateway {
         holder: Option<String>,
     ) -> Result<Vec<Key>, PluginError> {
         let sys = self.system(plugin).await?;
-        let all = Scope::all();
-        let mut identifiers = std::collections::HashMap::new();
-        for kind in [ObjectKind::Employee, ObjectKind::Visitor] {
-            for p in self
+        let err = |e| unavailable(plugin, e);
+        if let Some(want) = holder {
+            // The holder's keys through the reference index: no scan of persons or keys.
+            let persons = self
                 .store
-                .list_all::<StoredPerson>(sys.id, kind, &all, 1_000_000)
+                .persons_with_identifier(sys.id, &want)
                 .await
-                .map_err(|e| unavailable(plugin, e))?
-            {
-                if let Some(i) = p.body.identifier {
-                    identifiers.insert(p.id, i);
-                }
+                .map_err(err)?;
+            let keys = self
+                .store
+                .keys_of_persons::<StoredKey>(sys.id, &persons, MAX_READ as i64)
+                .await
+                .map_err(err)?;
+            return Ok(keys
+                .iter()
+                .filter(|k| k.body.holder_id.is_some_and(|h| persons.contains(&h)))
+                .map(|k| key_view(k.id, &k.body, Some(want.clone())))
+                .collect());
+        }
+        // Every key, one page at a time, with the identifiers of that page's holders.
+        let mut out = Vec::new();
+        let mut after = 0;
+        while out.len() < MAX_READ {
+            let page = self
+                .store
+                .list_page::<StoredKey>(sys.id, ObjectKind::Key, after, READ_PAGE)
+                .await
+                .map_err(err)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let mut holders: Vec<i64> = page.iter().filter_map(|k| k.body.holder_id).collect();
+            holders.sort_unstable();
+            holders.dedup();
+            let identifiers = self
+                .store
+                .markings_of(sys.id, &holders)
+                .await
+                .map_err(err)?;
+            out.extend(page.iter().take(MAX_READ - out.len()).map(|k| {
+                let h = k.body.holder_id.and_then(|h| identifiers.get(&h).cloned());
+                key_view(k.id, &k.body, h)
+            }));
+            if (page.len() as i64) < READ_PAGE {
+                break;
             }
         }
-        let keys = self
-            .store
-            .list_all::<StoredKey>(sys.id, ObjectKind::Key, &all, 1_000_000)
-            .await
-            .map_err(|e| unavailable(plugin, e))?;
-        Ok(keys
-            .iter()
-            .filter_map(|k| {
-                let h = k.body.holder_id.and_then(|h| identifiers.get(&h).cloned());
-                match &holder {
-                    Some(want) if h.as_deref() != Some(want.as_str()) => None,
-                    _ => Some(key_view(k.id, &k.body, h)),
-                }
-            })
-            .take(MAX_READ)
-            .collect())
+        Ok(out)
     }
 
     async fn read_cylinders(

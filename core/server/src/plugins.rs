@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use lockgate_api::licence::{LicenceConfig, LicenceFeature, load_status};
 use lockgate_api::plugins::{PluginAdmin, PluginAdminError, PluginFault, PluginStats, PluginView};
 use lockgate_host::types::PluginError;
-use lockgate_host::{HostError, KvStore, PluginHost, PluginState, PluginStatus};
+use lockgate_host::{HostError, KvStore, KvUsage, PluginHost, PluginState, PluginStatus};
 use lockgate_store::{Store, StoreError};
 
 use crate::config::PluginsConfig;
@@ -41,6 +41,15 @@ fn kv_error(plugin: &str, e: StoreError) -> PluginError {
 
 #[async_trait]
 impl KvStore for DbKv {
+    async fn usage(&self, plugin: &str, except_key: &str) -> Result<KvUsage, PluginError> {
+        let (entries, bytes) = self
+            .store
+            .plugin_kv_usage(plugin, except_key)
+            .await
+            .map_err(|e| kv_error(plugin, e))?;
+        Ok(KvUsage { entries, bytes })
+    }
+
     async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, PluginError> {
         self.store
             .plugin_kv_get(plugin, key)

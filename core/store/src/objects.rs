@@ -1450,6 +1450,98 @@ impl Store {
         Ok(out)
     }
 
+    /// One page of the objects of a kind, in id order: those after `after_id`, at most
+    /// `limit` (keyset paging: a reader of a large system holds one page at a time).
+    pub async fn list_page<R: Resource>(
+        &self,
+        sys_id: i64,
+        kind: ObjectKind,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Stored<R>>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SELECT_COLS} FROM objects WHERE system_id = $1 AND kind = $2 AND id > $3 \
+             ORDER BY id LIMIT $4"
+        ))
+        .bind(sys_id)
+        .bind(kind.as_str())
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The markings (a person's identifier) of the objects `ids` of the system that have one.
+    pub async fn markings_of(
+        &self,
+        sys_id: i64,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, String>> {
+        let mut out = std::collections::HashMap::new();
+        let mut conn = self.pool().acquire().await?;
+        for chunk in ids.chunks(500) {
+            let mut q = Sql::new("SELECT id, marking FROM objects WHERE system_id = ");
+            q.bind(sys_id)
+                .push(" AND marking IS NOT NULL AND id IN (")
+                .bind_list(chunk.iter().copied())
+                .push(")");
+            for r in q.fetch_all(&mut conn).await? {
+                out.insert(r.try_get("id")?, r.try_get("marking")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The persons (employees and visitors) of the system whose identifier is exactly
+    /// `identifier` (looked up by the folded marking column).
+    pub async fn persons_with_identifier(&self, sys_id: i64, identifier: &str) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT id, marking FROM objects WHERE system_id = $1 AND kind IN ('employee', 'visitor') \
+             AND marking_fold = $2 ORDER BY id",
+        )
+        .bind(sys_id)
+        .bind(crate::fold(identifier))
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            if r.try_get::<Option<String>, _>("marking")?.as_deref() == Some(identifier) {
+                out.push(r.try_get("id")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The keys referring to one of `persons` as holder (or pre-ordered for), in id order,
+    /// at most `limit`.
+    pub async fn keys_of_persons<R: Resource>(
+        &self,
+        sys_id: i64,
+        persons: &[i64],
+        limit: i64,
+    ) -> Result<Vec<Stored<R>>> {
+        if persons.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool().acquire().await?;
+        let cols = SELECT_COLS
+            .split(", ")
+            .map(|c| format!("o.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut q = Sql::new(&format!(
+            "SELECT DISTINCT {cols} FROM object_refs r JOIN objects o ON o.id = r.from_id \
+             WHERE r.relation = 'holder' AND o.kind = 'key' AND o.system_id = "
+        ));
+        q.bind(sys_id)
+            .push(" AND r.to_id IN (")
+            .bind_list(persons.iter().copied())
+            .push(") ORDER BY o.id LIMIT ")
+            .bind(limit);
+        q.fetch_all(&mut conn).await?.iter().map(decode).collect()
+    }
+
     /// Whether an object of `kind` exists in the system and in `scope`.
     pub async fn kind_visible(
         &self,

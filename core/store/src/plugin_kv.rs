@@ -75,6 +75,27 @@ impl Store {
         Ok(())
     }
 
+    /// How many keys `plugin` holds and their bytes (keys plus values), leaving out
+    /// `except_key` (the key a write is about to replace): what the host's kv quota counts.
+    pub async fn plugin_kv_usage(&self, plugin: &str, except_key: &str) -> Result<(u64, u64)> {
+        check(plugin, None)?;
+        let bytes = match self.backend() {
+            crate::Backend::Sqlite => "LENGTH(CAST(key AS BLOB)) + LENGTH(value)",
+            crate::Backend::Postgres => "OCTET_LENGTH(key) + OCTET_LENGTH(value)",
+        };
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM({bytes}), 0) AS BIGINT) AS b \
+             FROM plugin_kv WHERE plugin = $1 AND key <> $2"
+        ))
+        .bind(plugin)
+        .bind(except_key)
+        .fetch_one(self.pool())
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let b: i64 = row.try_get("b")?;
+        Ok((n.unsigned_abs(), b.unsigned_abs()))
+    }
+
     /// Removes `key` for `plugin`; a missing key is fine. Returns whether a row was removed.
     pub async fn plugin_kv_delete(&self, plugin: &str, key: &str) -> Result<bool> {
         check(plugin, Some(key))?;

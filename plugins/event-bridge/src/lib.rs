@@ -21,7 +21,8 @@
 //! Commands (`handle-command`): `{"id", "op", "args"}`; answers
 //! `{"id", "ok": true, "result"}` or `{"id", "ok": false, "error": {"kind",
 //! "message"}}`. An `id` seen before gets the stored answer again (with
-//! `"duplicate": true`) and is not executed twice. Each operation is a
+//! `"duplicate": true`) and is not executed twice; the last 500 answers are kept
+//! (older ones are pruned, so the plugin's kv stays bounded). Each operation is a
 //! gateway operation the host authorises by the plugin's `gateway` grant.
 
 use lockgate_plugin_sdk::{Error, Event, Job, Key, gateway, kv, log, mqtt, settings};
@@ -50,6 +51,15 @@ const KV_DISCOVERY: &str = "ha/discovery";
 const KV_PENDING: &str = "pending/";
 /// kv prefix of the answered commands (one key per command id).
 const KV_COMMAND: &str = "cmd/";
+/// kv prefix of the answers' order: `cmd-seq/<20-digit number>` holds a command id.
+const KV_COMMAND_ORDER: &str = "cmd-seq/";
+/// kv key of the next answer's number.
+const KV_COMMAND_NEXT: &str = "cmd-next";
+/// Answers kept for de-duplication; older ones are pruned (a command re-sent after
+/// this many newer ones runs again).
+const KEPT_ANSWERS: usize = 500;
+/// Most old answers one command prunes (the excess is at most one per command).
+const PRUNE_PER_COMMAND: u32 = 16;
 
 struct Plugin;
 
@@ -415,7 +425,33 @@ fn handle(payload: &[u8]) -> Result<Value, Error> {
         }
     };
     kv::set(&record, answer.to_string().as_bytes())?;
+    remember(id)?;
     Ok(answer)
+}
+
+/// Records the order of a stored answer and prunes the oldest beyond [`KEPT_ANSWERS`]
+/// (the plugin's kv is bounded: see `plugins.limits.kv_max_entries`).
+fn remember(id: &str) -> Result<(), Error> {
+    let next = kv::get(KV_COMMAND_NEXT)?
+        .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    kv::set(&format!("{KV_COMMAND_ORDER}{next:020}"), id.as_bytes())?;
+    kv::set(KV_COMMAND_NEXT, (next + 1).to_string().as_bytes())?;
+    let Some(oldest_kept) = (next + 1).checked_sub(KEPT_ANSWERS as u64) else {
+        return Ok(());
+    };
+    // The order keys sort by number: the first ones listed are the oldest.
+    for key in kv::list_keys(KV_COMMAND_ORDER, PRUNE_PER_COMMAND)? {
+        let n = key[KV_COMMAND_ORDER.len()..].parse::<u64>().unwrap_or(0);
+        if n >= oldest_kept {
+            break;
+        }
+        if let Some(old) = kv::get(&key)? {
+            kv::delete(&format!("{KV_COMMAND}{}", String::from_utf8_lossy(&old)))?;
+        }
+        kv::delete(&key)?;
+    }
+    Ok(())
 }
 
 fn key_id(args: &Value) -> Result<u64, Error> {

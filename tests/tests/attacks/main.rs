@@ -14,3 +14,4 @@ mod permissions;
 mod settings_race;
 mod tokens;
 mod transport;
+mod plugin_exhaustion;
