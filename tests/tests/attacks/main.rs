@@ -11,7 +11,7 @@ mod gateway_ops;
 mod hidden_persons;
 mod licence;
 mod permissions;
+mod plugin_exhaustion;
 mod settings_race;
 mod tokens;
 mod transport;
-mod plugin_exhaustion;
