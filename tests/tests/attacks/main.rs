@@ -2,3 +2,7 @@
 //! Every case must be refused; each class prints `attack tally: class=… tried=N refused=N`
 //! (see `lockgate_tests::attack::Tally`). Threat model and the test proving each claim:
 //! `docs/security.md`.
+
+mod ldap_dn;
+mod plugin_cache;
+mod ssrf;
