@@ -21,6 +21,7 @@ async fn host(app: &TestApp, peer: &SmtpPeer, tls: &str, admins: &[&str]) -> Plu
     let cfg: PluginsConfig = toml::from_str(&format!(
         r#"
         cache_dir = "{cache}"
+        cache_key_file = "{cache}.key"
         [smtp]
         host = "127.0.0.1"
         port = {port}

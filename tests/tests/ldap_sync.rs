@@ -44,6 +44,7 @@ async fn host(
     let cfg: PluginsConfig = toml::from_str(&format!(
         r#"
         cache_dir = "{cache}"
+        cache_key_file = "{cache}.key"
         [ldap.corp]
         url = "{url}"
         ca_file = "{ca}"

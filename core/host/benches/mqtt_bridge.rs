@@ -405,6 +405,8 @@ discovery_prefix = false
         );
         let mut cfg: HostConfig = toml::from_str(&grants).unwrap();
         cfg.cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"));
+        cfg.cache_key_file =
+            Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache.key"));
         let host =
             PluginHost::new(cfg, Arc::new(MemoryKv::default()), Arc::new(NoGateway)).unwrap();
         host.load_dir(&dir).unwrap();

@@ -17,6 +17,11 @@ pub struct HostConfig {
     /// Where precompiled components are cached; `None` compiles on every start.
     /// Must be writable by the gateway only (its files are loaded as native code).
     pub cache_dir: Option<PathBuf>,
+    /// The file holding the key that authenticates cache files (64 hex digits; generated,
+    /// mode 0600, when missing). Keep it outside `cache_dir`. The environment variable
+    /// `LOCKGATE_PLUGIN_CACHE_KEY` takes precedence; with neither, a key of the process
+    /// authenticates the cache (compiled plugins are then not reused after a restart).
+    pub cache_key_file: Option<PathBuf>,
     /// Instance allocator: `auto` tries pooling and falls back to on-demand.
     pub allocator: AllocatorChoice,
     /// Pooling allocator: how many plugin instances may be alive at once.
@@ -43,6 +48,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
             cache_dir: None,
+            cache_key_file: None,
             allocator: AllocatorChoice::Auto,
             max_concurrent_instances: 64,
             epoch_tick_ms: 10,
@@ -75,6 +81,13 @@ impl HostConfig {
         }
         if l.deadline_ms == 0 {
             return bad("limits.deadline_ms must be positive");
+        }
+        if let (Some(dir), Some(key)) = (&self.cache_dir, &self.cache_key_file)
+            && key.starts_with(dir)
+        {
+            return bad(
+                "cache_key_file must be outside cache_dir (whoever writes the cache must not read its key)",
+            );
         }
         if l.instances == 0 || l.tables == 0 || l.memories == 0 || l.table_elements == 0 {
             return bad("limits.instances, tables, memories and table_elements must be positive");

@@ -49,6 +49,44 @@ pub(crate) struct HttpPolicy {
     grant: HttpGrant,
     deadline: Instant,
     max_response_bytes: u64,
+    resolver: Resolver,
+}
+
+/// A test's lookup: host and port to the addresses it answers this time.
+#[cfg(test)]
+type ScriptedLookup = Arc<dyn Fn(&str, u16) -> Vec<SocketAddr> + Send + Sync>;
+
+/// How host names become addresses: the system resolver, or (in unit tests) a scripted one
+/// that answers differently on each lookup, as a rebinding DNS server would.
+#[derive(Clone)]
+enum Resolver {
+    System,
+    #[cfg(test)]
+    Scripted {
+        lookup: ScriptedLookup,
+        /// Addresses the test treats as public (stand-ins for public servers on loopback).
+        public: Vec<IpAddr>,
+    },
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resolver::System => f.write_str("System"),
+            #[cfg(test)]
+            Resolver::Scripted { public, .. } => write!(f, "Scripted({public:?})"),
+        }
+    }
+}
+
+impl Resolver {
+    fn is_public(&self, ip: IpAddr) -> bool {
+        match self {
+            Resolver::System => is_public(ip),
+            #[cfg(test)]
+            Resolver::Scripted { public, .. } => public.contains(&ip) || is_public(ip),
+        }
+    }
 }
 
 impl HttpPolicy {
@@ -63,6 +101,7 @@ impl HttpPolicy {
             grant,
             deadline,
             max_response_bytes,
+            resolver: Resolver::System,
         }
     }
 
@@ -99,6 +138,13 @@ impl HttpPolicy {
             .unwrap_or(host)
             .to_ascii_lowercase();
         let host = host.strip_suffix('.').unwrap_or(&host).to_owned();
+        if host.parse::<IpAddr>().is_err() && !is_dns_name(&host) {
+            return Err(self.deny(
+                shown,
+                Error::HttpRequestDenied,
+                "host is neither an IP address nor a DNS name (numeric, hex or octal IPv4 spellings are refused)",
+            ));
+        }
         let default_port = if tls { 443 } else { 80 };
         let port = authority.port_u16().unwrap_or(default_port);
         let granted = self.grant.hosts.iter().any(|entry| {
@@ -120,27 +166,13 @@ impl HttpPolicy {
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => {
-                match tokio::time::timeout_at(self.deadline, tokio::net::lookup_host((host, port)))
-                    .await
-                {
-                    Err(_) => return Err(Error::DnsTimeout),
-                    Ok(Err(e)) => {
-                        tracing::debug!(plugin = %self.plugin, host, error = %e, "lookup failed");
-                        return Err(Error::DnsError {
-                            rcode: Some("address not available".into()),
-                            info_code: None,
-                        });
-                    }
-                    Ok(Ok(a)) => a.collect(),
-                }
-            }
+            Err(_) => self.lookup(host, port).await?,
         };
         if addrs.is_empty() {
             return Err(Error::DestinationNotFound);
         }
         if !self.grant.allow_private
-            && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
+            && let Some(bad) = addrs.iter().find(|a| !self.resolver.is_public(a.ip()))
         {
             return Err(self.deny(
                 &format!("{host}:{port}"),
@@ -152,6 +184,29 @@ impl HttpPolicy {
             ));
         }
         Ok(addrs)
+    }
+
+    /// One lookup of a host name, within the call's deadline.
+    async fn lookup(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+        match &self.resolver {
+            Resolver::System => {
+                match tokio::time::timeout_at(self.deadline, tokio::net::lookup_host((host, port)))
+                    .await
+                {
+                    Err(_) => Err(Error::DnsTimeout),
+                    Ok(Err(e)) => {
+                        tracing::debug!(plugin = %self.plugin, host, error = %e, "lookup failed");
+                        Err(Error::DnsError {
+                            rcode: Some("address not available".into()),
+                            info_code: None,
+                        })
+                    }
+                    Ok(Ok(a)) => Ok(a.collect()),
+                }
+            }
+            #[cfg(test)]
+            Resolver::Scripted { lookup, .. } => Ok(lookup(host, port)),
+        }
     }
 
     /// How long a phase may take: what the guest asked for, at most what is left of the call.
@@ -384,6 +439,16 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Whether an address is globally reachable (what a plugin may reach without `allow_private`).
+///
+/// IPv4: every address outside [`NON_PUBLIC_V4`]. IPv6: only global unicast (`2000::/3`,
+/// RFC 4291 §2.4) outside [`NON_PUBLIC_V6`], plus the forms that embed an IPv4 address and are
+/// judged by it: IPv4-mapped `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2), NAT64 well-known prefix
+/// `64:ff9b::/96` (RFC 6052) and 6to4 `2002::/16` (RFC 3056). Everything else outside
+/// `2000::/3` is refused: unspecified, loopback, IPv4-compatible `::a.b.c.d` (deprecated),
+/// IPv4-translated `::ffff:0:a.b.c.d` (RFC 6145), NAT64 local-use `64:ff9b:1::/48`
+/// (RFC 8215), discard `100::/64` (RFC 6666), SRv6 SIDs `5f00::/16` (RFC 9602), unique-local,
+/// link-local, site-local and multicast. Stricter than the IANA registries where they mark a
+/// few anycast services inside a refused block as global: refusing one costs nothing.
 pub(crate) fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -391,52 +456,129 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// IPv4 blocks that are not globally reachable: network, prefix length, reference
+/// (IANA IPv4 Special-Purpose Address Registry, RFC 6890 and its updates).
+const NON_PUBLIC_V4: &[(Ipv4Addr, u8, &str)] = &[
+    (Ipv4Addr::new(0, 0, 0, 0), 8, "this network, RFC 791"),
+    (Ipv4Addr::new(10, 0, 0, 0), 8, "private, RFC 1918"),
+    (
+        Ipv4Addr::new(100, 64, 0, 0),
+        10,
+        "shared address space, RFC 6598",
+    ),
+    (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback, RFC 1122"),
+    (Ipv4Addr::new(169, 254, 0, 0), 16, "link-local, RFC 3927"),
+    (Ipv4Addr::new(172, 16, 0, 0), 12, "private, RFC 1918"),
+    (
+        Ipv4Addr::new(192, 0, 0, 0),
+        24,
+        "IETF protocol assignments, RFC 6890",
+    ),
+    (
+        Ipv4Addr::new(192, 0, 2, 0),
+        24,
+        "documentation TEST-NET-1, RFC 5737",
+    ),
+    (
+        Ipv4Addr::new(192, 88, 99, 0),
+        24,
+        "6to4 relay anycast, RFC 7526",
+    ),
+    (Ipv4Addr::new(192, 168, 0, 0), 16, "private, RFC 1918"),
+    (Ipv4Addr::new(198, 18, 0, 0), 15, "benchmarking, RFC 2544"),
+    (
+        Ipv4Addr::new(198, 51, 100, 0),
+        24,
+        "documentation TEST-NET-2, RFC 5737",
+    ),
+    (
+        Ipv4Addr::new(203, 0, 113, 0),
+        24,
+        "documentation TEST-NET-3, RFC 5737",
+    ),
+    (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast, RFC 5771"),
+    (
+        Ipv4Addr::new(240, 0, 0, 0),
+        4,
+        "reserved, RFC 1112 (and broadcast, RFC 919)",
+    ),
+];
+
+/// IPv6 blocks inside global unicast `2000::/3` that are not globally reachable (IANA IPv6
+/// Special-Purpose Address Registry). `2002::/16` (6to4) is judged by its embedded address.
+const NON_PUBLIC_V6: &[(Ipv6Addr, u8, &str)] = &[
+    (
+        Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0),
+        23,
+        "IETF protocol assignments (Teredo 2001::/32, ORCHID, benchmarking), RFC 2928",
+    ),
+    (
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
+        32,
+        "documentation, RFC 3849",
+    ),
+    (
+        Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0),
+        20,
+        "documentation, RFC 9637",
+    ),
+];
+
+fn in_v4(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, len: u8) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(net) & mask
+}
+
 fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(a == 0 // "this network", unspecified
-        || a == 10
-        || a == 127
-        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-        || (a == 169 && b == 254)
-        || (a == 172 && (16..32).contains(&b))
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2) // documentation
-        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
-        || (a == 192 && b == 168)
-        || (a == 198 && (18..20).contains(&b)) // benchmarking
-        || (a == 198 && b == 51 && c == 100) // documentation
-        || (a == 203 && b == 0 && c == 113) // documentation
-        || a >= 224) // multicast, reserved, broadcast
+    !NON_PUBLIC_V4
+        .iter()
+        .any(|&(net, len, _)| in_v4(ip, net, len))
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    let embedded = |hi: usize| {
-        let o = ip.octets();
-        Ipv4Addr::new(o[hi], o[hi + 1], o[hi + 2], o[hi + 3])
-    };
+    let o = ip.octets();
+    let embedded = |at: usize| Ipv4Addr::new(o[at], o[at + 1], o[at + 2], o[at + 3]);
+    // IPv4-mapped ::ffff:a.b.c.d: the IPv4 address itself.
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_public_v4(v4);
     }
-    // IPv4-compatible (deprecated) ::a.b.c.d, NAT64 64:ff9b::/96 and 6to4 2002::/16 embed IPv4.
-    if s[..6] == [0; 6] {
-        return !ip.is_unspecified() && !ip.is_loopback() && is_public_v4(embedded(12));
-    }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052): the translator reaches the IPv4 address.
+    if in_v6(ip, Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96) {
         return is_public_v4(embedded(12));
     }
-    if s[0] == 0x2002 {
+    // 6to4 2002:a.b.c.d::/48 (RFC 3056): the relay reaches the IPv4 address.
+    if in_v6(ip, Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16) {
         return is_public_v4(embedded(2));
     }
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only
-        || (s[0] == 0x2001 && s[1] < 0x0200)) // Teredo, ORCHID, benchmarking, ...
+    in_v6(ip, Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3)
+        && !NON_PUBLIC_V6
+            .iter()
+            .any(|&(net, len, _)| in_v6(ip, net, len))
+}
+
+/// Whether a host that is not an IP literal is a plain DNS name: labels of letters, digits and
+/// hyphens (1–63 bytes, at most 253 in all) whose last label is not numeric. A last label of
+/// digits or `0x…` is a legacy IPv4 spelling (`2130706433`, `0x7f.1`, `0177.0.0.1`) that a
+/// resolver may turn into an address; it is refused rather than guessed at.
+fn is_dns_name(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let last = labels.last().copied().unwrap_or("");
+    let numeric = last.bytes().all(|b| b.is_ascii_digit())
+        || last
+            .strip_prefix("0x")
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    host.len() <= 253 && labels.iter().all(label_ok) && !numeric
 }
 
 #[cfg(test)]
@@ -465,21 +607,49 @@ mod tests {
             "169.254.169.254",
             "172.16.0.1",
             "172.31.255.255",
+            "192.0.0.170",
+            "192.0.2.1",
+            "192.88.99.1",
             "192.168.1.1",
+            "198.18.0.1",
+            "198.51.100.7",
+            "203.0.113.9",
             "224.0.0.1",
+            "240.0.0.1",
             "255.255.255.255",
             "::",
             "::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            // IPv4-translated (RFC 6145), even of a public address.
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:8.8.8.8",
+            // IPv4-compatible (deprecated).
             "::127.0.0.1",
+            "::8.8.8.8",
+            // NAT64 well-known prefix with a private address, and the local-use prefix.
             "64:ff9b::a00:1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
             "2002:7f00:1::",
+            "2002:a00:1::1",
+            "2002:c0a8:101::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
+            "5f00::1",
             "fc00::1",
             "fd12:3456::1",
             "fe80::1",
+            "fec0::1",
             "ff02::1",
-            "2001:db8::1",
+            "ff0e::1",
+            "4000::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} is not public");
         }
@@ -487,12 +657,188 @@ mod tests {
             "1.1.1.1",
             "93.184.216.34",
             "172.32.0.1",
+            "100.128.0.1",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
             "2606:4700::1111",
             "2a00:1450:4001::1",
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} is public");
         }
+    }
+
+    #[test]
+    fn legacy_ipv4_spellings_are_not_host_names() {
+        for host in [
+            "2130706433",
+            "0x7f.1",
+            "0177.0.0.1",
+            "127.1",
+            "1.0x7f",
+            "a..b",
+            "-a.b",
+            "",
+        ] {
+            assert!(!is_dns_name(host), "{host} is refused");
+        }
+        for host in ["api.example.com", "localhost", "a-b.c0", "x1.example"] {
+            assert!(is_dns_name(host), "{host} is a DNS name");
+        }
+        let p = policy(&["2130706433", "0x7f.1:80"]);
+        for u in ["http://2130706433/", "http://0x7f.1/"] {
+            let uri: http::Uri = u.parse().unwrap();
+            assert!(
+                matches!(p.target(&uri), Err(Error::HttpRequestDenied)),
+                "{u} is denied even when granted"
+            );
+        }
+    }
+
+    /// A one-shot HTTP server on `ip`: answers every request with `head` (and an empty body),
+    /// counting the requests.
+    async fn server(ip: &str, head: String) -> (SocketAddr, Arc<std::sync::atomic::AtomicU32>) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicU32::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                counter.fetch_add(1, Ordering::SeqCst);
+                let reply = format!("{head}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (addr, hits)
+    }
+
+    /// A policy whose lookups answer `answers` in turn (the last one repeated) and that treats
+    /// `public` as public; it counts the lookups.
+    fn scripted(
+        hosts: &[String],
+        answers: Vec<Vec<SocketAddr>>,
+        public: Vec<IpAddr>,
+    ) -> (HttpPolicy, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let counter = lookups.clone();
+        let mut p = policy(&hosts.iter().map(String::as_str).collect::<Vec<_>>());
+        p.deadline = Instant::now() + Duration::from_secs(5);
+        p.resolver = Resolver::Scripted {
+            lookup: Arc::new(move |_, _| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                answers[n.min(answers.len() - 1)].clone()
+            }),
+            public,
+        };
+        (p, lookups)
+    }
+
+    /// `GET url` through the policy: the status and the `Location` header.
+    async fn get(p: &HttpPolicy, url: &str) -> Result<(u16, Option<String>), Error> {
+        let req = http::Request::get(url)
+            .body(
+                http_body_util::Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        let (res, _) = p.clone().send(req, None).await?;
+        let location = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((res.status().as_u16(), location))
+    }
+
+    #[tokio::test]
+    async fn a_rebinding_name_connects_to_the_address_it_was_checked_as() {
+        use std::sync::atomic::Ordering;
+        // 127.0.0.2 stands in for a public server; 127.0.0.1 is the private target.
+        let (public, public_hits) = server("127.0.0.2", "HTTP/1.1 200 OK".into()).await;
+        let (private, private_hits) = server("127.0.0.1", "HTTP/1.1 200 OK".into()).await;
+        let host = format!("rebind.example:{}", public.port());
+        let (p, lookups) = scripted(
+            std::slice::from_ref(&host),
+            vec![vec![public], vec![private]],
+            vec![public.ip()],
+        );
+        // First lookup public, and the connection goes to that very address: the name is not
+        // looked up again between the check and the connect.
+        let (status, _) = get(&p, &format!("http://{host}/")).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(lookups.load(Ordering::SeqCst), 1, "one lookup per request");
+        assert_eq!(public_hits.load(Ordering::SeqCst), 1);
+        // The next lookup rebinds to the private address: refused before any connection.
+        let r = get(&p, &format!("http://{host}/")).await;
+        assert!(matches!(r, Err(Error::DestinationIpProhibited)), "{r:?}");
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            private_hits.load(Ordering::SeqCst),
+            0,
+            "nothing reached the private server"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_with_any_private_address_is_refused() {
+        use std::sync::atomic::Ordering;
+        let (public, public_hits) = server("127.0.0.2", "HTTP/1.1 200 OK".into()).await;
+        let (private, private_hits) = server("127.0.0.1", "HTTP/1.1 200 OK".into()).await;
+        let host = format!("mixed.example:{}", public.port());
+        for answer in [vec![public, private], vec![private, public], vec![]] {
+            let (p, _) = scripted(
+                std::slice::from_ref(&host),
+                vec![answer.clone()],
+                vec![public.ip()],
+            );
+            let r = get(&p, &format!("http://{host}/")).await;
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::DestinationIpProhibited | Error::DestinationNotFound)
+                ),
+                "{answer:?}: {r:?}"
+            );
+        }
+        assert_eq!(public_hits.load(Ordering::SeqCst), 0);
+        assert_eq!(private_hits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_and_a_followed_one_is_checked_again() {
+        use std::sync::atomic::Ordering;
+        let (private, private_hits) = server("127.0.0.1", "HTTP/1.1 200 OK".into()).await;
+        let location = format!("http://{private}/latest/meta-data/");
+        let (public, public_hits) = server(
+            "127.0.0.2",
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}"),
+        )
+        .await;
+        // Both granted: the redirect target is refused for its address, not for the grant.
+        let (p, _) = scripted(
+            &[public.to_string(), private.to_string()],
+            vec![vec![]],
+            vec![public.ip()],
+        );
+        let (status, to) = get(&p, &format!("http://{public}/")).await.unwrap();
+        // The 302 reaches the guest as such: the host never follows a redirect itself.
+        assert_eq!((status, to.as_deref()), (302, Some(location.as_str())));
+        assert_eq!(public_hits.load(Ordering::SeqCst), 1);
+        // A guest that follows it sends a new request, which passes the same guard.
+        let r = get(&p, &location).await;
+        assert!(matches!(r, Err(Error::DestinationIpProhibited)), "{r:?}");
+        assert_eq!(
+            private_hits.load(Ordering::SeqCst),
+            0,
+            "nothing reached the private server"
+        );
     }
 
     #[test]

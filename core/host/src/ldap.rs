@@ -28,6 +28,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEnt
 use serde::{Deserialize, Serialize};
 
 use crate::HostError;
+use crate::dn::DistinguishedName;
 use crate::types::{LdapEntry, LdapPage, LdapSearch, PluginError, SearchScope};
 
 /// Largest page a plugin may ask for.
@@ -142,6 +143,9 @@ impl LdapDirectoryConfig {
         }
         if self.base_dn.trim().is_empty() {
             return bad("base_dn must not be empty");
+        }
+        if let Err(e) = DistinguishedName::parse(&self.base_dn) {
+            return bad(&format!("base_dn is not a DN (RFC 4514): {e}"));
         }
         if self.bind_password.is_some() && self.bind_password_env.is_some() {
             return bad("set bind_password or bind_password_env, not both");
@@ -302,25 +306,14 @@ impl std::fmt::Debug for LdapSessions {
     }
 }
 
-/// Lower-cased DN with the blanks around separators removed, for the
-/// "at or below the base DN" check.
-fn normalise_dn(dn: &str) -> String {
-    dn.split(',')
-        .map(|rdn| {
-            rdn.split('=')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join("=")
-                .to_lowercase()
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// True when `dn` is `base` or below it.
-fn within(dn: &str, base: &str) -> bool {
-    let (dn, base) = (normalise_dn(dn), normalise_dn(base));
-    dn == base || dn.ends_with(&format!(",{base}"))
+/// True when `dn` is `base` or below it, both parsed per RFC 4514 (see [`crate::dn`]):
+/// escaped separators stay in their values, types and case-ignoring values compare without
+/// case. An unparsable DN is refused, naming where it is malformed.
+fn within(dn: &str, base: &str) -> Result<bool, String> {
+    let dn = DistinguishedName::parse(dn).map_err(|e| format!("base is not a DN: {e}"))?;
+    let base = DistinguishedName::parse(base)
+        .map_err(|e| format!("the directory's base_dn is not a DN: {e}"))?;
+    Ok(dn.is_within(&base))
 }
 
 fn check_search(search: &LdapSearch, base_dn: &str) -> Result<(), PluginError> {
@@ -344,7 +337,7 @@ fn check_search(search: &LdapSearch, base_dn: &str) -> Result<(), PluginError> {
         return invalid(format!("attribute `{a}` is not an attribute description"));
     }
     let root_dse = search.base.is_empty() && search.scope == SearchScope::Base;
-    if !root_dse && !within(&search.base, base_dn) {
+    if !root_dse && !within(&search.base, base_dn).map_err(PluginError::Invalid)? {
         return Err(PluginError::Denied(format!(
             "base `{}` is outside the directory's base DN",
             search.base
@@ -596,13 +589,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_dn_containment_ignores_case_and_blanks() {
+    fn base_dn_containment_parses_rfc_4514() {
         let base = "ou=People, dc=Example,dc=com";
-        assert!(within("OU=people,DC=example,DC=com", base));
-        assert!(within("uid=ada,ou=people,dc=example,dc=com", base));
-        assert!(!within("ou=services,dc=example,dc=com", base));
-        assert!(!within("uid=x,ou=otherpeople,dc=example,dc=com", base));
-        assert!(!within("dc=com", base));
+        let yes = |dn: &str| within(dn, base).unwrap();
+        assert!(yes("OU=people,DC=example,DC=com"));
+        assert!(yes("uid=ada,ou=people,dc=example,dc=com"));
+        assert!(!yes("ou=services,dc=example,dc=com"));
+        assert!(!yes("uid=x,ou=otherpeople,dc=example,dc=com"));
+        assert!(!yes("dc=com"));
+        // Before RFC 4514 parsing, a suffix match took the escaped comma for a separator.
+        assert!(!yes("ou=x\\,ou=people,dc=example,dc=com"));
+        assert!(within("cn=a\\", base).is_err());
     }
 
     fn search(base: &str, scope: SearchScope, page_size: u32) -> LdapSearch {

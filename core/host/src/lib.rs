@@ -18,6 +18,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod config;
+pub mod dn;
 pub mod engine;
 mod http;
 pub mod ldap;

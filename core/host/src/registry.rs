@@ -347,7 +347,11 @@ impl PluginHost {
         )
         .map_err(err)?;
         let connectors = Connectors::from_config(&config)?;
-        let cache = ComponentCache::new(&engine, config.cache_dir.as_deref());
+        let cache = ComponentCache::new(
+            &engine,
+            config.cache_dir.as_deref(),
+            config.cache_key_file.as_deref(),
+        );
         let ticker =
             EpochTicker::start(engine.clone(), Duration::from_millis(config.epoch_tick_ms))?;
         tracing::info!(?allocator, "plugin host ready");
@@ -653,6 +657,9 @@ impl PluginHost {
         if config.cache_dir != old.cache_dir {
             needs_restart.push("cache_dir".to_owned());
         }
+        if config.cache_key_file != old.cache_key_file {
+            needs_restart.push("cache_key_file".to_owned());
+        }
         if config.max_concurrent_instances != old.max_concurrent_instances {
             needs_restart.push("max_concurrent_instances".to_owned());
         }
@@ -670,6 +677,7 @@ impl PluginHost {
         next.allocator = old.allocator;
         next.epoch_tick_ms = old.epoch_tick_ms;
         next.cache_dir = old.cache_dir.clone();
+        next.cache_key_file = old.cache_key_file.clone();
         next.max_concurrent_instances = old.max_concurrent_instances;
         if needs_restart.iter().any(|k| k == "limits") {
             next.limits = old.limits.clone();

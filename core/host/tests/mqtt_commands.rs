@@ -57,6 +57,8 @@ mod common {
     pub fn config(grants: &str) -> HostConfig {
         let mut cfg: HostConfig = toml::from_str(grants).unwrap();
         cfg.cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"));
+        cfg.cache_key_file =
+            Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache.key"));
         cfg.limits.memory_bytes = 16 << 20;
         cfg.backoff.base_ms = 60_000;
         cfg.max_concurrent_instances = 8;

@@ -352,6 +352,9 @@ pub struct PluginsConfig {
     pub load_bundled: bool,
     /// Where compiled components are cached (writable by the gateway only); none: compile at every start.
     pub cache_dir: Option<PathBuf>,
+    /// The key file authenticating the cache's files (outside `cache_dir`; generated, mode
+    /// 0600, when missing); none: `LOCKGATE_PLUGIN_CACHE_KEY`, else a key of the process.
+    pub cache_key_file: Option<PathBuf>,
     /// Instance allocator: `auto`, `pooling` or `on-demand`.
     pub allocator: lockgate_host::AllocatorChoice,
     /// Pooling allocator: plugin instances alive at once.
@@ -382,6 +385,7 @@ impl Default for PluginsConfig {
             directory: None,
             load_bundled: true,
             cache_dir: host.cache_dir,
+            cache_key_file: host.cache_key_file,
             allocator: host.allocator,
             max_concurrent_instances: host.max_concurrent_instances,
             epoch_tick_ms: host.epoch_tick_ms,
@@ -400,6 +404,7 @@ impl PluginsConfig {
     pub fn host_config(&self, licensed_features: Vec<String>) -> lockgate_host::HostConfig {
         lockgate_host::HostConfig {
             cache_dir: self.cache_dir.clone(),
+            cache_key_file: self.cache_key_file.clone(),
             allocator: self.allocator,
             max_concurrent_instances: self.max_concurrent_instances,
             epoch_tick_ms: self.epoch_tick_ms,
@@ -428,6 +433,7 @@ impl PluginsConfig {
         for (key, dir) in [
             ("plugins.directory", &self.directory),
             ("plugins.cache_dir", &self.cache_dir),
+            ("plugins.cache_key_file", &self.cache_key_file),
         ] {
             if dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
                 return invalid(

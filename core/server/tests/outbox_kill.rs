@@ -43,6 +43,7 @@ format = "json"
 
 [plugins]
 cache_dir = "{cache}"
+cache_key_file = "{cache}.key"
 
 [plugins.smtp]
 host = "127.0.0.1"
@@ -328,6 +329,7 @@ format = "json"
 
 [plugins]
 cache_dir = "{cache}"
+cache_key_file = "{cache}.key"
 
 [plugins.ldap.corp]
 url = "{url}"

@@ -45,10 +45,16 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
 }
 
+/// The key file of [`cache_dir`] (beside it, as the key must be outside the cache).
+pub fn cache_key_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache.key")
+}
+
 /// A test configuration: short deadline, small memory, the given plugin grants.
 pub fn config(grants: &str) -> HostConfig {
     let mut cfg: HostConfig = toml::from_str(grants).unwrap();
     cfg.cache_dir = Some(cache_dir());
+    cfg.cache_key_file = Some(cache_key_file());
     cfg.limits.deadline_ms = 300;
     cfg.limits.memory_bytes = 16 << 20;
     cfg.backoff.base_ms = 60_000;
