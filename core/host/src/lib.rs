@@ -17,6 +17,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod command_auth;
 pub mod config;
 pub mod engine;
 mod http;
@@ -38,7 +39,7 @@ pub use config::{
 pub use engine::Allocator;
 pub use ldap::{LdapDirectories, LdapDirectoryConfig};
 pub use manifest::{Manifest, World};
-pub use mqtt::{MqttConfig, RumqttPublisher};
+pub use mqtt::{CommandSecret, MqttConfig, RumqttPublisher};
 pub use providers::{Gateway, KvStore, MemoryKv, MqttPublisher, NoGateway};
 pub use registry::{
     Fault, FaultKind, HostStatus, PluginHost, PluginState, PluginStatus, StatsView,
