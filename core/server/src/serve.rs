@@ -61,6 +61,12 @@ pub fn print_token_once(system: &str, token: &str) {
 pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     init_tracing(&cfg);
     tracing::info!(database = %cfg.redacted_database_url(), listen = %cfg.server.listen, "starting lockgate");
+    // Up front: the MQTT TLS files, credentials and command secrets, before anything starts.
+    if cfg.plugins.enabled
+        && let Some(mqtt) = &cfg.plugins.mqtt
+    {
+        mqtt.preflight().context("checking [plugins.mqtt]")?;
+    }
     let store = open_store(&cfg, cfg.database.migrate_on_start).await?;
     if cfg.bootstrap.enabled && store.systems().await?.is_empty() {
         let b = store
