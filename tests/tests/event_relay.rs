@@ -62,7 +62,7 @@ log = true
 config = true
 kv = true
 gateway = ["read-keys"]
-mqtt = {{ prefixes = ["{root}/"], commands = ["{root}/cmd/"] }}
+mqtt = {{ prefixes = ["{root}/events/", "{root}/state/"], commands = ["{root}/cmd/"] }}
 "#
     ))
     .unwrap();
@@ -187,13 +187,27 @@ on_both!(
             event_relay::command_filters(&host, &["event-bridge".into()]),
             [format!("{root}/cmd/#")]
         );
-        let listener = event_relay::spawn_commands(
+        // Without a command secret for the bridge, no listener starts.
+        let err = event_relay::spawn_commands(
             host.clone(),
             &mqtt(&format!("{root}-gw")),
             vec!["event-bridge".into()],
         )
-        .unwrap()
-        .expect("a command prefix is granted");
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("command_secrets.event-bridge"), "{err}");
+        const SECRET: &str = "relay-test-secret-0123456789abcdef";
+        let mut gw = mqtt(&format!("{root}-gw"));
+        gw.command_secrets.insert(
+            "event-bridge".into(),
+            lockgate_host::CommandSecret {
+                secret: Some(SECRET.into()),
+                secret_env: None,
+            },
+        );
+        let listener = event_relay::spawn_commands(host.clone(), &gw, vec!["event-bridge".into()])
+            .unwrap()
+            .expect("a command prefix is granted");
         let (client, mut replies) = CommandSubscriber::start(
             &mqtt(&format!("{root}-bms")),
             "",
@@ -204,16 +218,22 @@ on_both!(
         // Let the listener subscribe before commands go out.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut answers = Vec::new();
+        let topic = format!("{root}/cmd/ops");
+        let now = lockgate_host::command_auth::unix_now();
+        let signed = |nonce: &str, body: &str| {
+            lockgate_host::command_auth::envelope(SECRET.as_bytes(), &topic, now, nonce, body)
+        };
         for cmd in [
-            r#"{"id":"r-1","op":"discovery"}"#,
-            r#"{"id":"r-1","op":"discovery"}"#,
-            r#"{"id":"r-2","op":"report-key-lost","args":{"key_id":1}}"#,
-            "garbage",
+            signed("relay-nonce-0001", r#"{"id":"r-1","op":"discovery"}"#),
+            signed("relay-nonce-0002", r#"{"id":"r-1","op":"discovery"}"#),
+            signed(
+                "relay-nonce-0003",
+                r#"{"id":"r-2","op":"report-key-lost","args":{"key_id":1}}"#,
+            ),
+            signed("relay-nonce-0004", "garbage"),
+            r#"{"id":"r-3","op":"report-key-lost","args":{"key_id":1}}"#.to_owned(),
         ] {
-            client
-                .reply(&format!("{root}/cmd/ops"), cmd.as_bytes().to_vec())
-                .await
-                .unwrap();
+            client.reply(&topic, cmd.into_bytes()).await.unwrap();
             let m = tokio::time::timeout(Duration::from_secs(15), replies.recv())
                 .await
                 .expect("an answer on the reply topic")
@@ -227,6 +247,12 @@ on_both!(
         assert_eq!(answers[2]["ok"], false);
         assert_eq!(answers[2]["error"]["kind"], "denied", "{}", answers[2]);
         assert_eq!(answers[3]["error"]["kind"], "invalid", "{}", answers[3]);
+        assert_eq!(
+            answers[4]["error"]["kind"], "unauthenticated",
+            "{}",
+            answers[4]
+        );
+        assert_eq!(answers[4]["error"]["reason"], "unsigned", "{}", answers[4]);
         listener.abort();
     }
 );

@@ -21,6 +21,14 @@
 //! discovery off) and the publishers have no status topic, so nothing
 //! retained is left on the broker.
 //!
+//! "MISSING" counts events acknowledged to the publisher that the subscriber
+//! never received. Mosquitto queues at most `max_queued_messages` (default
+//! 1000) QoS 1 messages per subscriber beyond the 20 in flight and drops the
+//! rest (`$SYS/broker/publish/messages/dropped` counts them): a subscriber
+//! that falls behind loses messages the broker did acknowledge. The test
+//! `tests/mqtt_qos1.rs` checks the publisher's guarantee against a private
+//! Mosquitto with an unbounded queue.
+//!
 //! Run: `cargo bench -p lockgate-host --bench mqtt_bridge`
 //! (events per path and mode: `LOCKGATE_BENCH_EVENTS`, default 5000).
 

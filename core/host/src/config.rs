@@ -140,11 +140,36 @@ impl HostConfig {
                 )));
             }
         }
+        self.check_command_prefixes()?;
         for (name, d) in &self.ldap {
             d.validate(name)?;
         }
         if let Some(smtp) = &self.smtp {
             smtp.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a publish prefix that overlaps any plugin's command prefix
+    /// (one is a prefix of the other): that plugin could publish commands
+    /// (and forge their answers on `<topic>/reply`).
+    fn check_command_prefixes(&self) -> Result<(), HostError> {
+        let commands: Vec<(&String, &String)> = self
+            .plugins
+            .iter()
+            .flat_map(|(n, p)| p.grants.mqtt.commands.iter().map(move |c| (n, c)))
+            .collect();
+        for (name, p) in &self.plugins {
+            for prefix in &p.grants.mqtt.prefixes {
+                if let Some((owner, command)) = commands
+                    .iter()
+                    .find(|(_, c)| c.starts_with(prefix.as_str()) || prefix.starts_with(c.as_str()))
+                {
+                    return Err(HostError::Config(format!(
+                        "plugins.{name}.grants.mqtt: the publish prefix `{prefix}` overlaps the command prefix `{command}` of `{owner}`, so the plugin could publish commands; grant narrower prefixes that leave the command topics out (e.g. `<site>/events/` and `<site>/state/` beside `<site>/cmd/`)"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -929,9 +954,9 @@ mod tests {
         let cfg: HostConfig = toml::from_str(
             r#"
             [plugins.a.grants]
-            mqtt = { prefixes = ["site/"], commands = ["site/cmd/"] }
+            mqtt = { prefixes = ["site/events/"], commands = ["site/cmd/"] }
             [plugins.b.grants]
-            mqtt = ["site/"]
+            mqtt = ["site/state/"]
             "#,
         )
         .unwrap();
@@ -946,5 +971,37 @@ mod tests {
         )
         .unwrap();
         assert!(bad.validate().is_err(), "a command prefix ends with /");
+    }
+
+    #[test]
+    fn a_publish_prefix_overlapping_a_command_prefix_is_refused() {
+        let check = |a: &str, b: &str| {
+            toml::from_str::<HostConfig>(&format!(
+                "[plugins.a.grants]\nmqtt = {{ prefixes = [{a}], commands = [\"site/cmd/\"] }}\n\
+                 [plugins.b.grants]\nmqtt = [{b}]\n"
+            ))
+            .unwrap()
+            .validate()
+            .map_err(|e| e.to_string())
+        };
+        check(r#""site/events/""#, r#""site/state/", "other/""#).unwrap();
+        check(r#""site/cmdx/""#, r#""site/c/""#).unwrap();
+        for (a, b, who, prefix) in [
+            (r#""site/""#, r#""x/""#, "a", "site/"),
+            (r#""x/""#, r#""site/""#, "b", "site/"),
+            (r#""x/""#, r#""site/cmd/ops/""#, "b", "site/cmd/ops/"),
+            (r#""x/""#, r#""site/cmd""#, "b", "site/cmd"),
+            (r#""x/""#, r#""s""#, "b", "s"),
+            (r#""site/cmd/""#, r#""x/""#, "a", "site/cmd/"),
+        ] {
+            let err = check(a, b).unwrap_err();
+            assert!(
+                err.contains(&format!("plugins.{who}.grants.mqtt"))
+                    && err.contains(&format!(
+                        "`{prefix}` overlaps the command prefix `site/cmd/` of `a`"
+                    )),
+                "{err}"
+            );
+        }
     }
 }

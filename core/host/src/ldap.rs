@@ -183,7 +183,7 @@ impl LdapDirectoryConfig {
 }
 
 /// Reads the CA certificates of a PEM file into a root store.
-fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, String> {
+pub(crate) fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

@@ -17,6 +17,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod command_auth;
 pub mod config;
 pub mod dn;
 pub mod engine;
@@ -39,7 +40,7 @@ pub use config::{
 pub use engine::Allocator;
 pub use ldap::{LdapDirectories, LdapDirectoryConfig};
 pub use manifest::{Manifest, World};
-pub use mqtt::{MqttConfig, RumqttPublisher};
+pub use mqtt::{CommandSecret, MqttConfig, RumqttPublisher};
 pub use providers::{Gateway, KvStore, KvUsage, MemoryKv, MqttPublisher, NoGateway};
 pub use registry::{
     Fault, FaultKind, HostStatus, PluginHost, PluginState, PluginStatus, StatsView,

@@ -29,16 +29,26 @@
 //! there, and the publisher publishes `online` (retained) on every connect,
 //! so subscribers see whether the gateway is connected.
 //!
-//! Plain TCP only for now (no TLS).
+//! Plain TCP or TLS (rustls: `ca_file` or the web PKI roots, an optional
+//! client certificate); user name and password from the file or the
+//! environment, all read up front by [`MqttConfig::preflight`].
+//!
+//! Should the event loop's sends ever stop matching the queued publishes (a
+//! QoS 1 waiter sent with packet id 0, a send nobody queued), every waiter
+//! fails and the connection is made anew, rather than an `ok` go to the
+//! wrong message. A QoS 1 `ok` reaching the broker but not a subscriber is
+//! the broker dropping to a slow subscriber (Mosquitto's per-client
+//! `max_queued_messages`, default 1000; `$SYS/broker/publish/messages/dropped`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rumqttc::{
     AsyncClient, ClientError, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing,
-    Packet, Publish, QoS, Request,
+    Packet, Publish, QoS, Request, TlsConfiguration, Transport,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -64,11 +74,29 @@ pub struct MqttConfig {
     pub keep_alive_secs: u64,
     /// User name, when the broker wants one.
     pub username: Option<String>,
+    /// Name of the environment variable holding the user name (instead of `username`).
+    pub username_env: Option<String>,
     /// Password (prefer `password_env`).
     #[serde(skip_serializing)]
     pub password: Option<String>,
     /// Name of the environment variable holding the password.
     pub password_env: Option<String>,
+    /// Connect with TLS (rustls); the broker's certificate is checked against
+    /// `ca_file`, or the public web PKI roots without one, for the name `host`.
+    pub tls: bool,
+    /// PEM file of the CA certificate(s) the broker's certificate chains to.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the gateway's client certificate (chain), for brokers
+    /// that authenticate clients by certificate; needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub client_key_file: Option<PathBuf>,
+    /// The secret of each event-bridge plugin that takes commands, by plugin
+    /// name: inbound commands must be signed with it (see [`crate::command_auth`]).
+    pub command_secrets: BTreeMap<String, CommandSecret>,
+    /// How far a signed command's timestamp may be from the gateway's clock,
+    /// either way, seconds (1..=3600).
+    pub command_window_secs: u64,
     /// Topic of the gateway's connection state: retained last will `offline`,
     /// retained `online` on every connect. `None`: no state topic.
     pub status_topic: Option<String>,
@@ -89,8 +117,15 @@ impl Default for MqttConfig {
             client_id: "lockgate".into(),
             keep_alive_secs: 30,
             username: None,
+            username_env: None,
             password: None,
             password_env: None,
+            tls: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            command_secrets: BTreeMap::new(),
+            command_window_secs: 120,
             status_topic: None,
             queue_capacity: 64,
             ack_timeout_ms: 10_000,
@@ -107,8 +142,15 @@ impl std::fmt::Debug for MqttConfig {
             .field("client_id", &self.client_id)
             .field("keep_alive_secs", &self.keep_alive_secs)
             .field("username", &self.username)
+            .field("username_env", &self.username_env)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_env", &self.password_env)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("command_secrets", &self.command_secrets)
+            .field("command_window_secs", &self.command_window_secs)
             .field("status_topic", &self.status_topic)
             .field("queue_capacity", &self.queue_capacity)
             .field("ack_timeout_ms", &self.ack_timeout_ms)
@@ -118,7 +160,8 @@ impl std::fmt::Debug for MqttConfig {
 }
 
 impl MqttConfig {
-    /// Checks the values (not the password variable, which is read at start).
+    /// Checks the values (not the files and environment variables, which
+    /// [`MqttConfig::preflight`] reads at start).
     pub fn validate(&self) -> Result<(), HostError> {
         let bad = |m: String| Err(HostError::Config(format!("mqtt: {m}")));
         if self.host.trim().is_empty() {
@@ -136,8 +179,48 @@ impl MqttConfig {
         if self.password.is_some() && self.password_env.is_some() {
             return bad("set password or password_env, not both".into());
         }
-        if (self.password.is_some() || self.password_env.is_some()) && self.username.is_none() {
-            return bad("a password needs a username".into());
+        if self.username.is_some() && self.username_env.is_some() {
+            return bad("set username or username_env, not both".into());
+        }
+        if (self.password.is_some() || self.password_env.is_some())
+            && self.username.is_none()
+            && self.username_env.is_none()
+        {
+            return bad("a password needs a username (username or username_env)".into());
+        }
+        for (key, var) in [
+            ("username_env", &self.username_env),
+            ("password_env", &self.password_env),
+        ] {
+            if var
+                .as_ref()
+                .is_some_and(|v| v.is_empty() || v.contains('='))
+            {
+                return bad(format!("{key} must name an environment variable"));
+            }
+        }
+        let files = [
+            ("ca_file", &self.ca_file),
+            ("client_cert_file", &self.client_cert_file),
+            ("client_key_file", &self.client_key_file),
+        ];
+        if !self.tls
+            && let Some((key, _)) = files.iter().find(|(_, f)| f.is_some())
+        {
+            return bad(format!("{key} is set but tls = false (set tls = true)"));
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return bad("client_cert_file and client_key_file go together".into());
+        }
+        for (bridge, secret) in &self.command_secrets {
+            crate::manifest::check_name(bridge)
+                .map_err(|e| HostError::Config(format!("mqtt: command_secrets.{bridge}: {e}")))?;
+            secret
+                .validate()
+                .map_err(|e| HostError::Config(format!("mqtt: command_secrets.{bridge}: {e}")))?;
+        }
+        if !(1..=3_600).contains(&self.command_window_secs) {
+            return bad("command_window_secs must be 1..=3600".into());
         }
         if let Some(t) = &self.status_topic {
             crate::config::check_mqtt_topic(t)
@@ -155,6 +238,115 @@ impl MqttConfig {
         Ok(())
     }
 
+    /// Everything [`MqttConfig::validate`] checks, plus what is read at start:
+    /// the TLS files (read and parsed), the environment variables named by
+    /// `username_env`, `password_env` and each `command_secrets.*.secret_env`,
+    /// and the secrets' length. The gateway calls it before it starts
+    /// anything; each error names the key.
+    pub fn preflight(&self) -> Result<(), HostError> {
+        self.validate()?;
+        if self.tls {
+            self.tls_config()?;
+        }
+        self.username()?;
+        self.password()?;
+        for bridge in self.command_secrets.keys() {
+            self.command_auth(bridge)?;
+        }
+        Ok(())
+    }
+
+    /// The rustls client configuration for `tls = true`: the roots of
+    /// `ca_file` (or the web PKI), the client certificate if any.
+    fn tls_config(&self) -> Result<rustls::ClientConfig, HostError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let roots = match &self.ca_file {
+            Some(ca) => crate::ldap::load_roots(ca)
+                .map_err(|e| HostError::Config(format!("mqtt: ca_file: {e}")))?,
+            None => rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            },
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HostError::Config(format!("mqtt: TLS: {e}")))?
+        .with_root_certificates(roots);
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => {
+                let certs = CertificateDer::pem_file_iter(cert)
+                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| {
+                        HostError::Config(format!(
+                            "mqtt: client_cert_file `{}`: {e}",
+                            cert.display()
+                        ))
+                    })?;
+                if certs.is_empty() {
+                    return Err(HostError::Config(format!(
+                        "mqtt: client_cert_file `{}` holds no certificate",
+                        cert.display()
+                    )));
+                }
+                let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    HostError::Config(format!("mqtt: client_key_file `{}`: {e}", key.display()))
+                })?;
+                builder.with_client_auth_cert(certs, private).map_err(|e| {
+                    HostError::Config(format!(
+                        "mqtt: client_cert_file / client_key_file do not form a usable pair: {e}"
+                    ))
+                })
+            }
+            _ => Ok(builder.with_no_client_auth()),
+        }
+    }
+
+    /// Connection options shared by the publisher and the command subscriber.
+    fn options(&self, client_id: &str) -> Result<MqttOptions, HostError> {
+        let mut options = MqttOptions::new(client_id, &self.host, self.port);
+        options.set_keep_alive(Duration::from_secs(self.keep_alive_secs));
+        if let Some(user) = self.username()? {
+            options.set_credentials(user, self.password()?.unwrap_or_default());
+        }
+        if self.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(self.tls_config()?),
+            )));
+        }
+        Ok(options)
+    }
+
+    fn username(&self) -> Result<Option<String>, HostError> {
+        match (&self.username, &self.username_env) {
+            (Some(u), _) => Ok(Some(u.clone())),
+            (None, Some(var)) => std::env::var(var).map(Some).map_err(|_| {
+                HostError::Config(format!(
+                    "mqtt: username_env `{var}` is not set (or not UTF-8)"
+                ))
+            }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The command verifier of `bridge`, or why there is none.
+    pub fn command_auth(
+        &self,
+        bridge: &str,
+    ) -> Result<crate::command_auth::CommandAuth, HostError> {
+        let secret = self.command_secrets.get(bridge).ok_or_else(|| {
+            HostError::Config(format!(
+                "mqtt: the bridge `{bridge}` takes commands but has no secret (add [plugins.mqtt.command_secrets.{bridge}] with secret_env)"
+            ))
+        })?;
+        let value = secret
+            .value()
+            .map_err(|e| HostError::Config(format!("mqtt: command_secrets.{bridge}: {e}")))?;
+        crate::command_auth::CommandAuth::new(value.as_bytes(), self.command_window_secs)
+            .map_err(|e| HostError::Config(format!("mqtt: command_secrets.{bridge}: {e}")))
+    }
+
     fn password(&self) -> Result<Option<String>, HostError> {
         match (&self.password, &self.password_env) {
             (Some(p), _) => Ok(Some(p.clone())),
@@ -164,6 +356,54 @@ impl MqttConfig {
                 ))
             }),
             (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Where a bridge's command secret comes from: `secret_env` (the name of
+/// an environment variable, preferred) or `secret` (in the file).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandSecret {
+    /// The secret itself (at least 32 bytes).
+    #[serde(skip_serializing)]
+    pub secret: Option<String>,
+    /// The environment variable holding it.
+    pub secret_env: Option<String>,
+}
+
+impl std::fmt::Debug for CommandSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSecret")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_env", &self.secret_env)
+            .finish()
+    }
+}
+
+impl CommandSecret {
+    fn validate(&self) -> Result<(), String> {
+        match (&self.secret, &self.secret_env) {
+            (Some(_), Some(_)) => Err("set secret or secret_env, not both".into()),
+            (None, None) => Err("set secret_env (or secret)".into()),
+            (Some(s), None) if s.len() < crate::command_auth::MIN_SECRET_BYTES => Err(format!(
+                "secret must be at least {} bytes",
+                crate::command_auth::MIN_SECRET_BYTES
+            )),
+            (None, Some(v)) if v.is_empty() || v.contains('=') => {
+                Err("secret_env must name an environment variable".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The secret (read from the environment for `secret_env`).
+    pub fn value(&self) -> Result<String, String> {
+        match (&self.secret, &self.secret_env) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| format!("secret_env `{var}` is not set (or not UTF-8)")),
+            (None, None) => Err("no secret configured".into()),
         }
     }
 }
@@ -196,8 +436,8 @@ struct Tracker {
     /// The broker connection is up (publishes are accepted).
     connected: bool,
     /// Publishes handed to the client that the event loop has not sent yet,
-    /// oldest first; `None` for those nobody waits for (QoS 0, `online`).
-    queued: VecDeque<Option<AckSender>>,
+    /// oldest first.
+    queued: VecDeque<Queued>,
     /// Sent QoS 1 publishes by packet id.
     inflight: HashMap<u16, AckSender>,
     /// The next `Outgoing::Publish` is the resend of a collided publish,
@@ -205,11 +445,23 @@ struct Tracker {
     skip_next: bool,
 }
 
+/// A publish handed to the client, as the event loop is expected to send it.
+enum Queued {
+    /// QoS 0: sent with packet id 0; nobody waits.
+    AtMostOnce,
+    /// QoS 1 that nobody waits for (the `online` / `offline` state).
+    Untracked,
+    /// QoS 1 with its waiter.
+    Waited(AckSender),
+}
+
 impl Tracker {
     /// Fails every waiter (the connection is gone).
     fn fail_all(&mut self, reason: &str) {
-        for tx in self.queued.drain(..).flatten() {
-            let _ = tx.send(Err(reason.to_owned()));
+        for q in self.queued.drain(..) {
+            if let Queued::Waited(tx) = q {
+                let _ = tx.send(Err(reason.to_owned()));
+            }
         }
         for (_, tx) in self.inflight.drain() {
             let _ = tx.send(Err(reason.to_owned()));
@@ -243,16 +495,12 @@ impl RumqttPublisher {
     /// background; see [`RumqttPublisher::wait_connected`].
     pub fn start(config: &MqttConfig) -> Result<Self, HostError> {
         config.validate()?;
-        let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-        options.set_keep_alive(Duration::from_secs(config.keep_alive_secs));
+        let mut options = config.options(&config.client_id)?;
         // Room for the largest payload plus topic and header.
         let packet = MQTT_MAX_PAYLOAD_BYTES + 4 * 1024;
         options.set_max_packet_size(packet, packet);
         options.set_clean_session(true);
         options.set_inflight(config.inflight);
-        if let Some(user) = &config.username {
-            options.set_credentials(user, config.password()?.unwrap_or_default());
-        }
         if let Some(topic) = &config.status_topic {
             options.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, true));
         }
@@ -305,7 +553,7 @@ impl RumqttPublisher {
                 .try_publish(topic, QoS::AtLeastOnce, true, "offline")
                 .is_ok()
             {
-                t.queued.push_back(None);
+                t.queued.push_back(Queued::Untracked);
             }
         }
         let _ = self.client.disconnect().await;
@@ -330,11 +578,11 @@ impl RumqttPublisher {
         match self.client.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
                 if qos == QoS::AtMostOnce {
-                    t.queued.push_back(None);
+                    t.queued.push_back(Queued::AtMostOnce);
                     Ok(None)
                 } else {
                     let (tx, rx) = oneshot::channel();
-                    t.queued.push_back(Some(tx));
+                    t.queued.push_back(Queued::Waited(tx));
                     Ok(Some(rx))
                 }
             }
@@ -366,7 +614,7 @@ async fn drive(
                 t.connected = true;
                 if let Some(topic) = &status_topic {
                     match client.try_publish(topic, QoS::AtLeastOnce, true, "online") {
-                        Ok(()) => t.queued.push_back(None),
+                        Ok(()) => t.queued.push_back(Queued::Untracked),
                         Err(e) => {
                             tracing::warn!(%broker, error = %e, "mqtt: cannot publish the online state");
                         }
@@ -377,31 +625,47 @@ async fn drive(
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 let mut t = lock(&tracker);
-                if t.skip_next {
+                let in_step = if t.skip_next {
                     t.skip_next = false;
-                } else if let Some(waiter) = t.queued.pop_front() {
-                    match waiter {
-                        Some(tx) if pkid != 0 => {
+                    pkid != 0
+                } else {
+                    match t.queued.pop_front() {
+                        Some(Queued::Waited(tx)) if pkid != 0 => {
                             if let Some(old) = t.inflight.insert(pkid, tx) {
                                 let _ = old.send(Err("packet id reused before its ack".into()));
                             }
+                            true
                         }
-                        Some(tx) => {
-                            let _ = tx.send(Ok(()));
-                        }
-                        None => {}
+                        Some(Queued::Untracked) => pkid != 0,
+                        Some(Queued::AtMostOnce) => pkid == 0,
+                        // A QoS 1 waiter sent as QoS 0, or a send nobody queued.
+                        Some(Queued::Waited(_)) | None => false,
                     }
+                };
+                if !in_step {
+                    resync(&mut eventloop, &mut t, &broker);
+                    drop(t);
+                    connected.send_replace(false);
                 }
             }
             Ok(Event::Outgoing(Outgoing::AwaitAck(_))) => {
                 // The broker acknowledged out of order and the next publish
                 // collided with an unacknowledged packet id: rumqttc resends
-                // it later. Its waiter is told to retry (a duplicate at worst).
+                // it once that id is acknowledged (the next `Outgoing::Publish`,
+                // skipped). Its waiter is told to retry (a duplicate at worst).
                 let mut t = lock(&tracker);
-                if let Some(Some(tx)) = t.queued.pop_front() {
-                    let _ = tx.send(Err("packet id collision; retry".into()));
+                match t.queued.pop_front() {
+                    Some(Queued::Waited(tx)) => {
+                        let _ = tx.send(Err("packet id collision; retry".into()));
+                        t.skip_next = true;
+                    }
+                    Some(Queued::Untracked) => t.skip_next = true,
+                    Some(Queued::AtMostOnce) | None => {
+                        resync(&mut eventloop, &mut t, &broker);
+                        drop(t);
+                        connected.send_replace(false);
+                    }
                 }
-                t.skip_next = true;
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(tx) = lock(&tracker).inflight.remove(&ack.pkid) {
@@ -433,6 +697,21 @@ async fn drive(
             }
         }
     }
+}
+
+/// The event loop's sends no longer match the queued publishes (never seen;
+/// a defence against a change in `rumqttc`): no waiter can be matched to its
+/// acknowledgement any more, so every waiter fails and the connection is
+/// dropped and made anew (clean session) rather than answer `ok` for the
+/// wrong message.
+fn resync(eventloop: &mut EventLoop, t: &mut Tracker, broker: &str) {
+    tracing::error!(%broker, "mqtt: lost track of which publish is which; reconnecting");
+    t.connected = false;
+    eventloop.clean();
+    eventloop.pending.clear();
+    eventloop.state.events.clear();
+    eventloop.network = None;
+    t.fail_all("the MQTT publisher lost track of its acknowledgements; retry");
 }
 
 #[async_trait]
@@ -545,15 +824,11 @@ impl CommandSubscriber {
             ));
         }
         let client_id = format!("{}{client_suffix}", config.client_id);
-        let mut options = MqttOptions::new(&client_id, &config.host, config.port);
-        options.set_keep_alive(Duration::from_secs(config.keep_alive_secs));
+        let mut options = config.options(&client_id)?;
         let packet = MQTT_MAX_INBOUND_BYTES + 4 * 1024;
         options.set_max_packet_size(packet, packet);
         options.set_clean_session(false);
         options.set_manual_acks(true);
-        if let Some(user) = &config.username {
-            options.set_credentials(user, config.password()?.unwrap_or_default());
-        }
         let (client, eventloop) = AsyncClient::new(options, config.queue_capacity);
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let (connected_tx, connected) = watch::channel(false);
@@ -664,13 +939,19 @@ mod tests {
             r#"
             host = "broker.example"
             username = "gw"
-            password = "secret"
+            password = "pw-not-in-logs-4711"
             status_topic = "lockgate/site-a/status"
+            [command_secrets.event-bridge]
+            secret = "cmd-secret-not-in-logs-0123456789abcdef"
             "#,
         )
         .unwrap();
         cfg.validate().unwrap();
-        assert!(!format!("{cfg:?}").contains("secret"));
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("pw-not-in-logs"), "{shown}");
+        assert!(!shown.contains("cmd-secret-not-in-logs"), "{shown}");
+        let serialized = toml::to_string(&cfg).unwrap();
+        assert!(!serialized.contains("not-in-logs"), "{serialized}");
         assert_eq!(cfg.port, 1883);
         for bad in [
             "host = \"\"",
@@ -680,6 +961,14 @@ mod tests {
             "status_topic = \"a/#\"",
             "ack_timeout_ms = 0",
             "inflight = 0",
+            "ca_file = \"/etc/ca.pem\"",
+            "tls = true\nclient_cert_file = \"/etc/c.pem\"",
+            "username = \"u\"\nusername_env = \"U\"",
+            "command_window_secs = 0",
+            "[command_secrets.b]\nsecret = \"short\"",
+            "[command_secrets.b]\nsecret = \"0123456789abcdef0123456789abcdef\"\nsecret_env = \"S\"",
+            "[command_secrets.b]",
+            "[command_secrets.\"Bad Name\"]\nsecret_env = \"S\"",
         ] {
             let cfg: MqttConfig = toml::from_str(bad).unwrap();
             assert!(cfg.validate().is_err(), "{bad}");

@@ -180,7 +180,7 @@ log = true
 config = true
 kv = true
 gateway = [{gateway_ops}]
-mqtt = {{ prefixes = ["{root}/"{extra_prefix}], commands = ["{root}/cmd/"] }}
+mqtt = {{ prefixes = ["{root}/events/", "{root}/state/", "{root}/ha/"{extra_prefix}], commands = ["{root}/cmd/"] }}
 [plugins.event-bridge.config]
 prefix = "{root}/"
 status_topic = "{root}/status"

@@ -459,10 +459,21 @@ impl PluginsConfig {
                 }
             }
         }
-        if let Some(mqtt) = &self.mqtt
-            && let Err(e) = mqtt.validate()
-        {
-            return invalid("plugins.mqtt".into(), e.to_string());
+        if let Some(mqtt) = &self.mqtt {
+            if let Err(e) = mqtt.validate() {
+                return invalid("plugins.mqtt".into(), e.to_string());
+            }
+            // Commands run only when signed with the bridge's secret: no secret, no listener.
+            for (name, p) in &self.instances {
+                if !p.grants.mqtt.commands.is_empty() && !mqtt.command_secrets.contains_key(name) {
+                    return invalid(
+                        format!("plugins.mqtt.command_secrets.{name}"),
+                        format!(
+                            "the plugin `{name}` takes MQTT commands (grants.mqtt.commands) but has no command secret: add [plugins.mqtt.command_secrets.{name}] with secret_env (docs/connectors/mqtt.md)"
+                        ),
+                    );
+                }
+            }
         }
         // The remaining checks are the host's; its messages start with the key below `plugins`.
         if let Err(e) = self.host_config(Vec::new()).validate() {
@@ -1363,6 +1374,50 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn mqtt_command_topics_stay_apart_and_need_a_secret() {
+        let check = |prefixes: &str, secret: bool| {
+            let src = format!(
+                "[plugins.instances.bridge]\n\
+                 grants = {{ mqtt = {{ prefixes = [{prefixes}], commands = [\"site/cmd/\"] }} }}\n\
+                 [plugins.mqtt]\nhost = \"broker\"\n{}",
+                if secret {
+                    "[plugins.mqtt.command_secrets.bridge]\nsecret_env = \"BRIDGE_SECRET\"\n"
+                } else {
+                    ""
+                }
+            );
+            Config::parse("x.toml", &src)
+                .expect("parses")
+                .validate()
+                .map_err(|e| e.to_string())
+        };
+        check(r#""site/events/", "site/state/""#, true).unwrap();
+        // The shipped example's old grant: the site prefix covers the command prefix.
+        let e = check(r#""site/""#, true).unwrap_err();
+        assert!(
+            e.contains("plugins.bridge.grants.mqtt")
+                && e.contains("`site/` overlaps the command prefix `site/cmd/`"),
+            "{e}"
+        );
+        let e = check(r#""site/cmd/x/""#, true).unwrap_err();
+        assert!(e.contains("overlaps the command prefix"), "{e}");
+        let e = check(r#""site/events/""#, false).unwrap_err();
+        assert!(e.contains("plugins.mqtt.command_secrets.bridge"), "{e}");
+        // Another plugin publishing into the command topics is refused too.
+        let e = Config::parse(
+            "x.toml",
+            "[plugins.instances.bridge]\n\
+             grants = { mqtt = { prefixes = [\"site/events/\"], commands = [\"site/cmd/\"] } }\n\
+             [plugins.instances.other]\ngrants = { mqtt = [\"site/\"] }\n",
+        )
+        .expect("parses")
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("plugins.other.grants.mqtt"), "{e}");
     }
 
     #[test]

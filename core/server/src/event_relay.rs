@@ -25,14 +25,17 @@
 //! **Commands** ([`spawn_commands`]): one MQTT connection subscribed with
 //! QoS 1 to `<prefix>#` for every command prefix the bridges' grants name.
 //! A message goes only to the bridges whose grant covers its topic (deny by
-//! default), through `event-sink.handle-command`; the answer is published
-//! on `<topic>/reply` and the message is acknowledged after that, so a
-//! command cut off by a gateway kill is delivered again (the plugin
-//! de-duplicates by command id).
+//! default), and only when it is signed with that bridge's secret, fresh and
+//! not replayed (`lockgate_host::command_auth`; refusals are answered with
+//! the reason and never reach the plugin), through
+//! `event-sink.handle-command`; the answer is published on `<topic>/reply`
+//! and the message is acknowledged after that, so a command cut off by a
+//! gateway kill is delivered again (the plugin de-duplicates by command id).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use lockgate_host::command_auth::CommandAuth;
 use lockgate_host::mqtt::{CommandSubscriber, InboundMessage};
 use lockgate_host::types::{Command, Event, PluginError};
 use lockgate_host::{HostError, MqttConfig, PluginHost};
@@ -401,7 +404,8 @@ pub fn command_filters(host: &PluginHost, bridges: &[String]) -> Vec<String> {
 
 /// Starts the command listener for `bridges` on the broker of `mqtt` (a
 /// second connection, client id `<client_id>-commands`). `Ok(None)` when no
-/// bridge is granted a command prefix.
+/// bridge is granted a command prefix; an error when a bridge that is has
+/// no command secret (`[plugins.mqtt.command_secrets.<bridge>]`).
 pub fn spawn_commands(
     host: PluginHost,
     mqtt: &MqttConfig,
@@ -411,11 +415,20 @@ pub fn spawn_commands(
     if filters.is_empty() {
         return Ok(None);
     }
+    let mut auth = HashMap::new();
+    for bridge in &bridges {
+        if host
+            .status_of(bridge)
+            .is_ok_and(|s| !s.granted.mqtt.commands.is_empty())
+        {
+            auth.insert(bridge.clone(), mqtt.command_auth(bridge)?);
+        }
+    }
     tracing::info!(?filters, "mqtt command listener subscribing");
     let (subscriber, mut messages) = CommandSubscriber::start(mqtt, "-commands", filters)?;
     Ok(Some(tokio::spawn(async move {
         while let Some(message) = messages.recv().await {
-            handle_message(&host, &subscriber, &bridges, &message).await;
+            handle_message(&host, &subscriber, &bridges, &auth, &message).await;
             subscriber.ack(&message).await;
         }
     })))
@@ -434,10 +447,36 @@ fn failure(id: Value, kind: &str, message: &str) -> String {
     json!({ "id": id, "ok": false, "error": { "kind": kind, "message": message } }).to_string()
 }
 
+/// The answer to a command refused before it reached the plugin.
+fn refusal(nonce: Option<&str>, reason: &str, message: &str) -> String {
+    json!({
+        "id": Value::Null,
+        "ok": false,
+        "nonce": nonce,
+        "error": { "kind": "unauthenticated", "reason": reason, "message": message },
+    })
+    .to_string()
+}
+
+/// The envelope's nonce when it is well-formed (echoed in a refusal).
+fn envelope_nonce(payload: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(payload)
+        .ok()?
+        .get("nonce")?
+        .as_str()
+        .filter(|n| {
+            (16..=64).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .map(str::to_owned)
+}
+
 async fn handle_message(
     host: &PluginHost,
     subscriber: &CommandSubscriber,
     bridges: &[String],
+    auth: &HashMap<String, CommandAuth>,
     message: &InboundMessage,
 ) {
     // Current grants (a reconfiguration can revoke a prefix).
@@ -454,7 +493,32 @@ async fn handle_message(
     }
     let reply_topic = format!("{}/reply", message.topic);
     for bridge in targets {
-        let answer = if message.payload.len() > MAX_COMMAND_BYTES {
+        // Deny by default: a bridge granted commands only after the start has no secret here.
+        let verified = match auth.get(bridge.as_str()) {
+            Some(a) => a
+                .verify(
+                    &message.topic,
+                    &message.payload,
+                    lockgate_host::command_auth::unix_now(),
+                )
+                .map_err(|r| (r.reason(), r.message(a.window_secs()))),
+            None => Err((
+                "no-secret",
+                "this bridge has no command secret; restart the gateway with one".to_owned(),
+            )),
+        };
+        let body = match verified {
+            Ok(v) => v.body,
+            Err((reason, text)) => {
+                tracing::warn!(%bridge, topic = %message.topic, reason, "mqtt: command refused");
+                let answer = refusal(envelope_nonce(&message.payload).as_deref(), reason, &text);
+                if let Err(e) = subscriber.reply(&reply_topic, answer.into_bytes()).await {
+                    tracing::warn!(%bridge, topic = %reply_topic, error = %e, "mqtt: cannot publish a command answer");
+                }
+                continue;
+            }
+        };
+        let answer = if body.len() > MAX_COMMAND_BYTES {
             failure(
                 Value::Null,
                 "invalid",
@@ -463,16 +527,16 @@ async fn handle_message(
         } else {
             let command = Command {
                 topic: message.topic.clone(),
-                payload: message.payload.clone(),
+                payload: body.clone(),
             };
             match host.handle_command(bridge, command).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(e)) => {
                     let (kind, text) = plugin_error(&e);
-                    failure(command_id(&message.payload), kind, &text)
+                    failure(command_id(&body), kind, &text)
                 }
                 Err(e) => failure(
-                    command_id(&message.payload),
+                    command_id(&body),
                     "unavailable",
                     &format!("the bridge {bridge} cannot be called: {e}"),
                 ),

@@ -63,6 +63,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
     tracing::info!(database = %cfg.redacted_database_url(), listen = %cfg.server.listen, "starting lockgate");
     // The certificate and key are read before anything else starts: a bad file stops here.
     let options = cfg.server.listener_options()?;
+    // Up front: the MQTT TLS files, credentials and command secrets, before anything starts.
+    if cfg.plugins.enabled
+        && let Some(mqtt) = &cfg.plugins.mqtt
+    {
+        mqtt.preflight().context("checking [plugins.mqtt]")?;
+    }
     let store = open_store(&cfg, cfg.database.migrate_on_start).await?;
     if cfg.bootstrap.enabled && store.systems().await?.is_empty() {
         let b = store

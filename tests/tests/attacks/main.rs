@@ -18,3 +18,4 @@ mod settings_race;
 mod ssrf;
 mod tokens;
 mod transport;
+mod mqtt_commands;
