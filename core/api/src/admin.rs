@@ -261,6 +261,20 @@ async fn create_token(
             .map_err(|_| Problem::field("c_key_id", format!("no C-key {c_key_id}")))?;
         crate::policy::check_target_c_key(&state, &admin, &target.body, "issue a token for")
             .await?;
+        // Even the master never acts *as* a C-key holding rights it lacks (an approver's
+        // token would let it approve its own requests).
+        let theirs = crate::authz::load_permissions(&state, admin.system.id, &target.body).await?;
+        let over = lockgate_model::permission::exceeds(&theirs, &admin.permissions);
+        if !over.is_empty() {
+            let names: Vec<String> = over
+                .into_iter()
+                .map(lockgate_model::permission::fn_name)
+                .collect();
+            return Err(Problem::forbidden(format!(
+                "that C-key holds more than you for {}",
+                names.join(", ")
+            )));
+        }
     }
     let now = Utc::now();
     let longest = now + state.config.max_token_lifetime;
