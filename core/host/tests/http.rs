@@ -16,7 +16,7 @@ use lockgate_host::{HostConfig, PluginHost, PluginState};
 /// tests are about what is allowed, not about deadlines; a loaded CI machine is slow).
 fn config_for(grants: &str) -> HostConfig {
     let mut cfg = common::config(grants);
-    cfg.limits.deadline_ms = 10_000;
+    cfg.limits.deadline_ms = 60_000;
     cfg
 }
 
