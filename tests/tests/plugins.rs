@@ -92,8 +92,14 @@ on_both!(lists_and_toggles_plugins, |app: TestApp| async move {
         .expect("a plugin host");
     let mut app = app;
     app.router = lockgate_api::router(
-        AppState::new(app.store.clone(), ApiConfig::default())
-            .with_plugins(Arc::new(HostAdmin(host))),
+        AppState::new(
+            app.store.clone(),
+            ApiConfig {
+                licence: licence.clone(),
+                ..ApiConfig::default()
+            },
+        )
+        .with_plugins(Arc::new(HostAdmin(host.clone()))),
     );
 
     let list = app.get("/api/v1/plugins").await.expect(200).body;
@@ -105,13 +111,35 @@ on_both!(lists_and_toggles_plugins, |app: TestApp| async move {
     assert_eq!(t["grants"]["gateway"], json!(["upsert-employees"]));
     assert_eq!(t["stats"]["calls"], 0);
     assert!(t["last_error"].is_null());
-    // The licence (enforced, none installed) lacks the feature: disabled with that reason.
-    let g = plugin(&list, "gated");
-    assert_eq!(g["state"], "disabled", "{g}");
     assert!(
-        g["reason"].as_str().unwrap().contains("ldap_integration"),
-        "{g}"
+        t["licence_feature"].is_null() && t["licensed"].is_null(),
+        "{t}"
     );
+    // The licence (enforced, none installed) lacks the feature: the plugin is loaded, the
+    // list says the caller's system does not hold its feature, and every call is refused
+    // before the plugin runs (the licence is judged per call, not at start-up).
+    let g = plugin(&list, "gated");
+    assert_eq!(g["state"], "enabled", "{g}");
+    assert_eq!(g["licence_feature"], "ldap_integration", "{g}");
+    assert_eq!(g["licensed"], false, "{g}");
+    match host
+        .publish(
+            "gated",
+            lockgate_host::types::Event {
+                kind: "key.lost".into(),
+                object_kind: "key".into(),
+                object_id: Some(1),
+                at: 0,
+                payload: "{}".into(),
+            },
+        )
+        .await
+    {
+        Err(lockgate_host::HostError::Unlicensed { feature, .. }) => {
+            assert_eq!(feature, "ldap_integration")
+        }
+        other => panic!("an unlicensed plugin was called: {other:?}"),
+    }
 
     let off = app
         .post("/api/v1/plugins/template/disable", json!({}))
@@ -137,13 +165,12 @@ on_both!(lists_and_toggles_plugins, |app: TestApp| async move {
         .expect(200)
         .body;
     assert_eq!(again["state"], "enabled");
-    // Enabling cannot lift the licence.
-    let still = app
-        .post("/api/v1/plugins/gated/enable", json!({}))
+    // Enabling (a reload) does not lift the licence.
+    app.post("/api/v1/plugins/gated/enable", json!({}))
         .await
-        .expect(200)
-        .body;
-    assert_eq!(still["state"], "disabled");
+        .expect(200);
+    let list = app.get("/api/v1/plugins").await.expect(200).body;
+    assert_eq!(plugin(&list, "gated")["licensed"], false);
     app.post("/api/v1/plugins/nope/enable", json!({}))
         .await
         .expect(404);

@@ -38,6 +38,12 @@ pub struct PluginView {
     pub version: Option<String>,
     /// World (`directory-sync`, `notifier`, ...) from the manifest.
     pub world: Option<String>,
+    /// The licence feature the manifest names (none: the plugin needs no feature). The
+    /// host asks before every call whether the locking system holds it then.
+    pub licence_feature: Option<String>,
+    /// Whether the caller's locking system holds `licence_feature` now (none when the
+    /// plugin names no feature).
+    pub licensed: Option<bool>,
     /// Description from the manifest.
     pub description: Option<String>,
     /// `enabled`, `disabled`, `refused` or `failed`.
@@ -139,7 +145,18 @@ impl From<PluginAdminError> for Problem {
 /// `GET /api/v1/plugins`: every plugin with its state, grants, counts and last error.
 async fn list(state: AppState, admin: Admin) -> ApiResult<Response> {
     admin.require(Function::SystemSettings, Level::View)?;
-    let items = state.plugins.as_ref().map(|p| p.list()).unwrap_or_default();
+    let mut items = state.plugins.as_ref().map(|p| p.list()).unwrap_or_default();
+    if items.iter().any(|p| p.licence_feature.is_some()) {
+        let available = crate::licence::status_of(&state, admin.system.id)
+            .await?
+            .available();
+        for p in &mut items {
+            p.licensed = p
+                .licence_feature
+                .as_deref()
+                .map(|f| available.iter().any(|a| a.as_str() == f));
+        }
+    }
     Ok(Json(json!({ "items": items })).into_response())
 }
 

@@ -32,9 +32,6 @@ pub struct HostConfig {
     pub limits: Limits,
     /// Back-off after faults.
     pub backoff: Backoff,
-    /// Licence features the gateway holds; a plugin whose manifest requires
-    /// another one is disabled.
-    pub licensed_features: Vec<String>,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
     /// The directories behind the `ldap` capability, by name (`[plugins.ldap.NAME]`).
@@ -54,7 +51,6 @@ impl Default for HostConfig {
             epoch_tick_ms: 10,
             limits: Limits::default(),
             backoff: Backoff::default(),
-            licensed_features: Vec::new(),
             plugins: BTreeMap::new(),
             ldap: BTreeMap::new(),
             smtp: None,

@@ -124,6 +124,17 @@ pub enum HostError {
         /// Why.
         reason: String,
     },
+    /// The plugin's manifest names a licence feature that the locking system it acts for
+    /// does not hold now ([`crate::Gateway::licensed`]); nothing was called.
+    #[error("plugin `{name}` needs the licence feature `{feature}`: {reason}")]
+    Unlicensed {
+        /// The plugin.
+        name: String,
+        /// The feature its manifest names.
+        feature: String,
+        /// The gateway's answer.
+        reason: String,
+    },
     /// The plugin was refused or failed to load.
     #[error("plugin `{name}` is not loaded: {reason}")]
     NotLoaded {

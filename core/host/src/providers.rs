@@ -162,6 +162,11 @@ pub trait Gateway: Send + Sync + 'static {
     async fn request_key_update(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError>;
     /// `report-key-lost`: reports a handed-out key lost (a lost key: no-op).
     async fn report_key_lost(&self, plugin: &str, key_id: u64) -> Result<(), PluginError>;
+    /// Whether `plugin`, whose manifest names the licence feature `feature`, may run now:
+    /// the host asks before every call into such a plugin (not once at load), so the
+    /// answer follows the licence of the locking system the plugin acts for as it is
+    /// installed, expires or is replaced. An error names why not.
+    async fn licensed(&self, plugin: &str, feature: &str) -> Result<(), PluginError>;
 }
 
 /// Largest MQTT payload a plugin may publish, bytes.
@@ -234,6 +239,11 @@ impl Gateway for NoGateway {
     }
     async fn report_key_lost(&self, _: &str, _: u64) -> Result<(), PluginError> {
         unwired()
+    }
+    async fn licensed(&self, _: &str, feature: &str) -> Result<(), PluginError> {
+        Err(PluginError::Unavailable(format!(
+            "the gateway is not wired to a core: nothing holds the licence feature `{feature}`"
+        )))
     }
 }
 

@@ -1,5 +1,5 @@
 //! [`PluginHost`]: loads plugins from a directory of manifests, checks
-//! licences and grants, keeps one `InstancePre` per plugin, runs every call in
+//! grants (and, before every call, the licence feature a manifest names), keeps one `InstancePre` per plugin, runs every call in
 //! a fresh store under the configured limits, classifies faults (trap,
 //! deadline, memory, table, stack), counts calls, latency and faults, backs a
 //! faulting plugin off, and reports all of it as a serializable status.
@@ -84,7 +84,7 @@ impl std::fmt::Display for Fault {
 pub enum PluginState {
     /// Loaded and callable (unless backing off).
     Enabled,
-    /// Not running by decision: configuration, licence or an administrator.
+    /// Not running by decision: configuration or an administrator.
     Disabled {
         /// Why.
         reason: String,
@@ -140,6 +140,9 @@ pub struct PluginStatus {
     pub version: Option<String>,
     /// World from the manifest.
     pub world: Option<World>,
+    /// The licence feature the manifest names: every call is refused unless the locking
+    /// system the plugin acts for holds it at that moment.
+    pub licence_feature: Option<String>,
     /// Description from the manifest.
     pub description: Option<String>,
     /// Current state.
@@ -505,14 +508,6 @@ impl PluginHost {
             };
             return (name, entry);
         }
-        if let Some(feature) = &manifest.licence_feature
-            && !config.licensed_features.contains(feature)
-        {
-            entry.state = PluginState::Disabled {
-                reason: format!("licence feature `{feature}` missing"),
-            };
-            return (name, entry);
-        }
         // `*_env` settings are read from the environment now (load, reload, SIGHUP).
         let mut settings = settings;
         match settings.resolved_config(&name) {
@@ -635,7 +630,7 @@ impl PluginHost {
     }
 
     /// Applies a new configuration without a restart (`SIGHUP`): per-plugin settings
-    /// (enabled, grants, the plugin's own config), limits and licensed features take
+    /// (enabled, grants, the plugin's own config) and limits take
     /// effect; every known plugin is reloaded and the directories are scanned again for
     /// new ones. Settings the engine was built with (allocator, epoch tick, cache
     /// directory, instance pool) need a restart: they keep their values and are named in
@@ -703,8 +698,8 @@ impl PluginHost {
         Ok(needs_restart)
     }
 
-    /// Reloads a plugin from its manifest (configuration, licence and
-    /// component are read again); clears its back-off and fault counters.
+    /// Reloads a plugin from its manifest (configuration and component are
+    /// read again); clears its back-off and fault counters.
     pub fn reload(&self, name: &str) -> Result<PluginStatus, HostError> {
         let path = self.plugins().get(name).map(|e| e.manifest_path.clone());
         let path = path.ok_or_else(|| HostError::NotFound(name.to_owned()))?;
@@ -774,6 +769,7 @@ impl PluginHost {
             manifest_path: e.manifest_path.clone(),
             version: e.manifest.as_ref().map(|m| m.version.clone()),
             world: e.manifest.as_ref().map(|m| m.world),
+            licence_feature: e.manifest.as_ref().and_then(|m| m.licence_feature.clone()),
             description: e.manifest.as_ref().map(|m| m.description.clone()),
             state: e.state.clone(),
             requested: e.manifest.as_ref().map(|m| m.capabilities.clone()),
@@ -947,7 +943,39 @@ impl PluginHost {
         Ok(loaded)
     }
 
+    /// Architecture invariant: a plugin whose manifest names a licence feature is loaded
+    /// whatever the licences say, and every call into it first asks the core
+    /// ([`Gateway::licensed`]) whether the locking system it acts for holds that feature
+    /// now. Nothing judges licences once at start-up.
+    async fn check_licence(&self, name: &str) -> Result<(), HostError> {
+        let feature = {
+            let plugins = self.plugins();
+            let entry = plugins
+                .get(name)
+                .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
+            entry
+                .manifest
+                .as_ref()
+                .and_then(|m| m.licence_feature.clone())
+        };
+        let Some(feature) = feature else {
+            return Ok(());
+        };
+        self.inner
+            .gateway
+            .licensed(name, &feature)
+            .await
+            .map_err(|e| HostError::Unlicensed {
+                name: name.to_owned(),
+                feature,
+                reason: e.to_string(),
+            })
+    }
+
     async fn invoke(&self, name: &str, call: Call) -> Result<Reply, HostError> {
+        if !matches!(call, Call::Describe) {
+            self.check_licence(name).await?;
+        }
         let loaded = self.ready(name, &call)?;
         let call_name = call.name();
         let cfg = self.config();

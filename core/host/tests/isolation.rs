@@ -427,9 +427,9 @@ async fn back_off_grows_and_resets_after_success() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn licence_and_configuration_can_disable_a_plugin() {
+async fn licence_is_judged_at_every_call_and_configuration_can_disable_a_plugin() {
     let dir = plugin_dir(&["noop", "trap"]);
-    // `noop` requires a licence feature the host does not hold; `trap` is disabled.
+    // `noop` names a licence feature; `trap` is disabled in the configuration.
     let manifest = dir.join("noop.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
@@ -441,13 +441,13 @@ async fn licence_and_configuration_can_disable_a_plugin() {
     )
     .unwrap();
     let cfg = config(&format!("{GRANTS}\n[plugins.trap]\nenabled = false\n"));
-    let (host, _, _) = host(cfg.clone(), &dir);
+    let (host, _, gw) = host(cfg, &dir);
     let state = |n| host.status_of(n).unwrap().state;
+    // Loaded whatever the licence says: the licence is not judged once at start-up.
+    assert_eq!(state("noop"), PluginState::Enabled);
     assert_eq!(
-        state("noop"),
-        PluginState::Disabled {
-            reason: "licence feature `connector.test` missing".into()
-        }
+        host.status_of("noop").unwrap().licence_feature.as_deref(),
+        Some("connector.test")
     );
     assert_eq!(
         state("trap"),
@@ -455,15 +455,37 @@ async fn licence_and_configuration_can_disable_a_plugin() {
             reason: "disabled in configuration".into()
         }
     );
+    // Without the feature every call is refused before the plugin runs.
+    let calls_before = host.status_of("noop").unwrap().stats.calls;
     match host.publish("noop", event("x")).await {
-        Err(HostError::Disabled { reason, .. }) => assert!(reason.contains("licence")),
+        Err(HostError::Unlicensed {
+            feature, reason, ..
+        }) => {
+            assert_eq!(feature, "connector.test");
+            assert!(reason.contains("does not include"), "{reason}");
+        }
         other => panic!("{other:?}"),
     }
-
-    let mut licensed = cfg;
-    licensed.licensed_features = vec!["connector.test".into()];
-    let (host, _, _) = host_with_config(licensed, &dir);
+    assert_eq!(host.status_of("noop").unwrap().stats.calls, calls_before);
+    // A licence installed later takes effect at the next call, without a reload...
+    gw.licensed.lock().unwrap().push("connector.test".into());
     noop_still_works(&host).await;
+    // ...and one withdrawn stops the next call.
+    gw.licensed.lock().unwrap().clear();
+    assert!(matches!(
+        host.publish("noop", event("x")).await,
+        Err(HostError::Unlicensed { .. })
+    ));
+    assert!(gw.licence_checks.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    // A plugin without a licence feature is never asked about.
+    let checks = gw.licence_checks.load(std::sync::atomic::Ordering::SeqCst);
+    let _ = host.publish("trap", event("x")).await;
+    assert_eq!(
+        gw.licence_checks.load(std::sync::atomic::Ordering::SeqCst),
+        checks
+    );
+
+    gw.licensed.lock().unwrap().push("connector.test".into());
     host.disable("noop", "maintenance").unwrap();
     assert!(matches!(
         host.publish("noop", event("x")).await,
@@ -471,17 +493,6 @@ async fn licence_and_configuration_can_disable_a_plugin() {
     ));
     host.enable("noop").unwrap();
     noop_still_works(&host).await;
-}
-
-fn host_with_config(
-    cfg: lockgate_host::HostConfig,
-    dir: &std::path::Path,
-) -> (
-    PluginHost,
-    std::sync::Arc<lockgate_host::MemoryKv>,
-    std::sync::Arc<common::RecordingGateway>,
-) {
-    host(cfg, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,6 +155,9 @@ impl Gateway for CommandGateway {
         self.calls.lock().unwrap().push(format!("lost:{key_id}"));
         Ok(())
     }
+    async fn licensed(&self, _: &str, feature: &str) -> Result<(), PluginError> {
+        Err(PluginError::Denied(format!("`{feature}` is not licensed")))
+    }
 }
 
 fn bridge_host(

@@ -544,6 +544,14 @@ pub async fn directory_sync(
             Err(HostError::NotFound(_)) => {
                 return Err(JobsError::Permanent(format!("no plugin `{name}`")));
             }
+            // The periodic sync passes over a plugin the locking system is not licensed
+            // for (it is asked again next period); a sync asked for by name is refused.
+            Err(e @ HostError::Unlicensed { .. }) if payload.is_null() => {
+                tracing::info!(plugin = %name, reason = %e, "periodic directory sync skipped");
+            }
+            Err(e @ HostError::Unlicensed { .. }) => {
+                return Err(JobsError::Permanent(e.to_string()));
+            }
             Err(e) => retry.push(format!("{name}: {e}")),
         }
     }

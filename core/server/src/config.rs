@@ -400,8 +400,8 @@ impl Default for PluginsConfig {
 }
 
 impl PluginsConfig {
-    /// The plugin host's configuration, with the licence features the gateway holds.
-    pub fn host_config(&self, licensed_features: Vec<String>) -> lockgate_host::HostConfig {
+    /// The plugin host's configuration (licences are judged at each call, by the gateway).
+    pub fn host_config(&self) -> lockgate_host::HostConfig {
         lockgate_host::HostConfig {
             cache_dir: self.cache_dir.clone(),
             cache_key_file: self.cache_key_file.clone(),
@@ -410,7 +410,6 @@ impl PluginsConfig {
             epoch_tick_ms: self.epoch_tick_ms,
             limits: self.limits.clone(),
             backoff: self.backoff.clone(),
-            licensed_features,
             plugins: self.instances.clone(),
             ldap: self.ldap.clone(),
             smtp: self.smtp.clone(),
@@ -476,7 +475,7 @@ impl PluginsConfig {
             }
         }
         // The remaining checks are the host's; its messages start with the key below `plugins`.
-        if let Err(e) = self.host_config(Vec::new()).validate() {
+        if let Err(e) = self.host_config().validate() {
             let message = match e {
                 lockgate_host::HostError::Config(m) => m,
                 other => other.to_string(),
@@ -1260,10 +1259,9 @@ mod tests {
         .expect("parses");
         cfg.validate().expect("valid");
         assert_eq!(cfg.plugins.directories(), [PathBuf::from("/srv/plugins")]);
-        let host = cfg.plugins.host_config(vec!["ldap_integration".into()]);
+        let host = cfg.plugins.host_config();
         assert_eq!(host.allocator, lockgate_host::AllocatorChoice::OnDemand);
         assert_eq!(host.limits.deadline_ms, 200);
-        assert_eq!(host.licensed_features, ["ldap_integration"]);
         let ldap = host.plugin("ldap");
         assert!(!ldap.enabled && ldap.grants.kv && !ldap.grants.log);
         assert_eq!(ldap.config["url"], "ldaps://dir.example");

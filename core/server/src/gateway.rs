@@ -650,4 +650,20 @@ impl Gateway for CoreGateway {
         }
         Ok(())
     }
+
+    /// The feature a plugin's manifest names, judged for the locking system the gateway
+    /// serves at this moment (the clock's high-water mark, the installed licence): the host
+    /// asks before every call into the plugin.
+    async fn licensed(&self, plugin: &str, feature: &str) -> Result<(), PluginError> {
+        let feature = lockgate_api::licence::LicenceFeature::ALL
+            .into_iter()
+            .find(|f| f.as_str() == feature)
+            .ok_or_else(|| {
+                PluginError::Denied(format!(
+                    "the manifest names `{feature}`, which is no licence feature"
+                ))
+            })?;
+        let sys = self.system(plugin).await?;
+        self.licensed_write(plugin, &sys, Some(feature)).await
+    }
 }

@@ -1,12 +1,11 @@
-//! Wiring of the plugin host: the database-backed `kv` capability ([`DbKv`]), the licence
-//! features plugins may require, start-up from `[plugins]` ([`start`]) and the API's view of
+//! Wiring of the plugin host: the database-backed `kv` capability ([`DbKv`]), start-up from `[plugins]` ([`start`]) and the API's view of
 //! the host ([`HostAdmin`], which implements `lockgate_api::plugins::PluginAdmin`).
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use lockgate_api::licence::{LicenceConfig, LicenceFeature, load_status};
+use lockgate_api::licence::LicenceConfig;
 use lockgate_api::plugins::{PluginAdmin, PluginAdminError, PluginFault, PluginStats, PluginView};
 use lockgate_host::types::PluginError;
 use lockgate_host::{HostError, KvStore, KvUsage, PluginHost, PluginState, PluginStatus};
@@ -85,47 +84,14 @@ impl KvStore for DbKv {
     }
 }
 
-/// The licence features the gateway holds, as plugin manifests name them (`ldap_integration`,
-/// `web_services`, ...): those available now in any locking system, judged like the API
-/// judges them (open mode: all; an enforced or installed licence: its features; hard expiry:
-/// none). Without any system, open mode unless `[licence] enforce` is on. Evaluated at
-/// start-up: restart the gateway after installing a licence.
-pub async fn licensed_features(
-    store: &Store,
-    licence: &LicenceConfig,
-) -> anyhow::Result<Vec<String>> {
-    let now = chrono::Utc::now();
-    let systems = store
-        .systems()
-        .await
-        .context("reading the locking systems")?;
-    let mut features = std::collections::BTreeSet::new();
-    if systems.is_empty() && !licence.enforce {
-        features.extend(LicenceFeature::ALL);
-    }
-    for system in systems {
-        let status = load_status(store, licence, system.id, now)
-            .await
-            .with_context(|| format!("reading the licence of system {}", system.id))?;
-        features.extend(status.available());
-    }
-    Ok(features
-        .into_iter()
-        .map(|f| f.as_str().to_owned())
-        .collect())
-}
-
 /// Read the configuration file again and apply its `[plugins]` section to a running host
 /// (`SIGHUP`). Returns the settings that need a restart and were kept.
 pub async fn reconfigure(
     host: &PluginHost,
     config_path: Option<&std::path::Path>,
-    store: &Store,
-    licence: &LicenceConfig,
 ) -> anyhow::Result<Vec<String>> {
     let cfg = crate::config::Config::load(config_path, std::env::vars())
         .context("reading the configuration")?;
-    let features = licensed_features(store, licence).await?;
     let dirs: Vec<std::path::PathBuf> = cfg
         .plugins
         .directories()
@@ -133,7 +99,7 @@ pub async fn reconfigure(
         .filter(|d| d.is_dir())
         .collect();
     let plugins = cfg.plugins;
-    let config = plugins.host_config(features);
+    let config = plugins.host_config();
     let reloading = host.clone();
     let kept = tokio::task::spawn_blocking(move || reloading.reconfigure(config, &dirs))
         .await
@@ -211,9 +177,8 @@ pub async fn start(
         tracing::info!("plugin host disabled in the configuration");
         return Ok(None);
     }
-    let features = licensed_features(store, licence).await?;
     let host = PluginHost::new(
-        cfg.host_config(features),
+        cfg.host_config(),
         Arc::new(DbKv::new(store.clone())),
         Arc::new(match queue {
             Some(q) => crate::gateway::CoreGateway::new(store.clone())
@@ -274,6 +239,8 @@ pub fn view(s: PluginStatus) -> PluginView {
         name: s.name,
         version: s.version,
         world: s.world.map(|w| w.name().to_owned()),
+        licence_feature: s.licence_feature,
+        licensed: None,
         description: s.description,
         state: state.to_owned(),
         reason,
@@ -343,6 +310,7 @@ mod tests {
             granted: Default::default(),
             ungranted_requests: Vec::new(),
             imports: Vec::new(),
+            licence_feature: None,
             cache: None,
             stats: Default::default(),
             last_fault: None,
@@ -360,7 +328,7 @@ mod tests {
                 "/bundled",
                 "email-notifier",
                 PluginState::Disabled {
-                    reason: "licence feature `x` missing".into(),
+                    reason: "disabled in configuration".into(),
                 },
             ),
             // Configured: its own warning, from the host, says what is wrong.

@@ -158,12 +158,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
     }
     if let Some(host) = plugins {
         #[cfg(unix)]
-        tokio::spawn(reload_on_hangup(
-            host.clone(),
-            config_path,
-            store.clone(),
-            state.config.licence.clone(),
-        ));
+        tokio::spawn(reload_on_hangup(host.clone(), config_path));
         #[cfg(not(unix))]
         let _ = config_path;
         state = state.with_plugins(Arc::new(crate::plugins::HostAdmin(host)));
@@ -204,15 +199,13 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
     Ok(())
 }
 
-/// On every SIGHUP: read the configuration again and apply its `[plugins]` section (and the
-/// licence features in force now) to the running host. A file that does not load or
+/// On every SIGHUP: read the configuration again and apply its `[plugins]` section to the
+/// running host. A file that does not load or
 /// validate changes nothing; the error is logged.
 #[cfg(unix)]
 async fn reload_on_hangup(
     host: lockgate_host::PluginHost,
     config_path: Option<std::path::PathBuf>,
-    store: lockgate_store::Store,
-    licence: lockgate_api::licence::LicenceConfig,
 ) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
@@ -221,7 +214,7 @@ async fn reload_on_hangup(
     };
     while hangups.recv().await.is_some() {
         tracing::info!(path = ?config_path, "SIGHUP: reloading the plugin configuration");
-        match crate::plugins::reconfigure(&host, config_path.as_deref(), &store, &licence).await {
+        match crate::plugins::reconfigure(&host, config_path.as_deref()).await {
             Ok(kept) if kept.is_empty() => tracing::info!("plugin configuration reloaded"),
             Ok(kept) => tracing::warn!(
                 needs_restart = ?kept,

@@ -34,10 +34,14 @@ fn enforcing(mut app: TestApp) -> TestApp {
 }
 
 fn licence_without(missing: &[LicenceFeature], hard_in_days: i64) -> String {
+    numbered_licence_without(7, missing, hard_in_days)
+}
+
+fn numbered_licence_without(number: u64, missing: &[LicenceFeature], hard_in_days: i64) -> String {
     let now = Utc::now();
     let lic = Licence {
         system_name: "Test site".to_owned(),
-        number: 7,
+        number,
         issued_at: now - Duration::days(30),
         soft_expiry: Some(now + Duration::days(hard_in_days - 10)),
         hard_expiry: Some(now + Duration::days(hard_in_days)),
@@ -163,6 +167,71 @@ async fn the_licence_cannot_be_sidestepped() {
         );
         let k = app.get(&format!("/api/v1/keys/{key}")).await.expect(200);
         assert_ne!(k.body["status"], "lost", "nothing written: {}", k.body);
+        t.finish();
+    }
+}
+
+/// A plugin's licence feature is judged for its locking system at every call, not once for
+/// the union of all systems at start-up: a licence installed later takes effect at the next
+/// call, one without the feature refuses it, and a manifest naming no real feature is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_licence_features_follow_the_system_licence_at_every_call() {
+    use lockgate_host::Gateway as _;
+    for db in DBS {
+        let app = enforcing(TestApp::new(db).await);
+        let mut t = Tally::new(on("plugin licence per call", db));
+        let (_, public) = generate_key_pair_from_seed(SEED);
+        let gw =
+            lockgate::gateway::CoreGateway::new(app.store.clone()).with_licence(LicenceConfig {
+                trusted_keys: TrustedKeys::from_config([format!("{KEY_ID}:{public}")])
+                    .expect("key"),
+                enforce: true,
+            });
+        let sync = "directory-sync";
+        t.case(
+            "plugin runs with no licence installed (enforced)",
+            gw.licensed(sync, "ldap_integration").await.is_err(),
+        );
+        let install = |file: String| {
+            Request::builder()
+                .method(Method::PUT)
+                .uri("/api/v1/licence")
+                .header(header::AUTHORIZATION, format!("Bearer {}", app.token))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(file))
+                .expect("request")
+        };
+        app.send(install(licence_without(
+            &[LicenceFeature::LdapIntegration],
+            100,
+        )))
+        .await
+        .expect(200);
+        t.case(
+            "plugin runs with a licence lacking its feature",
+            gw.licensed(sync, "ldap_integration").await.is_err(),
+        );
+        t.case(
+            "manifest names a feature that does not exist",
+            gw.licensed(sync, "everything").await.is_err(),
+        );
+        // The same gateway, no restart: the feature installed now is honoured now.
+        app.send(install(numbered_licence_without(8, &[], 100)))
+            .await
+            .expect(200);
+        assert!(
+            gw.licensed(sync, "ldap_integration").await.is_ok(),
+            "the installed feature is honoured at the next call"
+        );
+        // Past the hard expiry nothing runs, whatever the features.
+        app.store
+            .record_clock(app.system_id, Utc::now() + Duration::days(200))
+            .await
+            .expect("clock");
+        t.case(
+            "plugin runs after the hard expiry",
+            gw.licensed(sync, "ldap_integration").await.is_err(),
+        );
         t.finish();
     }
 }

@@ -69,6 +69,10 @@ pub struct RecordingGateway {
     pub events: Mutex<Vec<(String, Event)>>,
     /// `(plugin, operation, argument)` of the command operations.
     pub commands: Mutex<Vec<(String, String, String)>>,
+    /// The licence features the gateway holds now (none by default).
+    pub licensed: Mutex<Vec<String>>,
+    /// How many times the host asked whether a plugin is licensed.
+    pub licence_checks: std::sync::atomic::AtomicUsize,
 }
 
 impl RecordingGateway {
@@ -152,6 +156,17 @@ impl Gateway for RecordingGateway {
     async fn report_key_lost(&self, plugin: &str, key_id: u64) -> Result<(), PluginError> {
         self.command(plugin, "report-key-lost", key_id.to_string());
         Ok(())
+    }
+    async fn licensed(&self, _: &str, feature: &str) -> Result<(), PluginError> {
+        self.licence_checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.licensed.lock().unwrap().iter().any(|f| f == feature) {
+            Ok(())
+        } else {
+            Err(PluginError::Denied(format!(
+                "the licence does not include `{feature}`"
+            )))
+        }
     }
 }
 
