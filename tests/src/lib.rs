@@ -169,6 +169,18 @@ impl Resp {
         self
     }
 
+    /// Assert the status and that the problem document names `field` among its errors.
+    #[track_caller]
+    pub fn expect_field(self, status: u16, field: &str) -> Resp {
+        let r = self.expect(status);
+        assert!(
+            r.error_fields().iter().any(|f| f == field),
+            "the problem does not name `{field}`: {}",
+            r.body
+        );
+        r
+    }
+
     /// Field names of a problem document's `errors`.
     pub fn error_fields(&self) -> Vec<String> {
         self.body["errors"]

@@ -372,6 +372,14 @@ enum Op {
     MaintenanceLock,
     /// DELETE /system/maintenance
     MaintenanceUnlock,
+    /// POST /remote-pds/{id}/enrolment-code
+    PdEnrolmentCode,
+    /// GET /remote-pds/{id}/certificates
+    PdCertificates,
+    /// POST /remote-pds/{id}/certificates/revoke
+    PdRevoke,
+    /// GET /pd-ca
+    PdCa,
 }
 
 /// One endpoint of the matrix and the permission it needs.
@@ -427,6 +435,20 @@ fn rows() -> Vec<Row> {
     v.push(extra(Op::SystemStatus, "", "system_status", Lv::View));
     v.push(extra(Op::MaintenanceLock, "", "maintenance", Lv::Full));
     v.push(extra(Op::MaintenanceUnlock, "", "maintenance", Lv::Full));
+    v.push(extra(
+        Op::PdEnrolmentCode,
+        "remote-pds",
+        "remote_pds",
+        Lv::Full,
+    ));
+    v.push(extra(
+        Op::PdCertificates,
+        "remote-pds",
+        "remote_pds",
+        Lv::View,
+    ));
+    v.push(extra(Op::PdRevoke, "remote-pds", "remote_pds", Lv::Full));
+    v.push(extra(Op::PdCa, "", "remote_pds", Lv::View));
     for (p, f) in [
         ("employees", "employee"),
         ("visitors", "visitor"),
@@ -935,6 +957,10 @@ fn describe(row: &Row) -> String {
         Op::SystemStatus => "GET /system/status".into(),
         Op::MaintenanceLock => "PUT /system/maintenance".into(),
         Op::MaintenanceUnlock => "DELETE /system/maintenance".into(),
+        Op::PdEnrolmentCode => "POST /remote-pds/{id}/enrolment-code".into(),
+        Op::PdCertificates => "GET /remote-pds/{id}/certificates".into(),
+        Op::PdRevoke => "POST /remote-pds/{id}/certificates/revoke".into(),
+        Op::PdCa => "GET /pd-ca".into(),
     }
 }
 
@@ -1040,6 +1066,40 @@ async fn perform(app: &TestApp, token: &str, row: &Row, fx: &Fx, uniq: &str) -> 
         Op::Export => as_admin(app, token, Method::GET, "/api/v1/employees/export", None).await,
         Op::System => as_admin(app, token, Method::GET, "/api/v1/system", None).await,
         Op::Statistics => as_admin(app, token, Method::GET, "/api/v1/statistics", None).await,
+        Op::PdEnrolmentCode => {
+            let pd = fx.ids["remote-pds"];
+            as_admin(
+                app,
+                token,
+                Method::POST,
+                &format!("/api/v1/remote-pds/{pd}/enrolment-code"),
+                Some(json!({})),
+            )
+            .await
+        }
+        Op::PdCertificates => {
+            let pd = fx.ids["remote-pds"];
+            as_admin(
+                app,
+                token,
+                Method::GET,
+                &format!("/api/v1/remote-pds/{pd}/certificates"),
+                None,
+            )
+            .await
+        }
+        Op::PdRevoke => {
+            let pd = fx.ids["remote-pds"];
+            as_admin(
+                app,
+                token,
+                Method::POST,
+                &format!("/api/v1/remote-pds/{pd}/certificates/revoke"),
+                Some(json!({ "reason": "matrix" })),
+            )
+            .await
+        }
+        Op::PdCa => as_admin(app, token, Method::GET, "/api/v1/pd-ca", None).await,
         Op::SystemStatus => as_admin(app, token, Method::GET, "/api/v1/system/status", None).await,
         Op::MaintenanceLock => {
             let from = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
@@ -1108,7 +1168,7 @@ async fn perform(app: &TestApp, token: &str, row: &Row, fx: &Fx, uniq: &str) -> 
 /// What an administrator holding enough gets.
 fn allowed_result(row: &Row, r: &Resp, fx: &Fx) -> Result<(), String> {
     let want = match row.op {
-        Op::Create => 201,
+        Op::Create | Op::PdEnrolmentCode => 201,
         Op::Delete => 204,
         _ => 200,
     };
@@ -1161,6 +1221,20 @@ fn allowed_result(row: &Row, r: &Resp, fx: &Fx) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 
 async fn authorisation_matrix(app: TestApp) {
+    // With the PD certificate authority, so the PD identity endpoints answer.
+    let mut app = app;
+    let authority = lockgate::pd_listener::open_authority(
+        &app.store,
+        &lockgate::config::PdsConfig::default(),
+        &lockgate_devices::ca::SealingKey::generate().expect("key"),
+    )
+    .await
+    .expect("PD CA");
+    app.router = lockgate_api::router(lockgate_api::AppState::with_app(
+        lockgate_app::App::new(app.store.clone()).with_pd_authority(std::sync::Arc::new(authority)),
+        lockgate_api::ApiConfig::default(),
+    ));
+    let app = app;
     let started = Instant::now();
     let db = app.db;
     let mut ck = Checks::default();

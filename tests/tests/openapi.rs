@@ -599,6 +599,20 @@ impl<'a> Checker<'a> {
 }
 
 on_both!(responses_match_the_document, |app: TestApp| async move {
+    // With the PD certificate authority, so the PD identity endpoints answer.
+    let mut app = app;
+    let authority = lockgate::pd_listener::open_authority(
+        &app.store,
+        &lockgate::config::PdsConfig::default(),
+        &lockgate_devices::ca::SealingKey::generate().expect("key"),
+    )
+    .await
+    .expect("PD CA");
+    app.router = lockgate_api::router(lockgate_api::AppState::with_app(
+        lockgate_app::App::new(app.store.clone()).with_pd_authority(std::sync::Arc::new(authority)),
+        lockgate_api::ApiConfig::default(),
+    ));
+    let app = app;
     let mut c = Checker::new(&app).await;
     let (get, post, patch, delete, put) = (
         Method::GET,
@@ -1280,6 +1294,83 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     c.call(delete.clone(), "/api/v1/system/maintenance", "", "", None)
         .await
         .expect(200);
+    // Remote PD identity: a code, the PD's enrolment (no token), its certificates.
+    let pd = created
+        .iter()
+        .find(|(coll, _)| *coll == "remote-pds")
+        .map(|(_, id)| *id)
+        .expect("a remote PD");
+    let code = c
+        .call(
+            post.clone(),
+            "/api/v1/remote-pds/{id}/enrolment-code",
+            pd,
+            "",
+            Some(json!({})),
+        )
+        .await
+        .expect(201)
+        .body["code"]
+        .clone();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .expect("params")
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    let enrol = json!({ "code": code, "csr_pem": csr });
+    c.call_as(
+        post.clone(),
+        "/api/v1/pd-enrolment",
+        "",
+        "",
+        Some(enrol.clone()),
+        None,
+    )
+    .await
+    .expect(201);
+    c.call_as(
+        post.clone(),
+        "/api/v1/pd-enrolment",
+        "",
+        "",
+        Some(enrol),
+        None,
+    )
+    .await
+    .expect(422);
+    c.call(get.clone(), "/api/v1/pd-ca", "", "", None)
+        .await
+        .expect(200);
+    let certs = c
+        .call(
+            get.clone(),
+            "/api/v1/remote-pds/{id}/certificates",
+            pd,
+            "",
+            None,
+        )
+        .await
+        .expect(200);
+    c.call(
+        post.clone(),
+        "/api/v1/remote-pds/{id}/certificates",
+        pd,
+        "",
+        Some(json!({ "certificate_pem": certs.body["items"][0]["certificate_pem"] })),
+    )
+    .await
+    .expect(409);
+    c.call(
+        post.clone(),
+        "/api/v1/remote-pds/{id}/certificates/revoke",
+        pd,
+        "",
+        Some(json!({ "reason": "decommissioned" })),
+    )
+    .await
+    .expect(200);
     // Deletes last.
     for (coll, id) in created.iter().rev() {
         c.call(

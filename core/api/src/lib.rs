@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod authz;
 pub mod background;
+pub mod devices;
 pub mod extract;
 pub mod jobs;
 pub mod licence;
@@ -221,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .merge(persons::routes())
         .merge(admin::routes())
         .merge(jobs::routes())
+        .merge(devices::routes())
         .merge(licence::routes())
         .merge(lifecycle::routes())
         .merge(plugins::routes())

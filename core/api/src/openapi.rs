@@ -1179,6 +1179,134 @@ fn operations() -> Vec<Op> {
         )
         .ok(200, "The locking system", schema_ref("LockingSystem")),
     );
+    let pd_certificate = || {
+        object(
+            json!({
+                "id": id_schema(),
+                "pd_id": id_schema(),
+                "serial": text(),
+                "fingerprint": text(),
+                "source": { "type": "string", "enum": ["enrolment", "upload"] },
+                "not_before": date_time(),
+                "not_after": date_time(),
+                "created_at": date_time(),
+                "revoked_at": nullable_date_time(),
+                "revocation_reason": { "type": ["string", "null"] },
+                "certificate_pem": text(),
+            }),
+            &[],
+        )
+    };
+    let pd_identity_off = "Remote PD identity is not configured ([pds] enabled, CA key)";
+    ops.push(
+        Op::new(
+            "post",
+            "/api/v1/remote-pds/{id}/enrolment-code",
+            "createPdEnrolmentCode",
+            "remote-pds",
+            "A one-time enrolment code for the PD, shown once (needs remote_pds Full and the remote licence feature); earlier unused codes stop working",
+        )
+        .json_body(
+            object(json!({ "valid_minutes": { "type": "integer", "minimum": 1, "maximum": 10080 } }), &["valid_minutes"]),
+            true,
+        )
+        .ok(
+            201,
+            "The code",
+            object(json!({ "pd_id": id_schema(), "code": text(), "expires_at": date_time() }), &[]),
+        )
+        .not_found("remote PD")
+        .problem(409, pd_identity_off)
+        .problem(422, "valid_minutes out of range"),
+    );
+    ops.push(
+        Op::public(
+            "post",
+            "/api/v1/pd-enrolment",
+            "enrolPd",
+            "remote-pds",
+            "A PD enrols: its one-time code and a PEM certificate signing request give it a client certificate for the PD the code was made for, and the gateway CA's certificate. No token: the code is the credential",
+        )
+        .json_body(object(json!({ "code": text(), "csr_pem": text() }), &[]), true)
+        .ok(
+            201,
+            "The PD's certificate",
+            object(
+                json!({
+                    "pd_id": id_schema(),
+                    "serial": text(),
+                    "fingerprint": text(),
+                    "not_after": date_time(),
+                    "certificate_pem": text(),
+                    "ca_pem": text(),
+                }),
+                &[],
+            ),
+        )
+        .problem(400, "Malformed JSON")
+        .problem(409, pd_identity_off)
+        .problem(422, "The code is unknown, used or expired (field code), or the request is unusable (field csr_pem)"),
+    );
+    ops.push(
+        Op::new(
+            "get",
+            "/api/v1/pd-ca",
+            "getPdCa",
+            "remote-pds",
+            "The gateway's PD CA certificate (PDs trust the PD listener by it; needs remote_pds View)",
+        )
+        .ok(200, "The CA certificate", object(json!({ "certificate_pem": text() }), &[]))
+        .problem(404, "No PD CA yet (the PD listener has not started)"),
+    );
+    ops.push(
+        Op::new(
+            "get",
+            "/api/v1/remote-pds/{id}/certificates",
+            "listPdCertificates",
+            "remote-pds",
+            "The PD's certificates, newest first (needs remote_pds View)",
+        )
+        .ok(
+            200,
+            "Certificates",
+            object(
+                json!({ "items": { "type": "array", "items": pd_certificate() } }),
+                &[],
+            ),
+        )
+        .not_found("remote PD")
+        .problem(409, pd_identity_off),
+    );
+    ops.push(
+        Op::new(
+            "post",
+            "/api/v1/remote-pds/{id}/certificates",
+            "uploadPdCertificate",
+            "remote-pds",
+            "Record a PD certificate issued elsewhere: a client certificate of the gateway CA or a configured trusted issuer, valid now (needs remote_pds Full)",
+        )
+        .json_body(object(json!({ "certificate_pem": text() }), &[]), true)
+        .ok(201, "The certificate", pd_certificate())
+        .not_found("remote PD")
+        .problem(409, "Already recorded, or remote PD identity is not configured")
+        .problem(422, "Not a certificate of a trusted issuer, or not valid now (field certificate_pem)"),
+    );
+    ops.push(
+        Op::new(
+            "post",
+            "/api/v1/remote-pds/{id}/certificates/revoke",
+            "revokePdCertificates",
+            "remote-pds",
+            "Revoke one certificate of the PD (certificate_id) or all; the next connection with it fails (needs remote_pds Full)",
+        )
+        .json_body(
+            object(json!({ "certificate_id": id_schema(), "reason": text() }), &["certificate_id"]),
+            true,
+        )
+        .ok(200, "How many were revoked", object(json!({ "revoked": count() }), &[]))
+        .not_found("remote PD")
+        .problem(422, "reason missing or too long"),
+    );
     ops.push(
         Op::new(
             "get",

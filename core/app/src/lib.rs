@@ -6,6 +6,7 @@
 //! tasks and the CLI change a locking system's jobs and lifecycles through [`App`]; they
 //! do not call the store's job or lifecycle writes themselves.
 
+mod devices;
 mod jobs;
 mod keys;
 mod objects;
@@ -22,6 +23,7 @@ use lockgate_store::{
     reconciliation::{RECONCILED_KINDS, ReconcileReport},
 };
 
+pub use devices::{Enrolment, EnrolmentCode, MAX_ENROLMENT_CODE_MINUTES, PdAuthority};
 pub use jobs::{CarryRefusal, JobReport};
 pub use lockgate_engine::jobs::{JobKind, JobState, JobTarget, Priority, Reporter, Transition};
 pub use lockgate_store::reconciliation::JobRecord;
@@ -101,6 +103,8 @@ pub type Result<T, E = AppError> = std::result::Result<T, E>;
 pub struct App {
     store: Store,
     clock: Arc<dyn Clock>,
+    /// The PD certificate authority, when remote PD identity is configured.
+    pd_authority: Option<Arc<devices::PdAuthority>>,
 }
 
 impl App {
@@ -109,7 +113,18 @@ impl App {
     }
 
     pub fn with_clock(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            pd_authority: None,
+        }
+    }
+
+    /// The same application layer with the gateway's PD certificate authority (enrolment,
+    /// uploaded certificates).
+    pub fn with_pd_authority(mut self, authority: Arc<devices::PdAuthority>) -> Self {
+        self.pd_authority = Some(authority);
+        self
     }
 
     /// The store, for reads.

@@ -292,6 +292,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_config(cli.config.as_ref())?;
     match cli.command {
         Command::CheckConfig => {
+            if cfg.pds.enabled {
+                cfg.pds.sealing_key(|k| std::env::var(k).ok())?;
+            }
             println!(
                 "configuration is valid (database {})",
                 cfg.redacted_database_url()

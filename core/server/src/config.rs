@@ -44,6 +44,134 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub background: BackgroundConfig,
     pub access: AccessConfig,
+    pub pds: PdsConfig,
+}
+
+/// The environment variable that holds the PD CA sealing key when `[pds] ca_key_file` is unset.
+pub const PD_CA_KEY_ENV: &str = "LOCKGATE_PD_CA_KEY";
+
+/// `[pds]`: remote PD identity (the gateway's certificate authority, enrolment) and the PD
+/// listener (mutual TLS). `docs/pds/README.md`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PdsConfig {
+    /// Run the PD certificate authority and the PD listener.
+    pub enabled: bool,
+    /// The PD listener's address.
+    pub listen: String,
+    /// DNS names or IP addresses in the listener's server certificate (what the PDs'
+    /// service URL names).
+    pub server_names: Vec<String>,
+    /// File holding the 32-byte key that seals the CA's private key in the database (64 hex
+    /// digits or base64); unset: the environment variable `LOCKGATE_PD_CA_KEY`.
+    pub ca_key_file: Option<PathBuf>,
+    /// Days a PD certificate issued at enrolment is valid (1–3650).
+    pub certificate_days: u32,
+    /// CA certificates (PEM files) besides the gateway's own whose PD certificates
+    /// administrators may upload (the vendor content server's, say).
+    pub trusted_issuer_files: Vec<PathBuf>,
+    /// PD connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Span,
+    /// A connection with no frame for this long is closed.
+    pub idle_timeout: Span,
+    /// A frame must arrive (or be written) within this from its first byte.
+    pub frame_timeout: Span,
+    /// Largest frame, bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for PdsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: "0.0.0.0:7443".into(),
+            server_names: vec!["localhost".into()],
+            ca_key_file: None,
+            certificate_days: 365,
+            trusted_issuer_files: Vec::new(),
+            max_connections: 4096,
+            handshake_timeout: Span::secs(10),
+            idle_timeout: Span::secs(120),
+            frame_timeout: Span::secs(30),
+            max_frame_bytes: 256 << 10,
+        }
+    }
+}
+
+impl PdsConfig {
+    /// Checks the values (not the files: [`PdsConfig::sealing_key`] reads the key at start).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: format!("pds.{key}"),
+                message: message.into(),
+            })
+        };
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return invalid("listen", "must be an address such as 0.0.0.0:7443");
+        }
+        if self.enabled && self.server_names.is_empty() {
+            return invalid("server_names", "name at least one DNS name or address");
+        }
+        if self
+            .server_names
+            .iter()
+            .any(|n| n.is_empty() || n.len() > 253)
+        {
+            return invalid("server_names", "names are 1–253 characters");
+        }
+        if !(1..=3650).contains(&self.certificate_days) {
+            return invalid("certificate_days", "must be 1–3650");
+        }
+        if !(1..=100_000).contains(&self.max_connections) {
+            return invalid("max_connections", "must be 1–100000");
+        }
+        if !(64..=16 << 20).contains(&self.max_frame_bytes) {
+            return invalid("max_frame_bytes", "must be 64 bytes to 16 MiB");
+        }
+        for (key, span) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("frame_timeout", self.frame_timeout),
+        ] {
+            if span.0.is_zero() {
+                return invalid(key, "must be above zero");
+            }
+        }
+        Ok(())
+    }
+
+    /// The CA sealing key from `ca_key_file` or `LOCKGATE_PD_CA_KEY`; the error names where
+    /// it looked (never the key).
+    pub fn sealing_key(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<lockgate_devices::ca::SealingKey, ConfigError> {
+        let (text, key) = match &self.ca_key_file {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    key: "pds.ca_key_file".into(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?,
+                "pds.ca_key_file".to_owned(),
+            ),
+            None => (
+                env(PD_CA_KEY_ENV).ok_or_else(|| ConfigError::Invalid {
+                    key: "pds.ca_key_file".into(),
+                    message: format!(
+                        "the PD listener needs the CA sealing key: set pds.ca_key_file or {PD_CA_KEY_ENV} (32 bytes: 64 hex digits or base64)"
+                    ),
+                })?,
+                PD_CA_KEY_ENV.to_owned(),
+            ),
+        };
+        lockgate_devices::ca::SealingKey::parse(&text).map_err(|e| ConfigError::Invalid {
+            key,
+            message: e.to_string(),
+        })
+    }
 }
 
 /// `[access]`: API tokens and the gateway's operators (docs/security.md).
@@ -970,6 +1098,7 @@ impl Config {
             })
         };
         self.server.validate()?;
+        self.pds.validate()?;
         if !(1..=3650).contains(&self.access.max_token_lifetime_days) {
             return invalid("access.max_token_lifetime_days", "must be 1–3650".into());
         }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod event_relay;
 pub mod gateway;
+pub mod pd_listener;
 pub mod plugins;
 pub mod redact;
 pub mod serve;

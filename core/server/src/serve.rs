@@ -1,5 +1,6 @@
 //! Wiring for `serve`: tracing, database, first-start bootstrap, plugin host, background
-//! runtime (worker, periodic tasks, outbox dispatcher), HTTP listener, graceful shutdown.
+//! runtime (worker, periodic tasks, outbox dispatcher), PD certificate authority and PD
+//! listener, HTTP listener, graceful shutdown.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -69,6 +70,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
     {
         mqtt.preflight().context("checking [plugins.mqtt]")?;
     }
+    // The PD CA's sealing key, up front: a missing or malformed key stops here.
+    let pd_key = if cfg.pds.enabled {
+        Some(cfg.pds.sealing_key(|k| std::env::var(k).ok())?)
+    } else {
+        None
+    };
     let store = open_store(&cfg, cfg.database.migrate_on_start).await?;
     if cfg.bootstrap.enabled && store.systems().await?.is_empty() {
         let b = store
@@ -113,8 +120,20 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         plugins.clone(),
     )
     .context("starting the background runtime")?;
-    let mut state = AppState::new(
-        store.clone(),
+    let pd_authority = match &pd_key {
+        Some(key) => Some(Arc::new(
+            crate::pd_listener::open_authority(&store, &cfg.pds, key)
+                .await
+                .context("opening the PD certificate authority")?,
+        )),
+        None => None,
+    };
+    let mut app_layer = lockgate_app::App::new(store.clone());
+    if let Some(authority) = &pd_authority {
+        app_layer = app_layer.with_pd_authority(authority.clone());
+    }
+    let mut state = AppState::with_app(
+        app_layer,
         ApiConfig {
             max_body_bytes: cfg.server.max_body_bytes,
             licence,
@@ -162,6 +181,29 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         #[cfg(not(unix))]
         let _ = config_path;
         state = state.with_plugins(Arc::new(crate::plugins::HostAdmin(host)));
+    }
+    // The PD listener (mutual TLS): its own port, its own connection slots.
+    if let Some(authority) = &pd_authority {
+        use crate::pd_listener as pd;
+        let trusted = Arc::new(pd::TrustedDevices::default());
+        trusted
+            .refresh(&store)
+            .await
+            .context("reading the PD certificates")?;
+        let tls = pd::tls_config(authority, &cfg.pds.server_names, trusted.clone())?;
+        let listener = tokio::net::TcpListener::bind(&cfg.pds.listen)
+            .await
+            .with_context(|| format!("binding the PD listener to {}", cfg.pds.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, "PD listener: mutual TLS");
+        bridge_tasks.push(tokio::spawn(pd::serve(
+            listener,
+            tls,
+            pd::PdListenerOptions::from_config(&cfg.pds),
+            store.clone(),
+            trusted,
+            Arc::new(pd::NoProtocol),
+            std::future::pending(),
+        )));
     }
     let app = lockgate_api::router(state);
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)

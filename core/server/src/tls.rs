@@ -1,5 +1,5 @@
-//! TLS configuration shared by the gateway's listeners: the HTTPS API listener now, the PD
-//! listener (mutual TLS) next. rustls on the ring provider (the one the LDAP and SMTP
+//! TLS configuration shared by the gateway's listeners: the HTTPS API listener and the PD
+//! listener (mutual TLS, `pd_listener`). rustls on the ring provider (the one the LDAP and SMTP
 //! clients use), TLS 1.2 and 1.3 only, certificate chain and private key from PEM files;
 //! errors name the configuration key and the file.
 
@@ -100,20 +100,31 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = load_certificates(cert)?;
     let private = load_private_key(key)?;
+    server_config_with(chain, private, client_verifier, alpn).map_err(|message| TlsError::Pair {
+        cert_key: cert.key.clone(),
+        key_key: key.key.clone(),
+        message,
+    })
+}
+
+/// [`server_config`] from a certificate chain and key in memory (the PD listener's, issued
+/// by the gateway's CA at start-up); the error says what does not fit.
+pub fn server_config_with(
+    chain: Vec<CertificateDer<'static>>,
+    private: PrivateKeyDer<'static>,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, String> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
-        .map_err(|e| file_error(cert, format!("TLS versions: {e}")))?;
+        .map_err(|e| format!("TLS versions: {e}"))?;
     let builder = match client_verifier {
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder
         .with_single_cert(chain, private)
-        .map_err(|e| TlsError::Pair {
-            cert_key: cert.key.clone(),
-            key_key: key.key.clone(),
-            message: format!("the key does not fit the certificate: {e}"),
-        })?;
+        .map_err(|e| format!("the key does not fit the certificate: {e}"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -243,6 +243,38 @@ fn check_config_names_file_line_and_unknown_key() {
 }
 
 #[test]
+fn check_config_needs_the_pd_ca_sealing_key_when_the_pd_listener_is_on() {
+    let s = Sandbox::new("pdkey");
+    let run = |key: Option<&str>| {
+        let mut c = s.command();
+        c.env("LOCKGATE__PDS__ENABLED", "true")
+            .env_remove("LOCKGATE_PD_CA_KEY");
+        if let Some(k) = key {
+            c.env("LOCKGATE_PD_CA_KEY", k);
+        }
+        Run::from(
+            c.arg("--config")
+                .arg(&s.config)
+                .arg("check-config")
+                .output()
+                .expect("run"),
+        )
+    };
+    let r = run(None).fails();
+    assert!(
+        r.stderr.contains("pds.ca_key_file") && r.stderr.contains("LOCKGATE_PD_CA_KEY"),
+        "{r:?}"
+    );
+    let r = run(Some("too short")).fails();
+    assert!(r.stderr.contains("32 bytes"), "{r:?}");
+    assert!(
+        !r.stderr.contains("too short"),
+        "the key's text is echoed: {r:?}"
+    );
+    run(Some(&"ab".repeat(32))).ok();
+}
+
+#[test]
 fn check_config_applies_environment_and_redacts_passwords() {
     let s = Sandbox::new("envcfg");
     let r = Run::from(

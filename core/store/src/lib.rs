@@ -5,6 +5,7 @@
 //! references, tags and events beside them. Writes run in one transaction
 //! each (`BEGIN IMMEDIATE` on SQLite); updates are optimistic on `version`.
 
+pub mod devices;
 pub mod directory;
 pub mod events;
 pub mod licences;

@@ -1,0 +1,378 @@
+//! The PD listener: a separate TLS port (TLS 1.2/1.3, `tls`) that requires a client
+//! certificate issued by the gateway's PD CA (or a configured trusted issuer) and recorded,
+//! unrevoked, for a PD. Each connection is its own task with handshake, idle and frame
+//! time-outs and a frame-size limit, and at most `max_connections` are served at once, so a
+//! slow or malicious device holds only its own connection. Frames go to a [`FrameHandler`]
+//! (the device-protocol plugin of the PD's generation) with the identity of the PD the
+//! verified certificate belongs to.
+//!
+//! Architecture invariant: a device's identity comes from its verified certificate, looked
+//! up by fingerprint in the store for every connection, never from anything it sends.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use lockgate_app::PdAuthority;
+use lockgate_devices::transport::{FrameLimits, read_frame, write_frame};
+use lockgate_store::Store;
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime},
+    server::{
+        WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+};
+
+/// The PD a connection speaks for, from its verified certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub system_id: i64,
+    pub pd_id: i64,
+    pub certificate_id: i64,
+    /// SHA-256 of the client certificate.
+    pub fingerprint: String,
+}
+
+/// What the listener does with a device's frames: the answer frames, or why the
+/// connection is closed.
+#[async_trait]
+pub trait FrameHandler: Send + Sync + 'static {
+    async fn handle(&self, device: &Device, frame: Vec<u8>) -> Result<Vec<Vec<u8>>, String>;
+}
+
+/// The fingerprints of the unrevoked PD certificates, as the handshake sees them: refreshed
+/// from the store every few seconds and after every change this process makes. The store
+/// stays the authority: every connection is looked up again after the handshake.
+#[derive(Debug, Default)]
+pub struct TrustedDevices(RwLock<HashSet<String>>);
+
+impl TrustedDevices {
+    pub fn contains(&self, fingerprint: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(fingerprint)
+    }
+
+    /// Reads the unrevoked fingerprints again.
+    pub async fn refresh(&self, store: &Store) -> Result<(), lockgate_store::StoreError> {
+        let set: HashSet<String> = store
+            .active_device_fingerprints()
+            .await?
+            .into_iter()
+            .collect();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = set;
+        Ok(())
+    }
+}
+
+/// Checks a client certificate: chain to a trusted issuer, validity, client-authentication
+/// use (webpki), then that it is an unrevoked PD certificate. Anything else fails the
+/// handshake.
+#[derive(Debug)]
+struct DeviceVerifier {
+    chain: Arc<dyn ClientCertVerifier>,
+    trusted: Arc<TrustedDevices>,
+}
+
+impl ClientCertVerifier for DeviceVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.chain.root_hint_subjects()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.chain
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if !self
+            .trusted
+            .contains(&lockgate_devices::fingerprint(end_entity))
+        {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain.supported_verify_schemes()
+    }
+}
+
+/// How the PD listener runs.
+#[derive(Debug, Clone)]
+pub struct PdListenerOptions {
+    pub server_names: Vec<String>,
+    pub handshake_timeout: Duration,
+    pub limits: FrameLimits,
+    pub max_connections: usize,
+    /// How often the handshake's view of unrevoked certificates is refreshed.
+    pub refresh_every: Duration,
+}
+
+impl PdListenerOptions {
+    pub fn from_config(cfg: &crate::config::PdsConfig) -> Self {
+        PdListenerOptions {
+            server_names: cfg.server_names.clone(),
+            handshake_timeout: cfg.handshake_timeout.0,
+            limits: FrameLimits {
+                max_frame_bytes: cfg.max_frame_bytes,
+                idle: cfg.idle_timeout.0,
+                frame: cfg.frame_timeout.0,
+            },
+            max_connections: cfg.max_connections,
+            refresh_every: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The TLS configuration of the PD listener: a server certificate for `server_names` issued
+/// by the gateway's CA now (valid 397 days; issued again at every start), and client
+/// certificates checked by [`DeviceVerifier`] against the CA and the trusted issuers.
+pub fn tls_config(
+    authority: &PdAuthority,
+    server_names: &[String],
+    trusted: Arc<TrustedDevices>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for issuer in authority.issuers() {
+        roots
+            .add(issuer)
+            .context("a PD certificate issuer is not a usable CA certificate")?;
+    }
+    let chain =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::tls::provider())
+            .build()
+            .context("building the PD client-certificate verifier")?;
+    let verifier = Arc::new(DeviceVerifier { chain, trusted });
+    let (cert, key) = authority
+        .ca
+        .issue_server(server_names, chrono::Utc::now(), 397)
+        .context("issuing the PD listener's certificate")?;
+    let chain = vec![cert, authority.ca.certificate_der().clone()];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+    crate::tls::server_config_with(chain, key, Some(verifier), &[])
+        .map_err(|e| anyhow::anyhow!("the PD listener's TLS configuration: {e}"))
+}
+
+/// Opens the gateway's PD CA: the stored one, or a new one created and stored on first
+/// start (by whichever replica gets there first).
+pub async fn open_authority(
+    store: &Store,
+    cfg: &crate::config::PdsConfig,
+    key: &lockgate_devices::ca::SealingKey,
+) -> anyhow::Result<PdAuthority> {
+    use lockgate_devices::ca::{CertificateAuthority, SealedCa};
+    let sealed = match store.pd_ca().await? {
+        Some((certificate_pem, sealed_key)) => SealedCa {
+            certificate_pem,
+            sealed_key,
+        },
+        None => {
+            let (_, fresh) =
+                CertificateAuthority::create(chrono::Utc::now(), "lockgate PD CA", key)?;
+            let (certificate_pem, sealed_key) = store
+                .init_pd_ca(&fresh.certificate_pem, &fresh.sealed_key)
+                .await?;
+            tracing::info!("created the gateway's PD certificate authority");
+            SealedCa {
+                certificate_pem,
+                sealed_key,
+            }
+        }
+    };
+    let ca = CertificateAuthority::open(&sealed, key).context("opening the PD CA")?;
+    let mut trusted_issuers = Vec::new();
+    for (i, path) in cfg.trusted_issuer_files.iter().enumerate() {
+        let file = crate::tls::PemFile::new(format!("pds.trusted_issuer_files[{i}]"), path);
+        trusted_issuers.extend(crate::tls::load_certificates(&file)?);
+    }
+    Ok(PdAuthority {
+        ca,
+        trusted_issuers,
+        certificate_days: cfg.certificate_days,
+    })
+}
+
+/// Serves PD connections on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    options: PdListenerOptions,
+    store: Store,
+    trusted: Arc<TrustedDevices>,
+    handler: Arc<dyn FrameHandler>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let refresher = {
+        let (store, trusted, every) = (store.clone(), trusted.clone(), options.refresh_every);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = trusted.refresh(&store).await {
+                    tracing::warn!(error = %e, "PD listener: cannot read the PD certificates");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    };
+    tokio::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "PD listener: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, store, handler, options) = (
+            acceptor.clone(),
+            store.clone(),
+            handler.clone(),
+            options.clone(),
+        );
+        connections.spawn(async move {
+            connection(tcp, peer, acceptor, options, store, handler).await;
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    refresher.abort();
+    connections.abort_all();
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    options: PdListenerOptions,
+    store: Store,
+    handler: Arc<dyn FrameHandler>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let mut stream =
+        match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "PD listener: handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "PD listener: handshake timed out");
+                return;
+            }
+        };
+    let Some(fingerprint) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| lockgate_devices::fingerprint(c))
+    else {
+        return;
+    };
+    // The store is the authority: a certificate revoked (or a PD deleted) since the last
+    // refresh is refused here, before any frame.
+    let device = match store.device_by_fingerprint(&fingerprint).await {
+        Ok(Some(r)) => Device {
+            system_id: r.system_id,
+            pd_id: r.pd_id,
+            certificate_id: r.certificate_id,
+            fingerprint,
+        },
+        Ok(None) => {
+            tracing::info!(%peer, "PD listener: the certificate is revoked or its PD deleted");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "PD listener: cannot look the device up");
+            return;
+        }
+    };
+    tracing::debug!(%peer, system_id = device.system_id, pd_id = device.pd_id, "PD connected");
+    loop {
+        let frame = match read_frame(&mut stream, &options.limits).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(%peer, pd_id = device.pd_id, error = %e, "PD connection closed");
+                break;
+            }
+        };
+        let answers = match handler.handle(&device, frame).await {
+            Ok(a) => a,
+            Err(reason) => {
+                tracing::info!(%peer, pd_id = device.pd_id, %reason, "PD connection closed by its protocol handler");
+                break;
+            }
+        };
+        for answer in answers {
+            if let Err(e) = write_frame(&mut stream, &answer, &options.limits).await {
+                tracing::info!(%peer, pd_id = device.pd_id, error = %e, "PD connection closed while answering");
+                return;
+            }
+        }
+    }
+    use tokio::io::AsyncWriteExt as _;
+    let _ = tokio::time::timeout(options.limits.frame, stream.shutdown()).await;
+}
+
+/// The handler of a gateway without device-protocol plugins for the PD's generation: every
+/// connection is closed at its first frame, with the reason logged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProtocol;
+
+#[async_trait]
+impl FrameHandler for NoProtocol {
+    async fn handle(&self, _: &Device, _: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+        Err("no device-protocol plugin serves this PD's generation yet".into())
+    }
+}

@@ -1,0 +1,400 @@
+//! Remote PD identity: the gateway's PD certificate authority (one row), one-time enrolment
+//! codes (hashed, single use, expiring) and every certificate a PD has held, matched to
+//! connections by fingerprint.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError, events::EventDraft, objects::Actor, parse_ts, ts};
+use lockgate_model::ObjectKind;
+
+/// Where a PD certificate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateSource {
+    /// Issued by the gateway's CA from the PD's request, against an enrolment code.
+    Enrolment,
+    /// Issued elsewhere (a trusted issuer) and uploaded by an administrator.
+    Upload,
+}
+
+impl CertificateSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateSource::Enrolment => "enrolment",
+            CertificateSource::Upload => "upload",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "enrolment" => Ok(CertificateSource::Enrolment),
+            "upload" => Ok(CertificateSource::Upload),
+            other => Err(StoreError::Corrupt(format!("certificate source '{other}'"))),
+        }
+    }
+}
+
+/// A certificate about to be recorded for a PD.
+#[derive(Debug, Clone)]
+pub struct NewPdCertificate {
+    pub fingerprint: String,
+    pub serial: String,
+    pub certificate_pem: String,
+    pub source: CertificateSource,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// A certificate a PD holds or held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PdCertificate {
+    pub id: i64,
+    pub system_id: i64,
+    pub pd_id: i64,
+    pub fingerprint: String,
+    pub serial: String,
+    pub certificate_pem: String,
+    pub source: CertificateSource,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revocation_reason: Option<String>,
+}
+
+/// The PD a connection's verified certificate belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub system_id: i64,
+    pub pd_id: i64,
+    pub certificate_id: i64,
+    pub not_after: DateTime<Utc>,
+}
+
+/// The SHA-256 of an enrolment code, as stored: of its letters and digits, upper-cased, so
+/// a code typed with or without its dashes, in either case, is the same code.
+pub fn code_hash(code: &str) -> String {
+    let normal: String = code
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    hex::encode(Sha256::digest(normal.as_bytes()))
+}
+
+const CERT_COLUMNS: &str = "id, system_id, pd_id, fingerprint, serial, certificate_pem, source, not_before, not_after, created_at, revoked_at, revocation_reason";
+
+fn certificate(r: &sqlx::any::AnyRow) -> Result<PdCertificate> {
+    let opt = |c: &str| -> Result<Option<DateTime<Utc>>> {
+        r.try_get::<Option<String>, _>(c)?
+            .as_deref()
+            .map(parse_ts)
+            .transpose()
+    };
+    Ok(PdCertificate {
+        id: r.try_get("id")?,
+        system_id: r.try_get("system_id")?,
+        pd_id: r.try_get("pd_id")?,
+        fingerprint: r.try_get("fingerprint")?,
+        serial: r.try_get("serial")?,
+        certificate_pem: r.try_get("certificate_pem")?,
+        source: CertificateSource::parse(&r.try_get::<String, _>("source")?)?,
+        not_before: parse_ts(&r.try_get::<String, _>("not_before")?)?,
+        not_after: parse_ts(&r.try_get::<String, _>("not_after")?)?,
+        created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
+        revoked_at: opt("revoked_at")?,
+        revocation_reason: r.try_get("revocation_reason")?,
+    })
+}
+
+impl Store {
+    /// The stored PD CA: `(certificate PEM, sealed key)`.
+    pub async fn pd_ca(&self) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT certificate_pem, sealed_key FROM pd_ca WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("certificate_pem")?, r.try_get("sealed_key")?)))
+            .transpose()
+    }
+
+    /// Stores a newly created PD CA unless one exists, and returns the stored one (so two
+    /// replicas starting together end up with the same CA).
+    pub async fn init_pd_ca(
+        &self,
+        certificate_pem: &str,
+        sealed_key: &str,
+    ) -> Result<(String, String)> {
+        sqlx::query(
+            "INSERT INTO pd_ca (id, certificate_pem, sealed_key, created_at) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(certificate_pem)
+        .bind(sealed_key)
+        .bind(ts(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        self.pd_ca()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the PD CA row vanished".into()))
+    }
+
+    /// The PD `pd_id` of `system_id` with its marking, or not found.
+    async fn pd_marking(
+        conn: &mut sqlx::AnyConnection,
+        system_id: i64,
+        pd_id: i64,
+    ) -> Result<String> {
+        let row = sqlx::query(
+            "SELECT name, marking FROM objects WHERE id = $1 AND system_id = $2 AND kind = $3",
+        )
+        .bind(pd_id)
+        .bind(system_id)
+        .bind(ObjectKind::RemotePd.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found(ObjectKind::RemotePd, pd_id))?;
+        Ok(row
+            .try_get::<Option<String>, _>("marking")?
+            .unwrap_or(row.try_get("name")?))
+    }
+
+    /// Records a new one-time enrolment code (by its hash) for a PD, valid until
+    /// `expires_at`; unused codes the PD had before stop working. One event.
+    pub async fn create_pd_enrolment_code(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        code: &str,
+        expires_at: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
+        sqlx::query("DELETE FROM pd_enrolment_codes WHERE pd_id = $1 AND used_at IS NULL")
+            .bind(pd_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO pd_enrolment_codes (system_id, pd_id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(system_id)
+        .bind(pd_id)
+        .bind(code_hash(code))
+        .bind(ts(Utc::now()))
+        .bind(ts(expires_at))
+        .execute(&mut *tx)
+        .await?;
+        EventDraft::new(
+            ObjectKind::RemotePd,
+            Some(pd_id),
+            &marking,
+            "enrolment_code_created",
+            serde_json::json!({ "expires_at": ts(expires_at) }),
+        )
+        .insert(&mut tx, system_id, actor)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Redeems the enrolment code `code` at `now` and records the certificate `issue` makes
+    /// for the PD it names, in one transaction: the code is used only if the certificate is
+    /// recorded. `Ok(None)`: no such code, or it is used or expired (indistinguishable to
+    /// the caller on purpose).
+    pub async fn enrol_pd<F>(
+        &self,
+        code: &str,
+        now: DateTime<Utc>,
+        issue: F,
+    ) -> Result<Option<PdCertificate>>
+    where
+        F: FnOnce(i64, i64, &str) -> Result<NewPdCertificate>,
+    {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(
+            "UPDATE pd_enrolment_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING system_id, pd_id",
+        )
+        .bind(ts(now))
+        .bind(code_hash(code))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let system_id: i64 = row.try_get("system_id")?;
+        let pd_id: i64 = row.try_get("pd_id")?;
+        let marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
+        let new = issue(system_id, pd_id, &marking)?;
+        let id = Self::insert_pd_certificate(&mut tx, system_id, pd_id, &new).await?;
+        EventDraft::new(
+            ObjectKind::RemotePd,
+            Some(pd_id),
+            &marking,
+            "enrolled",
+            serde_json::json!({ "serial": new.serial, "fingerprint": new.fingerprint, "not_after": ts(new.not_after) }),
+        )
+        .insert(&mut tx, system_id, &Actor::system())
+        .await?;
+        tx.commit().await?;
+        self.pd_certificate(system_id, id).await
+    }
+
+    async fn insert_pd_certificate(
+        tx: &mut sqlx::AnyConnection,
+        system_id: i64,
+        pd_id: i64,
+        new: &NewPdCertificate,
+    ) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO pd_certificates (system_id, pd_id, fingerprint, serial, certificate_pem, source, not_before, not_after, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(system_id)
+        .bind(pd_id)
+        .bind(&new.fingerprint)
+        .bind(&new.serial)
+        .bind(&new.certificate_pem)
+        .bind(new.source.as_str())
+        .bind(ts(new.not_before))
+        .bind(ts(new.not_after))
+        .bind(ts(Utc::now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.message().to_lowercase().contains("unique") => {
+                StoreError::Conflict {
+                    field: "certificate".into(),
+                    message: "this certificate is already recorded".into(),
+                }
+            }
+            _ => StoreError::Db(e),
+        })?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Records a certificate issued elsewhere for a PD (already checked against a trusted
+    /// issuer by the caller). One event.
+    pub async fn add_pd_certificate(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        new: &NewPdCertificate,
+        actor: &Actor,
+    ) -> Result<PdCertificate> {
+        let mut tx = self.write_tx().await?;
+        let marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
+        let id = Self::insert_pd_certificate(&mut tx, system_id, pd_id, new).await?;
+        EventDraft::new(
+            ObjectKind::RemotePd,
+            Some(pd_id),
+            &marking,
+            "certificate_uploaded",
+            serde_json::json!({ "serial": new.serial, "fingerprint": new.fingerprint, "not_after": ts(new.not_after) }),
+        )
+        .insert(&mut tx, system_id, actor)
+        .await?;
+        tx.commit().await?;
+        self.pd_certificate(system_id, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a certificate just recorded vanished".into()))
+    }
+
+    async fn pd_certificate(&self, system_id: i64, id: i64) -> Result<Option<PdCertificate>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CERT_COLUMNS} FROM pd_certificates WHERE id = $1 AND system_id = $2"
+        ))
+        .bind(id)
+        .bind(system_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(certificate).transpose()
+    }
+
+    /// Every certificate of a PD, newest first.
+    pub async fn pd_certificates(&self, system_id: i64, pd_id: i64) -> Result<Vec<PdCertificate>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CERT_COLUMNS} FROM pd_certificates WHERE system_id = $1 AND pd_id = $2 ORDER BY id DESC"
+        ))
+        .bind(system_id)
+        .bind(pd_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(certificate).collect()
+    }
+
+    /// Revokes the certificate `id` of a PD (or every unrevoked one when `id` is `None`).
+    /// Returns how many were revoked. One event when any was.
+    pub async fn revoke_pd_certificates(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        id: Option<i64>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
+        let sql = "UPDATE pd_certificates SET revoked_at = $1, revocation_reason = $2 \
+                   WHERE system_id = $3 AND pd_id = $4 AND revoked_at IS NULL";
+        let with_id = format!("{sql} AND id = $5");
+        let query = match id {
+            Some(id) => sqlx::query(&with_id)
+                .bind(ts(Utc::now()))
+                .bind(reason)
+                .bind(system_id)
+                .bind(pd_id)
+                .bind(id),
+            None => sqlx::query(sql)
+                .bind(ts(Utc::now()))
+                .bind(reason)
+                .bind(system_id)
+                .bind(pd_id),
+        };
+        let done = query.execute(&mut *tx).await?.rows_affected();
+        if done > 0 {
+            EventDraft::new(
+                ObjectKind::RemotePd,
+                Some(pd_id),
+                &marking,
+                "certificate_revoked",
+                serde_json::json!({ "certificate_id": id, "count": done, "reason": reason }),
+            )
+            .insert(&mut tx, system_id, actor)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// The PD whose unrevoked certificate has this fingerprint, if any (expiry is the TLS
+    /// verifier's to judge, and is returned for the caller).
+    pub async fn device_by_fingerprint(&self, fingerprint: &str) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query(
+            "SELECT id, system_id, pd_id, not_after FROM pd_certificates WHERE fingerprint = $1 AND revoked_at IS NULL",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DeviceRecord {
+                system_id: r.try_get("system_id")?,
+                pd_id: r.try_get("pd_id")?,
+                certificate_id: r.try_get("id")?,
+                not_after: parse_ts(&r.try_get::<String, _>("not_after")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The fingerprints of every unrevoked PD certificate, for the listener's handshake check.
+    pub async fn active_device_fingerprints(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT fingerprint FROM pd_certificates WHERE revoked_at IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("fingerprint")?))
+            .collect()
+    }
+}
