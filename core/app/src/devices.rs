@@ -1,6 +1,7 @@
-//! Remote PD identity use cases: one-time enrolment codes, enrolment from a certificate
-//! signing request, certificates issued elsewhere, and revocation. Each writes its change
-//! and its event together (the store's transactions).
+//! Remote PD use cases: identity (one-time enrolment codes, enrolment from a certificate
+//! signing request, certificates issued elsewhere, revocation) and the jobs a PD writes to
+//! keys (what an inserted key gets, and the PD's report that closes a job). Each writes its
+//! change and its event together (the store's transactions).
 
 use std::sync::Arc;
 
@@ -252,5 +253,168 @@ impl App {
                 &cx.actor,
             )
             .await?)
+    }
+}
+
+/// The PD a device operation comes from, as the PD listener identified it from the
+/// connection's verified certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceRef {
+    pub system_id: i64,
+    pub pd_id: i64,
+}
+
+/// A job a PD may write to the inserted key, with the hash of its program: the PD reports
+/// that hash back when the key holds the program.
+#[derive(Debug, Clone)]
+pub struct DeliverableJob {
+    pub job: lockgate_store::reconciliation::JobRecord,
+    pub program_hash: String,
+}
+
+/// What a PD reports about a job it delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceOutcome {
+    /// The key holds the program with this hash.
+    Done { program_hash: String },
+    /// The job could not be written.
+    Failed { reason: String },
+}
+
+/// How a PD's report was taken.
+#[derive(Debug, Clone)]
+pub enum DeviceReport {
+    /// The report closed the job.
+    Applied(crate::JobReport),
+    /// The job was closed by this report before (a retransmission): nothing changed.
+    AlreadyApplied,
+}
+
+/// The hash of a job's program as a PD reports it: SHA-256 of its JSON (keys sorted).
+pub fn program_hash(program: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(program.to_string().as_bytes()))
+}
+
+/// Longest idempotency key of a report, characters.
+pub const MAX_REPORT_KEY: usize = 128;
+
+impl App {
+    /// The write context of a PD's operation: lockgate itself, named after the PD.
+    async fn device_context(&self, device: DeviceRef) -> Result<WriteContext> {
+        let system = self.store.system(device.system_id).await?;
+        let actor = lockgate_store::Actor {
+            label: format!("remote PD {}", device.pd_id),
+            ..lockgate_store::Actor::system()
+        };
+        Ok(self.context(&system, &lockgate_store::Scope::all(), &actor))
+    }
+
+    /// A key is inserted in the PD: its jobs the PD may write now (open remote-update jobs
+    /// of the key, not waiting for an approval), each recorded as delivered by this PD with
+    /// its program hash.
+    pub async fn key_inserted(
+        &self,
+        device: DeviceRef,
+        key_id: i64,
+    ) -> Result<Vec<DeliverableJob>> {
+        let cx = self.device_context(device).await?;
+        if self
+            .store
+            .kind_of(cx.system.id, key_id)
+            .await?
+            .is_none_or(|k| k != ObjectKind::Key)
+        {
+            return Err(AppError::NotFound(format!("no key {key_id}")));
+        }
+        let jobs = self
+            .store
+            .jobs(cx.system.id, Some(key_id), true, 100)
+            .await?;
+        let mut out = Vec::new();
+        for job in jobs {
+            if job.target != crate::JobTarget::Key || job.state != crate::JobState::Created {
+                continue;
+            }
+            let hash = program_hash(&job.program);
+            self.store
+                .record_delivery(cx.system.id, device.pd_id, job.id, &hash, cx.now)
+                .await?;
+            out.push(DeliverableJob {
+                job,
+                program_hash: hash,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A PD reports a job it delivered. Architecture invariant: only the PD that delivered
+    /// the job confirms it, and only for the program it delivered (the hash); a report
+    /// repeated with its idempotency key, or after the job closed by it, changes nothing.
+    pub async fn device_job_report(
+        &self,
+        device: DeviceRef,
+        job_id: i64,
+        outcome: DeviceOutcome,
+        report_key: &str,
+    ) -> Result<DeviceReport> {
+        if report_key.is_empty() || report_key.chars().count() > MAX_REPORT_KEY {
+            return Err(AppError::field(
+                "report_key",
+                format!("must be 1 to {MAX_REPORT_KEY} characters"),
+            ));
+        }
+        let cx = self.device_context(device).await?;
+        let Some(delivery) = self
+            .store
+            .delivery(cx.system.id, device.pd_id, job_id)
+            .await?
+        else {
+            return Err(AppError::field(
+                "job_id",
+                "this PD did not deliver that job",
+            ));
+        };
+        if delivery.reported_at.is_some() {
+            return if delivery.report_key.as_deref() == Some(report_key) {
+                Ok(DeviceReport::AlreadyApplied)
+            } else {
+                Err(AppError::field(
+                    "job_id",
+                    "the job was reported already, with another report",
+                ))
+            };
+        }
+        let (name, failure) = match &outcome {
+            DeviceOutcome::Done { program_hash } if *program_hash != delivery.program_hash => {
+                return Err(AppError::field(
+                    "program_hash",
+                    "the key holds another program than the one this PD delivered for the job",
+                ));
+            }
+            DeviceOutcome::Done { .. } => ("finished", None),
+            DeviceOutcome::Failed { reason } => ("failed", Some(reason.clone())),
+        };
+        // A report whose job closed meanwhile by this very delivery (a crash between the
+        // two writes below) is taken as applied.
+        let job = self.store.job(cx.system.id, job_id).await?;
+        if job.state == crate::JobState::Finished && failure.is_none() {
+            self.store
+                .mark_delivery_reported(
+                    cx.system.id,
+                    device.pd_id,
+                    job_id,
+                    name,
+                    report_key,
+                    cx.now,
+                )
+                .await?;
+            return Ok(DeviceReport::AlreadyApplied);
+        }
+        let report = self.report_job(&cx, job_id, failure).await?;
+        self.store
+            .mark_delivery_reported(cx.system.id, device.pd_id, job_id, name, report_key, cx.now)
+            .await?;
+        Ok(DeviceReport::Applied(report))
     }
 }

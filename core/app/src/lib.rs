@@ -23,7 +23,10 @@ use lockgate_store::{
     reconciliation::{RECONCILED_KINDS, ReconcileReport},
 };
 
-pub use devices::{Enrolment, EnrolmentCode, MAX_ENROLMENT_CODE_MINUTES, PdAuthority};
+pub use devices::{
+    DeliverableJob, DeviceOutcome, DeviceRef, DeviceReport, Enrolment, EnrolmentCode,
+    MAX_ENROLMENT_CODE_MINUTES, MAX_REPORT_KEY, PdAuthority, program_hash,
+};
 pub use jobs::{CarryRefusal, JobReport};
 pub use lockgate_engine::jobs::{JobKind, JobState, JobTarget, Priority, Reporter, Transition};
 pub use lockgate_store::reconciliation::JobRecord;

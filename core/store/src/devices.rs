@@ -398,3 +398,103 @@ impl Store {
             .collect()
     }
 }
+
+/// A job a PD delivered to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub job_id: i64,
+    pub pd_id: i64,
+    pub program_hash: String,
+    pub delivered_at: DateTime<Utc>,
+    pub reported_at: Option<DateTime<Utc>>,
+    /// `finished` or `failed`, once reported.
+    pub outcome: Option<String>,
+    /// The idempotency key of the report that closed it.
+    pub report_key: Option<String>,
+}
+
+impl Store {
+    /// Records that the PD delivered the job with this program (again: the time and hash of
+    /// the newest delivery; an earlier report stays).
+    pub async fn record_delivery(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        job_id: i64,
+        program_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pd_deliveries (job_id, pd_id, system_id, program_hash, delivered_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (job_id, pd_id) DO UPDATE SET program_hash = excluded.program_hash, delivered_at = excluded.delivered_at \
+             WHERE pd_deliveries.reported_at IS NULL",
+        )
+        .bind(job_id)
+        .bind(pd_id)
+        .bind(system_id)
+        .bind(program_hash)
+        .bind(ts(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The PD's delivery of the job, if it made one.
+    pub async fn delivery(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        job_id: i64,
+    ) -> Result<Option<Delivery>> {
+        let row = sqlx::query(
+            "SELECT job_id, pd_id, program_hash, delivered_at, reported_at, outcome, report_key FROM pd_deliveries \
+             WHERE system_id = $1 AND pd_id = $2 AND job_id = $3",
+        )
+        .bind(system_id)
+        .bind(pd_id)
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Delivery {
+                job_id: r.try_get("job_id")?,
+                pd_id: r.try_get("pd_id")?,
+                program_hash: r.try_get("program_hash")?,
+                delivered_at: parse_ts(&r.try_get::<String, _>("delivered_at")?)?,
+                reported_at: r
+                    .try_get::<Option<String>, _>("reported_at")?
+                    .as_deref()
+                    .map(parse_ts)
+                    .transpose()?,
+                outcome: r.try_get("outcome")?,
+                report_key: r.try_get("report_key")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks the PD's delivery of the job reported (once: a later call changes nothing).
+    pub async fn mark_delivery_reported(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        job_id: i64,
+        outcome: &str,
+        report_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE pd_deliveries SET reported_at = $1, outcome = $2, report_key = $3 \
+             WHERE system_id = $4 AND pd_id = $5 AND job_id = $6 AND reported_at IS NULL",
+        )
+        .bind(ts(at))
+        .bind(outcome)
+        .bind(report_key)
+        .bind(system_id)
+        .bind(pd_id)
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

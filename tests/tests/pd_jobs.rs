@@ -1,0 +1,168 @@
+//! Hardware closes jobs (issue 13, item 6), through the application layer on both databases:
+//! a key inserted in a remote PD gets its remote-update job with the program's hash; only
+//! the PD that delivered the job confirms it, only for that program; a retransmitted report
+//! changes nothing; a key pulled out before the report leaves the job open; a failure report
+//! follows the failure rules (the job is planned again).
+
+use lockgate_app::{DeviceOutcome, DeviceRef, DeviceReport};
+use lockgate_tests::*;
+use serde_json::json;
+
+async fn remote_pd(app: &TestApp, marking: &str) -> i64 {
+    app.post(
+        "/api/v1/remote-pds",
+        json!({ "name": marking, "marking": marking, "type": "wall_gen2" }),
+    )
+    .await
+    .expect(201)
+    .id()
+}
+
+async fn key_job_count(app: &TestApp, key: i64) -> usize {
+    app.get(&format!("/api/v1/jobs?open=true&target_id={key}"))
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+on_both!(
+    only_the_delivering_pd_closes_a_job,
+    |app: TestApp| async move {
+        let group = app.key_group("Dynamic", "dynamic").await;
+        let door = app.post("/api/v1/cylinders", json!({ "name": "Door", "marking": "C-1", "side_a": "electronic", "firmware": "10.2", "access_list": { "key_groups": [{ "key_group_id": group }] } }))
+        .await
+        .expect(201)
+        .id();
+        let profile = app
+            .post(
+                "/api/v1/access-profiles",
+                json!({ "name": "Office", "cylinder_ids": [door] }),
+            )
+            .await
+            .expect(201)
+            .id();
+        let key = app
+        .post("/api/v1/keys", json!({ "name": "Dyn", "marking": "D-1", "type": "dynamic", "generation": "2", "firmware": "12.7", "key_group_id": group, "access_list_capacity": 2, "access_profile_ids": [profile] }))
+        .await
+        .expect(201)
+        .id();
+        let lobby = DeviceRef {
+            system_id: app.system_id,
+            pd_id: remote_pd(&app, "PD-1").await,
+        };
+        let yard = DeviceRef {
+            system_id: app.system_id,
+            pd_id: remote_pd(&app, "PD-2").await,
+        };
+        let core = lockgate_app::App::new(app.store.clone());
+
+        // Inserted at the lobby PD: the key's remote update, with its program's hash.
+        let jobs = core.key_inserted(lobby, key).await.expect("inserted");
+        assert_eq!(jobs.len(), 1, "one remote update job");
+        let job = jobs[0].job.id;
+        assert_eq!(
+            jobs[0].program_hash,
+            lockgate_app::program_hash(&jobs[0].job.program)
+        );
+        let hash = jobs[0].program_hash.clone();
+        // Pulled out before the report: nothing changes.
+        assert_eq!(key_job_count(&app, key).await, 1);
+        let status = format!("/api/v1/keys/{key}/update-status");
+        assert_eq!(app.get(&status).await.body["status"], "update_required");
+
+        // Another PD did not deliver it; the lobby PD must name the program it wrote.
+        let done = DeviceOutcome::Done {
+            program_hash: hash.clone(),
+        };
+        let refused = core
+            .device_job_report(yard, job, done.clone(), "r-1")
+            .await
+            .expect_err("a PD that did not deliver the job confirms it");
+        assert!(refused.to_string().contains("did not deliver"), "{refused}");
+        let wrong = DeviceOutcome::Done {
+            program_hash: "00".repeat(32),
+        };
+        let refused = core
+            .device_job_report(lobby, job, wrong, "r-1")
+            .await
+            .expect_err("another program confirms the job");
+        assert!(refused.to_string().contains("program"), "{refused}");
+        assert_eq!(key_job_count(&app, key).await, 1, "nothing closed yet");
+        assert!(
+            core.device_job_report(lobby, job, done.clone(), "")
+                .await
+                .is_err()
+        );
+
+        // The right report closes it; the actual state follows.
+        match core
+            .device_job_report(lobby, job, done.clone(), "r-1")
+            .await
+            .expect("report")
+        {
+            DeviceReport::Applied(r) => assert_eq!(r.job.state.name(), "finished"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(key_job_count(&app, key).await, 0);
+        assert_eq!(app.get(&status).await.body["status"], "up_to_date");
+        let events = |app: &TestApp| {
+            let app = app.store.clone();
+            async move {
+                sqlx::query(
+                    "SELECT COUNT(*) AS n FROM events WHERE object_kind = 'job' AND object_id = $1",
+                )
+                .bind(job)
+                .fetch_one(app.pool())
+                .await
+                .map(|r| sqlx::Row::try_get::<i64, _>(&r, "n").expect("n"))
+                .expect("count")
+            }
+        };
+        let before = events(&app).await;
+        // Retransmitted: harmless. Another report for the closed job: refused.
+        assert!(matches!(
+            core.device_job_report(lobby, job, done.clone(), "r-1")
+                .await,
+            Ok(DeviceReport::AlreadyApplied)
+        ));
+        assert_eq!(events(&app).await, before, "a retransmission wrote events");
+        assert!(
+            core.device_job_report(lobby, job, done, "r-2")
+                .await
+                .is_err()
+        );
+
+        // A failure report follows the failure rules: the job fails and is planned again.
+        app.patch(
+            &format!("/api/v1/keys/{key}"),
+            json!({ "access_profile_ids": [] }),
+        )
+        .await
+        .expect(200);
+        let jobs = core.key_inserted(yard, key).await.expect("inserted");
+        assert_eq!(jobs.len(), 1);
+        let second = jobs[0].job.id;
+        match core
+            .device_job_report(
+                yard,
+                second,
+                DeviceOutcome::Failed {
+                    reason: "key removed during the write".into(),
+                },
+                "y-1",
+            )
+            .await
+            .expect("report")
+        {
+            DeviceReport::Applied(r) => assert_eq!(r.job.state.name(), "failed"),
+            other => panic!("{other:?}"),
+        }
+        let again = core.key_inserted(yard, key).await.expect("inserted");
+        assert_eq!(again.len(), 1, "the failed job is planned again");
+        assert_ne!(again[0].job.id, second);
+        // Unknown key: not found.
+        assert!(core.key_inserted(yard, 999_999).await.is_err());
+    }
+);
