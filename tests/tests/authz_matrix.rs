@@ -380,6 +380,8 @@ enum Op {
     PdRevoke,
     /// GET /pd-ca
     PdCa,
+    /// GET /remote-pds/{id}/status
+    PdStatus,
 }
 
 /// One endpoint of the matrix and the permission it needs.
@@ -449,6 +451,7 @@ fn rows() -> Vec<Row> {
     ));
     v.push(extra(Op::PdRevoke, "remote-pds", "remote_pds", Lv::Full));
     v.push(extra(Op::PdCa, "", "remote_pds", Lv::View));
+    v.push(extra(Op::PdStatus, "remote-pds", "remote_pds", Lv::View));
     for (p, f) in [
         ("employees", "employee"),
         ("visitors", "visitor"),
@@ -961,6 +964,7 @@ fn describe(row: &Row) -> String {
         Op::PdCertificates => "GET /remote-pds/{id}/certificates".into(),
         Op::PdRevoke => "POST /remote-pds/{id}/certificates/revoke".into(),
         Op::PdCa => "GET /pd-ca".into(),
+        Op::PdStatus => "GET /remote-pds/{id}/status".into(),
     }
 }
 
@@ -1100,6 +1104,17 @@ async fn perform(app: &TestApp, token: &str, row: &Row, fx: &Fx, uniq: &str) -> 
             .await
         }
         Op::PdCa => as_admin(app, token, Method::GET, "/api/v1/pd-ca", None).await,
+        Op::PdStatus => {
+            let pd = fx.ids["remote-pds"];
+            as_admin(
+                app,
+                token,
+                Method::GET,
+                &format!("/api/v1/remote-pds/{pd}/status"),
+                None,
+            )
+            .await
+        }
         Op::SystemStatus => as_admin(app, token, Method::GET, "/api/v1/system/status", None).await,
         Op::MaintenanceLock => {
             let from = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();

@@ -1343,6 +1343,9 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     c.call(get.clone(), "/api/v1/pd-ca", "", "", None)
         .await
         .expect(200);
+    c.call(get.clone(), "/api/v1/remote-pds/{id}/status", pd, "", None)
+        .await
+        .expect(200);
     let certs = c
         .call(
             get.clone(),

@@ -2,7 +2,8 @@
 //! a key inserted in a remote PD gets its remote-update job with the program's hash; only
 //! the PD that delivered the job confirms it, only for that program; a retransmitted report
 //! changes nothing; a key pulled out before the report leaves the job open; a failure report
-//! follows the failure rules (the job is planned again).
+//! follows the failure rules (the job is planned again). Heartbeats keep a PD online; missed
+//! ones mark it offline, each change with its event.
 
 use lockgate_app::{DeviceOutcome, DeviceRef, DeviceReport};
 use lockgate_tests::*;
@@ -166,3 +167,73 @@ on_both!(
         assert!(core.key_inserted(yard, 999_999).await.is_err());
     }
 );
+
+on_both!(heartbeats_keep_a_pd_online, |app: TestApp| async move {
+    let pd = app
+        .post(
+            "/api/v1/remote-pds",
+            json!({ "name": "Lobby", "marking": "PD-9", "type": "wall_gen2", "settings": { "heartbeat_minutes": 5 } }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let device = DeviceRef {
+        system_id: app.system_id,
+        pd_id: pd,
+    };
+    let start = chrono::Utc::now();
+    let clock = std::sync::Arc::new(lockgate_app::FixedClock::new(start));
+    let core = lockgate_app::App::with_clock(app.store.clone(), clock.clone());
+    let status = format!("/api/v1/remote-pds/{pd}/status");
+    let s = app.get(&status).await.expect(200).body;
+    assert_eq!(s["online"], false);
+    assert!(s["last_seen"].is_null());
+
+    // A heartbeat: online, with the firmware it reported and its settings in the answer.
+    let answer = core
+        .device_heartbeat(device, Some("2.4.1"))
+        .await
+        .expect("heartbeat");
+    assert_eq!(answer.heartbeat_minutes, 5);
+    let s = app.get(&status).await.expect(200).body;
+    assert_eq!(s["online"], true, "{s}");
+    assert_eq!(s["firmware"], "2.4.1");
+    assert!(core.device_heartbeat(device, Some("")).await.is_err());
+
+    // Two missed heartbeats are not three: still online. Three are.
+    clock.set(start + chrono::Duration::minutes(14));
+    assert_eq!(core.mark_silent_pds_offline(3).await.expect("sweep"), 0);
+    clock.set(start + chrono::Duration::minutes(16));
+    assert_eq!(core.mark_silent_pds_offline(3).await.expect("sweep"), 1);
+    assert_eq!(
+        core.mark_silent_pds_offline(3).await.expect("sweep"),
+        0,
+        "once"
+    );
+    let s = app.get(&status).await.expect(200).body;
+    assert_eq!(s["online"], false, "{s}");
+    assert!(s["offline_since"].is_string());
+
+    // Heard from again: online, firmware kept when not reported.
+    core.device_heartbeat(device, None)
+        .await
+        .expect("heartbeat");
+    let s = app.get(&status).await.expect(200).body;
+    assert_eq!(
+        (s["online"].clone(), s["firmware"].clone()),
+        (json!(true), json!("2.4.1"))
+    );
+    let events = app
+        .get(&format!("/api/v1/remote-pds/{pd}/events"))
+        .await
+        .expect(200)
+        .body;
+    let actions: Vec<&str> = events["items"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    let count = |a: &str| actions.iter().filter(|x| **x == a).count();
+    assert_eq!((count("online"), count("offline")), (2, 1), "{actions:?}");
+});

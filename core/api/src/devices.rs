@@ -1,7 +1,7 @@
 //! Remote PD identity endpoints: one-time enrolment codes on a PD's record, the PD's own
 //! enrolment with a certificate signing request (authenticated by the code alone), the
-//! gateway CA's certificate, a PD's certificates, uploading one issued elsewhere, and
-//! revocation. Each calls the application layer.
+//! gateway CA's certificate, a PD's certificates, uploading one issued elsewhere,
+//! revocation, and a PD's status (liveness, firmware, certificate expiry). Each calls the application layer.
 
 use axum::{
     Json, Router,
@@ -188,8 +188,35 @@ async fn revoke(
     Ok(Json(json!({ "revoked": n })).into_response())
 }
 
+/// `GET /api/v1/remote-pds/{id}/status`: online, last seen, the firmware it reported, when
+/// its newest unrevoked certificate expires.
+async fn status(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    admin.require(Function::RemotePds, Level::View)?;
+    let certs = state.app.pd_certificates(&admin.cx(&state.app), id).await?;
+    let live = state.store.pd_liveness(admin.system.id, id).await?;
+    let expires = certs
+        .iter()
+        .filter(|c| c.revoked_at.is_none())
+        .map(|c| c.not_after)
+        .max();
+    Ok(Json(json!({
+        "pd_id": id,
+        "online": live.as_ref().is_some_and(|l| l.online),
+        "last_seen": live.as_ref().map(|l| l.last_seen),
+        "offline_since": live.as_ref().and_then(|l| l.offline_since),
+        "firmware": live.as_ref().and_then(|l| l.firmware.clone()),
+        "certificate_expires_at": expires,
+    }))
+    .into_response())
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/remote-pds/{id}/status", get(status))
         .route("/api/v1/remote-pds/{id}/enrolment-code", post(create_code))
         .route(
             "/api/v1/remote-pds/{id}/certificates",

@@ -1261,6 +1261,31 @@ fn operations() -> Vec<Op> {
     ops.push(
         Op::new(
             "get",
+            "/api/v1/remote-pds/{id}/status",
+            "getPdStatus",
+            "remote-pds",
+            "The PD's status: online (heartbeats), last seen, offline since, the firmware it reported, when its newest unrevoked certificate expires (needs remote_pds View)",
+        )
+        .ok(
+            200,
+            "The status",
+            object(
+                json!({
+                    "pd_id": id_schema(),
+                    "online": { "type": "boolean" },
+                    "last_seen": nullable_date_time(),
+                    "offline_since": nullable_date_time(),
+                    "firmware": { "type": ["string", "null"] },
+                    "certificate_expires_at": nullable_date_time(),
+                }),
+                &[],
+            ),
+        )
+        .not_found("remote PD"),
+    );
+    ops.push(
+        Op::new(
+            "get",
             "/api/v1/remote-pds/{id}/certificates",
             "listPdCertificates",
             "remote-pds",
@@ -1274,8 +1299,7 @@ fn operations() -> Vec<Op> {
                 &[],
             ),
         )
-        .not_found("remote PD")
-        .problem(409, pd_identity_off),
+        .not_found("remote PD"),
     );
     ops.push(
         Op::new(

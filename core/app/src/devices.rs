@@ -418,3 +418,68 @@ impl App {
         Ok(DeviceReport::Applied(report))
     }
 }
+
+/// What a PD gets at its heartbeat: its interval and its settings (delivered at heartbeat).
+#[derive(Debug, Clone)]
+pub struct HeartbeatAnswer {
+    pub heartbeat_minutes: u32,
+    pub settings: lockgate_model::remote_pd::PdSettings,
+}
+
+/// Most heartbeats a PD may miss before it counts as offline (`[background]
+/// pd_missed_heartbeats` is 1 to this).
+pub const MAX_MISSED_HEARTBEATS: u32 = 100;
+
+impl App {
+    /// A PD's heartbeat: it is online (an `online` event when it was not), its reported
+    /// firmware is kept, and it gets its settings.
+    pub async fn device_heartbeat(
+        &self,
+        device: DeviceRef,
+        firmware: Option<&str>,
+    ) -> Result<HeartbeatAnswer> {
+        if firmware.is_some_and(|f| f.is_empty() || f.len() > 32) {
+            return Err(AppError::field("firmware", "must be 1 to 32 characters"));
+        }
+        let cx = self.device_context(device).await?;
+        let pd: lockgate_store::Stored<lockgate_model::remote_pd::RemotePd> = self
+            .store
+            .get(
+                cx.system.id,
+                ObjectKind::RemotePd,
+                device.pd_id,
+                &lockgate_store::Scope::all(),
+            )
+            .await?;
+        self.store
+            .record_heartbeat(cx.system.id, device.pd_id, cx.now, firmware, &cx.actor)
+            .await?;
+        Ok(HeartbeatAnswer {
+            heartbeat_minutes: pd.body.settings.heartbeat_minutes,
+            settings: pd.body.settings,
+        })
+    }
+
+    /// Marks offline every online PD that missed `missed` heartbeats by now (its own
+    /// interval each); returns how many. Each gets an `offline` event.
+    pub async fn mark_silent_pds_offline(&self, missed: u32) -> Result<usize> {
+        let now = self.now();
+        let missed = missed.clamp(1, MAX_MISSED_HEARTBEATS);
+        let mut marked = 0;
+        for (system_id, live, body) in self.store.online_pds().await? {
+            let minutes = serde_json::from_str::<lockgate_model::remote_pd::RemotePd>(&body)
+                .map(|pd| pd.settings.heartbeat_minutes)
+                .unwrap_or(15);
+            let silence = Duration::minutes(i64::from(minutes) * i64::from(missed));
+            if live.last_seen + silence < now
+                && self
+                    .store
+                    .mark_pd_offline(system_id, live.pd_id, live.last_seen, now, missed)
+                    .await?
+            {
+                marked += 1;
+            }
+        }
+        Ok(marked)
+    }
+}

@@ -41,6 +41,8 @@ pub const LICENCE_CHECK: &str = "licence.check";
 /// A directory sync: payload `{"plugin": name, "full": bool}`, or null for a full sync by
 /// every enabled directory-sync plugin (the periodic task).
 pub const DIRECTORY_SYNC: &str = "directory.sync";
+/// Remote PDs that missed their heartbeats go offline.
+pub const PD_LIVENESS: &str = "pds.liveness";
 
 /// Tracing target of [`LogDeliver`].
 pub const OUTBOX_LOG_TARGET: &str = "lockgate::outbox";
@@ -66,6 +68,8 @@ pub struct Context {
     pub job_retention: Duration,
     /// The plugin host (directory syncs); none when plugins are disabled.
     pub plugins: Option<PluginHost>,
+    /// Heartbeats a remote PD may miss before it counts as offline.
+    pub pd_missed_heartbeats: u32,
 }
 
 impl Context {
@@ -83,6 +87,7 @@ impl Context {
             event_retention_days: cfg.event_retention_days,
             job_retention: Duration::from_secs(u64::from(cfg.job_retention_days) * 86_400),
             plugins,
+            pd_missed_heartbeats: cfg.pd_missed_heartbeats,
         })
     }
 }
@@ -121,6 +126,7 @@ pub fn periodic_tasks(cfg: &BackgroundConfig) -> Vec<Periodic> {
         (EVENTS_PURGE, cfg.purge_every),
         (LICENCE_CHECK, cfg.licence_check_every),
         (DIRECTORY_SYNC, cfg.directory_sync_every),
+        (PD_LIVENESS, cfg.pd_liveness_every),
     ]
     .into_iter()
     .map(|(kind, every)| Periodic::new(kind, kind, every.0))
@@ -134,6 +140,7 @@ enum Task {
     Purge,
     LicenceCheck,
     DirectorySync,
+    PdLiveness,
 }
 
 /// One of the gateway's handlers.
@@ -171,6 +178,15 @@ impl Handler for TaskHandler {
                 tracing::debug!(messages = n, "licence check done");
             }
             Task::DirectorySync => directory_sync(self.ctx.plugins.as_ref(), &job.payload).await?,
+            Task::PdLiveness => {
+                let n = lockgate_app::App::new(self.ctx.store.clone())
+                    .mark_silent_pds_offline(self.ctx.pd_missed_heartbeats)
+                    .await
+                    .map_err(|e| JobsError::failed(e.to_string()))?;
+                if n > 0 {
+                    tracing::info!(offline = n, "remote PDs missed their heartbeats");
+                }
+            }
         }
         Ok(())
     }
@@ -184,6 +200,7 @@ pub fn handlers(ctx: Arc<Context>) -> Vec<(&'static str, Arc<dyn Handler>)> {
         (EVENTS_PURGE, Task::Purge),
         (LICENCE_CHECK, Task::LicenceCheck),
         (DIRECTORY_SYNC, Task::DirectorySync),
+        (PD_LIVENESS, Task::PdLiveness),
     ]
     .into_iter()
     .map(|(kind, task)| {

@@ -714,6 +714,10 @@ pub struct BackgroundConfig {
     pub licence_check_every: Span,
     /// Full sync by every enabled directory-sync plugin (also on demand).
     pub directory_sync_every: Span,
+    /// Remote PD liveness check: PDs that missed `pd_missed_heartbeats` heartbeats go offline.
+    pub pd_liveness_every: Span,
+    /// Heartbeats a remote PD may miss before it counts as offline (1–100).
+    pub pd_missed_heartbeats: u32,
     /// The notifier plugin that delivers the outbox's `notify.*` messages
     /// (e.g. `email-notifier`); none: they are logged (metadata only).
     pub notifier: Option<String>,
@@ -735,6 +739,8 @@ impl Default for BackgroundConfig {
             job_retention_days: 7,
             licence_check_every: Span::secs(24 * 3600),
             directory_sync_every: Span::secs(24 * 3600),
+            pd_liveness_every: Span::secs(60),
+            pd_missed_heartbeats: 3,
             notifier: None,
         }
     }
@@ -742,18 +748,25 @@ impl Default for BackgroundConfig {
 
 impl BackgroundConfig {
     /// The periodic task intervals with their key paths.
-    pub fn intervals(&self) -> [(&'static str, Span); 5] {
+    pub fn intervals(&self) -> [(&'static str, Span); 6] {
         [
             ("background.reconcile_every", self.reconcile_every),
             ("background.overdue_check_every", self.overdue_check_every),
             ("background.purge_every", self.purge_every),
             ("background.licence_check_every", self.licence_check_every),
             ("background.directory_sync_every", self.directory_sync_every),
+            ("background.pd_liveness_every", self.pd_liveness_every),
         ]
     }
 
     /// Check the section; errors name the key path (`background.retry_cap`).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=lockgate_app::MAX_MISSED_HEARTBEATS).contains(&self.pd_missed_heartbeats) {
+            return Err(ConfigError::Invalid {
+                key: "background.pd_missed_heartbeats".into(),
+                message: format!("must be 1–{}", lockgate_app::MAX_MISSED_HEARTBEATS),
+            });
+        }
         let invalid = |key: &str, message: &str| {
             Err(ConfigError::Invalid {
                 key: key.into(),

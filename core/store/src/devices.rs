@@ -498,3 +498,137 @@ impl Store {
         Ok(())
     }
 }
+
+/// A PD's liveness as the gateway saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PdLiveness {
+    pub pd_id: i64,
+    pub online: bool,
+    pub last_seen: DateTime<Utc>,
+    pub offline_since: Option<DateTime<Utc>>,
+    /// The firmware the PD reported at its last heartbeat.
+    pub firmware: Option<String>,
+}
+
+fn liveness(r: &sqlx::any::AnyRow) -> Result<PdLiveness> {
+    Ok(PdLiveness {
+        pd_id: r.try_get("pd_id")?,
+        online: r.try_get::<i64, _>("online")? != 0,
+        last_seen: parse_ts(&r.try_get::<String, _>("last_seen")?)?,
+        offline_since: r
+            .try_get::<Option<String>, _>("offline_since")?
+            .as_deref()
+            .map(parse_ts)
+            .transpose()?,
+        firmware: r.try_get("firmware")?,
+    })
+}
+
+impl Store {
+    /// Records a PD's heartbeat at `at`. Returns whether it came online with it (first
+    /// heartbeat, or after being offline): then an `online` event is written with it.
+    pub async fn record_heartbeat(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        at: DateTime<Utc>,
+        firmware: Option<&str>,
+        actor: &Actor,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
+        let was_online = sqlx::query("SELECT online FROM pd_status WHERE pd_id = $1")
+            .bind(pd_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<i64, _>("online"))
+            .transpose()?
+            .is_some_and(|o| o != 0);
+        sqlx::query(
+            "INSERT INTO pd_status (pd_id, system_id, online, last_seen, offline_since, firmware) VALUES ($1, $2, 1, $3, NULL, $4) \
+             ON CONFLICT (pd_id) DO UPDATE SET online = 1, last_seen = excluded.last_seen, offline_since = NULL, \
+             firmware = COALESCE(excluded.firmware, pd_status.firmware)",
+        )
+        .bind(pd_id)
+        .bind(system_id)
+        .bind(ts(at))
+        .bind(firmware)
+        .execute(&mut *tx)
+        .await?;
+        if !was_online {
+            EventDraft::new(
+                ObjectKind::RemotePd,
+                Some(pd_id),
+                &marking,
+                "online",
+                serde_json::json!({ "at": ts(at), "firmware": firmware }),
+            )
+            .insert(&mut tx, system_id, actor)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(!was_online)
+    }
+
+    /// A PD's liveness, if it was ever heard from.
+    pub async fn pd_liveness(&self, system_id: i64, pd_id: i64) -> Result<Option<PdLiveness>> {
+        let row = sqlx::query(
+            "SELECT pd_id, online, last_seen, offline_since, firmware FROM pd_status WHERE system_id = $1 AND pd_id = $2",
+        )
+        .bind(system_id)
+        .bind(pd_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(liveness).transpose()
+    }
+
+    /// The PDs counted online, with their system and the body of their record (for the
+    /// heartbeat interval).
+    pub async fn online_pds(&self) -> Result<Vec<(i64, PdLiveness, String)>> {
+        let rows = sqlx::query(
+            "SELECT s.pd_id, s.system_id, s.online, s.last_seen, s.offline_since, s.firmware, o.body \
+             FROM pd_status s JOIN objects o ON o.id = s.pd_id WHERE s.online = 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("system_id")?, liveness(r)?, r.try_get("body")?)))
+            .collect()
+    }
+
+    /// Marks a PD offline from `at`, unless it was heard from after `last_seen` meanwhile.
+    /// Returns whether it was marked (then with an `offline` event).
+    pub async fn mark_pd_offline(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        last_seen: DateTime<Utc>,
+        at: DateTime<Utc>,
+        missed: u32,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
+        let done = sqlx::query(
+            "UPDATE pd_status SET online = 0, offline_since = $1 WHERE pd_id = $2 AND online = 1 AND last_seen = $3",
+        )
+        .bind(ts(at))
+        .bind(pd_id)
+        .bind(ts(last_seen))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done > 0 {
+            EventDraft::new(
+                ObjectKind::RemotePd,
+                Some(pd_id),
+                &marking,
+                "offline",
+                serde_json::json!({ "last_seen": ts(last_seen), "missed_heartbeats": missed }),
+            )
+            .insert(&mut tx, system_id, &Actor::system())
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done > 0)
+    }
+}
