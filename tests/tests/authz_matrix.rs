@@ -382,6 +382,8 @@ enum Op {
     PdCa,
     /// GET /remote-pds/{id}/status
     PdStatus,
+    /// GET /pd-krl
+    PdKrl,
 }
 
 /// One endpoint of the matrix and the permission it needs.
@@ -452,6 +454,7 @@ fn rows() -> Vec<Row> {
     v.push(extra(Op::PdRevoke, "remote-pds", "remote_pds", Lv::Full));
     v.push(extra(Op::PdCa, "", "remote_pds", Lv::View));
     v.push(extra(Op::PdStatus, "remote-pds", "remote_pds", Lv::View));
+    v.push(extra(Op::PdKrl, "", "remote_pds", Lv::View));
     for (p, f) in [
         ("employees", "employee"),
         ("visitors", "visitor"),
@@ -965,6 +968,7 @@ fn describe(row: &Row) -> String {
         Op::PdRevoke => "POST /remote-pds/{id}/certificates/revoke".into(),
         Op::PdCa => "GET /pd-ca".into(),
         Op::PdStatus => "GET /remote-pds/{id}/status".into(),
+        Op::PdKrl => "GET /pd-krl".into(),
     }
 }
 
@@ -1104,6 +1108,7 @@ async fn perform(app: &TestApp, token: &str, row: &Row, fx: &Fx, uniq: &str) -> 
             .await
         }
         Op::PdCa => as_admin(app, token, Method::GET, "/api/v1/pd-ca", None).await,
+        Op::PdKrl => as_admin(app, token, Method::GET, "/api/v1/pd-krl", None).await,
         Op::PdStatus => {
             let pd = fx.ids["remote-pds"];
             as_admin(

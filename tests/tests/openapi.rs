@@ -1346,6 +1346,9 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     c.call(get.clone(), "/api/v1/remote-pds/{id}/status", pd, "", None)
         .await
         .expect(200);
+    c.call(get.clone(), "/api/v1/pd-krl", "", "", None)
+        .await
+        .expect(200);
     let certs = c
         .call(
             get.clone(),

@@ -237,3 +237,86 @@ on_both!(heartbeats_keep_a_pd_online, |app: TestApp| async move {
     let count = |a: &str| actions.iter().filter(|x| **x == a).count();
     assert_eq!((count("online"), count("offline")), (2, 1), "{actions:?}");
 });
+
+on_both!(
+    the_key_revocation_list_is_signed_and_follows_key_losses,
+    |app: TestApp| async move {
+        let mut app = app;
+        let authority = lockgate::pd_listener::open_authority(
+            &app.store,
+            &lockgate::config::PdsConfig::default(),
+            &lockgate_devices::ca::SealingKey::generate().expect("key"),
+        )
+        .await
+        .expect("PD CA");
+        app.router = lockgate_api::router(lockgate_api::AppState::with_app(
+            lockgate_app::App::new(app.store.clone())
+                .with_pd_authority(std::sync::Arc::new(authority)),
+            lockgate_api::ApiConfig::default(),
+        ));
+        let group = app.key_group("Normal", "normal").await;
+        let key = app
+        .post("/api/v1/keys", json!({ "name": "K", "marking": "K-LOST", "type": "quartz", "generation": "2", "key_group_id": group }))
+        .await
+        .expect(201)
+        .id();
+        let person = app
+            .post(
+                "/api/v1/employees",
+                json!({ "first_name": "Lu", "surname": "Loss" }),
+            )
+            .await
+            .expect(201)
+            .id();
+        app.post(
+            &format!("/api/v1/keys/{key}/hand-out"),
+            json!({ "holder_id": person }),
+        )
+        .await
+        .expect(200);
+        let public_key = app.get("/api/v1/pd-ca").await.expect(200).body["krl_public_key"]
+            .as_str()
+            .expect("key")
+            .to_owned();
+
+        let before = app.get("/api/v1/pd-krl").await.expect(200).body;
+        assert_eq!(before["list"]["keys"], json!([]));
+        let signed: lockgate_devices::krl::SignedKrl =
+            serde_json::from_value(before["signed"].clone()).expect("signed");
+        let verified = lockgate_devices::krl::verify(&signed, &public_key).expect("verifies");
+        assert_eq!(verified.system_id, app.system_id);
+        let hours = (verified.valid_until - verified.issued_at).num_hours();
+        assert_eq!(hours, 24);
+
+        // A key loss reissues the list at once, with the key.
+        app.post(
+            &format!("/api/v1/keys/{key}/lost"),
+            json!({ "block": "all" }),
+        )
+        .await
+        .expect(200);
+        let after = app.get("/api/v1/pd-krl").await.expect(200).body;
+        let signed: lockgate_devices::krl::SignedKrl =
+            serde_json::from_value(after["signed"].clone()).expect("signed");
+        let list = lockgate_devices::krl::verify(&signed, &public_key).expect("verifies");
+        assert_eq!(list.keys.len(), 1, "{after}");
+        assert_eq!(list.keys[0].key_id, key);
+        assert_eq!(list.keys[0].marking, "K-LOST");
+        assert!(
+            list.issued_at > verified.issued_at,
+            "not reissued on the loss"
+        );
+        // The list a PD gets cannot be changed on the way.
+        let mut forged = list.clone();
+        forged.keys.clear();
+        let tampered = lockgate_devices::krl::SignedKrl {
+            list: {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .encode(serde_json::to_vec(&forged).unwrap())
+            },
+            signature: signed.signature.clone(),
+        };
+        assert!(lockgate_devices::krl::verify(&tampered, &public_key).is_err());
+    }
+);

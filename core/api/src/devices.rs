@@ -114,20 +114,27 @@ async fn enrol(
             "not_after": c.not_after,
             "certificate_pem": c.certificate_pem,
             "ca_pem": enrolled.ca_pem,
+            "krl_public_key": state.app.pd_trust_anchors()?.1,
         })),
     )
         .into_response())
 }
 
-/// `GET /api/v1/pd-ca`: the gateway CA's certificate (what PDs trust the listener by).
+/// `GET /api/v1/pd-ca`: the gateway CA's certificate (what PDs trust the listener by) and
+/// the public key PDs verify key revocation lists with.
 async fn ca(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
     admin.require(Function::RemotePds, Level::View)?;
-    match state.store.pd_ca().await? {
-        Some((pem, _)) => Ok(Json(json!({ "certificate_pem": pem })).into_response()),
-        None => Err(Problem::not_found(
-            "no PD certificate authority yet: it is created when the PD listener first starts",
-        )),
-    }
+    let (pem, krl) = state.app.pd_trust_anchors()?;
+    Ok(Json(json!({ "certificate_pem": pem, "krl_public_key": krl })).into_response())
+}
+
+/// `GET /api/v1/pd-krl`: the caller's system's signed key revocation list, as PDs get it,
+/// with its content.
+async fn krl(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::RemotePds, Level::View)?;
+    let (list, signed) = state.app.key_revocation_list(admin.system.id).await?;
+    let (_, public_key) = state.app.pd_trust_anchors()?;
+    Ok(Json(json!({ "list": list, "signed": signed, "public_key": public_key })).into_response())
 }
 
 /// `GET /api/v1/remote-pds/{id}/certificates`.
@@ -224,5 +231,6 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/remote-pds/{id}/certificates/revoke", post(revoke))
         .route("/api/v1/pd-ca", get(ca))
+        .route("/api/v1/pd-krl", get(krl))
         .route("/api/v1/pd-enrolment", post(enrol))
 }

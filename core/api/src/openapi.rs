@@ -1239,6 +1239,7 @@ fn operations() -> Vec<Op> {
                     "not_after": date_time(),
                     "certificate_pem": text(),
                     "ca_pem": text(),
+                    "krl_public_key": text(),
                 }),
                 &[],
             ),
@@ -1255,8 +1256,43 @@ fn operations() -> Vec<Op> {
             "remote-pds",
             "The gateway's PD CA certificate (PDs trust the PD listener by it; needs remote_pds View)",
         )
-        .ok(200, "The CA certificate", object(json!({ "certificate_pem": text() }), &[]))
-        .problem(404, "No PD CA yet (the PD listener has not started)"),
+        .ok(
+            200,
+            "The CA certificate and the key revocation list key",
+            object(json!({ "certificate_pem": text(), "krl_public_key": text() }), &[]),
+        )
+        .problem(409, pd_identity_off),
+    );
+    ops.push(
+        Op::new(
+            "get",
+            "/api/v1/pd-krl",
+            "getPdKrl",
+            "remote-pds",
+            "Your system's key revocation list (its lost keys), Ed25519-signed as PDs fetch it, with its content (needs remote_pds View)",
+        )
+        .ok(
+            200,
+            "The list",
+            object(
+                json!({
+                    "list": object(
+                        json!({
+                            "version": count(),
+                            "system_id": id_schema(),
+                            "issued_at": date_time(),
+                            "valid_until": date_time(),
+                            "keys": { "type": "array", "items": object(json!({ "key_id": id_schema(), "marking": text() }), &[]) },
+                        }),
+                        &[],
+                    ),
+                    "signed": object(json!({ "list": text(), "signature": text() }), &[]),
+                    "public_key": text(),
+                }),
+                &[],
+            ),
+        )
+        .problem(409, pd_identity_off),
     );
     ops.push(
         Op::new(

@@ -29,6 +29,8 @@ pub struct PdAuthority {
     pub trusted_issuers: Vec<CertificateDer<'static>>,
     /// Days an issued PD certificate is valid.
     pub certificate_days: u32,
+    /// How long a PD may rely on a key revocation list after it was issued.
+    pub krl_validity: Duration,
 }
 
 impl PdAuthority {
@@ -481,5 +483,52 @@ impl App {
             }
         }
         Ok(marked)
+    }
+}
+
+/// Longest validity of a key revocation list.
+pub const MAX_KRL_VALIDITY_HOURS: i64 = 24 * 30;
+
+impl App {
+    /// The gateway CA's certificate and the public key PDs verify revocation lists with.
+    pub fn pd_trust_anchors(&self) -> Result<(String, String)> {
+        let a = self.pd_authority()?;
+        Ok((a.ca.certificate_pem().to_owned(), a.ca.krl_public_key()))
+    }
+
+    /// The signed key revocation list of a locking system: its lost keys. It is issued at the
+    /// start of the current hour, or at the latest change of a listed key after that (a key
+    /// loss reissues it at once), and valid `krl_validity` from then.
+    pub async fn key_revocation_list(
+        &self,
+        system_id: i64,
+    ) -> Result<(
+        lockgate_devices::krl::KeyRevocationList,
+        lockgate_devices::krl::SignedKrl,
+    )> {
+        use chrono::{DurationRound, TimeDelta};
+        use lockgate_devices::krl::{KeyRevocationList, RevokedKey, sign};
+        let authority = self.pd_authority()?;
+        let now = self.now();
+        let lost = self.store.lost_keys(system_id).await?;
+        let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap_or(now);
+        let issued_at = lost
+            .iter()
+            .map(|(_, _, changed)| *changed)
+            .filter(|changed| *changed <= now)
+            .fold(hour, DateTime::max);
+        let list = KeyRevocationList {
+            version: 1,
+            system_id,
+            issued_at,
+            valid_until: issued_at + authority.krl_validity,
+            keys: lost
+                .into_iter()
+                .map(|(key_id, marking, _)| RevokedKey { key_id, marking })
+                .collect(),
+        };
+        let signed =
+            sign(&list, authority.ca.krl_key()).map_err(|e| AppError::SettingOff(e.to_string()))?;
+        Ok((list, signed))
     }
 }

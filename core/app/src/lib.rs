@@ -25,8 +25,8 @@ use lockgate_store::{
 
 pub use devices::{
     DeliverableJob, DeviceOutcome, DeviceRef, DeviceReport, Enrolment, EnrolmentCode,
-    HeartbeatAnswer, MAX_ENROLMENT_CODE_MINUTES, MAX_MISSED_HEARTBEATS, MAX_REPORT_KEY,
-    PdAuthority, program_hash,
+    HeartbeatAnswer, MAX_ENROLMENT_CODE_MINUTES, MAX_KRL_VALIDITY_HOURS, MAX_MISSED_HEARTBEATS,
+    MAX_REPORT_KEY, PdAuthority, program_hash,
 };
 pub use jobs::{CarryRefusal, JobReport};
 pub use lockgate_engine::jobs::{JobKind, JobState, JobTarget, Priority, Reporter, Transition};

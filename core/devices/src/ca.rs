@@ -126,11 +126,13 @@ impl SealingKey {
     }
 }
 
-/// The CA as stored: its certificate and its sealed private key.
+/// The CA as stored: its certificate, its sealed private key and its sealed key revocation
+/// list signing key (Ed25519 secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedCa {
     pub certificate_pem: String,
     pub sealed_key: String,
+    pub sealed_krl_key: String,
 }
 
 /// Who a device certificate is issued to: the PD record it belongs to.
@@ -168,6 +170,7 @@ pub struct CertificateAuthority {
     certificate: CertificateDer<'static>,
     certificate_pem: String,
     issuer: Issuer<'static, KeyPair>,
+    krl_key: ed25519_dalek::SigningKey,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -221,14 +224,19 @@ impl CertificateAuthority {
         let cert = params
             .self_signed(&key_pair)
             .map_err(rcgen_error("signing the CA certificate"))?;
+        let mut krl_secret = [0u8; 32];
+        getrandom::getrandom(&mut krl_secret)
+            .map_err(|e| DevicesError::Sealing(format!("no randomness: {e}")))?;
         let sealed = SealedCa {
             certificate_pem: cert.pem(),
             sealed_key: key.seal(key_pair.serialize_pem().as_bytes())?,
+            sealed_krl_key: key.seal(&krl_secret)?,
         };
         let ca = CertificateAuthority {
             certificate: cert.der().clone(),
             certificate_pem: sealed.certificate_pem.clone(),
             issuer: Issuer::new(params, key_pair),
+            krl_key: crate::krl::signing_key(&krl_secret),
         };
         Ok((ca, sealed))
     }
@@ -250,11 +258,26 @@ impl CertificateAuthority {
         }
         let issuer = Issuer::from_ca_cert_der(&certificate, key_pair)
             .map_err(rcgen_error("the CA certificate"))?;
+        let krl_secret: [u8; 32] = key
+            .open(&sealed.sealed_krl_key)?
+            .try_into()
+            .map_err(|_| DevicesError::Sealing("the sealed KRL key is not 32 bytes".into()))?;
         Ok(CertificateAuthority {
             certificate,
             certificate_pem: sealed.certificate_pem.clone(),
             issuer,
+            krl_key: crate::krl::signing_key(&krl_secret),
         })
+    }
+
+    /// The Ed25519 key that signs key revocation lists.
+    pub fn krl_key(&self) -> &ed25519_dalek::SigningKey {
+        &self.krl_key
+    }
+
+    /// Its public key, base64: PDs verify lists with it.
+    pub fn krl_public_key(&self) -> String {
+        crate::krl::public_key(&self.krl_key)
     }
 
     pub fn certificate_der(&self) -> &CertificateDer<'static> {
@@ -476,7 +499,9 @@ mod tests {
         let swapped = SealedCa {
             certificate_pem: sealed.certificate_pem.clone(),
             sealed_key: other.sealed_key,
+            sealed_krl_key: sealed.sealed_krl_key.clone(),
         };
+        assert_eq!(reopened.krl_public_key(), ca.krl_public_key());
         assert!(CertificateAuthority::open(&swapped, &key).is_err());
 
         // The CSR asks to be a CA for pd.example: the certificate is a client certificate

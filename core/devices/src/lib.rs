@@ -1,9 +1,11 @@
 //! lockgate's remote-device identity and transport: the gateway's PD certificate authority
-//! ([`ca`]), how a verified certificate names its device ([`fingerprint`]), and the frame
-//! transport of the PD listener ([`transport`]). No database and no listener here: the
+//! ([`ca`]), how a verified certificate names its device ([`fingerprint`]), the signed key
+//! revocation list PDs enforce ([`krl`]), and the frame transport of the PD listener
+//! ([`transport`]). No database and no listener here: the
 //! store keeps certificates, the server runs the mutual-TLS listener.
 
 pub mod ca;
+pub mod krl;
 pub mod transport;
 
 use sha2::{Digest, Sha256};

@@ -80,6 +80,9 @@ pub struct PdsConfig {
     pub frame_timeout: Span,
     /// Largest frame, bytes.
     pub max_frame_bytes: usize,
+    /// Hours a PD may rely on a key revocation list after it was issued; then it stops
+    /// offline updates until it has a newer one (1–720).
+    pub krl_validity_hours: u32,
 }
 
 impl Default for PdsConfig {
@@ -96,6 +99,7 @@ impl Default for PdsConfig {
             idle_timeout: Span::secs(120),
             frame_timeout: Span::secs(30),
             max_frame_bytes: 256 << 10,
+            krl_validity_hours: 24,
         }
     }
 }
@@ -127,6 +131,10 @@ impl PdsConfig {
         }
         if !(1..=100_000).contains(&self.max_connections) {
             return invalid("max_connections", "must be 1–100000");
+        }
+        if !(1..=lockgate_app::MAX_KRL_VALIDITY_HOURS).contains(&i64::from(self.krl_validity_hours))
+        {
+            return invalid("krl_validity_hours", "must be 1–720");
         }
         if !(64..=16 << 20).contains(&self.max_frame_bytes) {
             return invalid("max_frame_bytes", "must be 64 bytes to 16 MiB");

@@ -199,20 +199,26 @@ pub async fn open_authority(
 ) -> anyhow::Result<PdAuthority> {
     use lockgate_devices::ca::{CertificateAuthority, SealedCa};
     let sealed = match store.pd_ca().await? {
-        Some((certificate_pem, sealed_key)) => SealedCa {
+        Some((certificate_pem, sealed_key, sealed_krl_key)) => SealedCa {
             certificate_pem,
             sealed_key,
+            sealed_krl_key,
         },
         None => {
             let (_, fresh) =
                 CertificateAuthority::create(chrono::Utc::now(), "lockgate PD CA", key)?;
-            let (certificate_pem, sealed_key) = store
-                .init_pd_ca(&fresh.certificate_pem, &fresh.sealed_key)
+            let (certificate_pem, sealed_key, sealed_krl_key) = store
+                .init_pd_ca(
+                    &fresh.certificate_pem,
+                    &fresh.sealed_key,
+                    &fresh.sealed_krl_key,
+                )
                 .await?;
             tracing::info!("created the gateway's PD certificate authority");
             SealedCa {
                 certificate_pem,
                 sealed_key,
+                sealed_krl_key,
             }
         }
     };
@@ -226,6 +232,7 @@ pub async fn open_authority(
         ca,
         trusted_issuers,
         certificate_days: cfg.certificate_days,
+        krl_validity: chrono::Duration::hours(i64::from(cfg.krl_validity_hours)),
     })
 }
 

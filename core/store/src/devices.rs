@@ -111,13 +111,21 @@ fn certificate(r: &sqlx::any::AnyRow) -> Result<PdCertificate> {
 }
 
 impl Store {
-    /// The stored PD CA: `(certificate PEM, sealed key)`.
-    pub async fn pd_ca(&self) -> Result<Option<(String, String)>> {
-        let row = sqlx::query("SELECT certificate_pem, sealed_key FROM pd_ca WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get("certificate_pem")?, r.try_get("sealed_key")?)))
-            .transpose()
+    /// The stored PD CA: `(certificate PEM, sealed key, sealed KRL signing key)`.
+    pub async fn pd_ca(&self) -> Result<Option<(String, String, String)>> {
+        let row = sqlx::query(
+            "SELECT certificate_pem, sealed_key, sealed_krl_key FROM pd_ca WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("certificate_pem")?,
+                r.try_get("sealed_key")?,
+                r.try_get("sealed_krl_key")?,
+            ))
+        })
+        .transpose()
     }
 
     /// Stores a newly created PD CA unless one exists, and returns the stored one (so two
@@ -126,12 +134,14 @@ impl Store {
         &self,
         certificate_pem: &str,
         sealed_key: &str,
-    ) -> Result<(String, String)> {
+        sealed_krl_key: &str,
+    ) -> Result<(String, String, String)> {
         sqlx::query(
-            "INSERT INTO pd_ca (id, certificate_pem, sealed_key, created_at) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO pd_ca (id, certificate_pem, sealed_key, sealed_krl_key, created_at) VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(certificate_pem)
         .bind(sealed_key)
+        .bind(sealed_krl_key)
         .bind(ts(Utc::now()))
         .execute(&self.pool)
         .await?;
@@ -630,5 +640,29 @@ impl Store {
         }
         tx.commit().await?;
         Ok(done > 0)
+    }
+}
+
+impl Store {
+    /// The lost keys of a system, `(id, marking, when the key last changed)`, by id: what its
+    /// key revocation list holds.
+    pub async fn lost_keys(&self, system_id: i64) -> Result<Vec<(i64, String, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT id, marking, name, updated_at FROM objects WHERE system_id = $1 AND kind = $2 AND status = 'lost' ORDER BY id",
+        )
+        .bind(system_id)
+        .bind(ObjectKind::Key.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let marking: Option<String> = r.try_get("marking")?;
+                Ok((
+                    r.try_get("id")?,
+                    marking.unwrap_or(r.try_get("name")?),
+                    parse_ts(&r.try_get::<String, _>("updated_at")?)?,
+                ))
+            })
+            .collect()
     }
 }

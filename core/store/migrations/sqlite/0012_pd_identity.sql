@@ -1,6 +1,7 @@
 -- Remote PD identity (keep in step with the other backend's 0012_pd_identity.sql):
--- * pd_ca: the gateway's PD certificate authority, one row: its certificate and its private key
---   sealed with a key kept outside the database ([pds] ca_key_file / LOCKGATE_PD_CA_KEY).
+-- * pd_ca: the gateway's PD certificate authority, one row: its certificate, its private key and
+--   the Ed25519 key that signs key revocation lists, both sealed with a key kept outside the
+--   database ([pds] ca_key_file / LOCKGATE_PD_CA_KEY).
 -- * pd_enrolment_codes: one-time codes an administrator creates on a PD's record; stored as
 --   SHA-256 hashes, single use (used_at), expiring.
 -- * pd_certificates: every certificate a PD has held (issued at enrolment or uploaded). A
@@ -10,6 +11,7 @@ CREATE TABLE pd_ca (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     certificate_pem TEXT NOT NULL,
     sealed_key      TEXT NOT NULL,
+    sealed_krl_key  TEXT NOT NULL,
     created_at      TEXT NOT NULL
 );
 CREATE TABLE pd_enrolment_codes (
