@@ -232,6 +232,35 @@ impl TestApp {
         }
     }
 
+    /// The same app with the gateway's PD certificate authority (default `[pds]`, a fresh
+    /// sealing key) behind its router, so the PD identity endpoints answer.
+    pub async fn with_pd_authority(mut self) -> TestApp {
+        let authority = lockgate::pd_listener::open_authority(
+            &self.store,
+            &lockgate::config::PdsConfig::default(),
+            &lockgate_devices::ca::SealingKey::generate().expect("sealing key"),
+        )
+        .await
+        .expect("PD CA");
+        self.router = lockgate_api::router(AppState::with_app(
+            lockgate_app::App::new(self.store.clone())
+                .with_pd_authority(std::sync::Arc::new(authority)),
+            ApiConfig::default(),
+        ));
+        self
+    }
+
+    /// The actions of the events of the object at `path` (`/api/v1/remote-pds/7`), newest
+    /// first.
+    pub async fn event_actions(&self, path: &str) -> Vec<String> {
+        self.get(&format!("{path}/events")).await.expect(200).body["items"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["action"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Send a request with a token and an optional JSON body.
     pub async fn call(
         &self,

@@ -599,20 +599,7 @@ impl<'a> Checker<'a> {
 }
 
 on_both!(responses_match_the_document, |app: TestApp| async move {
-    // With the PD certificate authority, so the PD identity endpoints answer.
-    let mut app = app;
-    let authority = lockgate::pd_listener::open_authority(
-        &app.store,
-        &lockgate::config::PdsConfig::default(),
-        &lockgate_devices::ca::SealingKey::generate().expect("key"),
-    )
-    .await
-    .expect("PD CA");
-    app.router = lockgate_api::router(lockgate_api::AppState::with_app(
-        lockgate_app::App::new(app.store.clone()).with_pd_authority(std::sync::Arc::new(authority)),
-        lockgate_api::ApiConfig::default(),
-    ));
-    let app = app;
+    let app = app.with_pd_authority().await;
     let mut c = Checker::new(&app).await;
     let (get, post, patch, delete, put) = (
         Method::GET,

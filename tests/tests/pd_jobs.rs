@@ -223,37 +223,15 @@ on_both!(heartbeats_keep_a_pd_online, |app: TestApp| async move {
         (s["online"].clone(), s["firmware"].clone()),
         (json!(true), json!("2.4.1"))
     );
-    let events = app
-        .get(&format!("/api/v1/remote-pds/{pd}/events"))
-        .await
-        .expect(200)
-        .body;
-    let actions: Vec<&str> = events["items"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
-    let count = |a: &str| actions.iter().filter(|x| **x == a).count();
+    let actions = app.event_actions(&format!("/api/v1/remote-pds/{pd}")).await;
+    let count = |a: &str| actions.iter().filter(|x| *x == a).count();
     assert_eq!((count("online"), count("offline")), (2, 1), "{actions:?}");
 });
 
 on_both!(
     the_key_revocation_list_is_signed_and_follows_key_losses,
     |app: TestApp| async move {
-        let mut app = app;
-        let authority = lockgate::pd_listener::open_authority(
-            &app.store,
-            &lockgate::config::PdsConfig::default(),
-            &lockgate_devices::ca::SealingKey::generate().expect("key"),
-        )
-        .await
-        .expect("PD CA");
-        app.router = lockgate_api::router(lockgate_api::AppState::with_app(
-            lockgate_app::App::new(app.store.clone())
-                .with_pd_authority(std::sync::Arc::new(authority)),
-            lockgate_api::ApiConfig::default(),
-        ));
+        let app = app.with_pd_authority().await;
         let group = app.key_group("Normal", "normal").await;
         let key = app
         .post("/api/v1/keys", json!({ "name": "K", "marking": "K-LOST", "type": "quartz", "generation": "2", "key_group_id": group }))
