@@ -307,3 +307,81 @@ async fn host_with_deadline(app: &TestApp, slapd: &Slapd, url: &str) -> PluginHo
 fn plugin_cache() -> std::path::PathBuf {
     std::env::temp_dir().join("lockgate-test-plugin-cache")
 }
+
+on_both!(synchronise_now_through_the_api, |app: TestApp| async move {
+    let mut app = app;
+    app.domain("People").await;
+    let slapd = slapd(5).await;
+    let host = host(&app, &slapd, &slapd.ldap_url(), "", 30_000).await;
+    app.router = lockgate_api::router(
+        lockgate_api::AppState::new(app.store.clone(), lockgate_api::ApiConfig::default())
+            .with_plugins(std::sync::Arc::new(lockgate::plugins::HostAdmin(host))),
+    );
+    let path = format!("/api/v1/plugins/{PLUGIN}/sync");
+    // LDAP integration at Full is "update LDAP employees"; View is not enough.
+    let (_, viewer) = app
+        .admin_with(
+            "LV",
+            json!({ "ldap_integration": "view", "system_settings": "view" }),
+            &[],
+        )
+        .await;
+    app.call(
+        axum::http::Method::POST,
+        &path,
+        Some(&viewer),
+        Some(json!({ "full": true })),
+    )
+    .await
+    .expect(403);
+    let (_, syncer) = app
+        .admin_with(
+            "LF",
+            json!({ "ldap_integration": "full", "system_settings": "view" }),
+            &[],
+        )
+        .await;
+    // A dry run reports and writes nothing.
+    let dry = app
+        .call(
+            axum::http::Method::POST,
+            &path,
+            Some(&syncer),
+            Some(json!({ "full": true, "dry_run": true })),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        (
+            dry["dry_run"].clone(),
+            dry["staged"].clone(),
+            dry["created"].clone()
+        ),
+        (json!(true), json!(5), json!(5)),
+        "{dry}"
+    );
+    assert!(employees(&app).await.is_empty(), "a dry run wrote persons");
+    let done = app
+        .call(
+            axum::http::Method::POST,
+            &path,
+            Some(&syncer),
+            Some(json!({ "full": true })),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        (done["dry_run"].clone(), done["created"].clone()),
+        (json!(false), json!(5))
+    );
+    assert_eq!(employees(&app).await.len(), 5);
+    // Unknown plugin: 404; an unknown body field: 422.
+    app.post("/api/v1/plugins/nope/sync", json!({}))
+        .await
+        .expect(404);
+    app.post(&path, json!({ "everything": true }))
+        .await
+        .expect(422);
+});

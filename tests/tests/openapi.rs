@@ -1247,6 +1247,15 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     )
     .await
     .expect(404);
+    c.call(
+        post.clone(),
+        "/api/v1/plugins/{name}/sync",
+        "nothing",
+        "",
+        Some(json!({ "dry_run": true })),
+    )
+    .await
+    .expect(404);
     for action in ["enable", "disable", "reload"] {
         c.call(
             post.clone(),

@@ -1858,6 +1858,42 @@ fn operations() -> Vec<Op> {
             .problem(409, "The plugin host refused (its message)"),
         );
     }
+    ops.push(
+        Op::new(
+            "post",
+            "/api/v1/plugins/{name}/sync",
+            "syncPluginNow",
+            "plugins",
+            "Synchronise now: run a directory-sync plugin's sync (full or incremental, dry run or not) and answer its report (needs ldap_integration Full; the plugin's licence feature)",
+        )
+        .json_body(
+            object(json!({ "full": { "type": "boolean" }, "dry_run": { "type": "boolean" } }), &["full", "dry_run"]),
+            true,
+        )
+        .ok(
+            200,
+            "The sync report",
+            object(
+                json!({
+                    "plugin": text(),
+                    "full": { "type": "boolean" },
+                    "dry_run": { "type": "boolean" },
+                    "staged": count(),
+                    "created": count(),
+                    "updated": count(),
+                    "unchanged": count(),
+                    "deleted": count(),
+                    "deleted_identifiers": { "type": "array", "items": text() },
+                    "skipped": { "type": "array", "items": object(json!({ "identifier": text(), "reason": text() }), &[]) },
+                    "guard": { "type": ["string", "null"] },
+                }),
+                &[],
+            ),
+        )
+        .problem(404, "No plugin has this name")
+        .problem(409, "The plugin failed or is not a directory-sync plugin (its message)")
+        .problem(422, "The plugin refused the sync (invalid configuration, the mass-deletion guard) or an unknown field"),
+    );
 
     // The background runtime's dead letters (gateway-wide, like the plugins).
     ops.push(

@@ -114,10 +114,21 @@ pub enum PluginAdminError {
     /// No plugin has this name.
     #[error("no plugin named `{0}`")]
     NotFound(String),
+    /// The plugin's locking system lacks the licence feature its manifest names.
+    #[error("{0}")]
+    Unlicensed(String),
+    /// The plugin refused the request (invalid configuration, the mass-deletion guard).
+    #[error("{0}")]
+    Refused(String),
     /// Anything else (the plugin host's message).
     #[error("{0}")]
     Failed(String),
 }
+
+/// What a directory sync did or, on a dry run, would do (the plugin's report).
+pub type SyncOutcome = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<serde_json::Value, PluginAdminError>> + Send>,
+>;
 
 /// What the API needs from the plugin host (implemented by the server).
 ///
@@ -131,6 +142,9 @@ pub trait PluginAdmin: std::fmt::Debug + Send + Sync + 'static {
     fn disable(&self, name: &str, reason: &str) -> Result<PluginView, PluginAdminError>;
     /// Reloads a plugin from its manifest and component; clears its back-off.
     fn reload(&self, name: &str) -> Result<PluginView, PluginAdminError>;
+    /// Runs a directory-sync plugin's sync now (full or incremental, dry run or not) and
+    /// answers its report.
+    fn sync(&self, name: &str, full: bool, dry_run: bool) -> SyncOutcome;
 }
 
 impl From<PluginAdminError> for Problem {
@@ -138,6 +152,12 @@ impl From<PluginAdminError> for Problem {
         match e {
             PluginAdminError::NotFound(_) => Problem::not_found(e.to_string()),
             PluginAdminError::Failed(m) => Problem::new(StatusCode::CONFLICT, "plugin-failed", m),
+            PluginAdminError::Unlicensed(m) => {
+                Problem::new(StatusCode::FORBIDDEN, "licence-feature-missing", m)
+            }
+            PluginAdminError::Refused(m) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "sync-refused", m)
+            }
         }
     }
 }
@@ -194,9 +214,46 @@ async fn act(state: AppState, admin: Admin, name: String, action: Action) -> Api
     Ok(Json(view).into_response())
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SyncRequest {
+    /// A full sync (deletions considered) instead of an incremental one.
+    full: bool,
+    /// Report what would change, change nothing.
+    dry_run: bool,
+}
+
+/// `POST /api/v1/plugins/{name}/sync` ("update LDAP employees" / "synchronise now"): runs a
+/// directory-sync plugin's sync now and answers its report. Needs LDAP integration at Full.
+async fn sync_now(
+    state: AppState,
+    admin: Admin,
+    name: String,
+    req: SyncRequest,
+) -> ApiResult<Response> {
+    admin.require(Function::LdapIntegration, Level::Full)?;
+    let Some(host) = state.plugins.clone() else {
+        return Err(PluginAdminError::NotFound(name).into());
+    };
+    tracing::info!(plugin = %name, full = req.full, dry_run = req.dry_run, c_key_id = admin.c_key.id, "directory sync on demand");
+    let report = host.sync(&name, req.full, req.dry_run).await?;
+    Ok(Json(report).into_response())
+}
+
 /// The plugin endpoints.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route(
+            "/api/v1/plugins/{name}/sync",
+            post(
+                |State(s): State<AppState>,
+                 a: Admin,
+                 Path(n): Path<String>,
+                 crate::extract::JsonBody(r): crate::extract::JsonBody<SyncRequest>| {
+                    sync_now(s, a, n, r)
+                },
+            ),
+        )
         .route(
             PLUGINS_PATH,
             get(|State(s): State<AppState>, a: Admin| list(s, a)),

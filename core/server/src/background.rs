@@ -579,7 +579,8 @@ pub async fn directory_sync(
     }
 }
 
-fn plugin_error(e: &PluginError) -> String {
+/// A plugin's error as operators read it (`invalid: ...`, `not found: ...`).
+pub fn plugin_error(e: &PluginError) -> String {
     match e {
         PluginError::Invalid(m) => format!("invalid: {m}"),
         PluginError::NotFound(m) => format!("not found: {m}"),

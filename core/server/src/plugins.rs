@@ -290,6 +290,37 @@ impl PluginAdmin for HostAdmin {
     fn reload(&self, name: &str) -> Result<PluginView, PluginAdminError> {
         self.0.reload(name).map(view).map_err(admin_error)
     }
+
+    fn sync(&self, name: &str, full: bool, dry_run: bool) -> lockgate_api::plugins::SyncOutcome {
+        let host = self.0.clone();
+        let name = name.to_owned();
+        Box::pin(async move {
+            match host.sync(&name, full, dry_run).await {
+                Ok(Ok(r)) => Ok(serde_json::json!({
+                    "plugin": name,
+                    "full": full,
+                    "dry_run": r.dry_run,
+                    "staged": r.staged,
+                    "created": r.created,
+                    "updated": r.updated,
+                    "unchanged": r.unchanged,
+                    "deleted": r.deleted,
+                    "deleted_identifiers": r.deleted_identifiers,
+                    "skipped": r.skipped.iter().map(|s| serde_json::json!({ "identifier": s.identifier, "reason": s.reason })).collect::<Vec<_>>(),
+                    "guard": r.guard,
+                })),
+                Ok(Err(PluginError::Invalid(m))) => Err(PluginAdminError::Refused(m)),
+                Ok(Err(e)) => Err(PluginAdminError::Failed(crate::background::plugin_error(
+                    &e,
+                ))),
+                Err(HostError::NotFound(n)) => Err(PluginAdminError::NotFound(n)),
+                Err(e @ HostError::Unlicensed { .. }) => {
+                    Err(PluginAdminError::Unlicensed(e.to_string()))
+                }
+                Err(e) => Err(PluginAdminError::Failed(e.to_string())),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
