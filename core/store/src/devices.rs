@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::{Result, Store, StoreError, events::EventDraft, objects::Actor, parse_ts, ts};
+use crate::{Result, Store, StoreError, events::EventDraft, objects::Actor, opt_ts, parse_ts, ts};
 use lockgate_model::ObjectKind;
 
 /// Where a PD certificate came from.
@@ -88,12 +88,6 @@ pub fn code_hash(code: &str) -> String {
 const CERT_COLUMNS: &str = "id, system_id, pd_id, fingerprint, serial, certificate_pem, source, not_before, not_after, created_at, revoked_at, revocation_reason";
 
 fn certificate(r: &sqlx::any::AnyRow) -> Result<PdCertificate> {
-    let opt = |c: &str| -> Result<Option<DateTime<Utc>>> {
-        r.try_get::<Option<String>, _>(c)?
-            .as_deref()
-            .map(parse_ts)
-            .transpose()
-    };
     Ok(PdCertificate {
         id: r.try_get("id")?,
         system_id: r.try_get("system_id")?,
@@ -105,7 +99,7 @@ fn certificate(r: &sqlx::any::AnyRow) -> Result<PdCertificate> {
         not_before: parse_ts(&r.try_get::<String, _>("not_before")?)?,
         not_after: parse_ts(&r.try_get::<String, _>("not_after")?)?,
         created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
-        revoked_at: opt("revoked_at")?,
+        revoked_at: opt_ts(r.try_get("revoked_at")?)?,
         revocation_reason: r.try_get("revocation_reason")?,
     })
 }
@@ -471,11 +465,7 @@ impl Store {
                 pd_id: r.try_get("pd_id")?,
                 program_hash: r.try_get("program_hash")?,
                 delivered_at: parse_ts(&r.try_get::<String, _>("delivered_at")?)?,
-                reported_at: r
-                    .try_get::<Option<String>, _>("reported_at")?
-                    .as_deref()
-                    .map(parse_ts)
-                    .transpose()?,
+                reported_at: opt_ts(r.try_get("reported_at")?)?,
                 outcome: r.try_get("outcome")?,
                 report_key: r.try_get("report_key")?,
             })
@@ -525,11 +515,7 @@ fn liveness(r: &sqlx::any::AnyRow) -> Result<PdLiveness> {
         pd_id: r.try_get("pd_id")?,
         online: r.try_get::<i64, _>("online")? != 0,
         last_seen: parse_ts(&r.try_get::<String, _>("last_seen")?)?,
-        offline_since: r
-            .try_get::<Option<String>, _>("offline_since")?
-            .as_deref()
-            .map(parse_ts)
-            .transpose()?,
+        offline_since: opt_ts(r.try_get("offline_since")?)?,
         firmware: r.try_get("firmware")?,
     })
 }

@@ -310,6 +310,11 @@ pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
         .map_err(|e| StoreError::Corrupt(format!("timestamp '{s}': {e}")))
 }
 
+/// An optional stored timestamp.
+pub(crate) fn opt_ts(v: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    v.as_deref().map(parse_ts).transpose()
+}
+
 /// Case-folded form used for search and uniqueness.
 pub fn fold(s: &str) -> String {
     s.trim().to_lowercase()

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
-use crate::{Result, Store, StoreError, parse_ts, ts};
+use crate::{Result, Store, StoreError, opt_ts, parse_ts, ts};
 
 /// Prefix that makes lockgate tokens recognisable (e.g. to secret scanners).
 pub const TOKEN_PREFIX: &str = "lgt_";
@@ -47,10 +47,6 @@ fn new_secret() -> Result<String> {
         message: format!("no randomness for a token: {e}"),
     })?;
     Ok(format!("{TOKEN_PREFIX}{}", hex::encode(b)))
-}
-
-fn opt_ts(v: Option<String>) -> Result<Option<DateTime<Utc>>> {
-    v.as_deref().map(parse_ts).transpose()
 }
 
 impl Store {
