@@ -8,7 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use lockgate::pd_listener::{self as pd, Device, FrameHandler, PdListenerOptions};
+use lockgate::pd_listener::{self as pd, Device, FrameHandler, FrameReply, PdListenerOptions};
 use lockgate_api::{ApiConfig, AppState};
 use lockgate_devices::transport::{FrameLimits, read_frame, write_frame};
 use lockgate_tests::*;
@@ -24,10 +24,18 @@ struct Echo;
 
 #[async_trait]
 impl FrameHandler for Echo {
-    async fn handle(&self, device: &Device, frame: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+    async fn handle(
+        &self,
+        device: &Device,
+        _: &mut Vec<u8>,
+        frame: Vec<u8>,
+    ) -> Result<FrameReply, String> {
         let mut answer = format!("{}/{}:", device.system_id, device.pd_id).into_bytes();
         answer.extend(frame);
-        Ok(vec![answer])
+        Ok(FrameReply {
+            frames: vec![answer],
+            close: false,
+        })
     }
 }
 

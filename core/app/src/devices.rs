@@ -532,3 +532,42 @@ impl App {
         Ok((list, signed))
     }
 }
+
+impl App {
+    /// Records of a key's audit trail read at the PD: new ones are stored (an event on the
+    /// key), ones uploaded before are skipped. Returns how many were new.
+    pub async fn device_audit_trail(
+        &self,
+        device: DeviceRef,
+        key_id: i64,
+        records: &[lockgate_store::devices::AuditRecord],
+    ) -> Result<u32> {
+        let cx = self.device_context(device).await?;
+        if let Some(r) = records.iter().find(|r| r.at > cx.now + Duration::days(1)) {
+            return Err(AppError::field(
+                "entries.at",
+                format!("{} lies more than a day in the future", r.at),
+            ));
+        }
+        Ok(self
+            .store
+            .record_audit_trail(
+                cx.system.id,
+                device.pd_id,
+                key_id,
+                records,
+                cx.now,
+                &cx.actor,
+            )
+            .await?)
+    }
+
+    /// Lines of the PD's own log, kept as an event on the PD.
+    pub async fn device_log(&self, device: DeviceRef, lines: &[String]) -> Result<()> {
+        let cx = self.device_context(device).await?;
+        Ok(self
+            .store
+            .record_pd_log(cx.system.id, device.pd_id, lines, &cx.actor)
+            .await?)
+    }
+}

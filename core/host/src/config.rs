@@ -403,6 +403,9 @@ pub struct Capabilities {
     pub ldap: Vec<String>,
     /// `lockgate:host/smtp`: sending email through `[plugins.smtp]`.
     pub smtp: bool,
+    /// `lockgate:host/device`: the operations of the PD whose frame a device-protocol
+    /// plugin handles (only ever that PD, and only in `handle-frame`).
+    pub device: bool,
 }
 
 /// The `mqtt` capability: `mqtt = { prefixes = ["lockgate/site-a/"] }` (or
@@ -663,6 +666,7 @@ impl Capabilities {
             (self.config, grants.config, "config"),
             (self.clock, grants.clock, "clock"),
             (self.kv, grants.kv, "kv"),
+            (self.device, grants.device, "device"),
         ] {
             if want && !have {
                 out.push(name.to_owned());

@@ -41,7 +41,7 @@ pub use engine::Allocator;
 pub use ldap::{LdapDirectories, LdapDirectoryConfig};
 pub use manifest::{Manifest, World};
 pub use mqtt::{CommandSecret, MqttConfig, RumqttPublisher};
-pub use providers::{Gateway, KvStore, KvUsage, MemoryKv, MqttPublisher, NoGateway};
+pub use providers::{DeviceBinding, Gateway, KvStore, KvUsage, MemoryKv, MqttPublisher, NoGateway};
 pub use registry::{
     Fault, FaultKind, HostStatus, PluginHost, PluginState, PluginStatus, StatsView,
 };
@@ -50,7 +50,7 @@ pub use smtp::{SmtpConfig, SmtpRelay, SmtpTls};
 /// The records plugins and the core exchange (generated from the WIT).
 pub mod types {
     pub use crate::bindings::exports::lockgate::connector::content_provider::Item as ContentItem;
-    pub use crate::bindings::exports::lockgate::connector::device_handler::Device;
+    pub use crate::bindings::exports::lockgate::connector::device_handler::{Device, FrameAnswer};
     pub use crate::bindings::exports::lockgate::connector::event_sink::Command;
     pub use crate::bindings::exports::lockgate::connector::identity_provider::Identity;
     pub use crate::bindings::exports::lockgate::connector::notification_sink::{
@@ -58,6 +58,10 @@ pub mod types {
     };
     pub use crate::bindings::exports::lockgate::connector::plugin::PluginInfo;
     pub use crate::bindings::lockgate::connector::http_types::{Request, Response};
+    pub use crate::bindings::lockgate::host::device::{
+        AuditEntry, DeliverableJob, HeartbeatAnswer, HeartbeatReport as DeviceHeartbeat,
+        JobOutcome, JobReport, ReportTaken,
+    };
     pub use crate::bindings::lockgate::host::gateway::{
         SyncReport, SyncRequest, SyncSkip, UpsertReport,
     };

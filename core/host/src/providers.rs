@@ -11,7 +11,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::types::{
-    Cylinder, Event, Job, Key, Person, PluginError, SyncReport, SyncRequest, UpsertReport,
+    AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Event, HeartbeatAnswer, Job, JobReport,
+    Key, Person, PluginError, ReportTaken, SyncReport, SyncRequest, UpsertReport,
 };
 
 /// Longest kv key, bytes.
@@ -167,7 +168,85 @@ pub trait Gateway: Send + Sync + 'static {
     /// answer follows the licence of the locking system the plugin acts for as it is
     /// installed, expires or is replaced. An error names why not.
     async fn licensed(&self, plugin: &str, feature: &str) -> Result<(), PluginError>;
+
+    /// `device.heartbeat` of the PD `device` (the host bound it from the connection's
+    /// verified certificate; see [`DeviceBinding`]).
+    async fn device_heartbeat(
+        &self,
+        _plugin: &str,
+        _device: &DeviceBinding,
+        _report: DeviceHeartbeat,
+    ) -> Result<HeartbeatAnswer, PluginError> {
+        unwired()
+    }
+    /// `device.key-inserted`.
+    async fn device_key_inserted(
+        &self,
+        _plugin: &str,
+        _device: &DeviceBinding,
+        _key_id: u64,
+    ) -> Result<Vec<DeliverableJob>, PluginError> {
+        unwired()
+    }
+    /// `device.report-job`.
+    async fn device_report_job(
+        &self,
+        _plugin: &str,
+        _device: &DeviceBinding,
+        _report: JobReport,
+    ) -> Result<ReportTaken, PluginError> {
+        unwired()
+    }
+    /// `device.revocation-list`: the signed list, JSON.
+    async fn device_revocation_list(
+        &self,
+        _plugin: &str,
+        _device: &DeviceBinding,
+    ) -> Result<String, PluginError> {
+        unwired()
+    }
+    /// `device.upload-audit-trail`: how many records were new.
+    async fn device_upload_audit_trail(
+        &self,
+        _plugin: &str,
+        _device: &DeviceBinding,
+        _key_id: u64,
+        _entries: Vec<AuditEntry>,
+    ) -> Result<u32, PluginError> {
+        unwired()
+    }
+    /// `device.upload-log`.
+    async fn device_upload_log(
+        &self,
+        _plugin: &str,
+        _device: &DeviceBinding,
+        _lines: Vec<String>,
+    ) -> Result<(), PluginError> {
+        unwired()
+    }
 }
+
+/// The PD a `handle-frame` call acts for, bound by the host from the connection's
+/// verified client certificate (never from the frame). The `device` operations of that
+/// call act for this PD only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceBinding {
+    /// The PD's locking system.
+    pub system_id: i64,
+    /// The PD.
+    pub pd_id: i64,
+    /// The certificate the connection presented.
+    pub certificate_id: i64,
+}
+
+/// Most records one `upload-audit-trail` call takes.
+pub const MAX_AUDIT_ENTRIES: usize = 10_000;
+/// Most lines one `upload-log` call takes, and the longest line kept, bytes.
+pub const MAX_LOG_LINES: usize = 1_000;
+/// Longest PD log line kept, bytes (longer ones are cut).
+pub const MAX_LOG_LINE_BYTES: usize = 1_024;
+/// Largest connection state a device-protocol plugin may keep between frames, bytes.
+pub const MAX_DEVICE_SESSION_BYTES: usize = 16 * 1024;
 
 /// Largest MQTT payload a plugin may publish, bytes.
 pub const MQTT_MAX_PAYLOAD_BYTES: usize = 256 << 10;

@@ -21,11 +21,11 @@ use crate::cache::{CacheOutcome, ComponentCache};
 use crate::config::{Capabilities, HostConfig};
 use crate::engine::{Allocator, EpochTicker, build_engine};
 use crate::manifest::{Manifest, World};
-use crate::providers::{Gateway, KvStore, MqttPublisher};
+use crate::providers::{DeviceBinding, Gateway, KvStore, MqttPublisher};
 use crate::state::{ConnectorSlot, Connectors, HostState, MqttSlot, PluginContext};
 use crate::types::{
-    Command, ContentItem, Device, Event, Identity, Notification, NotifyError, PluginError,
-    PluginInfo, Request, Response, SyncReport,
+    Command, ContentItem, Device, Event, FrameAnswer, Identity, Notification, NotifyError,
+    PluginError, PluginInfo, Request, Response, SyncReport,
 };
 use crate::{HostError, error_chain, now_ms};
 
@@ -245,6 +245,14 @@ impl std::fmt::Debug for PluginHost {
     }
 }
 
+/// One frame of a PD for a device-protocol plugin, with the PD it is bound to.
+struct DeviceFrame {
+    binding: DeviceBinding,
+    device: Device,
+    session: Vec<u8>,
+    frame: Vec<u8>,
+}
+
 /// One call into a plugin.
 enum Call {
     Describe,
@@ -255,7 +263,7 @@ enum Call {
     Notify(Notification),
     ListContent,
     FetchContent(String),
-    HandleFrame(Device, Vec<u8>),
+    HandleFrame(Box<DeviceFrame>),
     Publish(Event),
     Command(Command),
 }
@@ -300,7 +308,7 @@ enum Reply {
     Unit(Result<(), PluginError>),
     ListContent(Result<Vec<ContentItem>, PluginError>),
     Bytes(Result<Vec<u8>, PluginError>),
-    Frames(Result<Vec<Vec<u8>>, PluginError>),
+    Frames(Result<FrameAnswer, PluginError>),
     Notify(Result<(), NotifyError>),
     Text(Result<String, PluginError>),
 }
@@ -850,14 +858,37 @@ impl PluginHost {
         expect_reply!(self, name, Call::FetchContent(id.to_owned()), Reply::Bytes(r) => r)
     }
 
-    /// `device-handler.handle-frame` (device-protocol plugins).
+    /// `device-handler.handle-frame` (device-protocol plugins): one frame of the PD
+    /// `binding` (from the connection's verified certificate), whose `device` operations
+    /// act for that PD only. The connection's `session` goes in and the next one comes
+    /// back in the answer; an answer whose session is larger than
+    /// [`crate::providers::MAX_DEVICE_SESSION_BYTES`] is an `invalid` error.
     pub async fn handle_frame(
         &self,
         name: &str,
+        binding: DeviceBinding,
         device: Device,
+        session: Vec<u8>,
         frame: Vec<u8>,
-    ) -> Result<Result<Vec<Vec<u8>>, PluginError>, HostError> {
-        expect_reply!(self, name, Call::HandleFrame(device, frame), Reply::Frames(r) => r)
+    ) -> Result<Result<FrameAnswer, PluginError>, HostError> {
+        let call = Call::HandleFrame(Box::new(DeviceFrame {
+            binding,
+            device,
+            session,
+            frame,
+        }));
+        let answer = expect_reply!(self, name, call, Reply::Frames(r) => r)?;
+        Ok(answer.and_then(|a| {
+            if a.session.len() > crate::providers::MAX_DEVICE_SESSION_BYTES {
+                Err(PluginError::Invalid(format!(
+                    "the plugin's connection state is {} bytes; at most {} are kept",
+                    a.session.len(),
+                    crate::providers::MAX_DEVICE_SESSION_BYTES
+                )))
+            } else {
+                Ok(a)
+            }
+        }))
     }
 
     /// `event-sink.publish` (event-bridge plugins).
@@ -997,10 +1028,11 @@ impl PluginHost {
             tokio::time::Instant::now() + Duration::from_millis(limits.deadline_ms),
             limits.http_response_bytes,
         );
-        let mut store = Store::new(
-            &self.inner.engine,
-            HostState::new(loaded.ctx.clone(), store_limits, http, limits.into()),
-        );
+        let mut state = HostState::new(loaded.ctx.clone(), store_limits, http, limits.into());
+        if let Call::HandleFrame(f) = &call {
+            state.bind_device(f.binding);
+        }
+        let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
         // Guest code yields to the runtime at every epoch tick, so a plugin that never
         // returns holds a worker thread for one tick at a time, never for its whole
@@ -1143,9 +1175,9 @@ async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::
         (Call::FetchContent(id), KindIndices::ContentSource(i)) => {
             Reply::Bytes(i.load(&mut *s, &instance)?.call_fetch(s, &id).await?)
         }
-        (Call::HandleFrame(dev, frame), KindIndices::DeviceProtocol(i)) => Reply::Frames(
+        (Call::HandleFrame(f), KindIndices::DeviceProtocol(i)) => Reply::Frames(
             i.load(&mut *s, &instance)?
-                .call_handle_frame(s, &dev, &frame)
+                .call_handle_frame(s, &f.device, &f.session, &f.frame)
                 .await?,
         ),
         (Call::Publish(ev), KindIndices::EventBridge(i)) => {
@@ -1272,6 +1304,7 @@ fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String
             "lockgate:host/mqtt" => !grants.mqtt.is_empty(),
             "lockgate:host/ldap" => !grants.ldap.is_empty(),
             "lockgate:host/smtp" => grants.smtp,
+            "lockgate:host/device" => grants.device,
             // Outbound HTTP: only with granted hosts (each request is checked too).
             _ if iface.starts_with("wasi:http/") => {
                 if matches!(iface, "wasi:http/types" | "wasi:http/outgoing-handler")

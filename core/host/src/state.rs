@@ -15,18 +15,21 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::lockgate::host::{clock, config, gateway, kv, ldap, log, mqtt, smtp, types};
+use crate::bindings::lockgate::host::{
+    clock, config, device, gateway, kv, ldap, log, mqtt, smtp, types,
+};
 use crate::config::{Capabilities, STAGED_STRING_OVERHEAD};
 use crate::http::HttpPolicy;
 use crate::ldap::{LdapDirectories, LdapSessions};
 use crate::providers::{
-    Gateway, KV_MAX_KEY_BYTES, KV_MAX_LIST, KV_MAX_VALUE_BYTES, KvStore, MQTT_MAX_PAYLOAD_BYTES,
-    MqttPublisher,
+    DeviceBinding, Gateway, KV_MAX_KEY_BYTES, KV_MAX_LIST, KV_MAX_VALUE_BYTES, KvStore,
+    MAX_AUDIT_ENTRIES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, MQTT_MAX_PAYLOAD_BYTES, MqttPublisher,
 };
 use crate::smtp::SmtpRelay;
 use crate::types::{
-    Cylinder, Email, Event, Job, Key, LdapPage, LdapSearch, Person, PluginError, SendError,
-    SyncReport, SyncRequest, UpsertReport,
+    AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Email, Event, HeartbeatAnswer, Job,
+    JobReport, Key, LdapPage, LdapSearch, Person, PluginError, ReportTaken, SendError, SyncReport,
+    SyncRequest, UpsertReport,
 };
 
 /// Most persons one call may stage for `sync-persons`.
@@ -132,6 +135,8 @@ pub(crate) struct HostState {
     /// What `staged` counts towards `quota.staged_persons_bytes`.
     staged_bytes: u64,
     quota: CallQuota,
+    /// The PD a `handle-frame` call acts for; `None` in every other call.
+    device: Option<DeviceBinding>,
 }
 
 impl HostState {
@@ -158,7 +163,27 @@ impl HostState {
             staged: Vec::new(),
             staged_bytes: 0,
             quota,
+            device: None,
         }
+    }
+
+    /// Binds the call to the PD of the connection its frame came from.
+    pub fn bind_device(&mut self, device: DeviceBinding) {
+        self.device = Some(device);
+    }
+
+    /// Architecture invariant: the `device` operations act only for the PD the host bound
+    /// to this call from the connection's verified certificate; without one (any call but
+    /// `handle-frame`) they are denied.
+    fn bound_device(&self) -> Result<DeviceBinding, PluginError> {
+        if !self.ctx.grants.device {
+            return Err(self.denied("device"));
+        }
+        self.device.ok_or_else(|| {
+            PluginError::Denied(
+                "device operations act for the PD of a frame: call them in handle-frame".into(),
+            )
+        })
     }
 
     fn denied(&self, what: &str) -> PluginError {
@@ -404,6 +429,81 @@ impl gateway::Host for HostState {
         self.ctx
             .gateway
             .report_key_lost(&self.ctx.name, key_id)
+            .await
+    }
+}
+
+impl device::Host for HostState {
+    async fn heartbeat(&mut self, report: DeviceHeartbeat) -> Result<HeartbeatAnswer, PluginError> {
+        let d = self.bound_device()?;
+        self.ctx
+            .gateway
+            .device_heartbeat(&self.ctx.name, &d, report)
+            .await
+    }
+
+    async fn key_inserted(&mut self, key_id: u64) -> Result<Vec<DeliverableJob>, PluginError> {
+        let d = self.bound_device()?;
+        self.ctx
+            .gateway
+            .device_key_inserted(&self.ctx.name, &d, key_id)
+            .await
+    }
+
+    async fn report_job(&mut self, report: JobReport) -> Result<ReportTaken, PluginError> {
+        let d = self.bound_device()?;
+        self.ctx
+            .gateway
+            .device_report_job(&self.ctx.name, &d, report)
+            .await
+    }
+
+    async fn revocation_list(&mut self) -> Result<String, PluginError> {
+        let d = self.bound_device()?;
+        self.ctx
+            .gateway
+            .device_revocation_list(&self.ctx.name, &d)
+            .await
+    }
+
+    async fn upload_audit_trail(
+        &mut self,
+        key_id: u64,
+        entries: Vec<AuditEntry>,
+    ) -> Result<u32, PluginError> {
+        let d = self.bound_device()?;
+        if entries.len() > MAX_AUDIT_ENTRIES {
+            return Err(PluginError::Invalid(format!(
+                "at most {MAX_AUDIT_ENTRIES} audit-trail records per upload, not {}",
+                entries.len()
+            )));
+        }
+        self.ctx
+            .gateway
+            .device_upload_audit_trail(&self.ctx.name, &d, key_id, entries)
+            .await
+    }
+
+    async fn upload_log(&mut self, mut lines: Vec<String>) -> Result<(), PluginError> {
+        let d = self.bound_device()?;
+        if lines.len() > MAX_LOG_LINES {
+            return Err(PluginError::Invalid(format!(
+                "at most {MAX_LOG_LINES} log lines per upload, not {}",
+                lines.len()
+            )));
+        }
+        for line in &mut lines {
+            if line.len() > MAX_LOG_LINE_BYTES {
+                let mut cut = MAX_LOG_LINE_BYTES;
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
+            }
+        }
+        self.ctx
+            .gateway
+            .device_upload_log(&self.ctx.name, &d, lines)
             .await
     }
 }

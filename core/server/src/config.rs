@@ -83,6 +83,41 @@ pub struct PdsConfig {
     /// Hours a PD may rely on a key revocation list after it was issued; then it stops
     /// offline updates until it has a newer one (1–720).
     pub krl_validity_hours: u32,
+    /// The device-protocol plugin that serves each PD generation.
+    pub protocols: PdProtocols,
+}
+
+/// `[pds.protocols]`: the device-protocol plugin (its name under `[plugins]`) of each PD
+/// generation. A PD whose generation's plugin is not loaded and licensed is disconnected at
+/// its first frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PdProtocols {
+    pub wall_gen1: String,
+    pub wall_gen2: String,
+    pub cliq_mobile: String,
+}
+
+impl Default for PdProtocols {
+    fn default() -> Self {
+        PdProtocols {
+            wall_gen1: "pd-wall-gen1".into(),
+            wall_gen2: "pd-wall-gen2".into(),
+            cliq_mobile: "pd-mobile".into(),
+        }
+    }
+}
+
+impl PdProtocols {
+    /// The plugin of a generation.
+    pub fn plugin_for(&self, generation: lockgate_model::remote_pd::RemotePdType) -> &str {
+        use lockgate_model::remote_pd::RemotePdType;
+        match generation {
+            RemotePdType::WallGen1 => &self.wall_gen1,
+            RemotePdType::WallGen2 => &self.wall_gen2,
+            RemotePdType::CliqMobile => &self.cliq_mobile,
+        }
+    }
 }
 
 impl Default for PdsConfig {
@@ -100,6 +135,7 @@ impl Default for PdsConfig {
             frame_timeout: Span::secs(30),
             max_frame_bytes: 256 << 10,
             krl_validity_hours: 24,
+            protocols: PdProtocols::default(),
         }
     }
 }

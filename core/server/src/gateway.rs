@@ -8,10 +8,12 @@
 //! go to the log; the plugin sees `invalid` or `unavailable`).
 
 use async_trait::async_trait;
-use lockgate_host::Gateway;
 use lockgate_host::types::{
-    Cylinder, Event, Job, Key, Person, PluginError, SyncReport, SyncRequest, SyncSkip, UpsertReport,
+    AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Event, HeartbeatAnswer, Job, JobOutcome,
+    JobReport, Key, Person, PluginError, ReportTaken, SyncReport, SyncRequest, SyncSkip,
+    UpsertReport,
 };
+use lockgate_host::{DeviceBinding, Gateway};
 use lockgate_jobs::{JobsError, NewJob, Queue};
 use lockgate_model::{
     ObjectKind,
@@ -161,6 +163,14 @@ fn app_unavailable(plugin: &str, e: lockgate_app::AppError) -> PluginError {
         lockgate_app::AppError::Store(e) => unavailable(plugin, e),
         lockgate_app::AppError::NotFound(m) => PluginError::NotFound(m),
         other => PluginError::Invalid(other.to_string()),
+    }
+}
+
+/// The PD a device operation acts for, as the application layer names it.
+fn device_ref(d: &DeviceBinding) -> lockgate_app::DeviceRef {
+    lockgate_app::DeviceRef {
+        system_id: d.system_id,
+        pd_id: d.pd_id,
     }
 }
 
@@ -649,6 +659,127 @@ impl Gateway for CoreGateway {
             Err(e) => return Err(app_unavailable(plugin, e)),
         }
         Ok(())
+    }
+
+    async fn device_heartbeat(
+        &self,
+        plugin: &str,
+        device: &DeviceBinding,
+        report: DeviceHeartbeat,
+    ) -> Result<HeartbeatAnswer, PluginError> {
+        let d = device_ref(device);
+        let answer = self
+            .app
+            .device_heartbeat(d, report.firmware.as_deref())
+            .await
+            .map_err(|e| app_unavailable(plugin, e))?;
+        let settings = serde_json::to_string(&answer.settings)
+            .map_err(|e| PluginError::Other(format!("settings: {e}")))?;
+        Ok(HeartbeatAnswer {
+            interval_minutes: answer.heartbeat_minutes,
+            settings,
+            revocation_list: self.device_revocation_list(plugin, device).await?,
+        })
+    }
+
+    async fn device_key_inserted(
+        &self,
+        plugin: &str,
+        device: &DeviceBinding,
+        key_id: u64,
+    ) -> Result<Vec<DeliverableJob>, PluginError> {
+        let key_id =
+            i64::try_from(key_id).map_err(|_| PluginError::NotFound(format!("no key {key_id}")))?;
+        let jobs = self
+            .app
+            .key_inserted(device_ref(device), key_id)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))?;
+        Ok(jobs
+            .into_iter()
+            .map(|d| DeliverableJob {
+                id: d.job.id.unsigned_abs(),
+                kind: d.job.kind.as_str().replace('_', "-"),
+                program: d.job.program.to_string(),
+                program_hash: d.program_hash,
+            })
+            .collect())
+    }
+
+    async fn device_report_job(
+        &self,
+        plugin: &str,
+        device: &DeviceBinding,
+        report: JobReport,
+    ) -> Result<ReportTaken, PluginError> {
+        let job_id = i64::try_from(report.job_id)
+            .map_err(|_| PluginError::NotFound(format!("no job {}", report.job_id)))?;
+        let outcome = match report.outcome {
+            JobOutcome::Done(program_hash) => lockgate_app::DeviceOutcome::Done { program_hash },
+            JobOutcome::Failed(reason) => lockgate_app::DeviceOutcome::Failed { reason },
+        };
+        match self
+            .app
+            .device_job_report(device_ref(device), job_id, outcome, &report.report_key)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))?
+        {
+            lockgate_app::DeviceReport::Applied(_) => Ok(ReportTaken::Applied),
+            lockgate_app::DeviceReport::AlreadyApplied => Ok(ReportTaken::AlreadyApplied),
+        }
+    }
+
+    async fn device_revocation_list(
+        &self,
+        plugin: &str,
+        device: &DeviceBinding,
+    ) -> Result<String, PluginError> {
+        let (_, signed) = self
+            .app
+            .key_revocation_list(device.system_id)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))?;
+        serde_json::to_string(&signed).map_err(|e| PluginError::Other(format!("the list: {e}")))
+    }
+
+    async fn device_upload_audit_trail(
+        &self,
+        plugin: &str,
+        device: &DeviceBinding,
+        key_id: u64,
+        entries: Vec<AuditEntry>,
+    ) -> Result<u32, PluginError> {
+        let key_id =
+            i64::try_from(key_id).map_err(|_| PluginError::NotFound(format!("no key {key_id}")))?;
+        let mut records = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let cylinder_id = i64::try_from(e.cylinder_id)
+                .map_err(|_| PluginError::NotFound(format!("no cylinder {}", e.cylinder_id)))?;
+            let at = chrono::DateTime::from_timestamp_millis(e.at).ok_or_else(|| {
+                PluginError::Invalid(format!("entries[{i}].at: {} is no instant", e.at))
+            })?;
+            records.push(lockgate_store::devices::AuditRecord {
+                cylinder_id,
+                at,
+                opened: e.opened,
+            });
+        }
+        self.app
+            .device_audit_trail(device_ref(device), key_id, &records)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))
+    }
+
+    async fn device_upload_log(
+        &self,
+        plugin: &str,
+        device: &DeviceBinding,
+        lines: Vec<String>,
+    ) -> Result<(), PluginError> {
+        self.app
+            .device_log(device_ref(device), &lines)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))
     }
 
     /// The feature a plugin's manifest names, judged for the locking system the gateway

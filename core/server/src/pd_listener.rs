@@ -20,6 +20,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use lockgate_app::PdAuthority;
 use lockgate_devices::transport::{FrameLimits, read_frame, write_frame};
+use lockgate_model::remote_pd::{RemotePd, RemotePdType};
 use lockgate_store::Store;
 use rustls::{
     DigitallySignedStruct, DistinguishedName, SignatureScheme,
@@ -39,13 +40,32 @@ pub struct Device {
     pub certificate_id: i64,
     /// SHA-256 of the client certificate.
     pub fingerprint: String,
+    /// The PD's marking (its name when it has none), as stored.
+    pub marking: String,
+    /// The PD's generation, as stored: it picks the device-protocol plugin.
+    pub generation: RemotePdType,
 }
 
-/// What the listener does with a device's frames: the answer frames, or why the
-/// connection is closed.
+/// What a [`FrameHandler`] answers to one frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameReply {
+    /// Frames to send, in order.
+    pub frames: Vec<Vec<u8>>,
+    /// Close the connection after sending them.
+    pub close: bool,
+}
+
+/// What the listener does with a device's frames: the answer, or why the connection is
+/// closed at once. `session` is the connection's state between frames (empty at the
+/// start), which the handler may change.
 #[async_trait]
 pub trait FrameHandler: Send + Sync + 'static {
-    async fn handle(&self, device: &Device, frame: Vec<u8>) -> Result<Vec<Vec<u8>>, String>;
+    async fn handle(
+        &self,
+        device: &Device,
+        session: &mut Vec<u8>,
+        frame: Vec<u8>,
+    ) -> Result<FrameReply, String>;
 }
 
 /// The fingerprints of the unrevoked PD certificates, as the handshake sees them: refreshed
@@ -328,13 +348,8 @@ async fn connection(
     };
     // The store is the authority: a certificate revoked (or a PD deleted) since the last
     // refresh is refused here, before any frame.
-    let device = match store.device_by_fingerprint(&fingerprint).await {
-        Ok(Some(r)) => Device {
-            system_id: r.system_id,
-            pd_id: r.pd_id,
-            certificate_id: r.certificate_id,
-            fingerprint,
-        },
+    let record = match store.device_by_fingerprint(&fingerprint).await {
+        Ok(Some(r)) => r,
         Ok(None) => {
             tracing::info!(%peer, "PD listener: the certificate is revoked or its PD deleted");
             return;
@@ -344,6 +359,34 @@ async fn connection(
             return;
         }
     };
+    let pd: lockgate_store::Stored<RemotePd> = match store
+        .get(
+            record.system_id,
+            lockgate_model::ObjectKind::RemotePd,
+            record.pd_id,
+            &lockgate_store::Scope::all(),
+        )
+        .await
+    {
+        Ok(pd) => pd,
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "PD listener: the certificate's PD cannot be read");
+            return;
+        }
+    };
+    let device = Device {
+        system_id: record.system_id,
+        pd_id: record.pd_id,
+        certificate_id: record.certificate_id,
+        fingerprint,
+        marking: if pd.body.marking.is_empty() {
+            pd.body.name.clone()
+        } else {
+            pd.body.marking.clone()
+        },
+        generation: pd.body.pd_type,
+    };
+    let mut session = Vec::new();
     tracing::debug!(%peer, system_id = device.system_id, pd_id = device.pd_id, "PD connected");
     loop {
         let frame = match read_frame(&mut stream, &options.limits).await {
@@ -354,18 +397,21 @@ async fn connection(
                 break;
             }
         };
-        let answers = match handler.handle(&device, frame).await {
+        let reply = match handler.handle(&device, &mut session, frame).await {
             Ok(a) => a,
             Err(reason) => {
                 tracing::info!(%peer, pd_id = device.pd_id, %reason, "PD connection closed by its protocol handler");
                 break;
             }
         };
-        for answer in answers {
-            if let Err(e) = write_frame(&mut stream, &answer, &options.limits).await {
+        for answer in &reply.frames {
+            if let Err(e) = write_frame(&mut stream, answer, &options.limits).await {
                 tracing::info!(%peer, pd_id = device.pd_id, error = %e, "PD connection closed while answering");
                 return;
             }
+        }
+        if reply.close {
+            break;
         }
     }
     use tokio::io::AsyncWriteExt as _;
@@ -379,7 +425,54 @@ pub struct NoProtocol;
 
 #[async_trait]
 impl FrameHandler for NoProtocol {
-    async fn handle(&self, _: &Device, _: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
-        Err("no device-protocol plugin serves this PD's generation yet".into())
+    async fn handle(&self, _: &Device, _: &mut Vec<u8>, _: Vec<u8>) -> Result<FrameReply, String> {
+        Err("no device-protocol plugin serves this PD's generation".into())
+    }
+}
+
+/// The device-protocol plugin of each PD generation (`[pds.protocols]`).
+#[derive(Debug, Clone)]
+pub struct PluginFrames {
+    pub host: lockgate_host::PluginHost,
+    pub protocols: crate::config::PdProtocols,
+}
+
+#[async_trait]
+impl FrameHandler for PluginFrames {
+    /// Architecture invariant: the plugin's `device` operations are bound to the PD of
+    /// this connection (`DeviceBinding` from the verified certificate), never to anything
+    /// in the frame.
+    async fn handle(
+        &self,
+        device: &Device,
+        session: &mut Vec<u8>,
+        frame: Vec<u8>,
+    ) -> Result<FrameReply, String> {
+        let plugin = self.protocols.plugin_for(device.generation);
+        let binding = lockgate_host::DeviceBinding {
+            system_id: device.system_id,
+            pd_id: device.pd_id,
+            certificate_id: device.certificate_id,
+        };
+        let record = lockgate_host::types::Device {
+            pd_id: device.pd_id.unsigned_abs(),
+            marking: device.marking.clone(),
+            generation: device.generation.as_str().replace('_', "-"),
+        };
+        match self
+            .host
+            .handle_frame(plugin, binding, record, std::mem::take(session), frame)
+            .await
+        {
+            Ok(Ok(answer)) => {
+                *session = answer.session;
+                Ok(FrameReply {
+                    frames: answer.frames,
+                    close: answer.close,
+                })
+            }
+            Ok(Err(e)) => Err(format!("plugin `{plugin}` refused the frame: {e:?}")),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }

@@ -175,6 +175,13 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
             }
         }
     }
+    let frames: Arc<dyn crate::pd_listener::FrameHandler> = match &plugins {
+        Some(host) => Arc::new(crate::pd_listener::PluginFrames {
+            host: host.clone(),
+            protocols: cfg.pds.protocols.clone(),
+        }),
+        None => Arc::new(crate::pd_listener::NoProtocol),
+    };
     if let Some(host) = plugins {
         #[cfg(unix)]
         tokio::spawn(reload_on_hangup(host.clone(), config_path));
@@ -201,7 +208,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
             pd::PdListenerOptions::from_config(&cfg.pds),
             store.clone(),
             trusted,
-            Arc::new(pd::NoProtocol),
+            frames,
             std::future::pending(),
         )));
     }

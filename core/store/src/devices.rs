@@ -652,3 +652,142 @@ impl Store {
             .collect()
     }
 }
+
+/// One record of a key's audit trail: the key was used at a cylinder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub cylinder_id: i64,
+    pub at: DateTime<Utc>,
+    pub opened: bool,
+}
+
+/// Most lines of a PD log kept in one `log_uploaded` event.
+pub const MAX_PD_LOG_LINES: usize = 1_000;
+
+impl Store {
+    /// Records records of key `key_id`'s audit trail, read at PD `pd_id`; records stored
+    /// already (the same key, cylinder and instant) are skipped. Returns how many were new;
+    /// when any were, one `audit_trail_uploaded` event on the key. The key must be a key of
+    /// the system and every cylinder a cylinder of it, or nothing is written.
+    pub async fn record_audit_trail(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        key_id: i64,
+        records: &[AuditRecord],
+        at: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<u32> {
+        let mut tx = self.write_tx().await?;
+        let pd_marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
+        let kind_of = |id: i64| {
+            sqlx::query("SELECT kind, name FROM objects WHERE id = $1 AND system_id = $2")
+                .bind(id)
+                .bind(system_id)
+        };
+        let key = kind_of(key_id).fetch_optional(&mut *tx).await?;
+        let key_name = match key {
+            Some(r) if r.try_get::<String, _>("kind")? == ObjectKind::Key.as_str() => {
+                r.try_get::<String, _>("name")?
+            }
+            _ => return Err(StoreError::not_found(ObjectKind::Key, key_id)),
+        };
+        let mut cylinders: Vec<i64> = records.iter().map(|r| r.cylinder_id).collect();
+        cylinders.sort_unstable();
+        cylinders.dedup();
+        for id in cylinders {
+            let row = kind_of(id).fetch_optional(&mut *tx).await?;
+            if !matches!(&row, Some(r) if r.try_get::<String, _>("kind")? == ObjectKind::Cylinder.as_str())
+            {
+                return Err(StoreError::not_found(ObjectKind::Cylinder, id));
+            }
+        }
+        let mut new = 0u32;
+        for r in records {
+            let done = sqlx::query(
+                "INSERT INTO audit_trail_entries (system_id, key_id, cylinder_id, at, opened, pd_id, uploaded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(system_id)
+            .bind(key_id)
+            .bind(r.cylinder_id)
+            .bind(ts(r.at))
+            .bind(i64::from(r.opened))
+            .bind(pd_id)
+            .bind(ts(at))
+            .execute(&mut *tx)
+            .await?;
+            new += u32::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        if new > 0 {
+            EventDraft::new(
+                ObjectKind::Key,
+                Some(key_id),
+                &key_name,
+                "audit_trail_uploaded",
+                serde_json::json!({
+                    "pd_id": pd_id,
+                    "pd": pd_marking,
+                    "records": records.len(),
+                    "new": new,
+                }),
+            )
+            .insert(&mut tx, system_id, actor)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Key `key_id`'s audit trail as uploaded from PDs, newest first, at most `limit`.
+    pub async fn audit_trail(
+        &self,
+        system_id: i64,
+        key_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT cylinder_id, at, opened FROM audit_trail_entries WHERE system_id = $1 AND key_id = $2 \
+             ORDER BY at DESC, cylinder_id LIMIT $3",
+        )
+        .bind(system_id)
+        .bind(key_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    cylinder_id: r.try_get("cylinder_id")?,
+                    at: parse_ts(&r.try_get::<String, _>("at")?)?,
+                    opened: r.try_get::<i64, _>("opened")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps lines a PD uploaded from its own log as one `log_uploaded` event on the PD
+    /// (at most [`MAX_PD_LOG_LINES`]; the caller bounds each line).
+    pub async fn record_pd_log(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        lines: &[String],
+        actor: &Actor,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
+        let kept = &lines[..lines.len().min(MAX_PD_LOG_LINES)];
+        EventDraft::new(
+            ObjectKind::RemotePd,
+            Some(pd_id),
+            &marking,
+            "log_uploaded",
+            serde_json::json!({ "lines": kept, "cut": lines.len() - kept.len() }),
+        )
+        .insert(&mut tx, system_id, actor)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -55,7 +55,7 @@ pub mod http;
 pub mod settings;
 
 pub use bindings::lockgate::host;
-pub use host::{clock, config, gateway, kv, ldap, mqtt, smtp, types};
+pub use host::{clock, config, device, gateway, kv, ldap, mqtt, smtp, types};
 pub use settings::settings;
 pub use types::{Cylinder, Error, Event, Job, Key, Person, Timestamp};
 pub use wit_bindgen;
