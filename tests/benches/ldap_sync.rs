@@ -105,7 +105,7 @@ async fn run(db: Db, slapd: &Slapd, entries: usize) {
         base = slapd.base_dn(),
     ))
     .expect("config");
-    let host = lockgate::plugins::start(&cfg, &app.store, &LicenceConfig::default(), None)
+    let host = lockgate::plugins::start(&cfg, &app.store, &LicenceConfig::default(), None, None)
         .await
         .expect("host")
         .expect("enabled");

@@ -41,7 +41,7 @@ async fn host(app: &TestApp, peer: &SmtpPeer, tls: &str, admins: &[&str]) -> Plu
         ca = peer.ca_pem_path().display(),
     ))
     .expect("plugins config");
-    lockgate::plugins::start(&cfg, &app.store, &LicenceConfig::default(), None)
+    lockgate::plugins::start(&cfg, &app.store, &LicenceConfig::default(), None, None)
         .await
         .expect("plugin host")
         .expect("enabled")

@@ -70,7 +70,7 @@ async fn host(
         base = slapd.base_dn(),
     ))
     .expect("plugins config");
-    lockgate::plugins::start(&cfg, &app.store, &LicenceConfig::default(), None)
+    lockgate::plugins::start(&cfg, &app.store, &LicenceConfig::default(), None, None)
         .await
         .expect("plugin host")
         .expect("enabled")

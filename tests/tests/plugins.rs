@@ -86,7 +86,7 @@ on_both!(lists_and_toggles_plugins, |app: TestApp| async move {
         enforce: true,
         ..LicenceConfig::default()
     };
-    let host = lockgate::plugins::start(&cfg, &app.store, &licence, None)
+    let host = lockgate::plugins::start(&cfg, &app.store, &licence, None, None)
         .await
         .unwrap()
         .expect("a plugin host");

@@ -101,6 +101,16 @@ impl CoreGateway {
         Ok(())
     }
 
+    /// With the PD certificate authority, for the `device` operations (the revocation
+    /// list is signed with its key).
+    pub fn with_pd_authority(
+        mut self,
+        authority: std::sync::Arc<lockgate_app::PdAuthority>,
+    ) -> Self {
+        self.app = self.app.with_pd_authority(authority);
+        self
+    }
+
     /// With the background queue, so `request-directory-sync` can enqueue.
     pub fn with_queue(mut self, queue: Queue) -> Self {
         self.queue = Some(queue);
@@ -174,11 +184,16 @@ fn device_ref(d: &DeviceBinding) -> lockgate_app::DeviceRef {
     }
 }
 
-/// A store failure as the plugin sees it: validation problems are `invalid`, the rest
+/// A store failure as the plugin sees it: validation problems and refusals are `invalid`, a
+/// missing object `not-found`, the rest
 /// `unavailable` with the details in the log only.
 fn unavailable(plugin: &str, e: StoreError) -> PluginError {
     match e {
         StoreError::Invalid(v) => PluginError::Invalid(v.to_string()),
+        e @ StoreError::NotFound { .. } => PluginError::NotFound(e.to_string()),
+        StoreError::Refused { message } | StoreError::Conflict { message, .. } => {
+            PluginError::Invalid(message)
+        }
         e => {
             tracing::warn!(plugin, error = %e, "gateway operation failed");
             PluginError::Unavailable("the core could not complete the operation".into())

@@ -69,17 +69,27 @@ pub trait FrameHandler: Send + Sync + 'static {
 }
 
 /// The fingerprints of the unrevoked PD certificates, as the handshake sees them: refreshed
-/// from the store every few seconds and after every change this process makes. The store
-/// stays the authority: every connection is looked up again after the handshake.
+/// from the store every few seconds, and soon after a handshake presented a certificate the
+/// set does not hold (a PD enrolled since: its retry succeeds). The store stays the
+/// authority: every connection is looked up again after the handshake.
 #[derive(Debug, Default)]
-pub struct TrustedDevices(RwLock<HashSet<String>>);
+pub struct TrustedDevices {
+    fingerprints: RwLock<HashSet<String>>,
+    /// Woken by a handshake with an unknown certificate.
+    missed: tokio::sync::Notify,
+}
 
 impl TrustedDevices {
     pub fn contains(&self, fingerprint: &str) -> bool {
-        self.0
+        let known = self
+            .fingerprints
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(fingerprint)
+            .contains(fingerprint);
+        if !known {
+            self.missed.notify_one();
+        }
+        known
     }
 
     /// Reads the unrevoked fingerprints again.
@@ -89,7 +99,7 @@ impl TrustedDevices {
             .await?
             .into_iter()
             .collect();
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = set;
+        *self.fingerprints.write().unwrap_or_else(|p| p.into_inner()) = set;
         Ok(())
     }
 }
@@ -153,6 +163,9 @@ impl ClientCertVerifier for DeviceVerifier {
         self.chain.supported_verify_schemes()
     }
 }
+
+/// Shortest time between two reads of the unrevoked certificates.
+const MIN_REFRESH: Duration = Duration::from_millis(200);
 
 /// How the PD listener runs.
 #[derive(Debug, Clone)]
@@ -275,7 +288,13 @@ pub async fn serve(
                 if let Err(e) = trusted.refresh(&store).await {
                     tracing::warn!(error = %e, "PD listener: cannot read the PD certificates");
                 }
-                tokio::time::sleep(every).await;
+                // At most one read per `MIN_REFRESH`, however many unknown certificates
+                // knock: a flood of strangers costs one query per interval.
+                tokio::time::sleep(MIN_REFRESH.min(every)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every.saturating_sub(MIN_REFRESH)) => {}
+                    _ = trusted.missed.notified() => {}
+                }
             }
         })
     };

@@ -172,20 +172,23 @@ pub async fn start(
     store: &Store,
     licence: &LicenceConfig,
     queue: Option<lockgate_jobs::Queue>,
+    pd_authority: Option<Arc<lockgate_app::PdAuthority>>,
 ) -> anyhow::Result<Option<PluginHost>> {
     if !cfg.enabled {
         tracing::info!("plugin host disabled in the configuration");
         return Ok(None);
     }
+    let mut gateway = crate::gateway::CoreGateway::new(store.clone()).with_licence(licence.clone());
+    if let Some(q) = queue {
+        gateway = gateway.with_queue(q);
+    }
+    if let Some(a) = pd_authority {
+        gateway = gateway.with_pd_authority(a);
+    }
     let host = PluginHost::new(
         cfg.host_config(),
         Arc::new(DbKv::new(store.clone())),
-        Arc::new(match queue {
-            Some(q) => crate::gateway::CoreGateway::new(store.clone())
-                .with_licence(licence.clone())
-                .with_queue(q),
-            None => crate::gateway::CoreGateway::new(store.clone()).with_licence(licence.clone()),
-        }),
+        Arc::new(gateway),
     )
     .context("starting the plugin host")?;
     let host = match &cfg.mqtt {

@@ -96,7 +96,22 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         crate::background::queue_config(&cfg.background),
     )
     .context("opening the background queue")?;
-    let plugins = crate::plugins::start(&cfg.plugins, &store, &licence, Some(queue)).await?;
+    let pd_authority = match &pd_key {
+        Some(key) => Some(Arc::new(
+            crate::pd_listener::open_authority(&store, &cfg.pds, key)
+                .await
+                .context("opening the PD certificate authority")?,
+        )),
+        None => None,
+    };
+    let plugins = crate::plugins::start(
+        &cfg.plugins,
+        &store,
+        &licence,
+        Some(queue),
+        pd_authority.clone(),
+    )
+    .await?;
     // `notify.*` outbox messages go to the notifier plugin when one is configured, else to
     // the log (metadata only).
     let deliver: Arc<dyn lockgate_jobs::Deliver> = match (&cfg.background.notifier, &plugins) {
@@ -120,14 +135,6 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         plugins.clone(),
     )
     .context("starting the background runtime")?;
-    let pd_authority = match &pd_key {
-        Some(key) => Some(Arc::new(
-            crate::pd_listener::open_authority(&store, &cfg.pds, key)
-                .await
-                .context("opening the PD certificate authority")?,
-        )),
-        None => None,
-    };
     let mut app_layer = lockgate_app::App::new(store.clone());
     if let Some(authority) = &pd_authority {
         app_layer = app_layer.with_pd_authority(authority.clone());
