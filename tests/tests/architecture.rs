@@ -35,6 +35,19 @@ const STORE_WRITES: &[&str] = &[
     "request_audit_trail",
     "sync_directory",
     "transition_job",
+    // Remote PDs: enrolment, certificates, deliveries, heartbeats, uploads.
+    "create_pd_enrolment_code",
+    "enrol_pd",
+    "add_pd_certificate",
+    "revoke_pd_certificates",
+    "record_delivery",
+    "mark_delivery_reported",
+    "record_heartbeat",
+    "mark_pd_offline",
+    "record_audit_trail",
+    "record_pd_log",
+    "record_krl_delivery",
+    "warn_pd_certificate_expiring",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -78,7 +78,7 @@ on_both!(
             program_hash: hash.clone(),
         };
         let refused = core
-            .device_job_report(yard, job, done.clone(), "r-1")
+            .device_job_report(yard, job, done.clone(), "r-1", &[])
             .await
             .expect_err("a PD that did not deliver the job confirms it");
         assert!(refused.to_string().contains("did not deliver"), "{refused}");
@@ -86,20 +86,20 @@ on_both!(
             program_hash: "00".repeat(32),
         };
         let refused = core
-            .device_job_report(lobby, job, wrong, "r-1")
+            .device_job_report(lobby, job, wrong, "r-1", &[])
             .await
             .expect_err("another program confirms the job");
         assert!(refused.to_string().contains("program"), "{refused}");
         assert_eq!(key_job_count(&app, key).await, 1, "nothing closed yet");
         assert!(
-            core.device_job_report(lobby, job, done.clone(), "")
+            core.device_job_report(lobby, job, done.clone(), "", &[])
                 .await
                 .is_err()
         );
 
         // The right report closes it; the actual state follows.
         match core
-            .device_job_report(lobby, job, done.clone(), "r-1")
+            .device_job_report(lobby, job, done.clone(), "r-1", &[])
             .await
             .expect("report")
         {
@@ -124,13 +124,13 @@ on_both!(
         let before = events(&app).await;
         // Retransmitted: harmless. Another report for the closed job: refused.
         assert!(matches!(
-            core.device_job_report(lobby, job, done.clone(), "r-1")
+            core.device_job_report(lobby, job, done.clone(), "r-1", &[])
                 .await,
             Ok(DeviceReport::AlreadyApplied)
         ));
         assert_eq!(events(&app).await, before, "a retransmission wrote events");
         assert!(
-            core.device_job_report(lobby, job, done, "r-2")
+            core.device_job_report(lobby, job, done, "r-2", &[])
                 .await
                 .is_err()
         );
@@ -153,6 +153,7 @@ on_both!(
                     reason: "key removed during the write".into(),
                 },
                 "y-1",
+                &[],
             )
             .await
             .expect("report")
@@ -213,6 +214,23 @@ on_both!(heartbeats_keep_a_pd_online, |app: TestApp| async move {
     let s = app.get(&status).await.expect(200).body;
     assert_eq!(s["online"], false, "{s}");
     assert!(s["offline_since"].is_string());
+    // One notification for the outage, for the configured recipients (docs/notifications.md).
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT topic, payload FROM outbox WHERE topic = 'notify.pd_offline'")
+            .fetch_all(app.store.pool())
+            .await
+            .expect("outbox");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let payload: serde_json::Value = serde_json::from_str(&rows[0].1).expect("payload");
+    assert_eq!(payload["pd_id"], json!(pd));
+    assert_eq!(payload["missed_heartbeats"], 3);
+    let instant = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a time")).expect("RFC 3339")
+    };
+    assert_eq!(
+        instant(&payload["offline_since"]),
+        instant(&s["offline_since"])
+    );
 
     // Heard from again: online, firmware kept when not reported.
     core.device_heartbeat(device, None)

@@ -34,11 +34,15 @@ impl Drop for Site {
     }
 }
 
-async fn site(app: &TestApp) -> Site {
+async fn site(app: &TestApp, certificate_days: u32) -> Site {
+    let pds = lockgate::config::PdsConfig {
+        certificate_days,
+        ..Default::default()
+    };
     let authority = Arc::new(
         pd::open_authority(
             &app.store,
-            &lockgate::config::PdsConfig::default(),
+            &pds,
             &lockgate_devices::ca::SealingKey::generate().expect("sealing key"),
         )
         .await
@@ -124,7 +128,7 @@ grants = { device = true, kv = true }
 on_both!(
     the_simulator_closes_the_loop_with_faults,
     |app: TestApp| async move {
-        let site = site(&app).await;
+        let site = site(&app, 365).await;
         let summary = lockgate_sim::run(lockgate_sim::Options {
             api: site.api.clone(),
             token: site.token.clone(),
@@ -183,7 +187,8 @@ fn refusal(e: anyhow::Error) -> Refusal {
 }
 
 on_both!(each_generation_keeps_its_rules, |app: TestApp| async move {
-    let site = site(&app).await;
+    // Certificates of 20 days: within the 30 days before expiry, so they renew at once.
+    let site = site(&app, 20).await;
     let api = lockgate_sim::api::Api::new(&site.api, &site.token);
     let group = api
         .create("/key-groups", json!({"name": "Staff", "kind": "dynamic"}))
@@ -220,6 +225,20 @@ on_both!(each_generation_keeps_its_rules, |app: TestApp| async move {
     assert!(settings["settings"].get("key_updater_mode").is_none());
     let krl = lockgate_sim::pd::verify_krl(&settings["krl"], &public_key).expect("signed list");
     assert_eq!(krl["keys"], json!([]));
+    let status = app
+        .get(&format!("/api/v1/remote-pds/{gen2}/status"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(status["online"], true, "{status}");
+    assert_eq!(status["firmware"], "2.4.0");
+    assert!(status["krl_issued_at"].is_string(), "{status}");
+    assert!(
+        status["krl_age_minutes"]
+            .as_i64()
+            .is_some_and(|m| (0..=60).contains(&m)),
+        "{status}"
+    );
     let both = g2.keys_inserted(&keys[..2]).await.unwrap();
     assert_eq!(both.iter().map(|(k, _)| *k).collect::<Vec<_>>(), keys[..2]);
     let job = both[0].1[0].clone();
@@ -311,6 +330,83 @@ on_both!(each_generation_keeps_its_rules, |app: TestApp| async move {
         "bad-message"
     );
 
+    // C-keys: one before firmware 12.0.0 is refused at a PD and keeps the manual
+    // confirmation; one with 12.7.0 fetches the cylinder job loaded on it, reports it with
+    // the cylinder's audit trail, and its job is never confirmed by hand.
+    let me = api.get("/me").await.unwrap();
+    let master = me["c_key_id"].as_u64().unwrap();
+    let door_job = api
+        .open_jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j["kind"] == "cylinder_programming" && j["target_id"].as_u64() == Some(door));
+    let door_job = door_job.expect("the door's programming job")["id"]
+        .as_u64()
+        .unwrap();
+    api.post(
+        &format!("/jobs/{door_job}/load"),
+        json!({"c_key_id": master}),
+    )
+    .await
+    .unwrap();
+    let old = g1.c_key_inserted(master).await.unwrap_err();
+    assert_eq!(refusal(old).code, "refused");
+    api.patch(
+        &format!("/c-keys/{master}"),
+        json!({"generation": "2", "firmware": "12.7.0"}),
+    )
+    .await
+    .unwrap();
+    let by_hand = api
+        .post(&format!("/jobs/{door_job}/confirm"), json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        by_hand
+            .downcast_ref::<lockgate_sim::api::ApiError>()
+            .map(|e| e.status),
+        Some(409),
+        "{by_hand:#}"
+    );
+    let carried = g1.c_key_inserted(master).await.unwrap();
+    assert_eq!(carried.len(), 1, "{carried:?}");
+    assert_eq!(carried[0]["job_id"].as_u64(), Some(door_job));
+    let chash = carried[0]["program_hash"].as_str().unwrap().to_owned();
+    assert_eq!(program_hash(&carried[0]["program"]), chash);
+    let trail = [(keys[0], now - 3_000, true), (keys[5], now - 2_000, false)];
+    assert_eq!(
+        g1.report_cylinder_done(door_job, &chash, "c-1", &trail)
+            .await
+            .unwrap(),
+        "applied"
+    );
+    assert!(
+        app.event_actions(&format!("/api/v1/cylinders/{door}"))
+            .await
+            .contains(&"audit_trail_uploaded".to_owned())
+    );
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_trail_entries WHERE cylinder_id = $1")
+            .bind(i64::try_from(door).unwrap())
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    // Two records from key 0's own trail (the same door, other instants) and two from the
+    // door's.
+    assert_eq!(stored, 4);
+    // A key job's report carries no cylinder audit trail.
+    let kj = g2.key_inserted(keys[6]).await.unwrap();
+    let (kid, khash) = (
+        kj[0]["job_id"].as_u64().unwrap(),
+        kj[0]["program_hash"].as_str().unwrap().to_owned(),
+    );
+    let wrong_trail = g2
+        .report_cylinder_done(kid, &khash, "k-6", &trail)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(wrong_trail).code, "refused");
+
     // Mobile: offline updates only for the last 10 keys updated there.
     let (_, mut m) = pd_of(&site, &api, "PD-M", Generation::Mobile).await;
     for k in &keys {
@@ -318,6 +414,45 @@ on_both!(each_generation_keeps_its_rules, |app: TestApp| async move {
     }
     let sm = m.heartbeat("3.0.0", None).await.unwrap();
     assert_eq!(sm["offline_keys"], json!(keys[2..].to_vec()));
+
+    // Renewal: a new certificate for a new key over the connection; once per certificate;
+    // the new one connects; expiry warnings go to PDs that did not renew, once.
+    let renewed = m.renew("PD-M").await.unwrap();
+    let again = m.renew("PD-M").await.unwrap_err();
+    assert_eq!(refusal(again).code, "refused");
+    let tls = lockgate_sim::pd::tls_config(&renewed).unwrap();
+    let mut m2 =
+        PdConnection::connect_with_retry(&site.pd_addr, "localhost", tls, Generation::Mobile, 5)
+            .await
+            .expect("the renewed certificate connects");
+    m2.heartbeat("3.0.0", None).await.unwrap();
+    let core = lockgate_app::App::new(app.store.clone());
+    let warned = core
+        .warn_expiring_pd_certificates(chrono::Duration::days(30))
+        .await
+        .unwrap();
+    assert!(warned >= 3, "{warned}");
+    assert_eq!(
+        core.warn_expiring_pd_certificates(chrono::Duration::days(30))
+            .await
+            .unwrap(),
+        0,
+        "once per certificate"
+    );
+    let g2_events = app
+        .event_actions(&format!("/api/v1/remote-pds/{gen2}"))
+        .await;
+    assert!(
+        g2_events.contains(&"certificate_expiring".to_owned()),
+        "{g2_events:?}"
+    );
+    let expiring: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE topic = 'notify.pd_certificate_expiring'",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(expiring, i64::try_from(warned).unwrap());
 
     // A PD of one generation speaking another's frames is refused and disconnected.
     let id = api.create_pd("PD-X", Generation::WallGen2).await.unwrap();

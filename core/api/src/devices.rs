@@ -217,6 +217,11 @@ async fn status(
         "offline_since": live.as_ref().and_then(|l| l.offline_since),
         "firmware": live.as_ref().and_then(|l| l.firmware.clone()),
         "certificate_expires_at": expires,
+        "krl_issued_at": live.as_ref().and_then(|l| l.krl_issued_at),
+        "krl_age_minutes": live
+            .as_ref()
+            .and_then(|l| l.krl_issued_at)
+            .map(|at| (state.app.now() - at).num_minutes().max(0)),
     }))
     .into_response())
 }

@@ -110,7 +110,7 @@ async fn confirm(
     let cx = admin.cx(&state.app);
     let job = state.app.visible_job(&cx, id).await?;
     require_report(&admin, &job)?;
-    let done = state.app.report_job(&cx, id, None).await?;
+    let done = state.app.confirm_by_hand(&cx, id).await?;
     Ok(Json(done.job).into_response())
 }
 

@@ -1300,7 +1300,7 @@ fn operations() -> Vec<Op> {
             "/api/v1/remote-pds/{id}/status",
             "getPdStatus",
             "remote-pds",
-            "The PD's status: online (heartbeats), last seen, offline since, the firmware it reported, when its newest unrevoked certificate expires (needs remote_pds View)",
+            "The PD's status: online (heartbeats), last seen, offline since, the firmware it reported, when its newest unrevoked certificate expires, the age of the key revocation list it was last given (needs remote_pds View)",
         )
         .ok(
             200,
@@ -1313,6 +1313,8 @@ fn operations() -> Vec<Op> {
                     "offline_since": nullable_date_time(),
                     "firmware": { "type": ["string", "null"] },
                     "certificate_expires_at": nullable_date_time(),
+                    "krl_issued_at": nullable_date_time(),
+                    "krl_age_minutes": { "type": ["integer", "null"], "minimum": 0 },
                 }),
                 &[],
             ),

@@ -31,6 +31,9 @@ pub struct PdAuthority {
     pub certificate_days: u32,
     /// How long a PD may rely on a key revocation list after it was issued.
     pub krl_validity: Duration,
+    /// A PD may renew its certificate in this time before it expires (and is warned about
+    /// it when this time begins).
+    pub renew_before: Duration,
 }
 
 impl PdAuthority {
@@ -298,6 +301,18 @@ pub fn program_hash(program: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(program.to_string().as_bytes()))
 }
 
+/// Whether a C-key takes its cylinder jobs at remote PDs: firmware 12.0.0 or later (remote
+/// C-key update). Unknown firmware is not assumed to.
+pub fn updated_remotely(c_key: &lockgate_model::ckey::CKey) -> bool {
+    use lockgate_engine::capability::{Device, Feature, supports};
+    c_key.firmware.is_some()
+        && supports(
+            Feature::RemoteCKeyUpdate,
+            Device::CKey,
+            c_key.firmware.as_ref(),
+        )
+}
+
 /// Longest idempotency key of a report, characters.
 pub const MAX_REPORT_KEY: usize = 128;
 
@@ -350,6 +365,53 @@ impl App {
         Ok(out)
     }
 
+    /// A C-key is inserted in the PD: the cylinder-programming jobs loaded on it, each
+    /// recorded as delivered by this PD with its program hash. Only C-keys with firmware
+    /// 12.0.0 or later are updated at remote PDs (remote C-key update); older ones are
+    /// refused and keep the manual confirmation.
+    pub async fn c_key_inserted(
+        &self,
+        device: DeviceRef,
+        c_key_id: i64,
+    ) -> Result<Vec<DeliverableJob>> {
+        let cx = self.device_context(device).await?;
+        let c_key: lockgate_store::Stored<lockgate_model::ckey::CKey> = self
+            .store
+            .get(
+                cx.system.id,
+                ObjectKind::CKey,
+                c_key_id,
+                &lockgate_store::Scope::all(),
+            )
+            .await
+            .map_err(|_| AppError::NotFound(format!("no C-key {c_key_id}")))?;
+        if !updated_remotely(&c_key.body) {
+            return Err(AppError::field(
+                "c_key_id",
+                "this C-key's firmware is older than 12.0.0 (or unknown): it is not updated at \
+                 remote PDs; its jobs are confirmed by hand",
+            ));
+        }
+        let jobs = self.store.jobs(cx.system.id, None, true, 10_000).await?;
+        let mut out = Vec::new();
+        for job in jobs {
+            if job.target != crate::JobTarget::Cylinder
+                || job.state != (crate::JobState::Loaded { c_key: c_key_id })
+            {
+                continue;
+            }
+            let hash = program_hash(&job.program);
+            self.store
+                .record_delivery(cx.system.id, device.pd_id, job.id, &hash, cx.now)
+                .await?;
+            out.push(DeliverableJob {
+                job,
+                program_hash: hash,
+            });
+        }
+        Ok(out)
+    }
+
     /// A PD reports a job it delivered. Architecture invariant: only the PD that delivered
     /// the job confirms it, and only for the program it delivered (the hash); a report
     /// repeated with its idempotency key, or after the job closed by it, changes nothing.
@@ -359,14 +421,17 @@ impl App {
         job_id: i64,
         outcome: DeviceOutcome,
         report_key: &str,
+        cylinder_audit_trail: &[lockgate_store::devices::AuditRecord],
     ) -> Result<DeviceReport> {
+        // `cylinder_audit_trail`: the cylinder's audit trail a C-key read where it executed a
+        // cylinder job (the records' cylinder is the job's).
         if report_key.is_empty() || report_key.chars().count() > MAX_REPORT_KEY {
             return Err(AppError::field(
                 "report_key",
                 format!("must be 1 to {MAX_REPORT_KEY} characters"),
             ));
         }
-        let cx = self.device_context(device).await?;
+        let mut cx = self.device_context(device).await?;
         let Some(delivery) = self
             .store
             .delivery(cx.system.id, device.pd_id, job_id)
@@ -412,6 +477,28 @@ impl App {
                 )
                 .await?;
             return Ok(DeviceReport::AlreadyApplied);
+        }
+        // A cylinder job is reported by the C-key that carried it (it holds the job).
+        if let crate::JobState::Loaded { c_key } = job.state {
+            cx.actor.c_key_id = Some(c_key);
+        }
+        if !cylinder_audit_trail.is_empty() {
+            if job.target != crate::JobTarget::Cylinder {
+                return Err(AppError::field(
+                    "cylinder_audit_trail",
+                    "only a cylinder job's report carries that cylinder's audit trail",
+                ));
+            }
+            // The records are the job's cylinder's, whatever they say.
+            let records: Vec<_> = cylinder_audit_trail
+                .iter()
+                .map(|r| lockgate_store::devices::AuditRecord {
+                    cylinder_id: job.target_id,
+                    ..r.clone()
+                })
+                .collect();
+            self.store_audit_trail(&cx, device, (ObjectKind::Cylinder, job.target_id), &records)
+                .await?;
         }
         let report = self.report_job(&cx, job_id, failure).await?;
         self.store
@@ -486,6 +573,122 @@ impl App {
     }
 }
 
+/// A renewed certificate as the PD gets it.
+pub type Renewal = Enrolment;
+
+impl App {
+    /// A PD connected with certificate `certificate_id` asks for a new one for the key of
+    /// `csr_pem`. Allowed once the certificate is within `renew_before` of its expiry, once
+    /// per certificate (not when the PD holds an unrevoked certificate recorded later). The new
+    /// certificate is the PD's (its subject is the gateway's, as at enrolment); the old one
+    /// stays valid until it expires or is revoked.
+    pub async fn renew_device_certificate(
+        &self,
+        device: DeviceRef,
+        certificate_id: i64,
+        csr_pem: &str,
+    ) -> Result<Renewal> {
+        let authority = self.pd_authority()?.clone();
+        let cx = self.device_context(device).await?;
+        let current = self
+            .store
+            .pd_certificate(cx.system.id, certificate_id)
+            .await?
+            .filter(|c| c.pd_id == device.pd_id && c.revoked_at.is_none())
+            .ok_or_else(|| AppError::NotFound("the connection's certificate is revoked".into()))?;
+        if current.not_after - cx.now > authority.renew_before {
+            return Err(AppError::field(
+                "csr_pem",
+                format!(
+                    "the certificate is valid until {}; it is renewed from {} on",
+                    current.not_after,
+                    current.not_after - authority.renew_before
+                ),
+            ));
+        }
+        let newer = self
+            .store
+            .pd_certificates(cx.system.id, device.pd_id)
+            .await?
+            .into_iter()
+            .any(|c| c.revoked_at.is_none() && c.id > current.id);
+        if newer {
+            return Err(AppError::field(
+                "csr_pem",
+                "the PD holds a newer certificate already: connect with it",
+            ));
+        }
+        let pd: lockgate_store::Stored<lockgate_model::remote_pd::RemotePd> = self
+            .store
+            .get(
+                cx.system.id,
+                ObjectKind::RemotePd,
+                device.pd_id,
+                &lockgate_store::Scope::all(),
+            )
+            .await?;
+        let subject = DeviceSubject {
+            system_id: cx.system.id,
+            pd_id: device.pd_id,
+            marking: if pd.body.marking.is_empty() {
+                pd.body.name.clone()
+            } else {
+                pd.body.marking.clone()
+            },
+        };
+        let facts = authority
+            .ca
+            .issue_device(csr_pem, &subject, cx.now, authority.certificate_days)
+            .map_err(|e| AppError::field("csr_pem", e.to_string()))?;
+        let certificate = self
+            .store
+            .add_pd_certificate(
+                cx.system.id,
+                device.pd_id,
+                &new_certificate(facts, CertificateSource::Renewal),
+                &cx.actor,
+            )
+            .await?;
+        Ok(Enrolment {
+            certificate,
+            ca_pem: authority.ca.certificate_pem().to_owned(),
+        })
+    }
+
+    /// Announces every PD certificate that expires within `renew_before` and was not
+    /// renewed: an event on the PD and a notification, once per certificate. Returns how
+    /// many.
+    pub async fn warn_expiring_pd_certificates(&self, renew_before: Duration) -> Result<usize> {
+        let now = self.now();
+        let mut warned = 0;
+        for c in self
+            .store
+            .expiring_pd_certificates(now, now + renew_before)
+            .await?
+        {
+            if self.store.warn_pd_certificate_expiring(&c, now).await? {
+                warned += 1;
+            }
+        }
+        Ok(warned)
+    }
+}
+
+impl App {
+    /// The signed key revocation list as PD `device` is given it (at heartbeat or on
+    /// request): its issue time is kept as the PD's list age.
+    pub async fn device_revocation_list(
+        &self,
+        device: DeviceRef,
+    ) -> Result<lockgate_devices::krl::SignedKrl> {
+        let (list, signed) = self.key_revocation_list(device.system_id).await?;
+        self.store
+            .record_krl_delivery(device.system_id, device.pd_id, list.issued_at)
+            .await?;
+        Ok(signed)
+    }
+}
+
 /// Longest validity of a key revocation list.
 pub const MAX_KRL_VALIDITY_HOURS: i64 = 24 * 30;
 
@@ -543,6 +746,25 @@ impl App {
         records: &[lockgate_store::devices::AuditRecord],
     ) -> Result<u32> {
         let cx = self.device_context(device).await?;
+        if records.iter().any(|r| r.key_id != key_id) {
+            return Err(AppError::field(
+                "entries",
+                "a key's audit trail holds records of that key only",
+            ));
+        }
+        self.store_audit_trail(&cx, device, (ObjectKind::Key, key_id), records)
+            .await
+    }
+
+    /// Stores audit-trail records read at a PD from `source` (a key or a cylinder): no record
+    /// may lie more than a day in the future (a device clock running ahead).
+    async fn store_audit_trail(
+        &self,
+        cx: &WriteContext,
+        device: DeviceRef,
+        source: (ObjectKind, i64),
+        records: &[lockgate_store::devices::AuditRecord],
+    ) -> Result<u32> {
         if let Some(r) = records.iter().find(|r| r.at > cx.now + Duration::days(1)) {
             return Err(AppError::field(
                 "entries.at",
@@ -554,7 +776,7 @@ impl App {
             .record_audit_trail(
                 cx.system.id,
                 device.pd_id,
-                key_id,
+                source,
                 records,
                 cx.now,
                 &cx.actor,

@@ -321,6 +321,32 @@ impl App {
     /// is loaded on (the caller's), a carried block by its user key. A finished job's
     /// program becomes the actual state; then reconciliation plans what is still missing
     /// (a failed job is recreated).
+    /// An administrator confirms a job by hand (`POST /jobs/{id}/confirm`). Architecture
+    /// invariant: a cylinder job loaded on a C-key that is updated at remote PDs (firmware
+    /// 12.0.0 or later, in a remote system) is closed only by that C-key's report at a PD;
+    /// the manual confirmation stays for older C-keys.
+    pub async fn confirm_by_hand(&self, cx: &WriteContext, id: i64) -> Result<JobReport> {
+        let job = self.visible_job(cx, id).await?;
+        if let JobState::Loaded { c_key } = job.state
+            && cx.system.fixed.remote
+        {
+            let holder: Stored<CKey> = self
+                .store
+                .get(cx.system.id, ObjectKind::CKey, c_key, &Scope::all())
+                .await?;
+            if crate::devices::updated_remotely(&holder.body) {
+                return Err(lockgate_store::StoreError::Refused {
+                    message: format!(
+                        "job {id} is loaded on C-key {c_key}, whose firmware (12.0.0 or later) \
+                         reports it at a remote PD: it is not confirmed by hand"
+                    ),
+                }
+                .into());
+            }
+        }
+        self.report_job(cx, id, None).await
+    }
+
     pub async fn report_job(
         &self,
         cx: &WriteContext,

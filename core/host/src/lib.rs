@@ -59,8 +59,8 @@ pub mod types {
     pub use crate::bindings::exports::lockgate::connector::plugin::PluginInfo;
     pub use crate::bindings::lockgate::connector::http_types::{Request, Response};
     pub use crate::bindings::lockgate::host::device::{
-        AuditEntry, DeliverableJob, HeartbeatAnswer, HeartbeatReport as DeviceHeartbeat,
-        JobOutcome, JobReport, ReportTaken,
+        AuditEntry, CylinderAuditEntry, DeliverableJob, HeartbeatAnswer,
+        HeartbeatReport as DeviceHeartbeat, JobOutcome, JobReport, RenewedCertificate, ReportTaken,
     };
     pub use crate::bindings::lockgate::host::gateway::{
         SyncReport, SyncRequest, SyncSkip, UpsertReport,

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 
 use crate::types::{
     AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Event, HeartbeatAnswer, Job, JobReport,
-    Key, Person, PluginError, ReportTaken, SyncReport, SyncRequest, UpsertReport,
+    Key, Person, PluginError, RenewedCertificate, ReportTaken, SyncReport, SyncRequest,
+    UpsertReport,
 };
 
 /// Longest kv key, bytes.
@@ -188,6 +189,15 @@ pub trait Gateway: Send + Sync + 'static {
     ) -> Result<Vec<DeliverableJob>, PluginError> {
         unwired()
     }
+    /// `device.c-key-inserted`.
+    async fn device_c_key_inserted(
+        &self,
+        _plugin: &str,
+        _device: &DeviceBinding,
+        _c_key_id: u64,
+    ) -> Result<Vec<DeliverableJob>, PluginError> {
+        unwired()
+    }
     /// `device.report-job`.
     async fn device_report_job(
         &self,
@@ -213,6 +223,15 @@ pub trait Gateway: Send + Sync + 'static {
         _key_id: u64,
         _entries: Vec<AuditEntry>,
     ) -> Result<u32, PluginError> {
+        unwired()
+    }
+    /// `device.renew-certificate` (the connection's certificate is `device.certificate_id`).
+    async fn device_renew_certificate(
+        &self,
+        _plugin: &str,
+        _device: &DeviceBinding,
+        _csr_pem: String,
+    ) -> Result<RenewedCertificate, PluginError> {
         unwired()
     }
     /// `device.upload-log`.

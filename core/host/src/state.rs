@@ -66,6 +66,9 @@ fn staged_bytes(p: &Person) -> u64 {
         + p.fields.iter().map(|(k, v)| s(k) + s(v)).sum::<u64>()
 }
 
+/// Largest certificate signing request a PD may send for a renewal, bytes.
+const MAX_CSR_BYTES: usize = 16 * 1024;
+
 /// Longest log message kept, bytes (longer ones are cut).
 const LOG_MAX_BYTES: usize = 8 * 1024;
 /// Guest stderr kept per call (panic messages), bytes.
@@ -450,8 +453,22 @@ impl device::Host for HostState {
             .await
     }
 
+    async fn c_key_inserted(&mut self, c_key_id: u64) -> Result<Vec<DeliverableJob>, PluginError> {
+        let d = self.bound_device()?;
+        self.ctx
+            .gateway
+            .device_c_key_inserted(&self.ctx.name, &d, c_key_id)
+            .await
+    }
+
     async fn report_job(&mut self, report: JobReport) -> Result<ReportTaken, PluginError> {
         let d = self.bound_device()?;
+        if report.cylinder_audit_trail.len() > MAX_AUDIT_ENTRIES {
+            return Err(PluginError::Invalid(format!(
+                "at most {MAX_AUDIT_ENTRIES} audit-trail records per report, not {}",
+                report.cylinder_audit_trail.len()
+            )));
+        }
         self.ctx
             .gateway
             .device_report_job(&self.ctx.name, &d, report)
@@ -481,6 +498,22 @@ impl device::Host for HostState {
         self.ctx
             .gateway
             .device_upload_audit_trail(&self.ctx.name, &d, key_id, entries)
+            .await
+    }
+
+    async fn renew_certificate(
+        &mut self,
+        csr_pem: String,
+    ) -> Result<crate::types::RenewedCertificate, PluginError> {
+        let d = self.bound_device()?;
+        if csr_pem.len() > MAX_CSR_BYTES {
+            return Err(PluginError::Invalid(format!(
+                "a certificate signing request has at most {MAX_CSR_BYTES} bytes"
+            )));
+        }
+        self.ctx
+            .gateway
+            .device_renew_certificate(&self.ctx.name, &d, csr_pem)
             .await
     }
 

@@ -440,6 +440,17 @@ async fn retained_state_and_home_assistant_discovery() {
         ..event("key.lost")
     };
     host.publish("event-bridge", lost).await.unwrap().unwrap();
+    let offline = Event {
+        kind: "remote_pd.offline".into(),
+        object_kind: "remote_pd".into(),
+        object_id: Some(9),
+        payload: r#"{"id": 12}"#.into(),
+        ..event("remote_pd.offline")
+    };
+    host.publish("event-bridge", offline)
+        .await
+        .unwrap()
+        .unwrap();
     for (i, kind) in ["job.created", "job.created", "job.confirmed"]
         .iter()
         .enumerate()
@@ -473,6 +484,9 @@ async fn retained_state_and_home_assistant_discovery() {
     let state = find(&format!("{root}/state/keys/7"));
     assert_eq!(state["status"], "lost");
     assert_eq!(state["event_id"], 11);
+    let pd = find(&format!("{root}/state/pds/9"));
+    assert_eq!(pd["state"], "offline");
+    assert_eq!(pd["event_id"], 12);
     let online = find(&format!("{root}/ha/binary_sensor/site_a/online/config"));
     assert_eq!(online["availability_topic"], format!("{root}/status"));
     assert_eq!(online["device_class"], "connectivity");
@@ -498,6 +512,7 @@ async fn retained_state_and_home_assistant_discovery() {
     let cleanup = publisher(1883, &format!("{root}-clean")).await;
     for t in [
         format!("{root}/state/keys/7"),
+        format!("{root}/state/pds/9"),
         format!("{root}/state/jobs/pending"),
         format!("{root}/ha/binary_sensor/site_a/online/config"),
         format!("{root}/ha/sensor/site_a/pending_jobs/config"),

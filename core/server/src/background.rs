@@ -41,7 +41,8 @@ pub const LICENCE_CHECK: &str = "licence.check";
 /// A directory sync: payload `{"plugin": name, "full": bool}`, or null for a full sync by
 /// every enabled directory-sync plugin (the periodic task).
 pub const DIRECTORY_SYNC: &str = "directory.sync";
-/// Remote PDs that missed their heartbeats go offline.
+/// Remote PDs that missed their heartbeats go offline; PD certificates about to expire are
+/// announced.
 pub const PD_LIVENESS: &str = "pds.liveness";
 
 /// Tracing target of [`LogDeliver`].
@@ -70,6 +71,8 @@ pub struct Context {
     pub plugins: Option<PluginHost>,
     /// Heartbeats a remote PD may miss before it counts as offline.
     pub pd_missed_heartbeats: u32,
+    /// PD certificates expiring within this are announced (`[pds] renew_before_days`).
+    pub pd_renew_before: chrono::Duration,
 }
 
 impl Context {
@@ -88,6 +91,7 @@ impl Context {
             job_retention: Duration::from_secs(u64::from(cfg.job_retention_days) * 86_400),
             plugins,
             pd_missed_heartbeats: cfg.pd_missed_heartbeats,
+            pd_renew_before: chrono::Duration::days(30),
         })
     }
 }
@@ -179,12 +183,20 @@ impl Handler for TaskHandler {
             }
             Task::DirectorySync => directory_sync(self.ctx.plugins.as_ref(), &job.payload).await?,
             Task::PdLiveness => {
-                let n = lockgate_app::App::new(self.ctx.store.clone())
+                let app = lockgate_app::App::new(self.ctx.store.clone());
+                let n = app
                     .mark_silent_pds_offline(self.ctx.pd_missed_heartbeats)
                     .await
                     .map_err(|e| JobsError::failed(e.to_string()))?;
                 if n > 0 {
                     tracing::info!(offline = n, "remote PDs missed their heartbeats");
+                }
+                let n = app
+                    .warn_expiring_pd_certificates(self.ctx.pd_renew_before)
+                    .await
+                    .map_err(|e| JobsError::failed(e.to_string()))?;
+                if n > 0 {
+                    tracing::info!(certificates = n, "remote PD certificates expire soon");
                 }
             }
         }
@@ -669,6 +681,7 @@ pub fn start(
     licence: LicenceConfig,
     deliver: Arc<dyn Deliver>,
     plugins: Option<PluginHost>,
+    pd_renew_before: chrono::Duration,
 ) -> Result<Option<Running>, JobsError> {
     if !cfg.enabled {
         tracing::warn!(
@@ -676,7 +689,9 @@ pub fn start(
         );
         return Ok(None);
     }
-    let ctx = Arc::new(Context::new(store.clone(), cfg, licence, plugins)?);
+    let mut ctx = Context::new(store.clone(), cfg, licence, plugins)?;
+    ctx.pd_renew_before = pd_renew_before;
+    let ctx = Arc::new(ctx);
     let mut worker = Worker::new(
         ctx.queue.clone(),
         WorkerConfig {

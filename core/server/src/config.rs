@@ -83,6 +83,9 @@ pub struct PdsConfig {
     /// Hours a PD may rely on a key revocation list after it was issued; then it stops
     /// offline updates until it has a newer one (1–720).
     pub krl_validity_hours: u32,
+    /// Days before its expiry from which a PD may renew its certificate over its connection,
+    /// and is announced as expiring (1–365).
+    pub renew_before_days: u32,
     /// The device-protocol plugin that serves each PD generation.
     pub protocols: PdProtocols,
 }
@@ -135,6 +138,7 @@ impl Default for PdsConfig {
             frame_timeout: Span::secs(30),
             max_frame_bytes: 256 << 10,
             krl_validity_hours: 24,
+            renew_before_days: 30,
             protocols: PdProtocols::default(),
         }
     }
@@ -171,6 +175,9 @@ impl PdsConfig {
         if !(1..=lockgate_app::MAX_KRL_VALIDITY_HOURS).contains(&i64::from(self.krl_validity_hours))
         {
             return invalid("krl_validity_hours", "must be 1–720");
+        }
+        if !(1..=365).contains(&self.renew_before_days) {
+            return invalid("renew_before_days", "must be 1–365");
         }
         if !(64..=16 << 20).contains(&self.max_frame_bytes) {
             return invalid("max_frame_bytes", "must be 64 bytes to 16 MiB");

@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 use lockgate_host::types::{
     AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Event, HeartbeatAnswer, Job, JobOutcome,
-    JobReport, Key, Person, PluginError, ReportTaken, SyncReport, SyncRequest, SyncSkip,
-    UpsertReport,
+    JobReport, Key, Person, PluginError, RenewedCertificate, ReportTaken, SyncReport, SyncRequest,
+    SyncSkip, UpsertReport,
 };
 use lockgate_host::{DeviceBinding, Gateway};
 use lockgate_jobs::{JobsError, NewJob, Queue};
@@ -174,6 +174,22 @@ fn app_unavailable(plugin: &str, e: lockgate_app::AppError) -> PluginError {
         lockgate_app::AppError::NotFound(m) => PluginError::NotFound(m),
         other => PluginError::Invalid(other.to_string()),
     }
+}
+
+/// A job as a PD gets it.
+fn deliverable(d: lockgate_app::DeliverableJob) -> DeliverableJob {
+    DeliverableJob {
+        id: d.job.id.unsigned_abs(),
+        kind: d.job.kind.as_str().replace('_', "-"),
+        program: d.job.program.to_string(),
+        program_hash: d.program_hash,
+    }
+}
+
+/// Milliseconds since the epoch as an instant, or `invalid` naming `field`.
+fn instant(ms: i64, field: &str) -> Result<chrono::DateTime<chrono::Utc>, PluginError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| PluginError::Invalid(format!("{field}: {ms} is no instant")))
 }
 
 /// The PD a device operation acts for, as the application layer names it.
@@ -710,15 +726,23 @@ impl Gateway for CoreGateway {
             .key_inserted(device_ref(device), key_id)
             .await
             .map_err(|e| app_unavailable(plugin, e))?;
-        Ok(jobs
-            .into_iter()
-            .map(|d| DeliverableJob {
-                id: d.job.id.unsigned_abs(),
-                kind: d.job.kind.as_str().replace('_', "-"),
-                program: d.job.program.to_string(),
-                program_hash: d.program_hash,
-            })
-            .collect())
+        Ok(jobs.into_iter().map(deliverable).collect())
+    }
+
+    async fn device_c_key_inserted(
+        &self,
+        plugin: &str,
+        device: &DeviceBinding,
+        c_key_id: u64,
+    ) -> Result<Vec<DeliverableJob>, PluginError> {
+        let c_key_id = i64::try_from(c_key_id)
+            .map_err(|_| PluginError::NotFound(format!("no C-key {c_key_id}")))?;
+        let jobs = self
+            .app
+            .c_key_inserted(device_ref(device), c_key_id)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))?;
+        Ok(jobs.into_iter().map(deliverable).collect())
     }
 
     async fn device_report_job(
@@ -733,9 +757,26 @@ impl Gateway for CoreGateway {
             JobOutcome::Done(program_hash) => lockgate_app::DeviceOutcome::Done { program_hash },
             JobOutcome::Failed(reason) => lockgate_app::DeviceOutcome::Failed { reason },
         };
+        let mut trail = Vec::with_capacity(report.cylinder_audit_trail.len());
+        for (i, e) in report.cylinder_audit_trail.iter().enumerate() {
+            trail.push(lockgate_store::devices::AuditRecord {
+                key_id: i64::try_from(e.key_id)
+                    .map_err(|_| PluginError::NotFound(format!("no key {}", e.key_id)))?,
+                cylinder_id: 0,
+                at: instant(e.at, &format!("cylinder_audit_trail[{i}].at"))?,
+                opened: e.opened,
+            });
+        }
+        // The cylinder is the job's: the application layer fills it in and checks it.
         match self
             .app
-            .device_job_report(device_ref(device), job_id, outcome, &report.report_key)
+            .device_job_report(
+                device_ref(device),
+                job_id,
+                outcome,
+                &report.report_key,
+                &trail,
+            )
             .await
             .map_err(|e| app_unavailable(plugin, e))?
         {
@@ -749,9 +790,9 @@ impl Gateway for CoreGateway {
         plugin: &str,
         device: &DeviceBinding,
     ) -> Result<String, PluginError> {
-        let (_, signed) = self
+        let signed = self
             .app
-            .key_revocation_list(device.system_id)
+            .device_revocation_list(device_ref(device))
             .await
             .map_err(|e| app_unavailable(plugin, e))?;
         serde_json::to_string(&signed).map_err(|e| PluginError::Other(format!("the list: {e}")))
@@ -770,10 +811,9 @@ impl Gateway for CoreGateway {
         for (i, e) in entries.iter().enumerate() {
             let cylinder_id = i64::try_from(e.cylinder_id)
                 .map_err(|_| PluginError::NotFound(format!("no cylinder {}", e.cylinder_id)))?;
-            let at = chrono::DateTime::from_timestamp_millis(e.at).ok_or_else(|| {
-                PluginError::Invalid(format!("entries[{i}].at: {} is no instant", e.at))
-            })?;
+            let at = instant(e.at, &format!("entries[{i}].at"))?;
             records.push(lockgate_store::devices::AuditRecord {
+                key_id,
                 cylinder_id,
                 at,
                 opened: e.opened,
@@ -783,6 +823,24 @@ impl Gateway for CoreGateway {
             .device_audit_trail(device_ref(device), key_id, &records)
             .await
             .map_err(|e| app_unavailable(plugin, e))
+    }
+
+    async fn device_renew_certificate(
+        &self,
+        plugin: &str,
+        device: &DeviceBinding,
+        csr_pem: String,
+    ) -> Result<RenewedCertificate, PluginError> {
+        let renewed = self
+            .app
+            .renew_device_certificate(device_ref(device), device.certificate_id, &csr_pem)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))?;
+        Ok(RenewedCertificate {
+            certificate_pem: renewed.certificate.certificate_pem,
+            not_after: renewed.certificate.not_after.timestamp_millis(),
+            ca_pem: renewed.ca_pem,
+        })
     }
 
     async fn device_upload_log(

@@ -266,6 +266,7 @@ pub async fn open_authority(
         trusted_issuers,
         certificate_days: cfg.certificate_days,
         krl_validity: chrono::Duration::hours(i64::from(cfg.krl_validity_hours)),
+        renew_before: chrono::Duration::days(i64::from(cfg.renew_before_days)),
     })
 }
 

@@ -133,6 +133,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         licence.clone(),
         deliver,
         plugins.clone(),
+        chrono::Duration::days(i64::from(cfg.pds.renew_before_days)),
     )
     .context("starting the background runtime")?;
     let mut app_layer = lockgate_app::App::new(store.clone());

@@ -18,6 +18,9 @@ pub enum CertificateSource {
     Enrolment,
     /// Issued elsewhere (a trusted issuer) and uploaded by an administrator.
     Upload,
+    /// Issued by the gateway's CA from the request of a PD that connected with its
+    /// certificate shortly before it expired.
+    Renewal,
 }
 
 impl CertificateSource {
@@ -25,6 +28,7 @@ impl CertificateSource {
         match self {
             CertificateSource::Enrolment => "enrolment",
             CertificateSource::Upload => "upload",
+            CertificateSource::Renewal => "renewal",
         }
     }
 
@@ -32,6 +36,7 @@ impl CertificateSource {
         match s {
             "enrolment" => Ok(CertificateSource::Enrolment),
             "upload" => Ok(CertificateSource::Upload),
+            "renewal" => Ok(CertificateSource::Renewal),
             other => Err(StoreError::Corrupt(format!("certificate source '{other}'"))),
         }
     }
@@ -290,11 +295,15 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
         let id = Self::insert_pd_certificate(&mut tx, system_id, pd_id, new).await?;
+        let action = match new.source {
+            CertificateSource::Renewal => "certificate_renewed",
+            _ => "certificate_uploaded",
+        };
         EventDraft::new(
             ObjectKind::RemotePd,
             Some(pd_id),
             &marking,
-            "certificate_uploaded",
+            action,
             serde_json::json!({ "serial": new.serial, "fingerprint": new.fingerprint, "not_after": ts(new.not_after) }),
         )
         .insert(&mut tx, system_id, actor)
@@ -305,7 +314,8 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("a certificate just recorded vanished".into()))
     }
 
-    async fn pd_certificate(&self, system_id: i64, id: i64) -> Result<Option<PdCertificate>> {
+    /// One certificate of the system, by id.
+    pub async fn pd_certificate(&self, system_id: i64, id: i64) -> Result<Option<PdCertificate>> {
         let row = sqlx::query(&format!(
             "SELECT {CERT_COLUMNS} FROM pd_certificates WHERE id = $1 AND system_id = $2"
         ))
@@ -508,6 +518,8 @@ pub struct PdLiveness {
     pub offline_since: Option<DateTime<Utc>>,
     /// The firmware the PD reported at its last heartbeat.
     pub firmware: Option<String>,
+    /// When the newest key revocation list the PD was given was issued.
+    pub krl_issued_at: Option<DateTime<Utc>>,
 }
 
 fn liveness(r: &sqlx::any::AnyRow) -> Result<PdLiveness> {
@@ -517,6 +529,7 @@ fn liveness(r: &sqlx::any::AnyRow) -> Result<PdLiveness> {
         last_seen: parse_ts(&r.try_get::<String, _>("last_seen")?)?,
         offline_since: opt_ts(r.try_get("offline_since")?)?,
         firmware: r.try_get("firmware")?,
+        krl_issued_at: opt_ts(r.try_get("krl_issued_at")?)?,
     })
 }
 
@@ -569,7 +582,7 @@ impl Store {
     /// A PD's liveness, if it was ever heard from.
     pub async fn pd_liveness(&self, system_id: i64, pd_id: i64) -> Result<Option<PdLiveness>> {
         let row = sqlx::query(
-            "SELECT pd_id, online, last_seen, offline_since, firmware FROM pd_status WHERE system_id = $1 AND pd_id = $2",
+            "SELECT pd_id, online, last_seen, offline_since, firmware, krl_issued_at FROM pd_status WHERE system_id = $1 AND pd_id = $2",
         )
         .bind(system_id)
         .bind(pd_id)
@@ -578,11 +591,31 @@ impl Store {
         row.as_ref().map(liveness).transpose()
     }
 
+    /// Records that the PD was given the key revocation list issued at `issued_at` (kept
+    /// when it had a newer one).
+    pub async fn record_krl_delivery(
+        &self,
+        system_id: i64,
+        pd_id: i64,
+        issued_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE pd_status SET krl_issued_at = $1 WHERE system_id = $2 AND pd_id = $3 \
+             AND (krl_issued_at IS NULL OR krl_issued_at < $1)",
+        )
+        .bind(ts(issued_at))
+        .bind(system_id)
+        .bind(pd_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The PDs counted online, with their system and the body of their record (for the
     /// heartbeat interval).
     pub async fn online_pds(&self) -> Result<Vec<(i64, PdLiveness, String)>> {
         let rows = sqlx::query(
-            "SELECT s.pd_id, s.system_id, s.online, s.last_seen, s.offline_since, s.firmware, o.body \
+            "SELECT s.pd_id, s.system_id, s.online, s.last_seen, s.offline_since, s.firmware, s.krl_issued_at, o.body \
              FROM pd_status s JOIN objects o ON o.id = s.pd_id WHERE s.online = 1",
         )
         .fetch_all(&self.pool)
@@ -623,6 +656,29 @@ impl Store {
             )
             .insert(&mut tx, system_id, &Actor::system())
             .await?;
+            // The configured recipients learn of it (the notifier's administrators), in the
+            // same transaction: one message per outage.
+            let sys = sqlx::query("SELECT name, settings FROM locking_systems WHERE id = $1")
+                .bind(system_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let language = messaging_language(&sys.try_get::<String, _>("settings")?);
+            crate::outbox::insert_outbox(
+                &mut tx,
+                &format!("pd-offline:{pd_id}:{}", ts(at)),
+                crate::outbox::Topic::PdOffline.as_str(),
+                &serde_json::json!({
+                    "system_id": system_id,
+                    "system_name": sys.try_get::<String, _>("name")?,
+                    "messaging_language": language,
+                    "pd_id": pd_id,
+                    "marking": marking,
+                    "last_seen": ts(last_seen),
+                    "offline_since": ts(at),
+                    "missed_heartbeats": missed,
+                }),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(done > 0)
@@ -653,9 +709,11 @@ impl Store {
     }
 }
 
-/// One record of a key's audit trail: the key was used at a cylinder.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One audit-trail record: a key was used at a cylinder (read from the key or from the
+/// cylinder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {
+    pub key_id: i64,
     pub cylinder_id: i64,
     pub at: DateTime<Utc>,
     pub opened: bool,
@@ -665,41 +723,46 @@ pub struct AuditRecord {
 pub const MAX_PD_LOG_LINES: usize = 1_000;
 
 impl Store {
-    /// Records records of key `key_id`'s audit trail, read at PD `pd_id`; records stored
-    /// already (the same key, cylinder and instant) are skipped. Returns how many were new;
-    /// when any were, one `audit_trail_uploaded` event on the key. The key must be a key of
-    /// the system and every cylinder a cylinder of it, or nothing is written.
+    /// Records audit-trail records read at PD `pd_id` from `source` (a key, whose own trail
+    /// it is, or a cylinder, whose trail a C-key read); records stored already (the same
+    /// key, cylinder and instant) are skipped. Returns how many were new; when any were, one
+    /// `audit_trail_uploaded` event on `source`. Every key must be a key of the system and
+    /// every cylinder a cylinder of it, or nothing is written.
     pub async fn record_audit_trail(
         &self,
         system_id: i64,
         pd_id: i64,
-        key_id: i64,
+        source: (ObjectKind, i64),
         records: &[AuditRecord],
         at: DateTime<Utc>,
         actor: &Actor,
     ) -> Result<u32> {
         let mut tx = self.write_tx().await?;
         let pd_marking = Self::pd_marking(&mut tx, system_id, pd_id).await?;
-        let kind_of = |id: i64| {
-            sqlx::query("SELECT kind, name FROM objects WHERE id = $1 AND system_id = $2")
-                .bind(id)
-                .bind(system_id)
-        };
-        let key = kind_of(key_id).fetch_optional(&mut *tx).await?;
-        let key_name = match key {
-            Some(r) if r.try_get::<String, _>("kind")? == ObjectKind::Key.as_str() => {
-                r.try_get::<String, _>("name")?
-            }
-            _ => return Err(StoreError::not_found(ObjectKind::Key, key_id)),
-        };
-        let mut cylinders: Vec<i64> = records.iter().map(|r| r.cylinder_id).collect();
-        cylinders.sort_unstable();
-        cylinders.dedup();
-        for id in cylinders {
-            let row = kind_of(id).fetch_optional(&mut *tx).await?;
-            if !matches!(&row, Some(r) if r.try_get::<String, _>("kind")? == ObjectKind::Cylinder.as_str())
-            {
-                return Err(StoreError::not_found(ObjectKind::Cylinder, id));
+        let mut checked: Vec<(ObjectKind, i64)> = vec![source];
+        checked.extend(records.iter().map(|r| (ObjectKind::Key, r.key_id)));
+        checked.extend(
+            records
+                .iter()
+                .map(|r| (ObjectKind::Cylinder, r.cylinder_id)),
+        );
+        checked.sort_unstable_by_key(|(k, id)| (k.as_str(), *id));
+        checked.dedup();
+        let mut source_label = String::new();
+        for (kind, id) in checked {
+            let row =
+                sqlx::query("SELECT kind, name FROM objects WHERE id = $1 AND system_id = $2")
+                    .bind(id)
+                    .bind(system_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match row {
+                Some(r) if r.try_get::<String, _>("kind")? == kind.as_str() => {
+                    if (kind, id) == source {
+                        source_label = r.try_get("name")?;
+                    }
+                }
+                _ => return Err(StoreError::not_found(kind, id)),
             }
         }
         let mut new = 0u32;
@@ -709,7 +772,7 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             )
             .bind(system_id)
-            .bind(key_id)
+            .bind(r.key_id)
             .bind(r.cylinder_id)
             .bind(ts(r.at))
             .bind(i64::from(r.opened))
@@ -721,9 +784,9 @@ impl Store {
         }
         if new > 0 {
             EventDraft::new(
-                ObjectKind::Key,
-                Some(key_id),
-                &key_name,
+                source.0,
+                Some(source.1),
+                &source_label,
                 "audit_trail_uploaded",
                 serde_json::json!({
                     "pd_id": pd_id,
@@ -747,7 +810,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "SELECT cylinder_id, at, opened FROM audit_trail_entries WHERE system_id = $1 AND key_id = $2 \
+            "SELECT key_id, cylinder_id, at, opened FROM audit_trail_entries WHERE system_id = $1 AND key_id = $2 \
              ORDER BY at DESC, cylinder_id LIMIT $3",
         )
         .bind(system_id)
@@ -758,6 +821,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(AuditRecord {
+                    key_id: r.try_get("key_id")?,
                     cylinder_id: r.try_get("cylinder_id")?,
                     at: parse_ts(&r.try_get::<String, _>("at")?)?,
                     opened: r.try_get::<i64, _>("opened")? != 0,
@@ -790,4 +854,110 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A PD certificate that expires soon without a successor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringCertificate {
+    pub system_id: i64,
+    pub pd_id: i64,
+    pub certificate_id: i64,
+    pub serial: String,
+    pub not_after: DateTime<Utc>,
+}
+
+impl Store {
+    /// Unrevoked PD certificates that expire by `before` (and have not expired yet at `now`),
+    /// not announced yet, whose PD holds no unrevoked certificate recorded after it (a
+    /// renewal or an upload).
+    pub async fn expiring_pd_certificates(
+        &self,
+        now: DateTime<Utc>,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<ExpiringCertificate>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.system_id, c.pd_id, c.serial, c.not_after FROM pd_certificates c \
+             WHERE c.revoked_at IS NULL AND c.expiry_warned_at IS NULL AND c.not_after > $1 AND c.not_after <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM pd_certificates n WHERE n.pd_id = c.pd_id AND n.revoked_at IS NULL \
+                             AND n.id > c.id) \
+             ORDER BY c.not_after LIMIT 1000",
+        )
+        .bind(ts(now))
+        .bind(ts(before))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExpiringCertificate {
+                    system_id: r.try_get("system_id")?,
+                    pd_id: r.try_get("pd_id")?,
+                    certificate_id: r.try_get("id")?,
+                    serial: r.try_get("serial")?,
+                    not_after: parse_ts(&r.try_get::<String, _>("not_after")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Announces a certificate's coming expiry once: a `certificate_expiring` event on the PD
+    /// and a `notify.pd_certificate_expiring` message, in one transaction. `false` when it
+    /// was announced already.
+    pub async fn warn_pd_certificate_expiring(
+        &self,
+        c: &ExpiringCertificate,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let marking = Self::pd_marking(&mut tx, c.system_id, c.pd_id).await?;
+        let done = sqlx::query(
+            "UPDATE pd_certificates SET expiry_warned_at = $1 WHERE id = $2 AND expiry_warned_at IS NULL",
+        )
+        .bind(ts(at))
+        .bind(c.certificate_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        EventDraft::new(
+            ObjectKind::RemotePd,
+            Some(c.pd_id),
+            &marking,
+            "certificate_expiring",
+            serde_json::json!({ "certificate_id": c.certificate_id, "serial": c.serial, "not_after": ts(c.not_after) }),
+        )
+        .insert(&mut tx, c.system_id, &Actor::system())
+        .await?;
+        let sys = sqlx::query("SELECT name, settings FROM locking_systems WHERE id = $1")
+            .bind(c.system_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        crate::outbox::insert_outbox(
+            &mut tx,
+            &format!("pd-certificate-expiring:{}", c.certificate_id),
+            crate::outbox::Topic::PdCertificateExpiring.as_str(),
+            &serde_json::json!({
+                "system_id": c.system_id,
+                "system_name": sys.try_get::<String, _>("name")?,
+                "messaging_language": messaging_language(&sys.try_get::<String, _>("settings")?),
+                "pd_id": c.pd_id,
+                "marking": marking,
+                "certificate_id": c.certificate_id,
+                "serial": c.serial,
+                "not_after": ts(c.not_after),
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// The messaging language of a system's settings JSON (`en` when unreadable).
+fn messaging_language(settings: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(settings)
+        .ok()
+        .and_then(|s| s["messaging_language"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "en".into())
 }

@@ -35,16 +35,24 @@ pub enum Topic {
     /// A key's update exceeds its access-list capacity, once per key and day.
     #[serde(rename = "notify.capacity_exceeded")]
     CapacityExceeded,
+    /// A remote PD missed its heartbeats and is offline, once per outage.
+    #[serde(rename = "notify.pd_offline")]
+    PdOffline,
+    /// A remote PD's certificate expires soon and was not renewed, once per certificate.
+    #[serde(rename = "notify.pd_certificate_expiring")]
+    PdCertificateExpiring,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 6] = [
+    pub const ALL: [Topic; 8] = [
         Topic::OverdueKeys,
         Topic::LicenceExpiry,
         Topic::LicenceHardExpiry,
         Topic::JobFailed,
         Topic::JobAssigned,
         Topic::CapacityExceeded,
+        Topic::PdOffline,
+        Topic::PdCertificateExpiring,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -55,6 +63,8 @@ impl Topic {
             Topic::JobFailed => "notify.job_failed",
             Topic::JobAssigned => "notify.job_assigned",
             Topic::CapacityExceeded => "notify.capacity_exceeded",
+            Topic::PdOffline => "notify.pd_offline",
+            Topic::PdCertificateExpiring => "notify.pd_certificate_expiring",
         }
     }
 

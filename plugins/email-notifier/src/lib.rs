@@ -104,6 +104,22 @@ fn builtin(lang: &str, name: &str) -> Option<(&'static str, &'static str)> {
             "Capacity of {target_name} exceeded",
             "The configuration of {target_name} ({marking}) exceeds the key's capacity; its update is held back.\n",
         ),
+        ("de", "notify.pd_offline") => (
+            "Programmiergerät {marking} ist offline",
+            "Das Programmiergerät {marking} von {system_name} hat {missed_heartbeats} Heartbeats verpasst und gilt seit {offline_since} als offline (zuletzt gesehen {last_seen}).\n",
+        ),
+        (_, "notify.pd_offline") => (
+            "Programming device {marking} is offline",
+            "The programming device {marking} of {system_name} missed {missed_heartbeats} heartbeats and is offline since {offline_since} (last seen {last_seen}).\n",
+        ),
+        ("de", "notify.pd_certificate_expiring") => (
+            "Zertifikat von Programmiergerät {marking} läuft ab",
+            "Das Zertifikat {serial} des Programmiergeräts {marking} von {system_name} läuft am {not_after} ab und wurde nicht erneuert. Das Gerät erneuert es über seine Verbindung; sonst muss es neu registriert werden.\n",
+        ),
+        (_, "notify.pd_certificate_expiring") => (
+            "Certificate of programming device {marking} expires",
+            "Certificate {serial} of the programming device {marking} of {system_name} expires on {not_after} and was not renewed. The device renews it over its connection; otherwise it must be enrolled again.\n",
+        ),
         ("de", "notify.person_changed") => (
             "Personendaten geändert: {person_name}",
             "Die Daten von {person_name} in Ihrer Domäne {domain_name} wurden geändert.\n\n{lines}\n",
@@ -377,7 +393,9 @@ fn letters(topic: &str, payload: &Value) -> Result<Vec<Letter>, NotifyError> {
         "notify.licence_expiry"
         | "notify.licence_hard_expiry"
         | "notify.job_failed"
-        | "notify.capacity_exceeded" => {
+        | "notify.capacity_exceeded"
+        | "notify.pd_offline"
+        | "notify.pd_certificate_expiring" => {
             if !admins.is_empty() {
                 out.push(letter(admins, &default, topic, payload, &[])?);
             }
@@ -509,6 +527,37 @@ mod tests {
         assert!(builtin("de", "overdue.holder").is_some());
         // An unknown language falls back to English in `template`.
         assert!(builtin("fr", "overdue.holder").is_some_and(|(s, _)| s.starts_with("Your")));
+    }
+
+    #[test]
+    fn the_pd_offline_letter_names_the_pd_and_its_silence() {
+        let payload = serde_json::json!({
+            "system_name": "Head office", "marking": "PD-0042", "missed_heartbeats": 3,
+            "last_seen": "2026-12-04T10:00:00Z", "offline_since": "2026-12-04T10:46:00Z",
+        });
+        let expiring = serde_json::json!({
+            "system_name": "Head office", "marking": "PD-0042", "serial": "0a1b",
+            "not_after": "2027-01-01T00:00:00Z",
+        });
+        for lang in ["en", "de"] {
+            let (_, text) = builtin(lang, "notify.pd_certificate_expiring").expect("template");
+            let text = render(text, &expiring, &[]);
+            for part in ["PD-0042", "0a1b", "2027-01-01T00:00:00Z"] {
+                assert!(text.contains(part), "{lang}: {text}");
+            }
+            let (subject, text) = builtin(lang, "notify.pd_offline").expect("template");
+            let (subject, text) = (render(subject, &payload, &[]), render(text, &payload, &[]));
+            assert!(subject.contains("PD-0042"), "{subject}");
+            for part in [
+                "PD-0042",
+                "Head office",
+                "3",
+                "2026-12-04T10:00:00Z",
+                "2026-12-04T10:46:00Z",
+            ] {
+                assert!(text.contains(part), "{lang}: {text}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - `<prefix>state/keys/<id>` (retained): the last lifecycle event of a key
 //!   (`{"status", "event", "event_id", "at"}`); cleared when the key is deleted.
 //! - `<prefix>state/jobs/pending` (retained): number of open jobs, as text.
+//! - `<prefix>state/pds/<id>` (retained): a remote PD's liveness (`{"state": "online" |
+//!   "offline", "event", "event_id", "at"}`); cleared when the PD is deleted.
 //! - `<prefix>state/licence` and `<prefix>state/plugins/<name>` (retained):
 //!   the last licence / plugin event.
 //! - Home Assistant discovery (retained, under `discovery_prefix`, default
@@ -306,6 +308,22 @@ fn update_state(s: &Settings, event: &Event, details: &Value) -> Result<(), Erro
                 None => return Ok(()),
             }
             publish_pending(s)
+        }
+        ("remote_pd", Some(id)) => {
+            let topic = format!("{}state/pds/{id}", s.prefix);
+            match action {
+                "deleted" => publish_retained(&topic, b""),
+                "online" | "offline" => {
+                    let body = json!({
+                        "state": action,
+                        "event": event.kind,
+                        "event_id": details.get("id").cloned().unwrap_or(Value::Null),
+                        "at": event.at,
+                    });
+                    publish_retained(&topic, body.to_string().as_bytes())
+                }
+                _ => Ok(()),
+            }
         }
         ("licence", _) => publish_retained(
             &format!("{}state/licence", s.prefix),

@@ -8,7 +8,8 @@
 
 use lockgate_plugin_sdk::Error;
 use lockgate_plugin_sdk::device::{
-    self, AuditEntry, DeliverableJob, HeartbeatReport, JobOutcome, JobReport, ReportTaken,
+    self, AuditEntry, CylinderAuditEntry, DeliverableJob, HeartbeatReport, JobOutcome, JobReport,
+    ReportTaken,
 };
 use lockgate_plugin_sdk::device_handler::{Device, FrameAnswer};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,8 @@ pub enum MessageType {
     AuditTrail = 0x05,
     Log = 0x06,
     KrlRequest = 0x07,
+    CKeyInserted = 0x08,
+    Renew = 0x09,
     Welcome = 0x81,
     Settings = 0x82,
     Jobs = 0x83,
@@ -35,6 +38,7 @@ pub enum MessageType {
     AuditAck = 0x85,
     LogAck = 0x86,
     Krl = 0x87,
+    Certificate = 0x89,
     Error = 0xFF,
 }
 
@@ -49,6 +53,8 @@ impl MessageType {
             0x05 => AuditTrail,
             0x06 => Log,
             0x07 => KrlRequest,
+            0x08 => CKeyInserted,
+            0x09 => Renew,
             0x81 => Welcome,
             0x82 => Settings,
             0x83 => Jobs,
@@ -56,6 +62,7 @@ impl MessageType {
             0x85 => AuditAck,
             0x86 => LogAck,
             0x87 => Krl,
+            0x89 => Certificate,
             0xFF => Error,
             _ => return None,
         })
@@ -241,6 +248,33 @@ pub struct JobReportBody {
     pub program_hash: Option<String>,
     pub reason: Option<String>,
     pub report_key: String,
+    /// A C-key's report of a cylinder job: the cylinder's audit trail it read there.
+    #[serde(default)]
+    pub cylinder_audit_trail: Vec<CylinderAuditRecord>,
+}
+
+/// `CKEY_INSERTED`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CKeyInsertedBody {
+    pub c_key_id: u64,
+}
+
+/// `RENEW`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    pub csr_pem: String,
+}
+
+/// One record of a cylinder's audit trail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CylinderAuditRecord {
+    pub key_id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub opened: bool,
 }
 
 /// What became of a job.
@@ -419,6 +453,14 @@ fn answer<G: Generation>(
             }
             frames
         }
+        MessageType::CKeyInserted => {
+            let b: CKeyInsertedBody = body(frame)?;
+            let jobs = device::c_key_inserted(b.c_key_id).map_err(core_error)?;
+            vec![reply(
+                MessageType::Jobs,
+                json!({"c_key_id": b.c_key_id, "jobs": jobs.iter().map(job_json).collect::<Vec<_>>()}),
+            )]
+        }
         MessageType::JobReport => {
             let b: JobReportBody = body(frame)?;
             let outcome = match (b.outcome, b.program_hash, b.reason) {
@@ -437,10 +479,20 @@ fn answer<G: Generation>(
                     ));
                 }
             };
+            let trail = b
+                .cylinder_audit_trail
+                .iter()
+                .map(|r| CylinderAuditEntry {
+                    key_id: r.key_id,
+                    at: r.at,
+                    opened: r.opened,
+                })
+                .collect();
             let taken = device::report_job(&JobReport {
                 job_id: b.job_id,
                 outcome,
                 report_key: b.report_key,
+                cylinder_audit_trail: trail,
             })
             .map_err(core_error)?;
             let taken = match taken {
@@ -473,6 +525,14 @@ fn answer<G: Generation>(
             let b: LogBody = body(frame)?;
             device::upload_log(&b.lines).map_err(core_error)?;
             vec![reply(MessageType::LogAck, json!({"lines": b.lines.len()}))]
+        }
+        MessageType::Renew => {
+            let b: RenewBody = body(frame)?;
+            let c = device::renew_certificate(&b.csr_pem).map_err(core_error)?;
+            vec![reply(
+                MessageType::Certificate,
+                json!({"certificate_pem": c.certificate_pem, "not_after": c.not_after, "ca_pem": c.ca_pem}),
+            )]
         }
         MessageType::KrlRequest => {
             let krl = device::revocation_list().map_err(core_error)?;

@@ -58,7 +58,14 @@ impl Api {
         }
         let bytes = match body {
             Some(b) => {
-                req = req.header("content-type", "application/json");
+                req = req.header(
+                    "content-type",
+                    if method == "PATCH" {
+                        "application/merge-patch+json"
+                    } else {
+                        "application/json"
+                    },
+                );
                 Bytes::from(b.to_string())
             }
             None => Bytes::new(),
@@ -87,6 +94,10 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call("POST", path, Some(body), true).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call("PATCH", path, Some(body), true).await
     }
 
     /// The `id` of a created object.

@@ -256,6 +256,34 @@ impl PdConnection {
             .collect())
     }
 
+    /// `CKEY_INSERTED`: the cylinder jobs loaded on the C-key.
+    pub async fn c_key_inserted(&mut self, c_key_id: u64) -> anyhow::Result<Vec<Value>> {
+        let a = self
+            .request(kind::CKEY_INSERTED, json!({"c_key_id": c_key_id}), 1)
+            .await?;
+        Ok(jobs_of(&a[0]))
+    }
+
+    /// `JOB_REPORT` `done` for a cylinder job a C-key executed, with the cylinder's audit
+    /// trail it read there (`(key id, ms, opened)`).
+    pub async fn report_cylinder_done(
+        &mut self,
+        job_id: u64,
+        program_hash: &str,
+        report_key: &str,
+        trail: &[(u64, i64, bool)],
+    ) -> anyhow::Result<String> {
+        let trail: Vec<Value> = trail
+            .iter()
+            .map(|(k, at, opened)| json!({"key_id": k, "at": at, "opened": opened}))
+            .collect();
+        self.report(
+            json!({"job_id": job_id, "outcome": "done", "program_hash": program_hash,
+                           "report_key": report_key, "cylinder_audit_trail": trail}),
+        )
+        .await
+    }
+
     /// `JOB_REPORT` `done`: `applied` or `already_applied`.
     pub async fn report_done(
         &mut self,
@@ -307,6 +335,25 @@ impl PdConnection {
     pub async fn log(&mut self, lines: &[&str]) -> anyhow::Result<()> {
         self.request(kind::LOG, json!({"lines": lines}), 1).await?;
         Ok(())
+    }
+
+    /// `RENEW` with a new key: the renewed identity (the new key and certificate, the CA).
+    pub async fn renew(&mut self, name: &str) -> anyhow::Result<Identity> {
+        let (key_der, csr_pem) = new_csr(name)?;
+        let a = self
+            .request(kind::RENEW, json!({"csr_pem": csr_pem}), 1)
+            .await?;
+        let field = |k: &str| {
+            a[0].body[k]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("CERTIFICATE has no `{k}`"))
+        };
+        Ok(Identity {
+            certificate_pem: field("certificate_pem")?,
+            key_der,
+            ca_pem: field("ca_pem")?,
+        })
     }
 
     /// `KRL_REQUEST`: the signed list (`{"list": "...", "signature": "..."}`).

@@ -188,6 +188,11 @@ struct Run {
     latencies: std::sync::Mutex<HashMap<&'static str, Vec<u32>>>,
     problems: std::sync::Mutex<Vec<String>>,
     krl_public_key: String,
+    /// The C-key (the token's own, firmware 12.7.0) that carries cylinder jobs: loaded on it
+    /// through the API, fetched and reported at the first PD.
+    c_key: u64,
+    /// Job id → cylinder id, as read from the open jobs.
+    job_targets: Mutex<HashMap<u64, u64>>,
     stop: AtomicBool,
 }
 
@@ -219,6 +224,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
     let tag = format!("sim{}-{}", opts.seed, rng.r#gen::<u32>());
     let (keys, cylinders, pds) = setup(&api, &opts, &tag, &mut rng).await?;
     let krl_public_key = api.krl_public_key().await?;
+    let c_key = remote_c_key(&api).await?;
     let run = Arc::new(Run {
         opts: opts.clone(),
         api,
@@ -228,6 +234,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         latencies: Default::default(),
         problems: Default::default(),
         krl_public_key,
+        c_key,
+        job_targets: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
     });
     let progress = opts.progress_every.map(|every| {
@@ -259,7 +267,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
     }
     let carrier = {
         let run = run.clone();
-        tokio::spawn(async move { carry_cylinder_jobs(&run, false).await })
+        tokio::spawn(async move { load_cylinder_jobs(&run, false).await })
     };
     tokio::time::sleep(opts.duration).await;
     run.stop.store(true, Ordering::Relaxed);
@@ -413,6 +421,22 @@ async fn setup(
     Ok((keys, cylinders, pds))
 }
 
+/// The token's C-key, made one that is updated at remote PDs (generation 2, firmware
+/// 12.7.0: remote C-key update).
+async fn remote_c_key(api: &Api) -> anyhow::Result<u64> {
+    let me = api.get("/me").await?;
+    let c_key = me["c_key_id"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("GET /me has no c_key_id"))?;
+    api.patch(
+        &format!("/c-keys/{c_key}"),
+        json!({"generation": "2", "firmware": "12.7.0"}),
+    )
+    .await
+    .context("making the token's C-key one with firmware 12.7.0")?;
+    Ok(c_key)
+}
+
 /// Runs futures with at most `limit` at once, keeping their order.
 async fn in_parallel<T, F>(limit: usize, futures: impl Iterator<Item = F>) -> anyhow::Result<Vec<T>>
 where
@@ -546,6 +570,9 @@ async fn serve_keys(
         }
         let slot = my_keys[rng.gen_range(0..my_keys.len())];
         insert_key(run, conn, p, slot, rng, started).await?;
+        if index == 0 && rng.gen_bool(0.2) {
+            insert_c_key(run, conn, p, rng).await?;
+        }
         tokio::time::sleep(run.opts.insert_every).await;
     }
     Ok(())
@@ -738,62 +765,130 @@ async fn revoked_certificate_fails(run: &Run, p: &mut SimPd) -> anyhow::Result<(
     Ok(())
 }
 
-/// The C-key path of C-keys before firmware 12.0.0: open cylinder jobs are loaded on the
-/// token's C-key and confirmed, and the simulated cylinder takes the program. Until stopped
-/// (`once`: one pass).
-async fn carry_cylinder_jobs(run: &Run, once: bool) -> anyhow::Result<u64> {
-    let me = run.api.get("/me").await?;
-    let c_key = me["c_key_id"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("GET /me has no c_key_id"))?;
-    let mut carried = 0;
+/// Cylinder jobs are loaded on the run's C-key through the API (an administrator's
+/// choice); the C-key fetches them at the first PD ([`insert_c_key`]). A loaded job's manual
+/// confirmation must be refused (the C-key reports at a PD). Until stopped (`once`: one
+/// pass); returns how many were loaded.
+async fn load_cylinder_jobs(run: &Run, once: bool) -> anyhow::Result<u64> {
+    let mut loaded = 0;
+    let mut confirm_checked = false;
     loop {
         let jobs = run.api.open_jobs().await?;
         for j in jobs.iter().filter(|j| j["kind"] == "cylinder_programming") {
             let id = j["id"].as_u64().unwrap_or(0);
-            let cylinder = j["target_id"].as_u64().unwrap_or(0);
-            if j["state"] == "created"
-                && let Err(e) = run
+            if j["state"] == "created" {
+                match run
                     .api
-                    .post(&format!("/jobs/{id}/load"), json!({"c_key_id": c_key}))
+                    .post(&format!("/jobs/{id}/load"), json!({"c_key_id": run.c_key}))
                     .await
-            {
-                run.problem(format!("cylinder job {id}: load: {e:#}"));
-                continue;
+                {
+                    Ok(_) => loaded += 1,
+                    Err(e) => {
+                        run.problem(format!("cylinder job {id}: load: {e:#}"));
+                        continue;
+                    }
+                }
             }
-            if let Err(e) = run
-                .api
-                .post(&format!("/jobs/{id}/confirm"), json!({}))
-                .await
-            {
-                run.problem(format!("cylinder job {id}: confirm: {e:#}"));
-                continue;
+            if run.opts.faults && !confirm_checked {
+                confirm_checked = true;
+                match run.api.post(&format!("/jobs/{id}/confirm"), json!({})).await {
+                    Err(e) if e.downcast_ref::<crate::api::ApiError>().is_some_and(|a| a.status == 409) => {
+                        run.counters.faults_handled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => run.problem(format!(
+                        "cylinder job {id} on a C-key with firmware 12.7.0 was confirmed by hand: {other:?}"
+                    )),
+                }
             }
-            run.cylinders
-                .lock()
-                .await
-                .insert(cylinder, Some(j["program"].clone()));
-            run.counters.cylinder_jobs.fetch_add(1, Ordering::Relaxed);
-            carried += 1;
         }
         if once {
-            return Ok(carried);
+            return Ok(loaded);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The run's C-key is inserted at this PD: it takes the cylinder jobs loaded on it,
+/// programs the simulated cylinders and reports each with the cylinder's audit trail.
+async fn insert_c_key(
+    run: &Run,
+    conn: &mut PdConnection,
+    p: &SimPd,
+    rng: &mut StdRng,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let jobs = conn.c_key_inserted(run.c_key).await?;
+    run.took("c_key_inserted", t);
+    for job in jobs {
+        let job_id = job["job_id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("a job without job_id"))?;
+        let program = job["program"].clone();
+        let hash = job["program_hash"].as_str().unwrap_or_default().to_owned();
+        if program_hash(&program) != hash {
+            run.problem(format!(
+                "cylinder job {job_id}: program_hash does not match the program"
+            ));
+            continue;
+        }
+        let Some(cylinder) = cylinder_of_job(run, job_id).await? else {
+            continue;
+        };
+        // The door's audit trail: a key the simulated cylinder admits was used there.
+        let trail: Vec<(u64, i64, bool)> = {
+            let keys = run.keys.lock().await;
+            let k = &keys[rng.gen_range(0..keys.len())];
+            let opened = opens(k, Some(&program), cylinder);
+            vec![(k.id, chrono::Utc::now().timestamp_millis() - 60_000, opened)]
+        };
+        run.cylinders.lock().await.insert(cylinder, Some(program));
+        let t = Instant::now();
+        let taken = conn
+            .report_cylinder_done(job_id, &hash, &format!("{}-c{job_id}", p.name), &trail)
+            .await?;
+        run.took("job_report", t);
+        if taken == "applied" {
+            run.counters.cylinder_jobs.fetch_add(1, Ordering::Relaxed);
+        } else {
+            run.counters
+                .reports_repeated
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+/// The cylinder a job is about (from the open jobs; `None` when it closed meanwhile).
+async fn cylinder_of_job(run: &Run, job_id: u64) -> anyhow::Result<Option<u64>> {
+    if let Some(c) = run.job_targets.lock().await.get(&job_id) {
+        return Ok(Some(*c));
+    }
+    let jobs = run.api.open_jobs().await?;
+    let mut targets = run.job_targets.lock().await;
+    for j in &jobs {
+        if let (Some(id), Some(t)) = (j["id"].as_u64(), j["target_id"].as_u64()) {
+            targets.insert(id, t);
+        }
+    }
+    Ok(targets.get(&job_id).copied())
 }
 
 /// Brings every key and cylinder to its defined state: each key at its own PD until no key
 /// job is left (no faults now: every job is reported), and the cylinder jobs.
 async fn drain(run: &Run, pds: &[SimPd]) -> anyhow::Result<()> {
     for _round in 0..5 {
-        carry_cylinder_jobs(run, true).await?;
+        load_cylinder_jobs(run, true).await?;
         let open = run.api.open_jobs().await?;
         if open.is_empty() {
             return Ok(());
         }
         if open.iter().any(|j| j["kind"] == "remote_update") {
             drain_keys(run, pds).await?;
+        }
+        if let Some(p) = pds.first() {
+            let mut conn = connect(run, p).await?;
+            let mut rng = StdRng::seed_from_u64(run.opts.seed);
+            insert_c_key(run, &mut conn, p, &mut rng).await?;
         }
     }
     let open = run.api.open_jobs().await?;

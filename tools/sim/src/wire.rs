@@ -16,6 +16,8 @@ pub mod kind {
     pub const AUDIT_TRAIL: u8 = 0x05;
     pub const LOG: u8 = 0x06;
     pub const KRL_REQUEST: u8 = 0x07;
+    pub const CKEY_INSERTED: u8 = 0x08;
+    pub const RENEW: u8 = 0x09;
     pub const WELCOME: u8 = 0x81;
     pub const SETTINGS: u8 = 0x82;
     pub const JOBS: u8 = 0x83;
@@ -23,6 +25,7 @@ pub mod kind {
     pub const AUDIT_ACK: u8 = 0x85;
     pub const LOG_ACK: u8 = 0x86;
     pub const KRL: u8 = 0x87;
+    pub const CERTIFICATE: u8 = 0x89;
     pub const ERROR: u8 = 0xFF;
 }
 
