@@ -111,10 +111,12 @@ grants = { device = true, kv = true }
         options,
         app.store.clone(),
         trusted,
-        Arc::new(PluginFrames {
+        Arc::new(PluginFrames::new(
             host,
-            protocols: Default::default(),
-        }),
+            Default::default(),
+            32,
+            Duration::from_secs(5),
+        )),
         std::future::pending(),
     ));
     Site {
@@ -157,6 +159,10 @@ on_both!(
         assert!(summary.faults_handled > 0, "{summary}");
         assert!(summary.reports_repeated > 0, "{summary}");
         assert!(summary.audit_records_new > 0, "{summary}");
+        // The second PD's outage: offline updates within the limits, refusals past them and for
+        // the key reported lost (on the revocation list of its next heartbeat).
+        assert!(summary.offline_updates > 0, "{summary}");
+        assert!(summary.offline_refused > 0, "{summary}");
         // Nothing is left open: the actual state is the defined state.
         let open = app.get("/api/v1/jobs?open=true").await.expect(200).body["items"]
             .as_array()

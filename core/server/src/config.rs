@@ -80,6 +80,9 @@ pub struct PdsConfig {
     pub frame_timeout: Span,
     /// Largest frame, bytes.
     pub max_frame_bytes: usize,
+    /// Frames handled by device-protocol plugins at once (the rest wait their turn): keep it
+    /// below `[plugins] max_concurrent_instances`, which the other plugins share (1–10000).
+    pub max_concurrent_frames: usize,
     /// Hours a PD may rely on a key revocation list after it was issued; then it stops
     /// offline updates until it has a newer one (1–720).
     pub krl_validity_hours: u32,
@@ -137,6 +140,7 @@ impl Default for PdsConfig {
             idle_timeout: Span::secs(120),
             frame_timeout: Span::secs(30),
             max_frame_bytes: 256 << 10,
+            max_concurrent_frames: 32,
             krl_validity_hours: 24,
             renew_before_days: 30,
             protocols: PdProtocols::default(),
@@ -171,6 +175,9 @@ impl PdsConfig {
         }
         if !(1..=100_000).contains(&self.max_connections) {
             return invalid("max_connections", "must be 1–100000");
+        }
+        if !(1..=10_000).contains(&self.max_concurrent_frames) {
+            return invalid("max_concurrent_frames", "must be 1–10000");
         }
         if !(1..=lockgate_app::MAX_KRL_VALIDITY_HOURS).contains(&i64::from(self.krl_validity_hours))
         {

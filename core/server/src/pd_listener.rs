@@ -450,11 +450,34 @@ impl FrameHandler for NoProtocol {
     }
 }
 
-/// The device-protocol plugin of each PD generation (`[pds.protocols]`).
+/// The device-protocol plugin of each PD generation (`[pds.protocols]`). At most
+/// `concurrency` frames are in plugin calls at once (the others wait their turn, within the
+/// frame time-out), so a burst of PDs never exhausts the plugin host's instance pool, which
+/// the other plugins share.
 #[derive(Debug, Clone)]
 pub struct PluginFrames {
-    pub host: lockgate_host::PluginHost,
-    pub protocols: crate::config::PdProtocols,
+    host: lockgate_host::PluginHost,
+    protocols: crate::config::PdProtocols,
+    slots: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
+}
+
+impl PluginFrames {
+    /// Frames of every PD go to `host`'s plugin for the PD's generation; `concurrency`
+    /// calls at once, a frame waiting at most `wait` for its turn.
+    pub fn new(
+        host: lockgate_host::PluginHost,
+        protocols: crate::config::PdProtocols,
+        concurrency: usize,
+        wait: Duration,
+    ) -> Self {
+        PluginFrames {
+            host,
+            protocols,
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            wait,
+        }
+    }
 }
 
 #[async_trait]
@@ -468,6 +491,10 @@ impl FrameHandler for PluginFrames {
         session: &mut Vec<u8>,
         frame: Vec<u8>,
     ) -> Result<FrameReply, String> {
+        let _turn = tokio::time::timeout(self.wait, self.slots.acquire())
+            .await
+            .map_err(|_| "no plugin slot within the frame time-out".to_owned())?
+            .map_err(|_| "the PD listener is stopping".to_owned())?;
         let plugin = self.protocols.plugin_for(device.generation);
         let binding = lockgate_host::DeviceBinding {
             system_id: device.system_id,
@@ -479,11 +506,29 @@ impl FrameHandler for PluginFrames {
             marking: device.marking.clone(),
             generation: device.generation.as_str().replace('_', "-"),
         };
-        match self
-            .host
-            .handle_frame(plugin, binding, record, std::mem::take(session), frame)
-            .await
-        {
+        // The host's instance pool is shared with the other plugins: when it is full for a
+        // moment, try again shortly rather than drop the PD.
+        let mut attempt = 0;
+        let answer = loop {
+            match self
+                .host
+                .handle_frame(
+                    plugin,
+                    binding,
+                    record.clone(),
+                    session.clone(),
+                    frame.clone(),
+                )
+                .await
+            {
+                Err(lockgate_host::HostError::Busy(_)) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                other => break other,
+            }
+        };
+        match answer {
             Ok(Ok(answer)) => {
                 *session = answer.session;
                 Ok(FrameReply {

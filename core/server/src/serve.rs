@@ -184,10 +184,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         }
     }
     let frames: Arc<dyn crate::pd_listener::FrameHandler> = match &plugins {
-        Some(host) => Arc::new(crate::pd_listener::PluginFrames {
-            host: host.clone(),
-            protocols: cfg.pds.protocols.clone(),
-        }),
+        Some(host) => Arc::new(crate::pd_listener::PluginFrames::new(
+            host.clone(),
+            cfg.pds.protocols.clone(),
+            cfg.pds.max_concurrent_frames,
+            cfg.pds.frame_timeout.0,
+        )),
         None => Arc::new(crate::pd_listener::NoProtocol),
     };
     if let Some(host) = plugins {

@@ -76,6 +76,10 @@ struct SimKey {
     group: u64,
     /// The program the key holds (written by a PD), `None` before the first.
     program: Option<Value>,
+    /// Offline updates since its last online one (the counter on the key's chip).
+    offline_updates: u32,
+    /// Reported lost by the simulation: PDs refuse it once their revocation list says so.
+    lost: bool,
 }
 
 /// A simulated PD.
@@ -99,6 +103,8 @@ struct Counters {
     reports_repeated: AtomicU64,
     audit_new: AtomicU64,
     cylinder_jobs: AtomicU64,
+    offline_updates: AtomicU64,
+    offline_refused: AtomicU64,
     /// Faults injected and the gateway's answer was the expected one.
     faults_handled: AtomicU64,
     /// Anything that should not happen: a wrong answer, a hash that does not match, a
@@ -119,6 +125,10 @@ pub struct Summary {
     pub reports_repeated: u64,
     pub audit_records_new: u64,
     pub cylinder_jobs: u64,
+    /// Offline revalidations a PD made while cut off from the gateway, and ones it refused
+    /// (limits, revocation list).
+    pub offline_updates: u64,
+    pub offline_refused: u64,
     pub faults_handled: u64,
     pub errors: u64,
     /// Key/cylinder pairs compared with `can-open`, and how many disagreed.
@@ -161,6 +171,11 @@ impl std::fmt::Display for Summary {
         )?;
         writeln!(
             f,
+            "  offline updates {} (refused {})",
+            self.offline_updates, self.offline_refused
+        )?;
+        writeln!(
+            f,
             "  oracle: {} key/cylinder pairs checked against can-open, {} disagree; errors {}",
             self.pairs_checked, self.mismatches, self.errors
         )?;
@@ -191,6 +206,10 @@ struct Run {
     /// The C-key (the token's own, firmware 12.7.0) that carries cylinder jobs: loaded on it
     /// through the API, fetched and reported at the first PD.
     c_key: u64,
+    /// The outage fault happened.
+    outage_done: AtomicBool,
+    /// The first PD dropped its connection for the revocation fault.
+    revoke_due: AtomicBool,
     /// Job id → cylinder id, as read from the open jobs.
     job_targets: Mutex<HashMap<u64, u64>>,
     stop: AtomicBool,
@@ -235,6 +254,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         problems: Default::default(),
         krl_public_key,
         c_key,
+        outage_done: AtomicBool::new(false),
+        revoke_due: AtomicBool::new(false),
         job_targets: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
     });
@@ -318,6 +339,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         reports_repeated: c.reports_repeated.load(Ordering::Relaxed),
         audit_records_new: c.audit_new.load(Ordering::Relaxed),
         cylinder_jobs: c.cylinder_jobs.load(Ordering::Relaxed),
+        offline_updates: c.offline_updates.load(Ordering::Relaxed),
+        offline_refused: c.offline_refused.load(Ordering::Relaxed),
         faults_handled: c.faults_handled.load(Ordering::Relaxed),
         errors: c.errors.load(Ordering::Relaxed),
         pairs_checked: pairs,
@@ -398,6 +421,12 @@ async fn setup(
             let name = format!("{tag}-PD{i}");
             async move {
                 let id = api.create_pd(&name, generation).await?;
+                api.patch(
+                    &format!("/remote-pds/{id}"),
+                    json!({"settings": {"offline_update": offline_limits()}}),
+                )
+                .await
+                .context("configuring offline updates")?;
                 let identity = api.enrol(id, &name).await?;
                 Ok(SimPd {
                     id,
@@ -416,9 +445,67 @@ async fn setup(
             id,
             group,
             program: None,
+            offline_updates: 0,
+            lost: false,
         })
         .collect();
     Ok((keys, cylinders, pds))
+}
+
+/// The offline-update limits the simulated PDs are configured with (`DOMAIN.md` §8): three
+/// offline updates per key since its last online one, within 30 days of it, revalidating for
+/// at most 730 days.
+fn offline_limits() -> Value {
+    json!({"max_updates_since_online": 3, "max_days_since_online": 30, "revalidation_days": 730})
+}
+
+/// What a PD knows from its last `SETTINGS`.
+#[derive(Debug, Clone)]
+struct PdView {
+    settings: Value,
+    /// The verified revocation list.
+    krl: Value,
+    /// `"all"` or the key ids it may update offline.
+    offline_keys: Value,
+}
+
+impl PdView {
+    fn lists(&self, key_id: u64) -> bool {
+        self.krl["keys"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|k| k["key_id"].as_u64() == Some(key_id)))
+    }
+
+    /// Whether the PD may revalidate `key` offline now, or why not (`DOMAIN.md` §8): only
+    /// with offline updates configured, a revocation list still valid that does not list the
+    /// key, the key among its offline keys, and under the per-key limit.
+    fn offline_decision(&self, key: &SimKey) -> Result<(), &'static str> {
+        let limits = &self.settings["settings"]["offline_update"];
+        let Some(max) = limits["max_updates_since_online"].as_u64() else {
+            return Err("offline updates are off");
+        };
+        let valid_until = self.krl["valid_until"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if valid_until.is_none_or(|v| v < chrono::Utc::now()) {
+            return Err("the revocation list is out of date");
+        }
+        if self.lists(key.id) {
+            return Err("the key is on the revocation list");
+        }
+        let listed = match &self.offline_keys {
+            Value::String(all) if all == "all" => true,
+            Value::Array(ids) => ids.iter().any(|k| k.as_u64() == Some(key.id)),
+            _ => false,
+        };
+        if !listed {
+            return Err("not among the keys this PD updates offline");
+        }
+        if u64::from(key.offline_updates) >= max {
+            return Err("the key's offline updates since its last online one are used up");
+        }
+        Ok(())
+    }
 }
 
 /// The token's C-key, made one that is updated at remote PDs (generation 2, firmware
@@ -530,7 +617,7 @@ async fn connect(run: &Run, p: &SimPd) -> anyhow::Result<PdConnection> {
     Ok(c)
 }
 
-async fn heartbeat(run: &Run, conn: &mut PdConnection, p: &SimPd) -> anyhow::Result<Value> {
+async fn heartbeat(run: &Run, conn: &mut PdConnection, p: &SimPd) -> anyhow::Result<PdView> {
     let t = Instant::now();
     let bootloader = (p.generation == Generation::WallGen1).then_some("1.2.0");
     let settings = conn.heartbeat("2.4.0", bootloader).await?;
@@ -541,7 +628,17 @@ async fn heartbeat(run: &Run, conn: &mut PdConnection, p: &SimPd) -> anyhow::Res
     if list["keys"].as_array().is_none() {
         anyhow::bail!("the revocation list has no keys: {list}");
     }
-    Ok(settings)
+    if settings["settings"]["offline_update"] != offline_limits() {
+        anyhow::bail!(
+            "SETTINGS carry offline limits {} instead of the configured ones",
+            settings["settings"]["offline_update"]
+        );
+    }
+    Ok(PdView {
+        offline_keys: settings["offline_keys"].clone(),
+        settings,
+        krl: list,
+    })
 }
 
 async fn serve_keys(
@@ -553,7 +650,7 @@ async fn serve_keys(
     rng: &mut StdRng,
     started: Instant,
 ) -> anyhow::Result<()> {
-    heartbeat(run, conn, p).await?;
+    let mut view = heartbeat(run, conn, p).await?;
     let mut last_heartbeat = Instant::now();
     let my_keys: Vec<usize> = {
         let n = run.keys.lock().await.len();
@@ -565,10 +662,38 @@ async fn serve_keys(
     }
     while !run.stop.load(Ordering::Relaxed) {
         if last_heartbeat.elapsed() >= run.opts.heartbeat_every {
-            heartbeat(run, conn, p).await?;
+            view = heartbeat(run, conn, p).await?;
             last_heartbeat = Instant::now();
         }
+        // Fault: the second PD loses its connection for a while a third into the run, just
+        // after one of its keys was reported lost; it updates keys offline meanwhile.
+        if run.opts.faults
+            && index == 1
+            && started.elapsed() > run.opts.duration / 3
+            && !run.outage_done.swap(true, Ordering::Relaxed)
+        {
+            view = outage(run, conn, p, &my_keys, rng).await?;
+            last_heartbeat = Instant::now();
+        }
+        // Fault: halfway through, the first PD drops its connection so that its certificate
+        // can be revoked before it connects again (`pd_task`).
+        if run.opts.faults
+            && index == 0
+            && started.elapsed() > run.opts.duration / 2
+            && !run.revoke_due.swap(true, Ordering::Relaxed)
+        {
+            return Err(Dropped.into());
+        }
         let slot = my_keys[rng.gen_range(0..my_keys.len())];
+        let lost = {
+            let keys = run.keys.lock().await;
+            view.lists(keys[slot].id)
+        };
+        if lost {
+            // A PD refuses a key on its revocation list without asking.
+            tokio::time::sleep(run.opts.insert_every).await;
+            continue;
+        }
         insert_key(run, conn, p, slot, rng, started).await?;
         if index == 0 && rng.gen_bool(0.2) {
             insert_c_key(run, conn, p, rng).await?;
@@ -576,6 +701,62 @@ async fn serve_keys(
         tokio::time::sleep(run.opts.insert_every).await;
     }
     Ok(())
+}
+
+/// The outage: one of the PD's keys is reported lost through the API, the PD's next
+/// heartbeat must carry a revocation list that lists it, then the PD is cut off and
+/// revalidates its keys offline (each key up to the limit, the lost one never) until it is
+/// back. Returns the view of the heartbeat after the loss.
+async fn outage(
+    run: &Run,
+    conn: &mut PdConnection,
+    p: &SimPd,
+    my_keys: &[usize],
+    rng: &mut StdRng,
+) -> anyhow::Result<PdView> {
+    let lost_slot = my_keys[0];
+    let lost_id = run.keys.lock().await[lost_slot].id;
+    run.api
+        .post(&format!("/keys/{lost_id}/lost"), json!({"block": "all"}))
+        .await
+        .context("reporting a key lost")?;
+    run.keys.lock().await[lost_slot].lost = true;
+    let view = heartbeat(run, conn, p).await?;
+    if view.lists(lost_id) {
+        run.counters.faults_handled.fetch_add(1, Ordering::Relaxed);
+    } else {
+        run.problem(format!(
+            "key {lost_id} was reported lost, but the next heartbeat's revocation list does not list it"
+        ));
+    }
+    // Cut off: no frame reaches the gateway meanwhile.
+    let until = Instant::now() + run.opts.duration / 6;
+    let max = view.settings["settings"]["offline_update"]["max_updates_since_online"]
+        .as_u64()
+        .unwrap_or(0);
+    while Instant::now() < until && !run.stop.load(Ordering::Relaxed) {
+        let slot = my_keys[rng.gen_range(0..my_keys.len())];
+        let mut keys = run.keys.lock().await;
+        let key = &mut keys[slot];
+        match view.offline_decision(key) {
+            Ok(()) => {
+                key.offline_updates += 1;
+                run.counters.offline_updates.fetch_add(1, Ordering::Relaxed);
+                if u64::from(key.offline_updates) > max || key.lost {
+                    run.problem(format!(
+                        "key {} was updated offline past its limits",
+                        key.id
+                    ));
+                }
+            }
+            Err(_) => {
+                run.counters.offline_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(keys);
+        tokio::time::sleep(run.opts.insert_every).await;
+    }
+    Ok(view)
 }
 
 /// A key is inserted: write its jobs to the key model, report them, upload its audit trail.
@@ -592,6 +773,8 @@ async fn insert_key(
     let jobs = conn.key_inserted(key_id).await?;
     run.took("key_inserted", t);
     run.counters.inserts.fetch_add(1, Ordering::Relaxed);
+    // An online update: the key's offline counter starts again.
+    run.keys.lock().await[slot].offline_updates = 0;
     let faults = run.opts.faults && started.elapsed() > Duration::from_millis(200);
     let mut jobs = jobs;
     if faults && jobs.len() > 1 && rng.gen_bool(0.5) {
@@ -966,6 +1149,7 @@ fn opens(key: &SimKey, cylinder: Option<&Value>, cylinder_id: u64) -> bool {
     let (Some(kp), Some(cp)) = (key.program.as_ref(), cylinder) else {
         return false;
     };
+
     let group_of_cylinder = cp["cylinder_group"].as_u64();
     let listed = kp["access"].as_array().is_some_and(|a| {
         a.iter().any(|e| {
