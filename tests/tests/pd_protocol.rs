@@ -412,6 +412,18 @@ on_both!(each_generation_keeps_its_rules, |app: TestApp| async move {
         .await
         .unwrap_err();
     assert_eq!(refusal(wrong_trail).code, "refused");
+    // With PDs enrolled, a key's job is not confirmed by hand: the PD's report closes it.
+    let key_by_hand = api
+        .post(&format!("/jobs/{kid}/confirm"), json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        key_by_hand
+            .downcast_ref::<lockgate_sim::api::ApiError>()
+            .map(|e| e.status),
+        Some(409),
+        "{key_by_hand:#}"
+    );
 
     // Mobile: offline updates only for the last 10 keys updated there.
     let (_, mut m) = pd_of(&site, &api, "PD-M", Generation::Mobile).await;

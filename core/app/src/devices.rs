@@ -348,11 +348,23 @@ impl App {
             .store
             .jobs(cx.system.id, Some(key_id), true, 100)
             .await?;
+        self.deliver(&cx, device, jobs, |job| {
+            job.target == crate::JobTarget::Key && job.state == crate::JobState::Created
+        })
+        .await
+    }
+
+    /// The jobs among `jobs` that `deliverable` accepts, each recorded as delivered by the
+    /// PD with its program hash.
+    async fn deliver(
+        &self,
+        cx: &WriteContext,
+        device: DeviceRef,
+        jobs: Vec<lockgate_store::reconciliation::JobRecord>,
+        deliverable: impl Fn(&lockgate_store::reconciliation::JobRecord) -> bool,
+    ) -> Result<Vec<DeliverableJob>> {
         let mut out = Vec::new();
-        for job in jobs {
-            if job.target != crate::JobTarget::Key || job.state != crate::JobState::Created {
-                continue;
-            }
+        for job in jobs.into_iter().filter(|j| deliverable(j)) {
             let hash = program_hash(&job.program);
             self.store
                 .record_delivery(cx.system.id, device.pd_id, job.id, &hash, cx.now)
@@ -393,23 +405,11 @@ impl App {
             ));
         }
         let jobs = self.store.jobs(cx.system.id, None, true, 10_000).await?;
-        let mut out = Vec::new();
-        for job in jobs {
-            if job.target != crate::JobTarget::Cylinder
-                || job.state != (crate::JobState::Loaded { c_key: c_key_id })
-            {
-                continue;
-            }
-            let hash = program_hash(&job.program);
-            self.store
-                .record_delivery(cx.system.id, device.pd_id, job.id, &hash, cx.now)
-                .await?;
-            out.push(DeliverableJob {
-                job,
-                program_hash: hash,
-            });
-        }
-        Ok(out)
+        self.deliver(&cx, device, jobs, |job| {
+            job.target == crate::JobTarget::Cylinder
+                && job.state == (crate::JobState::Loaded { c_key: c_key_id })
+        })
+        .await
     }
 
     /// A PD reports a job it delivered. Architecture invariant: only the PD that delivered

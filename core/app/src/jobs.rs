@@ -322,11 +322,26 @@ impl App {
     /// program becomes the actual state; then reconciliation plans what is still missing
     /// (a failed job is recreated).
     /// An administrator confirms a job by hand (`POST /jobs/{id}/confirm`). Architecture
-    /// invariant: a cylinder job loaded on a C-key that is updated at remote PDs (firmware
-    /// 12.0.0 or later, in a remote system) is closed only by that C-key's report at a PD;
-    /// the manual confirmation stays for older C-keys.
+    /// invariant: hardware closes jobs. A key's job, once the system has an enrolled PD, and
+    /// a cylinder job loaded on a C-key that is updated at remote PDs (firmware 12.0.0 or
+    /// later, in a remote system) are closed only by the delivering PD's report; the manual
+    /// confirmation stays for older C-keys and for systems without PDs.
     pub async fn confirm_by_hand(&self, cx: &WriteContext, id: i64) -> Result<JobReport> {
         let job = self.visible_job(cx, id).await?;
+        // A key's job is written by a remote PD, which reports it: once the system has a PD
+        // with an unrevoked certificate, only that report closes it.
+        if job.target == JobTarget::Key
+            && !matches!(job.state, JobState::Carried { .. })
+            && self.store.has_enrolled_pds(cx.system.id).await?
+        {
+            return Err(lockgate_store::StoreError::Refused {
+                message: format!(
+                    "job {id} is written to its key at a remote PD, which reports it: it is not \
+                     confirmed by hand while the locking system has enrolled PDs"
+                ),
+            }
+            .into());
+        }
         if let JobState::Loaded { c_key } = job.state
             && cx.system.fixed.remote
         {

@@ -402,6 +402,18 @@ impl Store {
         .transpose()
     }
 
+    /// Whether the system has a PD with an unrevoked certificate (its jobs are then closed by
+    /// PD reports).
+    pub async fn has_enrolled_pds(&self, system_id: i64) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM pd_certificates WHERE system_id = $1 AND revoked_at IS NULL LIMIT 1",
+        )
+        .bind(system_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// The fingerprints of every unrevoked PD certificate, for the listener's handshake check.
     pub async fn active_device_fingerprints(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT fingerprint FROM pd_certificates WHERE revoked_at IS NULL")
