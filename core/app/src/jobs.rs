@@ -321,8 +321,8 @@ impl App {
     /// is loaded on (the caller's), a carried block by its user key. A finished job's
     /// program becomes the actual state; then reconciliation plans what is still missing
     /// (a failed job is recreated).
-    /// An administrator confirms a job by hand (`POST /jobs/{id}/confirm`). Architecture
-    /// invariant: hardware closes jobs. A key's job, once the system has an enrolled PD, and
+    /// An administrator confirms a job by hand (`POST /jobs/{id}/confirm`).
+    /// Architecture invariant: hardware closes jobs. A key's job, once the system has an enrolled PD, and
     /// a cylinder job loaded on a C-key that is updated at remote PDs (firmware 12.0.0 or
     /// later, in a remote system) are closed only by the delivering PD's report; the manual
     /// confirmation stays for older C-keys and for systems without PDs.
