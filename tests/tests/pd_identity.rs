@@ -2,7 +2,7 @@
 //! one-time enrolment code on a PD's record, the PD enrols with a certificate signing request
 //! and connects to the PD listener over mutual TLS with the certificate it got; the listener
 //! names the PD from that certificate only. Codes are single use; a bad request leaves the
-//! code usable; foreign, missing, revoked and deleted-PD certificates fail; an oversized
+//! code usable; foreign, missing, expired, revoked and deleted-PD certificates fail; an oversized
 //! frame closes only its connection, and a stalled device does not hold up the others.
 
 use std::{sync::Arc, time::Duration};
@@ -348,6 +348,42 @@ on_both!(enrolment_and_mutual_tls, |app: TestApp| async move {
     assert_eq!(uploaded["source"], "upload");
     l.trusted.refresh(&app.store).await.unwrap();
     assert!(exchange(&l, Some((&vendor.pem, &key2)), b"v").await.is_ok());
+
+    // An expired certificate of the gateway's own CA, recorded for the PD (as an old upload
+    // would be): the handshake refuses it, whatever the store says.
+    let (key3, csr3) = device_key();
+    let expired = authority
+        .ca
+        .issue_device(
+            &csr3,
+            &subject,
+            chrono::Utc::now() - chrono::Duration::days(10),
+            1,
+        )
+        .unwrap();
+    app.store
+        .add_pd_certificate(
+            system,
+            pd_id,
+            &lockgate_store::devices::NewPdCertificate {
+                fingerprint: expired.fingerprint.clone(),
+                serial: expired.serial.clone(),
+                certificate_pem: expired.pem.clone(),
+                source: lockgate_store::devices::CertificateSource::Upload,
+                not_before: expired.not_before,
+                not_after: expired.not_after,
+            },
+            &lockgate_store::Actor::system(),
+        )
+        .await
+        .unwrap();
+    l.trusted.refresh(&app.store).await.unwrap();
+    assert!(
+        exchange(&l, Some((&expired.pem, &key3)), b"old")
+            .await
+            .is_err(),
+        "an expired certificate connects"
+    );
 
     // Revoking the enrolled certificate: the next connection with it fails at once, even
     // before the handshake's view is refreshed (the store is asked per connection).
