@@ -5,7 +5,6 @@
 //! every `SETTINGS`.
 
 use lockgate_pd_protocol::{Generation, device_plugin};
-use lockgate_plugin_sdk::device::HeartbeatAnswer;
 use lockgate_plugin_sdk::device_handler::Device;
 use lockgate_plugin_sdk::{Error, kv};
 use serde_json::{Value, json};
@@ -16,9 +15,6 @@ pub struct Mobile;
 
 /// How many of the keys last updated online at a mobile PD it may update offline.
 pub const OFFLINE_KEYS: usize = 10;
-
-/// The settings a mobile PD understands.
-const SETTINGS: &[&str] = &["heartbeat_minutes", "diagnostic_mode", "offline_update"];
 
 fn recent_key(device: &Device) -> String {
     format!("recent/{}", device.pd_id)
@@ -35,20 +31,11 @@ impl Generation for Mobile {
     const MAGIC: [u8; 2] = *b"PM";
     const VERSIONS: &'static [u8] = &[1];
     const GENERATION: &'static str = "cliq-mobile";
+    const SETTINGS: &'static [&'static str] =
+        &["heartbeat_minutes", "diagnostic_mode", "offline_update"];
 
-    fn settings_body(
-        _: u8,
-        device: &Device,
-        answer: &HeartbeatAnswer,
-        settings: Value,
-        krl: Value,
-    ) -> Result<Value, Error> {
-        Ok(json!({
-            "interval_minutes": answer.interval_minutes,
-            "settings": lockgate_pd_protocol::only(settings, SETTINGS),
-            "krl": krl,
-            "offline_keys": recent(device)?,
-        }))
+    fn offline_keys(device: &Device) -> Result<Value, Error> {
+        Ok(json!(recent(device)?))
     }
 
     fn key_updated(device: &Device, key_id: u64) -> Result<(), Error> {

@@ -185,15 +185,34 @@ pub trait Generation {
         Ok(())
     }
 
-    /// The `SETTINGS` body sent back at heartbeat, from the core's answer: what the
-    /// generation's PDs understand.
+    /// The members of the PD's settings this generation understands; `SETTINGS` carries
+    /// only these.
+    const SETTINGS: &'static [&'static str];
+
+    /// Fills in or changes settings before they are sent (defaults the generation needs).
+    fn adjust_settings(_settings: &mut Value) {}
+
+    /// The keys this PD may update offline: `"all"`, or a list of key ids.
+    fn offline_keys(_device: &Device) -> Result<Value, Error> {
+        Ok(json!("all"))
+    }
+
+    /// The `SETTINGS` body sent back at heartbeat, from the core's answer.
     fn settings_body(
-        version: u8,
         device: &Device,
         answer: &device::HeartbeatAnswer,
         settings: Value,
         krl: Value,
-    ) -> Result<Value, Error>;
+    ) -> Result<Value, Error> {
+        let mut settings = only(settings, Self::SETTINGS);
+        Self::adjust_settings(&mut settings);
+        Ok(json!({
+            "interval_minutes": answer.interval_minutes,
+            "settings": settings,
+            "krl": krl,
+            "offline_keys": Self::offline_keys(device)?,
+        }))
+    }
 
     /// The keys of one `KEY_INSERTED`: one, or (where the generation updates keys in
     /// parallel) several.
@@ -435,8 +454,7 @@ fn answer<G: Generation>(
                 .map_err(|e| FrameError::refused("failed", format!("settings: {e}")))?;
             let krl: Value = serde_json::from_str(&answer.revocation_list)
                 .map_err(|e| FrameError::refused("failed", format!("revocation list: {e}")))?;
-            let out =
-                G::settings_body(version, device, &answer, settings, krl).map_err(core_error)?;
+            let out = G::settings_body(device, &answer, settings, krl).map_err(core_error)?;
             vec![reply(MessageType::Settings, out)]
         }
         MessageType::KeyInserted => {

@@ -5,32 +5,26 @@
 //! core allows one gen-1 PD in that mode per locking system) and no log level.
 
 use lockgate_pd_protocol::{FrameError, Generation, HeartbeatBody, device_plugin};
-use lockgate_plugin_sdk::Error;
-use lockgate_plugin_sdk::device::HeartbeatAnswer;
-use lockgate_plugin_sdk::device_handler::Device;
-use serde_json::{Value, json};
 
 /// Generation 1 wall PDs.
 #[derive(Debug)]
 pub struct WallGen1;
 
-/// The settings a gen-1 PD understands.
-const SETTINGS: &[&str] = &[
-    "heartbeat_minutes",
-    "service_url",
-    "alternative_url",
-    "hostname",
-    "static_ip",
-    "proxy",
-    "diagnostic_mode",
-    "key_updater_mode",
-    "offline_update",
-];
-
 impl Generation for WallGen1 {
     const MAGIC: [u8; 2] = *b"G1";
     const VERSIONS: &'static [u8] = &[1];
     const GENERATION: &'static str = "wall-gen1";
+    const SETTINGS: &'static [&'static str] = &[
+        "heartbeat_minutes",
+        "service_url",
+        "alternative_url",
+        "hostname",
+        "static_ip",
+        "proxy",
+        "diagnostic_mode",
+        "key_updater_mode",
+        "offline_update",
+    ];
 
     fn check_heartbeat(_: u8, hb: &HeartbeatBody) -> Result<(), FrameError> {
         if hb.bootloader.as_deref().is_none_or(str::is_empty) {
@@ -41,21 +35,6 @@ impl Generation for WallGen1 {
             });
         }
         Ok(())
-    }
-
-    fn settings_body(
-        _: u8,
-        _: &Device,
-        answer: &HeartbeatAnswer,
-        settings: Value,
-        krl: Value,
-    ) -> Result<Value, Error> {
-        Ok(json!({
-            "interval_minutes": answer.interval_minutes,
-            "settings": lockgate_pd_protocol::only(settings, SETTINGS),
-            "krl": krl,
-            "offline_keys": "all",
-        }))
     }
 }
 

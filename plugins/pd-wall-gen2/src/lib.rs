@@ -5,9 +5,6 @@
 //! key-updater mode (gen 2 PDs cannot upgrade gen-1 keys).
 
 use lockgate_pd_protocol::{FrameError, Generation, KeyInsertedBody, device_plugin};
-use lockgate_plugin_sdk::Error;
-use lockgate_plugin_sdk::device::HeartbeatAnswer;
-use lockgate_plugin_sdk::device_handler::Device;
 use serde_json::{Value, json};
 
 /// Generation 2 wall PDs.
@@ -17,41 +14,26 @@ pub struct WallGen2;
 /// Most keys one version-2 `KEY_INSERTED` names (the PD's slots).
 pub const MAX_PARALLEL_KEYS: usize = 8;
 
-/// The settings a gen-2 PD understands.
-const SETTINGS: &[&str] = &[
-    "heartbeat_minutes",
-    "service_url",
-    "alternative_url",
-    "hostname",
-    "static_ip",
-    "proxy",
-    "diagnostic_mode",
-    "log_level",
-    "offline_update",
-];
-
 impl Generation for WallGen2 {
     const MAGIC: [u8; 2] = *b"G2";
     const VERSIONS: &'static [u8] = &[1, 2];
     const GENERATION: &'static str = "wall-gen2";
+    const SETTINGS: &'static [&'static str] = &[
+        "heartbeat_minutes",
+        "service_url",
+        "alternative_url",
+        "hostname",
+        "static_ip",
+        "proxy",
+        "diagnostic_mode",
+        "log_level",
+        "offline_update",
+    ];
 
-    fn settings_body(
-        _: u8,
-        _: &Device,
-        answer: &HeartbeatAnswer,
-        settings: Value,
-        krl: Value,
-    ) -> Result<Value, Error> {
-        let mut settings = lockgate_pd_protocol::only(settings, SETTINGS);
+    fn adjust_settings(settings: &mut Value) {
         if settings.get("log_level").is_none_or(Value::is_null) {
             settings["log_level"] = json!("general");
         }
-        Ok(json!({
-            "interval_minutes": answer.interval_minutes,
-            "settings": settings,
-            "krl": krl,
-            "offline_keys": "all",
-        }))
     }
 
     fn inserted_keys(version: u8, body: &KeyInsertedBody) -> Result<Vec<u64>, FrameError> {
