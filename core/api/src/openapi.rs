@@ -1483,7 +1483,7 @@ fn operations() -> Vec<Op> {
         (
             "/api/v1/jobs/{id}/confirm",
             "confirmJob",
-            "The hardware executed the job: its program becomes the actual state",
+            "The hardware executed the job: its program becomes the actual state. Refused (409) for a key's job once the system has an enrolled PD, and for a cylinder job on a C-key with firmware 12.0.0 or later: their PD reports close them",
             None,
             200,
             "Job",
