@@ -192,14 +192,14 @@ on_both!(heartbeats_keep_a_pd_online, |app: TestApp| async move {
 
     // A heartbeat: online, with the firmware it reported and its settings in the answer.
     let answer = core
-        .device_heartbeat(device, Some("2.4.1"))
+        .device_heartbeat(device, Some("2.4.1"), None)
         .await
         .expect("heartbeat");
     assert_eq!(answer.heartbeat_minutes, 5);
     let s = app.get(&status).await.expect(200).body;
     assert_eq!(s["online"], true, "{s}");
     assert_eq!(s["firmware"], "2.4.1");
-    assert!(core.device_heartbeat(device, Some("")).await.is_err());
+    assert!(core.device_heartbeat(device, Some(""), None).await.is_err());
 
     // Two missed heartbeats are not three: still online. Three are.
     clock.set(start + chrono::Duration::minutes(14));
@@ -233,7 +233,7 @@ on_both!(heartbeats_keep_a_pd_online, |app: TestApp| async move {
     );
 
     // Heard from again: online, firmware kept when not reported.
-    core.device_heartbeat(device, None)
+    core.device_heartbeat(device, None, None)
         .await
         .expect("heartbeat");
     let s = app.get(&status).await.expect(200).body;

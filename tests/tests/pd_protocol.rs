@@ -312,7 +312,7 @@ on_both!(each_generation_keeps_its_rules, |app: TestApp| async move {
     );
     assert!(pd_events.contains(&"online".to_owned()), "{pd_events:?}");
     // A job delivered by generation 2 cannot be reported by another PD.
-    let (_, mut g1) = pd_of(&site, &api, "PD-G1", Generation::WallGen1).await;
+    let (gen1, mut g1) = pd_of(&site, &api, "PD-G1", Generation::WallGen1).await;
     let jobs = g2.key_inserted(keys[1]).await.unwrap();
     let (id1, h1) = (
         jobs[0]["job_id"].as_u64().unwrap(),
@@ -329,6 +329,16 @@ on_both!(each_generation_keeps_its_rules, |app: TestApp| async move {
     let no_loader = g1.heartbeat("1.9.0", None).await.unwrap_err();
     assert_eq!(refusal(no_loader).code, "bad-message");
     let s1 = g1.heartbeat("1.9.0", Some("1.2.0")).await.unwrap();
+    let st = app
+        .get(&format!("/api/v1/remote-pds/{gen1}/status"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        (st["firmware"].as_str(), st["bootloader"].as_str()),
+        (Some("1.9.0"), Some("1.2.0")),
+        "{st}"
+    );
     assert_eq!(s1["settings"]["key_updater_mode"], false);
     assert!(s1["settings"].get("log_level").is_none());
     assert_eq!(

@@ -216,6 +216,7 @@ async fn status(
         "last_seen": live.as_ref().map(|l| l.last_seen),
         "offline_since": live.as_ref().and_then(|l| l.offline_since),
         "firmware": live.as_ref().and_then(|l| l.firmware.clone()),
+        "bootloader": live.as_ref().and_then(|l| l.bootloader.clone()),
         "certificate_expires_at": expires,
         "krl_issued_at": live.as_ref().and_then(|l| l.krl_issued_at),
         "krl_age_minutes": live

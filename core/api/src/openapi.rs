@@ -1312,6 +1312,7 @@ fn operations() -> Vec<Op> {
                     "last_seen": nullable_date_time(),
                     "offline_since": nullable_date_time(),
                     "firmware": { "type": ["string", "null"] },
+                    "bootloader": { "type": ["string", "null"] },
                     "certificate_expires_at": nullable_date_time(),
                     "krl_issued_at": nullable_date_time(),
                     "krl_age_minutes": { "type": ["integer", "null"], "minimum": 0 },

@@ -327,6 +327,23 @@ impl App {
         Ok(self.context(&system, &lockgate_store::Scope::all(), &actor))
     }
 
+    /// The record of the PD a device operation acts for.
+    async fn device_pd(
+        &self,
+        cx: &WriteContext,
+        device: DeviceRef,
+    ) -> Result<lockgate_store::Stored<lockgate_model::remote_pd::RemotePd>> {
+        Ok(self
+            .store
+            .get(
+                cx.system.id,
+                ObjectKind::RemotePd,
+                device.pd_id,
+                &lockgate_store::Scope::all(),
+            )
+            .await?)
+    }
+
     /// A key is inserted in the PD: its jobs the PD may write now (open remote-update jobs
     /// of the key, not waiting for an approval), each recorded as delivered by this PD with
     /// its program hash.
@@ -526,22 +543,24 @@ impl App {
         &self,
         device: DeviceRef,
         firmware: Option<&str>,
+        bootloader: Option<&str>,
     ) -> Result<HeartbeatAnswer> {
-        if firmware.is_some_and(|f| f.is_empty() || f.len() > 32) {
-            return Err(AppError::field("firmware", "must be 1 to 32 characters"));
+        for (field, v) in [("firmware", firmware), ("bootloader", bootloader)] {
+            if v.is_some_and(|f| f.is_empty() || f.len() > 32) {
+                return Err(AppError::field(field, "must be 1 to 32 characters"));
+            }
         }
         let cx = self.device_context(device).await?;
-        let pd: lockgate_store::Stored<lockgate_model::remote_pd::RemotePd> = self
-            .store
-            .get(
-                cx.system.id,
-                ObjectKind::RemotePd,
-                device.pd_id,
-                &lockgate_store::Scope::all(),
-            )
-            .await?;
+        let pd = self.device_pd(&cx, device).await?;
         self.store
-            .record_heartbeat(cx.system.id, device.pd_id, cx.now, firmware, &cx.actor)
+            .record_heartbeat(
+                cx.system.id,
+                device.pd_id,
+                cx.now,
+                firmware,
+                bootloader,
+                &cx.actor,
+            )
             .await?;
         Ok(HeartbeatAnswer {
             heartbeat_minutes: pd.body.settings.heartbeat_minutes,
@@ -618,15 +637,7 @@ impl App {
                 "the PD holds a newer certificate already: connect with it",
             ));
         }
-        let pd: lockgate_store::Stored<lockgate_model::remote_pd::RemotePd> = self
-            .store
-            .get(
-                cx.system.id,
-                ObjectKind::RemotePd,
-                device.pd_id,
-                &lockgate_store::Scope::all(),
-            )
-            .await?;
+        let pd = self.device_pd(&cx, device).await?;
         let subject = DeviceSubject {
             system_id: cx.system.id,
             pd_id: device.pd_id,

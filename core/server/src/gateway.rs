@@ -701,7 +701,7 @@ impl Gateway for CoreGateway {
         let d = device_ref(device);
         let answer = self
             .app
-            .device_heartbeat(d, report.firmware.as_deref())
+            .device_heartbeat(d, report.firmware.as_deref(), report.bootloader.as_deref())
             .await
             .map_err(|e| app_unavailable(plugin, e))?;
         let settings = serde_json::to_string(&answer.settings)

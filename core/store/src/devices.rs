@@ -530,6 +530,8 @@ pub struct PdLiveness {
     pub offline_since: Option<DateTime<Utc>>,
     /// The firmware the PD reported at its last heartbeat.
     pub firmware: Option<String>,
+    /// The boot-loader firmware it reported (generation 1 wall PDs).
+    pub bootloader: Option<String>,
     /// When the newest key revocation list the PD was given was issued.
     pub krl_issued_at: Option<DateTime<Utc>>,
 }
@@ -541,6 +543,7 @@ fn liveness(r: &sqlx::any::AnyRow) -> Result<PdLiveness> {
         last_seen: parse_ts(&r.try_get::<String, _>("last_seen")?)?,
         offline_since: opt_ts(r.try_get("offline_since")?)?,
         firmware: r.try_get("firmware")?,
+        bootloader: r.try_get("bootloader")?,
         krl_issued_at: opt_ts(r.try_get("krl_issued_at")?)?,
     })
 }
@@ -554,6 +557,7 @@ impl Store {
         pd_id: i64,
         at: DateTime<Utc>,
         firmware: Option<&str>,
+        bootloader: Option<&str>,
         actor: &Actor,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
@@ -566,14 +570,16 @@ impl Store {
             .transpose()?
             .is_some_and(|o| o != 0);
         sqlx::query(
-            "INSERT INTO pd_status (pd_id, system_id, online, last_seen, offline_since, firmware) VALUES ($1, $2, 1, $3, NULL, $4) \
+            "INSERT INTO pd_status (pd_id, system_id, online, last_seen, offline_since, firmware, bootloader) VALUES ($1, $2, 1, $3, NULL, $4, $5) \
              ON CONFLICT (pd_id) DO UPDATE SET online = 1, last_seen = excluded.last_seen, offline_since = NULL, \
-             firmware = COALESCE(excluded.firmware, pd_status.firmware)",
+             firmware = COALESCE(excluded.firmware, pd_status.firmware), \
+             bootloader = COALESCE(excluded.bootloader, pd_status.bootloader)",
         )
         .bind(pd_id)
         .bind(system_id)
         .bind(ts(at))
         .bind(firmware)
+        .bind(bootloader)
         .execute(&mut *tx)
         .await?;
         if !was_online {
@@ -594,7 +600,7 @@ impl Store {
     /// A PD's liveness, if it was ever heard from.
     pub async fn pd_liveness(&self, system_id: i64, pd_id: i64) -> Result<Option<PdLiveness>> {
         let row = sqlx::query(
-            "SELECT pd_id, online, last_seen, offline_since, firmware, krl_issued_at FROM pd_status WHERE system_id = $1 AND pd_id = $2",
+            "SELECT pd_id, online, last_seen, offline_since, firmware, bootloader, krl_issued_at FROM pd_status WHERE system_id = $1 AND pd_id = $2",
         )
         .bind(system_id)
         .bind(pd_id)
@@ -627,7 +633,7 @@ impl Store {
     /// heartbeat interval).
     pub async fn online_pds(&self) -> Result<Vec<(i64, PdLiveness, String)>> {
         let rows = sqlx::query(
-            "SELECT s.pd_id, s.system_id, s.online, s.last_seen, s.offline_since, s.firmware, s.krl_issued_at, o.body \
+            "SELECT s.pd_id, s.system_id, s.online, s.last_seen, s.offline_since, s.firmware, s.bootloader, s.krl_issued_at, o.body \
              FROM pd_status s JOIN objects o ON o.id = s.pd_id WHERE s.online = 1",
         )
         .fetch_all(&self.pool)

@@ -5,3 +5,5 @@ ALTER TABLE pd_certificates ADD COLUMN expiry_warned_at TEXT;
 -- The issue time of the newest key revocation list a PD was given (at heartbeat or on
 -- request): its age shows in the PD's status.
 ALTER TABLE pd_status ADD COLUMN krl_issued_at TEXT;
+-- The boot-loader firmware a generation 1 wall PD reported at its last heartbeat.
+ALTER TABLE pd_status ADD COLUMN bootloader TEXT;
