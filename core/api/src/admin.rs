@@ -231,6 +231,8 @@ async fn create_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    // A token is a C-key credential that outlives the session: not minted by SSO.
+    admin.require_c_key_login("issuing an API token")?;
     let req: NewToken = json_body(&headers, &body)?;
     if admin.token_issued_by != admin.c_key.id {
         // A token capped below its C-key's rights by its issuer cannot mint: a new token would

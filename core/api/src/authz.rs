@@ -27,6 +27,22 @@ pub struct Admin {
     pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The C-key whose administrator issued the token (the token's own C-key if self-issued).
     pub token_issued_by: i64,
+    /// How the administrator logged in: with the C-key (an API token) or by SSO (a session).
+    pub method: LoginMethod,
+    /// The SSO session of the request, if it came with the session cookie.
+    pub session_id: Option<i64>,
+    /// That session's CSRF token (sent back in `X-CSRF-Token` on every changing request).
+    pub csrf_token: Option<String>,
+}
+
+/// How an administrator logged in (manual §3.3, §8.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMethod {
+    /// C-key certificate and PIN; through the API, a token issued to the C-key.
+    CKey,
+    /// Single sign-on: a session opened by the identity provider's answer.
+    Sso,
 }
 
 impl Admin {
@@ -74,10 +90,102 @@ impl Admin {
         self.require(kind.function(), level)
     }
 
+    /// Refuses a C-key-only operation (`DOMAIN.md` §10, manual §8.10: local cylinder
+    /// programming, copy key configuration, C-key PIN and unlock, ...) in an SSO session.
+    pub fn require_c_key_login(&self, what: &str) -> ApiResult<()> {
+        match self.method {
+            LoginMethod::CKey => Ok(()),
+            LoginMethod::Sso => Err(Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "c-key-login-required",
+                format!("{what} needs a login with the C-key; an SSO session cannot do it"),
+            )),
+        }
+    }
+
     /// Whether this C-key is the system's master C-key.
     pub fn is_master(&self) -> bool {
         self.c_key.body.kind == lockgate_model::ckey::CKeyKind::Master
     }
+}
+
+/// The session cookie's secret, if the request carries one.
+fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == crate::sso::SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// Authenticates an SSO session: the cookie names a live session (idle and absolute
+/// lifetime); a changing request must carry the session's CSRF token in `X-CSRF-Token`.
+/// Architecture invariant: a session is checked on every request like a token is (its C-key
+/// usable, its roles read now), and SSO never authenticates a C-key-only operation
+/// ([`Admin::require_c_key_login`]).
+async fn session_auth(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<
+    (
+        lockgate_store::tokens::TokenAuth,
+        Option<lockgate_store::sso::SessionAuth>,
+    ),
+    Problem,
+> {
+    let Some(secret) = session_cookie(parts) else {
+        return Err(Problem::unauthorized(
+            "an 'Authorization: Bearer <token>' header or an SSO session cookie is required",
+        ));
+    };
+    let Some(config) = state.config.sso.as_ref() else {
+        return Err(Problem::unauthorized(
+            "single sign-on is not configured on this gateway",
+        ));
+    };
+    let s = state
+        .store
+        .authenticate_session(secret, config.session_idle, state.app.now())
+        .await?
+        .ok_or_else(|| {
+            Problem::unauthorized("the session is unknown, has ended or has expired; log in again")
+        })?;
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe {
+        let sent = parts
+            .headers
+            .get(crate::sso::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let ok = sent.is_some_and(|t| {
+            t.len() == s.csrf_token.len()
+                && t.bytes()
+                    .zip(s.csrf_token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if !ok {
+            return Err(Problem::forbidden(
+                "a changing request in an SSO session must carry the session's CSRF token in 'X-CSRF-Token' (GET /api/v1/session)",
+            ));
+        }
+    }
+    Ok((
+        lockgate_store::tokens::TokenAuth {
+            token_id: 0,
+            system_id: s.system_id,
+            c_key_id: s.c_key_id,
+            issued_by: s.c_key_id,
+            expires_at: Some(s.absolute_expires_at),
+        },
+        Some(s),
+    ))
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -144,14 +252,15 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
-            Problem::unauthorized("an 'Authorization: Bearer <token>' header is required")
-        })?;
-        let auth = state
-            .store
-            .authenticate(token)
-            .await?
-            .ok_or_else(|| Problem::unauthorized("the token is unknown, expired or revoked"))?;
+        let (auth, session) = match bearer(parts) {
+            Some(token) => (
+                state.store.authenticate(token).await?.ok_or_else(|| {
+                    Problem::unauthorized("the token is unknown, expired or revoked")
+                })?,
+                None,
+            ),
+            None => session_auth(parts, state).await?,
+        };
         let system = state.store.system(auth.system_id).await?;
         // Manual §6.2: a system locked for maintenance takes no changes but the unlock.
         let read_only = matches!(
@@ -235,6 +344,13 @@ impl FromRequestParts<AppState> for Admin {
             token_id: auth.token_id,
             token_expires_at: auth.expires_at,
             token_issued_by: auth.issued_by,
+            method: if session.is_some() {
+                LoginMethod::Sso
+            } else {
+                LoginMethod::CKey
+            },
+            session_id: session.as_ref().map(|s| s.session_id),
+            csrf_token: session.map(|s| s.csrf_token),
         })
     }
 }

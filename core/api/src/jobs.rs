@@ -107,6 +107,7 @@ async fn confirm(
     admin: Admin,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
+    admin.require_c_key_login("confirming a job at the local PD")?;
     let cx = admin.cx(&state.app);
     let job = state.app.visible_job(&cx, id).await?;
     require_report(&admin, &job)?;
@@ -175,6 +176,7 @@ async fn load(
     PathId(id): PathId,
     JsonBody(req): JsonBody<CKeyRef>,
 ) -> ApiResult<Response> {
+    admin.require_c_key_login("sending a task to the C-key (local cylinder programming)")?;
     admin.require(Function::CylinderProgramming, Level::Full)?;
     // Only your own C-key: it is in your hands at the local or remote PD.
     if req.c_key_id != admin.c_key.id {
@@ -239,6 +241,7 @@ async fn fail(
     PathId(id): PathId,
     JsonBody(req): JsonBody<FailReport>,
 ) -> ApiResult<Response> {
+    admin.require_c_key_login("removing an unfinished task (reporting a job failed)")?;
     if req.reason.trim().is_empty() {
         return Err(Problem::field("reason", "is required"));
     }

@@ -17,6 +17,7 @@ pub mod plugins;
 pub mod policy;
 pub mod problem;
 pub mod resources;
+pub mod sso;
 
 use std::{sync::Arc, time::Duration};
 
@@ -63,6 +64,8 @@ pub struct ApiConfig {
     /// `Strict-Transport-Security: max-age` on every response (the listener serves TLS);
     /// none: no HSTS header.
     pub hsts_max_age: Option<Duration>,
+    /// Single sign-on (`[sso]`); none: SSO endpoints answer 404 and no session is accepted.
+    pub sso: Option<sso::SsoConfig>,
 }
 
 /// Default longest lifetime of an API token: 90 days.
@@ -77,6 +80,7 @@ impl Default for ApiConfig {
             operator_system_id: None,
             request_timeout: Duration::from_secs(60),
             hsts_max_age: None,
+            sso: None,
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct AppState {
     pub config: ApiConfig,
     /// The plugin host, when the gateway runs one (`GET /api/v1/plugins` lists nothing without).
     pub plugins: Option<Arc<dyn plugins::PluginAdmin>>,
+    /// The `sso` plugin, when the gateway runs one.
+    pub sso: Option<Arc<dyn sso::SsoProvider>>,
     openapi: Arc<String>,
 }
 
@@ -106,8 +112,15 @@ impl AppState {
             app,
             config,
             plugins: None,
+            sso: None,
             openapi: Arc::new(doc),
         }
+    }
+
+    /// The same state with an SSO plugin behind the SSO endpoints.
+    pub fn with_sso(mut self, sso: Arc<dyn sso::SsoProvider>) -> Self {
+        self.sso = Some(sso);
+        self
     }
 
     /// The same state with a plugin host behind the plugin endpoints.
@@ -227,6 +240,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lifecycle::routes())
         .merge(plugins::routes())
         .merge(background::routes())
+        .merge(sso::routes())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -128,6 +128,7 @@ async fn copy(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    admin.require_c_key_login("copying a key's configuration")?;
     for f in [
         Function::KeyAuthorisation,
         Function::KeyValidity,

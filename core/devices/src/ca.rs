@@ -199,6 +199,34 @@ fn rcgen_error(what: &str) -> impl Fn(rcgen::Error) -> DevicesError + '_ {
     move |e| DevicesError::Certificate(format!("{what}: {e}"))
 }
 
+/// A self-signed certificate naming a SAML service provider (ECDSA P-256, valid `days` from
+/// `now`, common name `entity_id`): the "verification certificate" of a locking system's SSO
+/// settings, published in its SP metadata. Its private key is not kept: nothing the gateway
+/// sends is signed with it yet (docs/connectors/saml.md).
+pub fn service_provider_certificate(
+    entity_id: &str,
+    now: DateTime<Utc>,
+    days: i64,
+) -> Result<String, DevicesError> {
+    let key_pair = KeyPair::generate().map_err(rcgen_error("generating the SP key"))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        entity_id.chars().take(64).collect::<String>(),
+    );
+    dn.push(DnType::OrganizationName, "lockgate");
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.not_before = offset(now - chrono::Duration::minutes(5))?;
+    params.not_after = offset(now + chrono::Duration::days(days))?;
+    params.serial_number = Some(random_serial()?);
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(rcgen_error("signing the SP certificate"))?;
+    Ok(cert.pem())
+}
+
 impl CertificateAuthority {
     /// Creates a new CA (ECDSA P-256, valid 20 years from `now`) and its sealed form to store.
     pub fn create(

@@ -52,7 +52,9 @@ pub mod types {
     pub use crate::bindings::exports::lockgate::connector::content_provider::Item as ContentItem;
     pub use crate::bindings::exports::lockgate::connector::device_handler::{Device, FrameAnswer};
     pub use crate::bindings::exports::lockgate::connector::event_sink::Command;
-    pub use crate::bindings::exports::lockgate::connector::identity_provider::Identity;
+    pub use crate::bindings::exports::lockgate::connector::identity_provider::{
+        Identity, IdpSummary, LoginRequest, ServiceProvider,
+    };
     pub use crate::bindings::exports::lockgate::connector::notification_sink::{
         Notification, NotifyError,
     };

@@ -24,8 +24,9 @@ use crate::manifest::{Manifest, World};
 use crate::providers::{DeviceBinding, Gateway, KvStore, MqttPublisher};
 use crate::state::{ConnectorSlot, Connectors, HostState, MqttSlot, PluginContext};
 use crate::types::{
-    Command, ContentItem, Device, Event, FrameAnswer, Identity, Notification, NotifyError,
-    PluginError, PluginInfo, Request, Response, SyncReport,
+    Command, ContentItem, Device, Event, FrameAnswer, Identity, IdpSummary, LoginRequest,
+    Notification, NotifyError, PluginError, PluginInfo, Request, Response, ServiceProvider,
+    SyncReport,
 };
 use crate::{HostError, error_chain, now_ms};
 
@@ -257,8 +258,10 @@ struct DeviceFrame {
 enum Call {
     Describe,
     Sync { full: bool, dry_run: bool },
-    BeginLogin(String),
-    CompleteLogin(Request),
+    ReadMetadata(String),
+    SpMetadata(Box<ServiceProvider>),
+    BeginLogin(Box<ServiceProvider>, String),
+    CompleteLogin(Box<ServiceProvider>, Request),
     Handle(Request),
     Notify(Notification),
     ListContent,
@@ -273,8 +276,10 @@ impl Call {
         match self {
             Call::Describe => "describe",
             Call::Sync { .. } => "sync",
-            Call::BeginLogin(_) => "begin-login",
-            Call::CompleteLogin(_) => "complete-login",
+            Call::ReadMetadata(_) => "read-metadata",
+            Call::SpMetadata(_) => "sp-metadata",
+            Call::BeginLogin(..) => "begin-login",
+            Call::CompleteLogin(..) => "complete-login",
             Call::Handle(_) => "handle",
             Call::Notify(_) => "notify",
             Call::ListContent => "list-items",
@@ -289,7 +294,10 @@ impl Call {
         Some(match self {
             Call::Describe => return None,
             Call::Sync { .. } => World::DirectorySync,
-            Call::BeginLogin(_) | Call::CompleteLogin(_) => World::Sso,
+            Call::ReadMetadata(_)
+            | Call::SpMetadata(_)
+            | Call::BeginLogin(..)
+            | Call::CompleteLogin(..) => World::Sso,
             Call::Handle(_) => World::WebService,
             Call::Notify(_) => World::Notifier,
             Call::ListContent | Call::FetchContent(_) => World::ContentSource,
@@ -302,7 +310,8 @@ impl Call {
 enum Reply {
     Describe(PluginInfo),
     Sync(Result<SyncReport, PluginError>),
-    BeginLogin(Result<Response, PluginError>),
+    IdpSummary(Result<IdpSummary, PluginError>),
+    BeginLogin(Result<LoginRequest, PluginError>),
     CompleteLogin(Result<Identity, PluginError>),
     Handle(Response),
     Unit(Result<(), PluginError>),
@@ -318,6 +327,7 @@ impl Reply {
         match self {
             Reply::Describe(_) | Reply::Handle(_) => false,
             Reply::Sync(r) => r.is_err(),
+            Reply::IdpSummary(r) => r.is_err(),
             Reply::BeginLogin(r) => r.is_err(),
             Reply::CompleteLogin(r) => r.is_err(),
             Reply::Unit(r) => r.is_err(),
@@ -809,22 +819,42 @@ impl PluginHost {
         expect_reply!(self, name, Call::Sync { full, dry_run }, Reply::Sync(r) => r)
     }
 
+    /// `identity-provider.read-metadata` (sso plugins).
+    pub async fn read_idp_metadata(
+        &self,
+        name: &str,
+        xml: String,
+    ) -> Result<Result<IdpSummary, PluginError>, HostError> {
+        expect_reply!(self, name, Call::ReadMetadata(xml), Reply::IdpSummary(r) => r)
+    }
+
+    /// `identity-provider.sp-metadata` (sso plugins).
+    pub async fn sp_metadata(
+        &self,
+        name: &str,
+        sp: ServiceProvider,
+    ) -> Result<Result<String, PluginError>, HostError> {
+        expect_reply!(self, name, Call::SpMetadata(Box::new(sp)), Reply::Text(r) => r)
+    }
+
     /// `identity-provider.begin-login` (sso plugins).
     pub async fn begin_login(
         &self,
         name: &str,
-        return_to: &str,
-    ) -> Result<Result<Response, PluginError>, HostError> {
-        expect_reply!(self, name, Call::BeginLogin(return_to.to_owned()), Reply::BeginLogin(r) => r)
+        sp: ServiceProvider,
+        relay_state: &str,
+    ) -> Result<Result<LoginRequest, PluginError>, HostError> {
+        expect_reply!(self, name, Call::BeginLogin(Box::new(sp), relay_state.to_owned()), Reply::BeginLogin(r) => r)
     }
 
     /// `identity-provider.complete-login` (sso plugins).
     pub async fn complete_login(
         &self,
         name: &str,
+        sp: ServiceProvider,
         callback: Request,
     ) -> Result<Result<Identity, PluginError>, HostError> {
-        expect_reply!(self, name, Call::CompleteLogin(callback), Reply::CompleteLogin(r) => r)
+        expect_reply!(self, name, Call::CompleteLogin(Box::new(sp), callback), Reply::CompleteLogin(r) => r)
     }
 
     /// `http-handler.handle` (web-service plugins).
@@ -1155,12 +1185,22 @@ async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::
                 .call_sync(s, full, dry_run)
                 .await?,
         ),
-        (Call::BeginLogin(to), KindIndices::Sso(i)) => {
-            Reply::BeginLogin(i.load(&mut *s, &instance)?.call_begin_login(s, &to).await?)
-        }
-        (Call::CompleteLogin(req), KindIndices::Sso(i)) => Reply::CompleteLogin(
+        (Call::ReadMetadata(xml), KindIndices::Sso(i)) => Reply::IdpSummary(
             i.load(&mut *s, &instance)?
-                .call_complete_login(s, &req)
+                .call_read_metadata(s, &xml)
+                .await?,
+        ),
+        (Call::SpMetadata(sp), KindIndices::Sso(i)) => {
+            Reply::Text(i.load(&mut *s, &instance)?.call_sp_metadata(s, &sp).await?)
+        }
+        (Call::BeginLogin(sp, relay), KindIndices::Sso(i)) => Reply::BeginLogin(
+            i.load(&mut *s, &instance)?
+                .call_begin_login(s, &sp, &relay)
+                .await?,
+        ),
+        (Call::CompleteLogin(sp, req), KindIndices::Sso(i)) => Reply::CompleteLogin(
+            i.load(&mut *s, &instance)?
+                .call_complete_login(s, &sp, &req)
                 .await?,
         ),
         (Call::Handle(req), KindIndices::WebService(i)) => {

@@ -45,6 +45,105 @@ pub struct Config {
     pub background: BackgroundConfig,
     pub access: AccessConfig,
     pub pds: PdsConfig,
+    pub sso: SsoConfig,
+}
+
+/// `[sso]`: SAML single sign-on for administrators (docs/connectors/saml.md). Each locking
+/// system's identity provider, certificate and switch are set through `/api/v1/sso`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsoConfig {
+    /// The `sso` plugin that speaks the protocol (e.g. "saml-sso"); unset: no SSO.
+    pub plugin: Option<String>,
+    /// The gateway's public base URL as browsers and the identity provider reach it
+    /// (`https://lockgate.example.com`); each system's entity id and ACS derive from it.
+    pub public_url: String,
+    /// A session unused this long ends (1 minute – 24 hours).
+    pub session_idle: Span,
+    /// A session ends this long after login, however used (5 minutes – 7 days).
+    pub session_absolute: Span,
+    /// Clock difference tolerated on an assertion's time conditions (0–600 seconds).
+    pub clock_skew_seconds: u32,
+    /// How long a login waits for the identity provider's answer (1–60 minutes).
+    pub request_lifetime: Span,
+    /// Days a service-provider certificate is valid (1–3650).
+    pub certificate_days: u32,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        Self {
+            plugin: None,
+            public_url: "https://localhost:8080".into(),
+            session_idle: Span::secs(30 * 60),
+            session_absolute: Span::secs(8 * 3600),
+            clock_skew_seconds: 120,
+            request_lifetime: Span::secs(10 * 60),
+            certificate_days: 730,
+        }
+    }
+}
+
+impl SsoConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: format!("sso.{key}"),
+                message: message.into(),
+            })
+        };
+        if self.plugin.as_ref().is_some_and(|p| p.trim().is_empty()) {
+            return invalid("plugin", "name the sso plugin, or leave it unset");
+        }
+        match url::Url::parse(&self.public_url) {
+            Ok(u)
+                if matches!(u.scheme(), "https" | "http")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.path().trim_end_matches('/').is_empty() => {}
+            _ => {
+                return invalid(
+                    "public_url",
+                    "must be the gateway's base URL, e.g. https://lockgate.example.com (no path, query or fragment)",
+                );
+            }
+        }
+        let secs = |s: &Span| s.0.as_secs();
+        if !(60..=86_400).contains(&secs(&self.session_idle)) {
+            return invalid("session_idle", "must be 1 minute to 24 hours");
+        }
+        if !(300..=7 * 86_400).contains(&secs(&self.session_absolute)) {
+            return invalid("session_absolute", "must be 5 minutes to 7 days");
+        }
+        if self.session_idle.0 > self.session_absolute.0 {
+            return invalid("session_idle", "must not be longer than session_absolute");
+        }
+        if self.clock_skew_seconds > 600 {
+            return invalid("clock_skew_seconds", "must be 0–600");
+        }
+        if !(60..=3600).contains(&secs(&self.request_lifetime)) {
+            return invalid("request_lifetime", "must be 1–60 minutes");
+        }
+        if !(1..=3650).contains(&self.certificate_days) {
+            return invalid("certificate_days", "must be 1–3650");
+        }
+        Ok(())
+    }
+
+    /// The API's view, when an SSO plugin is configured.
+    pub fn api(&self) -> Option<lockgate_api::sso::SsoConfig> {
+        let to = |s: &Span| chrono::Duration::from_std(s.0).unwrap_or(chrono::Duration::MAX);
+        self.plugin.as_ref().map(|_| lockgate_api::sso::SsoConfig {
+            public_url: self.public_url.trim_end_matches('/').to_string(),
+            session_idle: to(&self.session_idle),
+            session_absolute: to(&self.session_absolute),
+            clock_skew_seconds: self.clock_skew_seconds,
+            request_lifetime: to(&self.request_lifetime),
+            certificate_days: i64::from(self.certificate_days),
+        })
+    }
 }
 
 /// The environment variable that holds the PD CA sealing key when `[pds] ca_key_file` is unset.
@@ -1170,6 +1269,7 @@ impl Config {
         };
         self.server.validate()?;
         self.pds.validate()?;
+        self.sso.validate()?;
         if !(1..=3650).contains(&self.access.max_token_lifetime_days) {
             return invalid("access.max_token_lifetime_days", "must be 1–3650".into());
         }

@@ -394,3 +394,116 @@ mod tests {
         );
     }
 }
+
+/// The API's handle on the `sso` plugin named in `[sso] plugin`.
+#[derive(Debug, Clone)]
+pub struct HostSso {
+    pub host: PluginHost,
+    pub plugin: String,
+}
+
+fn sso_error(e: Result<PluginError, HostError>) -> lockgate_api::sso::SsoError {
+    use lockgate_api::sso::SsoError;
+    match e {
+        Ok(PluginError::Invalid(m)) | Ok(PluginError::NotFound(m)) | Ok(PluginError::Denied(m)) => {
+            SsoError::Invalid(m)
+        }
+        Ok(PluginError::Unavailable(m)) | Ok(PluginError::Other(m)) => SsoError::Unavailable(m),
+        Err(e) => {
+            tracing::warn!(error = %e, "the sso plugin failed");
+            SsoError::Unavailable(format!("the sso plugin is unavailable: {e}"))
+        }
+    }
+}
+
+fn to_plugin_sp(sp: lockgate_api::sso::ServiceProvider) -> lockgate_host::types::ServiceProvider {
+    lockgate_host::types::ServiceProvider {
+        entity_id: sp.entity_id,
+        acs_url: sp.acs_url,
+        idp_metadata: sp.idp_metadata,
+        certificate: sp.certificate,
+        subject_attribute: sp.subject_attribute,
+        clock_skew_seconds: sp.clock_skew_seconds,
+    }
+}
+
+/// Runs one plugin call, mapping both failure layers into the API's error.
+macro_rules! sso_call {
+    ($self:ident, $call:expr) => {{
+        let host = $self.host.clone();
+        let name = $self.plugin.clone();
+        Box::pin(async move {
+            match $call(host, name).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(sso_error(Ok(e))),
+                Err(e) => Err(sso_error(Err(e))),
+            }
+        })
+    }};
+}
+
+impl lockgate_api::sso::SsoProvider for HostSso {
+    fn read_metadata(
+        &self,
+        xml: String,
+    ) -> lockgate_api::sso::SsoFuture<lockgate_api::sso::IdpSummary> {
+        sso_call!(self, |host: PluginHost, name: String| async move {
+            host.read_idp_metadata(&name, xml).await.map(|r| {
+                r.map(|s| lockgate_api::sso::IdpSummary {
+                    entity_id: s.entity_id,
+                    sso_url: s.sso_url,
+                    signing_certificates: s.signing_certificates,
+                    valid_until: s.valid_until,
+                })
+            })
+        })
+    }
+
+    fn sp_metadata(
+        &self,
+        sp: lockgate_api::sso::ServiceProvider,
+    ) -> lockgate_api::sso::SsoFuture<String> {
+        sso_call!(self, |host: PluginHost, name: String| async move {
+            host.sp_metadata(&name, to_plugin_sp(sp)).await
+        })
+    }
+
+    fn begin_login(
+        &self,
+        sp: lockgate_api::sso::ServiceProvider,
+        relay_state: String,
+    ) -> lockgate_api::sso::SsoFuture<(String, String)> {
+        sso_call!(self, |host: PluginHost, name: String| async move {
+            host.begin_login(&name, to_plugin_sp(sp), &relay_state)
+                .await
+                .map(|r| r.map(|l| (l.id, l.redirect_url)))
+        })
+    }
+
+    fn complete_login(
+        &self,
+        sp: lockgate_api::sso::ServiceProvider,
+        method: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> lockgate_api::sso::SsoFuture<lockgate_api::sso::VerifiedIdentity> {
+        sso_call!(self, |host: PluginHost, name: String| async move {
+            let request = lockgate_host::types::Request {
+                method,
+                path: String::from("/acs"),
+                headers,
+                body,
+            };
+            host.complete_login(&name, to_plugin_sp(sp), request)
+                .await
+                .map(|r| {
+                    r.map(|i| lockgate_api::sso::VerifiedIdentity {
+                        subject: i.subject,
+                        assertion_id: i.assertion_id,
+                        in_response_to: i.in_response_to,
+                        not_on_or_after: i.not_on_or_after,
+                    })
+                })
+        })
+    }
+}

@@ -149,6 +149,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
             operator_system_id: cfg.access.operator_system_id,
             request_timeout: cfg.server.request_timeout.0,
             hsts_max_age: cfg.server.tls.as_ref().map(|t| t.hsts_max_age.0),
+            sso: cfg.sso.api(),
         },
     );
     // The event relay hands new events to the event-bridge plugins; the command listener
@@ -197,6 +198,12 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
         tokio::spawn(reload_on_hangup(host.clone(), config_path));
         #[cfg(not(unix))]
         let _ = config_path;
+        if let Some(name) = &cfg.sso.plugin {
+            state = state.with_sso(Arc::new(crate::plugins::HostSso {
+                host: host.clone(),
+                plugin: name.clone(),
+            }));
+        }
         state = state.with_plugins(Arc::new(crate::plugins::HostAdmin(host)));
     }
     // The PD listener (mutual TLS): its own port, its own connection slots.

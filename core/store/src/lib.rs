@@ -16,6 +16,7 @@ pub mod persons;
 pub mod plugin_kv;
 pub mod reconciliation;
 mod sql;
+pub mod sso;
 pub mod systems;
 pub mod tokens;
 

@@ -1,0 +1,643 @@
+//! SAML single sign-on for administrators (`docs/connectors/saml.md`): each locking system's
+//! SSO settings (`/api/v1/sso/...`), the browser endpoints of the service provider
+//! (`/sso/{system}/metadata`, `/login`, `/acs`), enrolment of a C-key's SSO identity, and the
+//! session the login opens (`/api/v1/session`).
+//!
+//! The API does not know the plugin host: the protocol is an [`SsoProvider`] the server
+//! implements over the `sso` plugin. The core keeps what must not be left to a plugin: which
+//! requests are awaited (InResponseTo), the replay cache, the mapping subject → C-key and the
+//! sessions (`lockgate_store::sso`).
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::Duration;
+use lockgate_model::permission::{Function, Level};
+use lockgate_store::sso::{SsoOutcome, SsoPurpose, SsoSettings, VerifiedAssertion};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    AppState,
+    authz::Admin,
+    extract::json_body,
+    problem::{ApiResult, Problem},
+};
+
+/// The session cookie (`__Host-`: Secure, Path=/, no Domain).
+pub const SESSION_COOKIE: &str = "__Host-lockgate_session";
+/// The header carrying a session's CSRF token on every changing request.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Largest identity-provider metadata accepted (bytes).
+const MAX_METADATA_BYTES: usize = 1024 * 1024;
+/// Longest `return_to` path.
+const MAX_RETURN_TO: usize = 512;
+
+/// Session and protocol settings (`[sso]`).
+#[derive(Debug, Clone)]
+pub struct SsoConfig {
+    /// The gateway's public base URL (`https://host[:port]`): entity ids and ACS URLs derive from it.
+    pub public_url: String,
+    /// A session unused this long ends.
+    pub session_idle: Duration,
+    /// A session ends this long after login, used or not.
+    pub session_absolute: Duration,
+    /// Clock difference tolerated on the assertion's time conditions.
+    pub clock_skew_seconds: u32,
+    /// How long a login or enrolment request waits for the identity provider's answer.
+    pub request_lifetime: Duration,
+    /// Days a service-provider certificate is valid.
+    pub certificate_days: i64,
+}
+
+/// The service provider of one locking system, as the plugin gets it.
+#[derive(Debug, Clone)]
+pub struct ServiceProvider {
+    pub entity_id: String,
+    pub acs_url: String,
+    pub idp_metadata: String,
+    pub certificate: String,
+    pub subject_attribute: Option<String>,
+    pub clock_skew_seconds: u32,
+}
+
+/// What identity-provider metadata says.
+#[derive(Debug, Clone)]
+pub struct IdpSummary {
+    pub entity_id: String,
+    pub sso_url: String,
+    pub signing_certificates: u32,
+    pub valid_until: Option<i64>,
+}
+
+/// A verified answer of the identity provider.
+#[derive(Debug, Clone)]
+pub struct VerifiedIdentity {
+    pub subject: String,
+    pub assertion_id: String,
+    pub in_response_to: String,
+    pub not_on_or_after: i64,
+}
+
+/// Why the provider refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SsoError {
+    /// The input (metadata, response) is not acceptable: the message names the rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// No SSO plugin, or it is disabled, failed or faulting.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A boxed future of the provider.
+pub type SsoFuture<T> = Pin<Box<dyn Future<Output = Result<T, SsoError>> + Send>>;
+
+/// What the API needs from the `sso` plugin (implemented by the server).
+pub trait SsoProvider: std::fmt::Debug + Send + Sync + 'static {
+    fn read_metadata(&self, xml: String) -> SsoFuture<IdpSummary>;
+    fn sp_metadata(&self, sp: ServiceProvider) -> SsoFuture<String>;
+    /// The request's ID and the URL to send the browser to.
+    fn begin_login(&self, sp: ServiceProvider, relay_state: String) -> SsoFuture<(String, String)>;
+    fn complete_login(
+        &self,
+        sp: ServiceProvider,
+        method: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> SsoFuture<VerifiedIdentity>;
+}
+
+impl From<SsoError> for Problem {
+    fn from(e: SsoError) -> Self {
+        match e {
+            SsoError::Invalid(m) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "sso-refused", m)
+            }
+            SsoError::Unavailable(m) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "sso-unavailable", m)
+            }
+        }
+    }
+}
+
+fn provider(state: &AppState) -> ApiResult<(Arc<dyn SsoProvider>, SsoConfig)> {
+    match (&state.sso, &state.config.sso) {
+        (Some(p), Some(c)) => Ok((p.clone(), c.clone())),
+        _ => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "sso-not-configured",
+            "single sign-on is not configured on this gateway ([sso] with an sso plugin)",
+        )),
+    }
+}
+
+fn urls(config: &SsoConfig, system_id: i64) -> (String, String) {
+    let base = config.public_url.trim_end_matches('/');
+    (
+        format!("{base}/sso/{system_id}/metadata"),
+        format!("{base}/sso/{system_id}/acs"),
+    )
+}
+
+/// The service provider of a system, once it has metadata and a certificate.
+fn service_provider(
+    config: &SsoConfig,
+    system_id: i64,
+    s: &SsoSettings,
+) -> ApiResult<ServiceProvider> {
+    let (entity_id, acs_url) = urls(config, system_id);
+    Ok(ServiceProvider {
+        entity_id,
+        acs_url,
+        idp_metadata: s.idp_metadata.clone().ok_or_else(|| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "sso-incomplete",
+                "no identity-provider metadata is imported (POST /api/v1/sso/idp-metadata)",
+            )
+        })?,
+        certificate: s.sp_certificate_pem.clone().ok_or_else(|| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "sso-incomplete",
+                "the service provider has no certificate yet (POST /api/v1/sso/certificate)",
+            )
+        })?,
+        subject_attribute: s.subject_attribute.clone(),
+        clock_skew_seconds: config.clock_skew_seconds,
+    })
+}
+
+fn view(config: &SsoConfig, system_id: i64, s: &SsoSettings) -> serde_json::Value {
+    let (entity_id, acs_url) = urls(config, system_id);
+    json!({
+        "enabled": s.enabled,
+        "subject_attribute": s.subject_attribute,
+        "idp_entity_id": s.idp_entity_id,
+        "idp_metadata_url": s.idp_metadata_url,
+        "idp_metadata_loaded_at": s.idp_metadata_loaded_at,
+        "idp_metadata_imported": s.idp_metadata.is_some(),
+        "sp_certificate_created_at": s.sp_certificate_created_at,
+        "sp_entity_id": entity_id,
+        "sp_acs_url": acs_url,
+        "login_url": format!("{}/sso/{system_id}/login", config.public_url.trim_end_matches('/')),
+    })
+}
+
+/// `GET /api/v1/sso/settings` (system settings, View).
+async fn get_settings(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::SystemSettings, Level::View)?;
+    let (_, config) = provider(&state)?;
+    let s = state.store.sso_settings(admin.system.id).await?;
+    Ok(Json(view(&config, admin.system.id, &s)).into_response())
+}
+
+/// What `PUT /api/v1/sso/settings` changes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoSettingsChange {
+    /// Offer SSO login (needs imported metadata and a certificate).
+    pub enabled: bool,
+    /// The assertion attribute whose value is the subject; none: the NameID.
+    #[serde(default)]
+    pub subject_attribute: Option<String>,
+}
+
+/// Only super administrators (every function at Full) change SSO (manual §8.10).
+fn require_super_administrator(admin: &Admin) -> ApiResult<()> {
+    admin.require(Function::SystemSettings, Level::Full)?;
+    admin.require(Function::Roles, Level::Full)?;
+    admin.require(Function::CKey, Level::Full)
+}
+
+/// `PUT /api/v1/sso/settings`: enable or disable SSO, set the subject attribute.
+async fn put_settings(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    require_super_administrator(&admin)?;
+    let (_, config) = provider(&state)?;
+    let change: SsoSettingsChange = json_body(&headers, &body)?;
+    if let Some(a) = &change.subject_attribute
+        && (a.trim().is_empty() || a.len() > 256)
+    {
+        return Err(Problem::field(
+            "subject_attribute",
+            "must be 1–256 characters",
+        ));
+    }
+    let mut s = state.store.sso_settings(admin.system.id).await?;
+    if change.enabled {
+        service_provider(&config, admin.system.id, &s)?;
+    }
+    s.enabled = change.enabled;
+    s.subject_attribute = change.subject_attribute;
+    state
+        .store
+        .put_sso_settings(admin.system.id, &s, &admin.actor)
+        .await?;
+    Ok(Json(view(&config, admin.system.id, &s)).into_response())
+}
+
+/// `POST /api/v1/sso/idp-metadata`: imports the identity provider's metadata (the XML
+/// document as the body). It is read and checked by the plugin before it is kept.
+async fn import_metadata(
+    State(state): State<AppState>,
+    admin: Admin,
+    body: Bytes,
+) -> ApiResult<Response> {
+    require_super_administrator(&admin)?;
+    let (sso, config) = provider(&state)?;
+    if body.len() > MAX_METADATA_BYTES {
+        return Err(Problem::field(
+            "body",
+            format!("the metadata is larger than {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    let xml = String::from_utf8(body.to_vec())
+        .map_err(|_| Problem::field("body", "the metadata is not UTF-8 text"))?;
+    let summary = sso.read_metadata(xml.clone()).await?;
+    let now = state.app.now();
+    if let Some(until) = summary.valid_until
+        && until < now.timestamp()
+    {
+        return Err(Problem::field(
+            "body",
+            format!("the metadata expired (validUntil {until})"),
+        ));
+    }
+    let mut s = state.store.sso_settings(admin.system.id).await?;
+    s.idp_metadata = Some(xml);
+    s.idp_metadata_url = None;
+    s.idp_entity_id = Some(summary.entity_id.clone());
+    s.idp_metadata_loaded_at = Some(now);
+    state
+        .store
+        .put_sso_settings(admin.system.id, &s, &admin.actor)
+        .await?;
+    let mut v = view(&config, admin.system.id, &s);
+    v["idp_sso_url"] = json!(summary.sso_url);
+    v["idp_signing_certificates"] = json!(summary.signing_certificates);
+    Ok(Json(v).into_response())
+}
+
+/// `POST /api/v1/sso/certificate`: creates (or recreates) the SP certificate.
+async fn recreate_certificate(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    require_super_administrator(&admin)?;
+    let (_, config) = provider(&state)?;
+    let (entity_id, _) = urls(&config, admin.system.id);
+    let now = state.app.now();
+    let pem = lockgate_devices::ca::service_provider_certificate(
+        &entity_id,
+        now,
+        config.certificate_days,
+    )
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "certificate-failed",
+            e.to_string(),
+        )
+    })?;
+    let mut s = state.store.sso_settings(admin.system.id).await?;
+    s.sp_certificate_pem = Some(pem.clone());
+    s.sp_certificate_created_at = Some(now);
+    state
+        .store
+        .put_sso_settings(admin.system.id, &s, &admin.actor)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        pem,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/sso/certificate`: downloads the SP certificate (PEM).
+async fn download_certificate(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::SystemSettings, Level::View)?;
+    let s = state.store.sso_settings(admin.system.id).await?;
+    let pem = s.sp_certificate_pem.ok_or_else(|| {
+        Problem::not_found(
+            "the service provider has no certificate yet (POST /api/v1/sso/certificate)",
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"lockgate-sp.pem\"",
+            ),
+        ],
+        pem,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/sso/identities` (C-key, View).
+async fn identities(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    admin.require(Function::CKey, Level::View)?;
+    let list = state.store.sso_identities(admin.system.id).await?;
+    Ok(Json(json!({ "items": list })).into_response())
+}
+
+/// `DELETE /api/v1/sso/identities/{c_key_id}` (C-key, Full): the C-key must enrol again.
+async fn remove_identity(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(c_key_id): Path<i64>,
+) -> ApiResult<Response> {
+    admin.require(Function::CKey, Level::Full)?;
+    if state
+        .store
+        .remove_sso_identity(admin.system.id, c_key_id, &admin.actor)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(Problem::not_found(format!(
+            "C-key {c_key_id} has no SSO identity enrolled"
+        )))
+    }
+}
+
+/// A `return_to` after login: a path of this gateway only (never another site: no open redirect).
+fn check_return_to(r: Option<String>) -> ApiResult<Option<String>> {
+    match r {
+        None => Ok(None),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() <= MAX_RETURN_TO
+                && p.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            Ok(Some(p))
+        }
+        Some(_) => Err(Problem::field(
+            "return_to",
+            "must be a path on this gateway, starting with a single '/' (at most 512 characters)",
+        )),
+    }
+}
+
+/// The SSO-enabled system of a browser endpoint; an unknown or disabled system is a 404 that
+/// says no more.
+async fn enabled_system(state: &AppState, system_id: i64) -> ApiResult<SsoSettings> {
+    let s = state.store.sso_settings(system_id).await?;
+    if !s.enabled {
+        return Err(Problem::not_found(
+            "single sign-on is not enabled for this locking system",
+        ));
+    }
+    Ok(s)
+}
+
+/// Where to start (and remember) an identity-provider round trip.
+async fn begin(
+    state: &AppState,
+    system_id: i64,
+    purpose: SsoPurpose,
+    c_key_id: Option<i64>,
+    return_to: Option<String>,
+) -> ApiResult<String> {
+    let (sso, config) = provider(state)?;
+    let s = enabled_system(state, system_id).await?;
+    let sp = service_provider(&config, system_id, &s)?;
+    let (id, url) = sso.begin_login(sp, String::new()).await?;
+    let expires_at = state.app.now() + config.request_lifetime;
+    state
+        .store
+        .create_sso_request(
+            system_id,
+            &id,
+            purpose,
+            c_key_id,
+            return_to.as_deref(),
+            expires_at,
+        )
+        .await?;
+    Ok(url)
+}
+
+#[derive(Debug, Deserialize)]
+struct ReturnTo {
+    return_to: Option<String>,
+}
+
+/// `GET /sso/{system}/login?return_to=/path`: the browser goes to the identity provider.
+async fn login(
+    State(state): State<AppState>,
+    Path(system_id): Path<i64>,
+    Query(q): Query<ReturnTo>,
+) -> ApiResult<Response> {
+    let return_to = check_return_to(q.return_to)?;
+    let url = begin(&state, system_id, SsoPurpose::Login, None, return_to).await?;
+    Ok(redirect(&url))
+}
+
+/// `POST /api/v1/sso/enrolment`: the administrator logged in with the C-key (a token, not an
+/// SSO session) binds its SSO identity: the answer's `redirect_url` leads through the identity
+/// provider back to the ACS, which records the subject for this C-key.
+async fn enrol(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    admin.require_c_key_login("enrolling an SSO identity")?;
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Enrol {
+        #[serde(default)]
+        return_to: Option<String>,
+    }
+    let req: Enrol = if body.is_empty() {
+        Enrol { return_to: None }
+    } else {
+        json_body(&headers, &body)?
+    };
+    let return_to = check_return_to(req.return_to)?;
+    let url = begin(
+        &state,
+        admin.system.id,
+        SsoPurpose::Enrol,
+        Some(admin.c_key.id),
+        return_to,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "redirect_url": url }))).into_response())
+}
+
+fn redirect(url: &str) -> Response {
+    match HeaderValue::from_str(url) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "sso-refused",
+            "the identity provider's URL is not a valid header value",
+        )
+        .into_response(),
+    }
+}
+
+/// `POST /sso/{system}/acs`: the identity provider's answer. Verified by the plugin, then the
+/// store uses up the request, records the assertion id (replay) and opens the session or
+/// records the enrolment, in one transaction.
+async fn acs(
+    State(state): State<AppState>,
+    Path(system_id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (sso, config) = provider(&state)?;
+    let s = enabled_system(&state, system_id).await?;
+    let sp = service_provider(&config, system_id, &s)?;
+    let hdrs = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .take(64)
+        .collect();
+    let verified = sso
+        .complete_login(sp, "POST".into(), hdrs, body.to_vec())
+        .await?;
+    let now = state.app.now();
+    let not_on_or_after = chrono::DateTime::from_timestamp(verified.not_on_or_after, 0)
+        .unwrap_or(now + Duration::minutes(10));
+    let outcome = state
+        .store
+        .complete_sso(
+            system_id,
+            &VerifiedAssertion {
+                request_id: &verified.in_response_to,
+                assertion_id: &verified.assertion_id,
+                not_on_or_after,
+                subject: &verified.subject,
+            },
+            config.session_absolute,
+            now,
+        )
+        .await
+        .map_err(|e| match e {
+            lockgate_store::StoreError::Refused { message } => {
+                Problem::new(StatusCode::FORBIDDEN, "sso-refused", message)
+            }
+            other => other.into(),
+        })?;
+    match outcome {
+        SsoOutcome::LoggedIn {
+            c_key_id,
+            session,
+            return_to,
+        } => {
+            // The C-key must still be usable; a session for a blocked, lost or broken C-key
+            // would be refused at its first request anyway, so end it now.
+            let cookie = format!(
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+                session.secret,
+                config.session_absolute.num_seconds()
+            );
+            tracing::info!(system_id, c_key_id, "SSO login");
+            let to = return_to.unwrap_or_else(|| "/api/v1/session".into());
+            let mut resp = redirect(&to);
+            resp.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
+            );
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(resp)
+        }
+        SsoOutcome::Enrolled {
+            c_key_id,
+            return_to,
+        } => {
+            tracing::info!(system_id, c_key_id, "SSO identity enrolled");
+            match return_to {
+                Some(to) => Ok(redirect(&to)),
+                None => Ok(Json(json!({ "enrolled": true, "c_key_id": c_key_id })).into_response()),
+            }
+        }
+    }
+}
+
+/// `GET /sso/{system}/metadata`: the service provider's metadata (public).
+async fn metadata(
+    State(state): State<AppState>,
+    Path(system_id): Path<i64>,
+) -> ApiResult<Response> {
+    let (sso, config) = provider(&state)?;
+    let s = enabled_system(&state, system_id).await?;
+    let sp = service_provider(&config, system_id, &s)?;
+    let xml = sso.sp_metadata(sp).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+        xml,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/session`: the session of the request (SSO), with its CSRF token.
+async fn session(admin: Admin) -> ApiResult<Response> {
+    Ok(Json(json!({
+        "system_id": admin.system.id,
+        "c_key_id": admin.c_key.id,
+        "c_key_name": admin.c_key.body.name,
+        "method": admin.method,
+        "csrf_token": admin.csrf_token,
+        "expires_at": admin.token_expires_at,
+    }))
+    .into_response())
+}
+
+/// `DELETE /api/v1/session`: logout; the cookie is cleared.
+async fn logout(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    let Some(id) = admin.session_id else {
+        return Err(Problem::bad_request(
+            "this request is authenticated by a token, not a session; revoke tokens at /api/v1/tokens",
+        ));
+    };
+    state.store.end_session(id).await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"
+        ))
+        .expect("cookie is ASCII"),
+    );
+    Ok(resp)
+}
+
+/// The routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sso/settings", get(get_settings).put(put_settings))
+        .route("/api/v1/sso/idp-metadata", post(import_metadata))
+        .route(
+            "/api/v1/sso/certificate",
+            get(download_certificate).post(recreate_certificate),
+        )
+        .route("/api/v1/sso/identities", get(identities))
+        .route(
+            "/api/v1/sso/identities/{c_key_id}",
+            axum::routing::delete(remove_identity),
+        )
+        .route("/api/v1/sso/enrolment", post(enrol))
+        .route("/api/v1/session", get(session).delete(logout))
+        .route("/sso/{system_id}/login", get(login))
+        .route("/sso/{system_id}/acs", post(acs))
+        .route("/sso/{system_id}/metadata", get(metadata))
+}
