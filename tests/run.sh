@@ -51,17 +51,17 @@ if ! mqtt_ready; then
 fi
 echo "MQTT broker is up"
 
-# 2c. Test peers of the LDAP and email connectors (crate tests/peers): OpenLDAP's slapd and
-# ldap-utils, and Python's aiosmtpd. The tests start private instances on free loopback ports
+# 2c. Test peers of the LDAP, email and SSO connectors (crate tests/peers): OpenLDAP's slapd and
+# ldap-utils, Python's aiosmtpd, and the SAML identity provider's xmlsec1 and Python packages. The tests start private instances on free loopback ports
 # themselves; only the programs are installed here, no system service is started.
-say "LDAP and SMTP test peers"
+say "LDAP, SMTP and SAML test peers"
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"
   elif command -v sudo >/dev/null; then sudo "$@"
   else echo "not root and no sudo: cannot run $*" >&2; return 1; fi
 }
 missing_debs=()
-for p in slapd ldap-utils; do
+for p in slapd ldap-utils xmlsec1; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing_debs+=("$p")
 done
 if [ ${#missing_debs[@]} -gt 0 ]; then
@@ -95,7 +95,15 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
       python3-aiosmtpd >/dev/null
   fi
 fi
+# The SAML peers (tests/peers/saml): pysaml2's identity provider (it signs with the xmlsec1
+# program, installed above) and signxml for the attack corpus, pinned.
+if ! python3 -c 'import saml2, signxml, lxml' 2>/dev/null; then
+  echo "installing the SAML test peers' Python packages"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet -r tests/peers/saml/requirements.txt
+fi
 /usr/sbin/slapd -VV 2>&1 | head -n 1
+xmlsec1 --version
+python3 -c 'import importlib.metadata as m; print("pysaml2", m.version("pysaml2"), "signxml", m.version("signxml"))'
 python3 -c 'import aiosmtpd; print("aiosmtpd", aiosmtpd.__version__)'
 
 # 3. Formatting and lints: warnings fail the build.

@@ -131,6 +131,8 @@ pub struct TestApp {
     /// Super-administrator token.
     pub token: String,
     pub db: Db,
+    /// The PD certificate authority behind the router, once [`TestApp::with_pd_authority`] ran.
+    pd_authority: Option<std::sync::Arc<lockgate_app::PdAuthority>>,
     _database: TestDatabase,
 }
 
@@ -203,6 +205,9 @@ pub fn fixed(cylinder_groups: bool) -> FixedSettings {
     }
 }
 
+/// The public base URL of [`TestApp::with_sso`].
+pub const SSO_PUBLIC_URL: &str = "https://lockgate.test";
+
 impl TestApp {
     pub async fn new(db: Db) -> TestApp {
         TestApp::with_fixed(db, fixed(true)).await
@@ -228,6 +233,7 @@ impl TestApp {
             default_domain: b.default_domain_id,
             token: b.token,
             db,
+            pd_authority: None,
             _database: database,
         }
     }
@@ -242,10 +248,56 @@ impl TestApp {
         )
         .await
         .expect("PD CA");
+        let authority: std::sync::Arc<lockgate_app::PdAuthority> = std::sync::Arc::new(authority);
         self.router = lockgate_api::router(AppState::with_app(
-            lockgate_app::App::new(self.store.clone())
-                .with_pd_authority(std::sync::Arc::new(authority)),
+            lockgate_app::App::new(self.store.clone()).with_pd_authority(authority.clone()),
             ApiConfig::default(),
+        ));
+        self.pd_authority = Some(authority);
+        self
+    }
+
+    /// The same app with single sign-on behind its router: `[sso]` at [`SSO_PUBLIC_URL`] and
+    /// the bundled `saml-sso` plugin (docs/connectors/saml.md); keeps the PD authority.
+    pub fn with_sso(mut self) -> TestApp {
+        let mut cfg: lockgate_host::HostConfig =
+            toml::from_str("[plugins.saml-sso]\ngrants = { log = true, clock = true }\n")
+                .expect("host config");
+        cfg.limits.deadline_ms = 20_000;
+        let host = lockgate_host::PluginHost::new(
+            cfg,
+            std::sync::Arc::new(lockgate::plugins::DbKv::new(self.store.clone())),
+            std::sync::Arc::new(lockgate::gateway::CoreGateway::new(self.store.clone())),
+        )
+        .expect("plugin host");
+        host.load_dir(std::path::Path::new(lockgate_host::BUNDLED_PLUGINS_DIR))
+            .expect("bundled plugins");
+        let status = host.status_of("saml-sso").expect("loaded");
+        assert_eq!(
+            status.state,
+            lockgate_host::PluginState::Enabled,
+            "{status:?}"
+        );
+        let config = ApiConfig {
+            sso: Some(lockgate_api::sso::SsoConfig {
+                public_url: SSO_PUBLIC_URL.into(),
+                session_idle: chrono::Duration::minutes(30),
+                session_absolute: chrono::Duration::hours(8),
+                clock_skew_seconds: 60,
+                request_lifetime: chrono::Duration::minutes(10),
+                certificate_days: 365,
+            }),
+            ..ApiConfig::default()
+        };
+        let mut layer = lockgate_app::App::new(self.store.clone());
+        if let Some(a) = &self.pd_authority {
+            layer = layer.with_pd_authority(a.clone());
+        }
+        self.router = lockgate_api::router(AppState::with_app(layer, config).with_sso(
+            std::sync::Arc::new(lockgate::plugins::HostSso {
+                host,
+                plugin: "saml-sso".into(),
+            }),
         ));
         self
     }

@@ -1007,6 +1007,159 @@ fn collection(ops: &mut Vec<Op>, kind: ObjectKind, body: &str) {
     );
 }
 
+/// Single sign-on (docs/connectors/saml.md).
+fn sso_operations(ops: &mut Vec<Op>) {
+    let settings = || {
+        object(
+            json!({
+                "enabled": { "type": "boolean" },
+                "subject_attribute": { "type": ["string", "null"] },
+                "idp_entity_id": { "type": ["string", "null"] },
+                "idp_metadata_url": { "type": ["string", "null"] },
+                "idp_metadata_loaded_at": { "type": ["string", "null"], "format": "date-time" },
+                "idp_metadata_imported": { "type": "boolean" },
+                "sp_certificate_created_at": { "type": ["string", "null"], "format": "date-time" },
+                "sp_entity_id": text(),
+                "sp_acs_url": text(),
+                "login_url": text(),
+                "idp_sso_url": text(),
+                "idp_signing_certificates": { "type": "integer" },
+            }),
+            &["idp_sso_url", "idp_signing_certificates"],
+        )
+    };
+    let off = "Single sign-on is not configured on this gateway ([sso] plugin)";
+    ops.push(
+        Op::new(
+            "get",
+            "/api/v1/sso/settings",
+            "getSsoSettings",
+            "sso",
+            "This system's SSO settings (system settings, View)",
+        )
+        .ok(200, "The settings and the SP's URLs", settings())
+        .problem(404, off),
+    );
+    ops.push(
+        Op::new("put", "/api/v1/sso/settings", "putSsoSettings", "sso", "Enable or disable SSO and set the subject attribute (super administrator)")
+            .json_body(
+                object(
+                    json!({ "enabled": { "type": "boolean" }, "subject_attribute": { "type": ["string", "null"] } }),
+                    &["subject_attribute"],
+                ),
+                true,
+            )
+            .ok(200, "The settings", settings())
+            .problem(404, off)
+            .problem(409, "Enabling needs imported identity-provider metadata and an SP certificate")
+            .problem(422, "subject_attribute empty or too long"),
+    );
+    ops.push(
+        Op::new("post", "/api/v1/sso/idp-metadata", "importIdpMetadata", "sso", "Import the identity provider's SAML metadata (the XML document as the body; super administrator)")
+            .body_as("application/samlmetadata+xml", json!({ "type": "string" }), true)
+            .problem(400, "Malformed request")
+            .problem(415, "The body is not of the documented media type")
+            .ok(200, "The settings with what the metadata says", settings())
+            .problem(404, off)
+            .problem(422, "The metadata is not usable (names the element or rule), too large or expired")
+            .problem(503, "The sso plugin is unavailable"),
+    );
+    ops.push(
+        Op::new("post", "/api/v1/sso/certificate", "createSpCertificate", "sso", "Create or recreate the service provider's certificate (super administrator); answers it as PEM")
+            .response(201, json!({ "description": "The new certificate", "content": { "application/x-pem-file": { "schema": { "type": "string" } } } }))
+            .problem(404, off),
+    );
+    ops.push(
+        Op::new("get", "/api/v1/sso/certificate", "getSpCertificate", "sso", "Download the service provider's certificate (PEM; system settings, View)")
+            .response(200, json!({ "description": "The certificate", "content": { "application/x-pem-file": { "schema": { "type": "string" } } } }))
+            .problem(404, "No certificate yet"),
+    );
+    ops.push(
+        Op::new("get", "/api/v1/sso/identities", "listSsoIdentities", "sso", "The SSO identities C-keys enrolled (C-key, View)")
+            .ok(
+                200,
+                "Identities",
+                object(json!({ "items": { "type": "array", "items": object(json!({ "c_key_id": id_schema(), "subject": text(), "enrolled_at": date_time() }), &[]) } }), &[]),
+            ),
+    );
+    ops.push(
+        Op::new(
+            "delete",
+            "/api/v1/sso/identities/{id}",
+            "removeSsoIdentity",
+            "sso",
+            "Forget a C-key's SSO identity and end its sessions (C-key, Full)",
+        )
+        .no_content("Removed")
+        .not_found("SSO identity"),
+    );
+    ops.push(
+        Op::new("post", "/api/v1/sso/enrolment", "enrolSsoIdentity", "sso", "Enrol the caller's SSO identity: only with the C-key's token, never in an SSO session; follow redirect_url through the identity provider")
+            .json_body(object(json!({ "return_to": text() }), &["return_to"]), false)
+            .ok(201, "Where to send the browser", object(json!({ "redirect_url": text() }), &[]))
+            .problem(404, "SSO not configured, or not enabled for this system")
+            .problem(409, "Metadata or certificate missing")
+            .problem(422, "return_to is not a path of this gateway"),
+    );
+    ops.push(
+        Op::new("get", "/api/v1/session", "getSession", "sso", "The caller's login: method (c_key or sso), C-key, and an SSO session's CSRF token (send it as X-CSRF-Token on changes)")
+            .ok(200, "The session", object(json!({ "system_id": id_schema(), "c_key_id": id_schema(), "c_key_name": text(), "method": { "type": "string", "enum": ["c_key", "sso"] }, "csrf_token": { "type": ["string", "null"] }, "expires_at": { "type": ["string", "null"], "format": "date-time" } }), &[])),
+    );
+    ops.push(
+        Op::new(
+            "delete",
+            "/api/v1/session",
+            "logout",
+            "sso",
+            "Log out: end the SSO session and clear its cookie",
+        )
+        .no_content("Logged out")
+        .problem(
+            400,
+            "The request is authenticated by a token, not a session",
+        ),
+    );
+    ops.push(
+        Op::public(
+            "get",
+            "/sso/{id}/login",
+            "ssoLogin",
+            "sso",
+            "Browser: start an SSO login at the locking system's identity provider (303 to it)",
+        )
+        .query(
+            "return_to",
+            text(),
+            "A path of this gateway to return to after login",
+        )
+        .response(
+            303,
+            json!({ "description": "To the identity provider (HTTP-Redirect binding)" }),
+        )
+        .problem(404, "SSO not enabled for this locking system")
+        .problem(409, "Metadata or certificate missing")
+        .problem(422, "return_to is not a path of this gateway"),
+    );
+    ops.push(
+        Op::public("post", "/sso/{id}/acs", "ssoAcs", "sso", "Browser: the identity provider's response (HTTP-POST binding). A login sets the session cookie (HttpOnly, Secure, SameSite=Lax) and redirects; an enrolment records the identity")
+            .body_as("application/x-www-form-urlencoded", object(json!({ "SAMLResponse": text(), "RelayState": text() }), &["RelayState"]), true)
+            .problem(400, "Malformed request")
+            .problem(415, "The body is not of the documented media type")
+            .response(303, json!({ "description": "Logged in: the session cookie is set" }))
+            .ok(200, "Enrolled", object(json!({ "enrolled": { "type": "boolean" }, "c_key_id": id_schema() }), &[]))
+            .problem(403, "The response answers no awaited request, is a replay, or names no enrolled identity")
+            .problem(404, "SSO not enabled for this locking system")
+            .problem(409, "Metadata or certificate missing")
+            .problem(422, "The response is refused (names the rule: signature, audience, recipient, time, ...)")
+            .problem(503, "The sso plugin is unavailable"),
+    );
+    ops.push(
+        Op::public("get", "/sso/{id}/metadata", "spMetadata", "sso", "The service provider's SAML metadata for this locking system")
+            .response(200, json!({ "description": "SP metadata", "content": { "application/samlmetadata+xml": { "schema": { "type": "string" } } } }))
+            .problem(404, "No SP certificate yet, or SSO not configured"),
+    );
+}
+
 fn operations() -> Vec<Op> {
     let mut ops = Vec::new();
     for (kind, body) in COLLECTIONS {
@@ -1370,6 +1523,7 @@ fn operations() -> Vec<Op> {
         .not_found("remote PD")
         .problem(422, "reason missing or too long"),
     );
+    sso_operations(&mut ops);
     ops.push(
         Op::new(
             "get",

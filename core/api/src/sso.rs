@@ -35,6 +35,25 @@ use crate::{
 pub const SESSION_COOKIE: &str = "__Host-lockgate_session";
 /// The header carrying a session's CSRF token on every changing request.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Refuses a body whose Content-Type is none of `accepted` (415, naming them).
+fn require_media_type(headers: &HeaderMap, accepted: &[&str]) -> ApiResult<()> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if accepted.contains(&media.as_str()) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("the body must be one of {}", accepted.join(", ")),
+        ))
+    }
+}
+
 /// Largest identity-provider metadata accepted (bytes).
 const MAX_METADATA_BYTES: usize = 1024 * 1024;
 /// Longest `return_to` path.
@@ -254,10 +273,19 @@ async fn put_settings(
 async fn import_metadata(
     State(state): State<AppState>,
     admin: Admin,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     require_super_administrator(&admin)?;
     let (sso, config) = provider(&state)?;
+    require_media_type(
+        &headers,
+        &[
+            "application/samlmetadata+xml",
+            "application/xml",
+            "text/xml",
+        ],
+    )?;
     if body.len() > MAX_METADATA_BYTES {
         return Err(Problem::field(
             "body",
@@ -503,6 +531,7 @@ async fn acs(
     body: Bytes,
 ) -> ApiResult<Response> {
     let (sso, config) = provider(&state)?;
+    require_media_type(&headers, &["application/x-www-form-urlencoded"])?;
     let s = enabled_system(&state, system_id).await?;
     let sp = service_provider(&config, system_id, &s)?;
     let hdrs = headers
@@ -573,13 +602,20 @@ async fn acs(
     }
 }
 
-/// `GET /sso/{system}/metadata`: the service provider's metadata (public).
+/// `GET /sso/{system}/metadata`: the service provider's metadata (public; there once the SP
+/// certificate exists, so the identity provider can be set up before SSO is enabled).
 async fn metadata(
     State(state): State<AppState>,
     Path(system_id): Path<i64>,
 ) -> ApiResult<Response> {
     let (sso, config) = provider(&state)?;
-    let s = enabled_system(&state, system_id).await?;
+    let mut s = state.store.sso_settings(system_id).await?;
+    if s.sp_certificate_pem.is_none() {
+        return Err(Problem::not_found(
+            "this locking system has no SSO service-provider certificate",
+        ));
+    }
+    s.idp_metadata.get_or_insert_with(String::new);
     let sp = service_provider(&config, system_id, &s)?;
     let xml = sso.sp_metadata(sp).await?;
     Ok((
@@ -632,12 +668,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/sso/identities", get(identities))
         .route(
-            "/api/v1/sso/identities/{c_key_id}",
+            "/api/v1/sso/identities/{id}",
             axum::routing::delete(remove_identity),
         )
         .route("/api/v1/sso/enrolment", post(enrol))
         .route("/api/v1/session", get(session).delete(logout))
-        .route("/sso/{system_id}/login", get(login))
-        .route("/sso/{system_id}/acs", post(acs))
-        .route("/sso/{system_id}/metadata", get(metadata))
+        .route("/sso/{id}/login", get(login))
+        .route("/sso/{id}/acs", post(acs))
+        .route("/sso/{id}/metadata", get(metadata))
 }

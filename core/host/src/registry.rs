@@ -1335,7 +1335,8 @@ fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String
     for import in imports {
         let (iface, version) = import.split_once('@').unwrap_or((import.as_str(), ""));
         let granted = match iface {
-            "lockgate:host/types" => true,
+            // Records only, no functions: what the `sso` and `web-service` exports take.
+            "lockgate:host/types" | "lockgate:connector/http-types" => true,
             "lockgate:host/log" => grants.log,
             "lockgate:host/config" => grants.config,
             "lockgate:host/clock" => grants.clock,
@@ -1380,7 +1381,9 @@ fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String
                 ));
             }
         };
-        if iface.starts_with("lockgate:host/") && version != "0.1.0" {
+        if (iface.starts_with("lockgate:host/") || iface.starts_with("lockgate:connector/"))
+            && version != "0.1.0"
+        {
             return Err(format!(
                 "imports `{import}`: only lockgate:host@0.1.0 is supported"
             ));
