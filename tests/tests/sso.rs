@@ -644,6 +644,82 @@ on_both!(session_lifetimes, |app: TestApp| async move {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("replay"), "{e}");
+    // A C-key leaving its holder ends its SSO sessions and forgets its SSO identity (the next
+    // holder enrols their own), as it revokes its tokens.
+    let holder = app
+        .post(
+            "/api/v1/employees",
+            json!({ "first_name": "Dora", "surname": "Holm", "email": "dora@example.com" }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let (ck, _) = app
+        .admin_with("SSO-1", json!({ "c_key": "view" }), &[])
+        .await;
+    app.patch(
+        &format!("/api/v1/c-keys/{ck}"),
+        json!({ "status": "handed_out", "holder_id": holder }),
+    )
+    .await
+    .expect(200);
+    let t = chrono::Utc::now();
+    for (req, assertion, purpose) in [
+        ("_h1", "_ha1", SsoPurpose::Enrol),
+        ("_h2", "_ha2", SsoPurpose::Login),
+    ] {
+        app.store
+            .create_sso_request(
+                sys,
+                req,
+                purpose,
+                Some(ck),
+                None,
+                t + chrono::Duration::minutes(5),
+            )
+            .await
+            .expect("request");
+        let a = VerifiedAssertion {
+            request_id: req,
+            assertion_id: assertion,
+            not_on_or_after: t + chrono::Duration::minutes(5),
+            subject: "dora",
+        };
+        app.store
+            .complete_sso(sys, &a, chrono::Duration::hours(1), t)
+            .await
+            .expect("enrol, then login");
+    }
+    let secret: String =
+        sqlx::query_scalar("SELECT session_hash FROM admin_sessions WHERE c_key_id = $1")
+            .bind(ck)
+            .fetch_one(app.store.pool())
+            .await
+            .expect("a session");
+    assert!(!secret.is_empty());
+    app.patch(
+        &format!("/api/v1/c-keys/{ck}"),
+        json!({ "status": "in_stock", "holder_id": null }),
+    )
+    .await
+    .expect(200);
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM admin_sessions WHERE c_key_id = $1 AND ended_at IS NULL",
+    )
+    .bind(ck)
+    .fetch_one(app.store.pool())
+    .await
+    .expect("count");
+    assert_eq!(live, 0, "the handed-in C-key's session still lives");
+    assert!(
+        app.store
+            .sso_identities(sys)
+            .await
+            .expect("identities")
+            .iter()
+            .all(|i| i.c_key_id != ck),
+        "the handed-in C-key keeps its SSO identity"
+    );
 });
 
 /// The attack corpus: signed by signxml, then mutated; each case posted to the ACS.

@@ -829,6 +829,8 @@ impl Store {
         }
         // Leaving the holder's hands (hand-in, lost, broken) or changing hands: the tokens
         // issued while it was handed out stop working.
+        // Architecture invariant: every credential of a C-key (tokens, SSO sessions, the SSO
+        // identity) ends when the C-key leaves its holder.
         if before["status"] == "handed_out"
             && (after["status"] != "handed_out" || before["holder_id"] != after["holder_id"])
         {
@@ -840,6 +842,20 @@ impl Store {
             .bind(system_id)
             .execute(&mut **tx)
             .await?;
+            // So do its SSO sessions, and its SSO identity: the next holder enrols their own.
+            sqlx::query(
+                "UPDATE admin_sessions SET ended_at = $1 WHERE c_key_id = $2 AND system_id = $3 AND ended_at IS NULL",
+            )
+            .bind(ts(now))
+            .bind(id)
+            .bind(system_id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM sso_identities WHERE c_key_id = $1 AND system_id = $2")
+                .bind(id)
+                .bind(system_id)
+                .execute(&mut **tx)
+                .await?;
         }
         if after["status"] == "lost" && before["status"] != "lost" {
             sqlx::query(
