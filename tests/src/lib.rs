@@ -258,11 +258,13 @@ impl TestApp {
     }
 
     /// The same app with single sign-on behind its router: `[sso]` at [`SSO_PUBLIC_URL`] and
-    /// the bundled `saml-sso` plugin (docs/connectors/saml.md); keeps the PD authority.
-    pub fn with_sso(mut self) -> TestApp {
-        let mut cfg: lockgate_host::HostConfig =
-            toml::from_str("[plugins.saml-sso]\ngrants = { log = true, clock = true }\n")
-                .expect("host config");
+    /// the bundled `saml-sso` plugin (docs/connectors/saml.md), which may fetch metadata from
+    /// `metadata_host` (`host:port`, loopback allowed); keeps the PD authority.
+    pub fn with_sso(mut self, metadata_host: &str) -> TestApp {
+        let mut cfg: lockgate_host::HostConfig = toml::from_str(&format!(
+            "[plugins.saml-sso]\ngrants = {{ log = true, clock = true, http = {{ hosts = [\"{metadata_host}\"], allow_private = true }} }}\n"
+        ))
+        .expect("host config");
         cfg.limits.deadline_ms = 20_000;
         let host = lockgate_host::PluginHost::new(
             cfg,

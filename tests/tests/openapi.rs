@@ -603,7 +603,7 @@ impl<'a> Checker<'a> {
 }
 
 on_both!(responses_match_the_document, |app: TestApp| async move {
-    let app = app.with_pd_authority().await.with_sso();
+    let app = app.with_pd_authority().await.with_sso("idp.test:443");
     let mut c = Checker::new(&app).await;
     let (get, post, patch, delete, put) = (
         Method::GET,
@@ -1450,6 +1450,15 @@ on_both!(responses_match_the_document, |app: TestApp| async move {
     c.send("/api/v1/sso/idp-metadata", import(metadata))
         .await
         .expect(200);
+    c.call(
+        post.clone(),
+        "/api/v1/sso/idp-metadata/refresh",
+        "",
+        "",
+        None,
+    )
+    .await
+    .expect(409);
     c.call(
         put.clone(),
         "/api/v1/sso/settings",

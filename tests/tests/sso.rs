@@ -49,12 +49,11 @@ fn free_port() -> u16 {
 }
 
 /// Starts pysaml2's identity provider for the SP metadata given.
-fn start_idp(sp_metadata: &str, subject: &str) -> Idp {
+fn start_idp(sp_metadata: &str, subject: &str, port: u16) -> Idp {
     let dir = tempfile::tempdir().expect("tempdir");
     let sp = dir.path().join("sp.xml");
     std::fs::write(&sp, sp_metadata).expect("write SP metadata");
     let (key, cert) = (dir.path().join("idp.key"), dir.path().join("idp.crt"));
-    let port = free_port();
     let mut child = Command::new("python3")
         .arg(peers().join("idp.py"))
         .args([
@@ -158,7 +157,10 @@ struct Site {
 }
 
 async fn site(db: Db, subject: &str) -> Site {
-    let app = TestApp::new(db).await.with_sso();
+    let port = free_port();
+    let app = TestApp::new(db)
+        .await
+        .with_sso(&format!("127.0.0.1:{port}"));
     let sys = app.system_id;
     // Enabling needs metadata and a certificate first, and says which is missing.
     let r = app
@@ -206,7 +208,7 @@ async fn site(db: Db, subject: &str) -> Site {
         sp.contains(&format!("Location=\"{PUBLIC_URL}/sso/{sys}/acs\"")),
         "{sp}"
     );
-    let idp = start_idp(&sp, subject);
+    let idp = start_idp(&sp, subject, port);
     let (status, metadata) = http(
         "GET",
         &format!("http://127.0.0.1:{}/idp/metadata", idp.port),
@@ -328,6 +330,32 @@ on_both!(login_through_pysaml2, |_app: TestApp| async move {
     drop(_app);
     let site = site(db, "alice@example.com").await;
     let app = &site.app;
+    // The metadata again, from its URL (the plugin's granted outbound HTTP), then refreshed.
+    let url = format!("http://127.0.0.1:{}/idp/metadata", site.idp.port);
+    let r = app
+        .post("/api/v1/sso/idp-metadata", json!({ "url": url }))
+        .await
+        .expect(200);
+    assert_eq!(r.body["idp_metadata_url"], json!(url));
+    let r = app
+        .post("/api/v1/sso/idp-metadata/refresh", json!({}))
+        .await
+        .expect(200);
+    assert_eq!(r.body["idp_entity_id"], json!(url));
+    // A host the grant does not name is never contacted.
+    let r = app
+        .post(
+            "/api/v1/sso/idp-metadata",
+            json!({ "url": "http://127.0.0.1:9/metadata" }),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    app.post(
+        "/api/v1/sso/idp-metadata",
+        json!({ "url": "file:///etc/passwd" }),
+    )
+    .await
+    .expect_field(422, "url");
     // Before enrolment the subject maps to no C-key: refused, never created.
     let url = start_login(app, "").await;
     let (r, _) = round_trip(&site, &url).await;

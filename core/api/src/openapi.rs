@@ -1057,12 +1057,27 @@ fn sso_operations(ops: &mut Vec<Op>) {
     ops.push(
         Op::new("post", "/api/v1/sso/idp-metadata", "importIdpMetadata", "sso", "Import the identity provider's SAML metadata (the XML document as the body; super administrator)")
             .body_as("application/samlmetadata+xml", json!({ "type": "string" }), true)
+            .body_as("application/json", object(json!({ "url": text() }), &[]), true)
             .problem(400, "Malformed request")
             .problem(415, "The body is not of the documented media type")
             .ok(200, "The settings with what the metadata says", settings())
             .problem(404, off)
             .problem(422, "The metadata is not usable (names the element or rule), too large or expired")
             .problem(503, "The sso plugin is unavailable"),
+    );
+    ops.push(
+        Op::new(
+            "post",
+            "/api/v1/sso/idp-metadata/refresh",
+            "refreshIdpMetadata",
+            "sso",
+            "Fetch the identity provider's metadata again from the URL it was imported from (super administrator)",
+        )
+        .ok(200, "The settings with what the metadata says", settings())
+        .problem(404, off)
+        .problem(409, "The metadata was not imported from a URL")
+        .problem(422, "The metadata is not usable, or the URL's host is not granted to the plugin")
+        .problem(503, "The identity provider or the sso plugin is unavailable"),
     );
     ops.push(
         Op::new("post", "/api/v1/sso/certificate", "createSpCertificate", "sso", "Create or recreate the service provider's certificate (super administrator); answers it as PEM")

@@ -122,6 +122,8 @@ pub type SsoFuture<T> = Pin<Box<dyn Future<Output = Result<T, SsoError>> + Send>
 /// What the API needs from the `sso` plugin (implemented by the server).
 pub trait SsoProvider: std::fmt::Debug + Send + Sync + 'static {
     fn read_metadata(&self, xml: String) -> SsoFuture<IdpSummary>;
+    /// The metadata document at `url`, fetched through the plugin's granted outbound HTTP.
+    fn fetch_metadata(&self, url: String) -> SsoFuture<String>;
     fn sp_metadata(&self, sp: ServiceProvider) -> SsoFuture<String>;
     /// The request's ID and the URL to send the browser to.
     fn begin_login(&self, sp: ServiceProvider, relay_state: String) -> SsoFuture<(String, String)>;
@@ -268,8 +270,9 @@ async fn put_settings(
     Ok(Json(view(&config, admin.system.id, &s)).into_response())
 }
 
-/// `POST /api/v1/sso/idp-metadata`: imports the identity provider's metadata (the XML
-/// document as the body). It is read and checked by the plugin before it is kept.
+/// `POST /api/v1/sso/idp-metadata`: imports the identity provider's metadata: the XML
+/// document as the body, or `{"url": "https://…"}` (JSON) to fetch it from there (and refresh
+/// it later from the same URL). It is read and checked by the plugin before it is kept.
 async fn import_metadata(
     State(state): State<AppState>,
     admin: Admin,
@@ -284,16 +287,85 @@ async fn import_metadata(
             "application/samlmetadata+xml",
             "application/xml",
             "text/xml",
+            "application/json",
         ],
     )?;
-    if body.len() > MAX_METADATA_BYTES {
-        return Err(Problem::field(
-            "body",
-            format!("the metadata is larger than {MAX_METADATA_BYTES} bytes"),
-        ));
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    let (xml, url) = if json {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FromUrl {
+            url: String,
+        }
+        let req: FromUrl = json_body(&headers, &body)?;
+        let url = check_metadata_url(&req.url)?;
+        (sso.fetch_metadata(url.clone()).await?, Some(url))
+    } else {
+        if body.len() > MAX_METADATA_BYTES {
+            return Err(Problem::field(
+                "body",
+                format!("the metadata is larger than {MAX_METADATA_BYTES} bytes"),
+            ));
+        }
+        let xml = String::from_utf8(body.to_vec())
+            .map_err(|_| Problem::field("body", "the metadata is not UTF-8 text"))?;
+        (xml, None)
+    };
+    keep_metadata(&state, &admin, &*sso, &config, xml, url).await
+}
+
+/// `POST /api/v1/sso/idp-metadata/refresh`: fetches the metadata again from the URL it was
+/// imported from.
+async fn refresh_metadata(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
+    require_super_administrator(&admin)?;
+    let (sso, config) = provider(&state)?;
+    let s = state.store.sso_settings(admin.system.id).await?;
+    let url = s.idp_metadata_url.ok_or_else(|| {
+        Problem::new(
+            StatusCode::CONFLICT,
+            "sso-no-metadata-url",
+            "the metadata was not imported from a URL: import it again (POST /api/v1/sso/idp-metadata)",
+        )
+    })?;
+    let xml = sso.fetch_metadata(url.clone()).await?;
+    keep_metadata(&state, &admin, &*sso, &config, xml, Some(url)).await
+}
+
+/// A metadata URL: http(s), at most 2048 characters, no credentials.
+fn check_metadata_url(url: &str) -> ApiResult<String> {
+    match url::Url::parse(url) {
+        Ok(u)
+            if matches!(u.scheme(), "https" | "http")
+                && u.host().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
+                && url.len() <= 2048 =>
+        {
+            Ok(u.to_string())
+        }
+        _ => Err(Problem::field(
+            "url",
+            "must be an http(s) URL without credentials, at most 2048 characters",
+        )),
     }
-    let xml = String::from_utf8(body.to_vec())
-        .map_err(|_| Problem::field("body", "the metadata is not UTF-8 text"))?;
+}
+
+/// Checks metadata with the plugin and keeps it (with the URL it came from, if any).
+async fn keep_metadata(
+    state: &AppState,
+    admin: &Admin,
+    sso: &dyn SsoProvider,
+    config: &SsoConfig,
+    xml: String,
+    url: Option<String>,
+) -> ApiResult<Response> {
     let summary = sso.read_metadata(xml.clone()).await?;
     let now = state.app.now();
     if let Some(until) = summary.valid_until
@@ -306,14 +378,14 @@ async fn import_metadata(
     }
     let mut s = state.store.sso_settings(admin.system.id).await?;
     s.idp_metadata = Some(xml);
-    s.idp_metadata_url = None;
+    s.idp_metadata_url = url;
     s.idp_entity_id = Some(summary.entity_id.clone());
     s.idp_metadata_loaded_at = Some(now);
     state
         .store
         .put_sso_settings(admin.system.id, &s, &admin.actor)
         .await?;
-    let mut v = view(&config, admin.system.id, &s);
+    let mut v = view(config, admin.system.id, &s);
     v["idp_sso_url"] = json!(summary.sso_url);
     v["idp_signing_certificates"] = json!(summary.signing_certificates);
     Ok(Json(v).into_response())
@@ -662,6 +734,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/sso/settings", get(get_settings).put(put_settings))
         .route("/api/v1/sso/idp-metadata", post(import_metadata))
+        .route("/api/v1/sso/idp-metadata/refresh", post(refresh_metadata))
         .route(
             "/api/v1/sso/certificate",
             get(download_certificate).post(recreate_certificate),

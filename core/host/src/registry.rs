@@ -259,6 +259,7 @@ enum Call {
     Describe,
     Sync { full: bool, dry_run: bool },
     ReadMetadata(String),
+    FetchMetadata(String),
     SpMetadata(Box<ServiceProvider>),
     BeginLogin(Box<ServiceProvider>, String),
     CompleteLogin(Box<ServiceProvider>, Request),
@@ -277,6 +278,7 @@ impl Call {
             Call::Describe => "describe",
             Call::Sync { .. } => "sync",
             Call::ReadMetadata(_) => "read-metadata",
+            Call::FetchMetadata(_) => "fetch-metadata",
             Call::SpMetadata(_) => "sp-metadata",
             Call::BeginLogin(..) => "begin-login",
             Call::CompleteLogin(..) => "complete-login",
@@ -295,6 +297,7 @@ impl Call {
             Call::Describe => return None,
             Call::Sync { .. } => World::DirectorySync,
             Call::ReadMetadata(_)
+            | Call::FetchMetadata(_)
             | Call::SpMetadata(_)
             | Call::BeginLogin(..)
             | Call::CompleteLogin(..) => World::Sso,
@@ -828,6 +831,15 @@ impl PluginHost {
         expect_reply!(self, name, Call::ReadMetadata(xml), Reply::IdpSummary(r) => r)
     }
 
+    /// `identity-provider.fetch-metadata` (sso plugins).
+    pub async fn fetch_idp_metadata(
+        &self,
+        name: &str,
+        url: String,
+    ) -> Result<Result<String, PluginError>, HostError> {
+        expect_reply!(self, name, Call::FetchMetadata(url), Reply::Text(r) => r)
+    }
+
     /// `identity-provider.sp-metadata` (sso plugins).
     pub async fn sp_metadata(
         &self,
@@ -1188,6 +1200,11 @@ async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::
         (Call::ReadMetadata(xml), KindIndices::Sso(i)) => Reply::IdpSummary(
             i.load(&mut *s, &instance)?
                 .call_read_metadata(s, &xml)
+                .await?,
+        ),
+        (Call::FetchMetadata(url), KindIndices::Sso(i)) => Reply::Text(
+            i.load(&mut *s, &instance)?
+                .call_fetch_metadata(s, &url)
                 .await?,
         ),
         (Call::SpMetadata(sp), KindIndices::Sso(i)) => {

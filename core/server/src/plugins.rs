@@ -459,6 +459,12 @@ impl lockgate_api::sso::SsoProvider for HostSso {
         })
     }
 
+    fn fetch_metadata(&self, url: String) -> lockgate_api::sso::SsoFuture<String> {
+        sso_call!(self, |host: PluginHost, name: String| async move {
+            host.fetch_idp_metadata(&name, url).await
+        })
+    }
+
     fn sp_metadata(
         &self,
         sp: lockgate_api::sso::ServiceProvider,

@@ -64,6 +64,29 @@ impl identity_provider::Guest for SamlSso {
         })
     }
 
+    fn fetch_metadata(url: String) -> Result<String, Error> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::invalid(format!(
+                "the metadata URL '{url}' is not an http(s) URL"
+            )));
+        }
+        let response = lockgate_plugin_sdk::http::Request::get(&url)
+            .header(
+                "accept",
+                "application/samlmetadata+xml, application/xml, text/xml",
+            )
+            .timeout(std::time::Duration::from_secs(20))
+            .send()?
+            .error_for_status()?;
+        if response.body.len() > saml::MAX_METADATA_BYTES {
+            return Err(Error::invalid(format!(
+                "the metadata at '{url}' is larger than {} bytes",
+                saml::MAX_METADATA_BYTES
+            )));
+        }
+        Ok(response.text()?.to_string())
+    }
+
     fn sp_metadata(sp: identity_provider::ServiceProvider) -> Result<String, Error> {
         saml::sp_metadata(&sp_of(&sp)).map_err(Error::invalid)
     }
