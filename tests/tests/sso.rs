@@ -486,6 +486,35 @@ on_both!(login_through_pysaml2, |_app: TestApp| async move {
     )
     .await;
     assert_eq!(r.status, 403, "{:?}", r.body);
+    // Unlocking a C-key and switching its automatic audit trail are C-key-only too.
+    let (ck, _) = app
+        .admin_with("SSO-U", json!({ "c_key": "view" }), &[])
+        .await;
+    app.patch(&format!("/api/v1/c-keys/{ck}"), json!({ "blocked": true }))
+        .await
+        .expect(200);
+    for change in [
+        json!({ "blocked": false }),
+        json!({ "capabilities": { "automatic_audit_trail": true } }),
+    ] {
+        let req = Request::builder()
+            .method(Method::PATCH)
+            .uri(format!("/api/v1/c-keys/{ck}"))
+            .header(header::COOKIE, &cookie)
+            .header("x-csrf-token", &csrf)
+            .header(header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(Body::from(change.to_string()))
+            .expect("request");
+        let r = app.send(req).await;
+        assert_eq!(r.status, 403, "{change}: {:?}", r.body);
+        assert!(
+            r.body["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("c-key-login-required")),
+            "{change}: {:?}",
+            r.body
+        );
+    }
     // Logout ends the session on the server.
     let out = with_cookie(
         app,

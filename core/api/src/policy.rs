@@ -98,6 +98,17 @@ pub async fn check_write(
             if auto(before) != auto(Some(after)) {
                 // Manual §6.11.13: switching automatic audit-trail retrieval needs its permission.
                 admin.require(Function::AutomaticAuditTrail, Level::Full)?;
+                // Manual §8.10: a C-key-only operation.
+                admin.require_c_key_login("switching a C-key's automatic audit-trail retrieval")?;
+            }
+            let blocked = |v: Option<&Value>| {
+                v.and_then(|v| v.get("blocked"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            };
+            if blocked(before) && !blocked(Some(after)) {
+                // Manual §8.10: unlocking a C-key needs a login with a C-key.
+                admin.require_c_key_login("unlocking a C-key")?;
             }
             let new_roles: Vec<i64> = field(Some(after), "role_ids");
             let old_roles: Vec<i64> = field(before, "role_ids");
