@@ -120,7 +120,7 @@ say "unit tests of the plugins' pure logic (host target)"
 host_target=$(rustc -vV | sed -n 's/^host: //p')
 (cd plugins && cargo test --locked --target "$host_target" \
     -p lockgate-plugin-sdk -p lockgate-plugin-directory-sync -p lockgate-plugin-email-notifier \
-    -p lockgate-plugin-template-webhook -p lockgate-pd-protocol)
+    -p lockgate-plugin-template-webhook -p lockgate-pd-protocol -p lockgate-plugin-saml-sso)
 
 # 4. Every test, on SQLite and on PostgreSQL.
 say "tests"

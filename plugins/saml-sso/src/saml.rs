@@ -863,3 +863,148 @@ fn read_attributes(assertion: XmlDomNode<'_, '_>) -> Result<Vec<(String, Vec<Str
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate (ECDSA P-256, `openssl req -x509`) as base64 DER.
+    const CERT: &str = "MIIBezCCASGgAwIBAgIUb/GaGXAT4xjftpO4DpurG37/UfAwCgYIKoZIzj0EAwIwEzERMA8GA1UEAwwIaWRwLnRlc3QwHhcNMjYxMjA0MjMzNDM0WhcNMzYxMjAxMjMzNDM0WjATMREwDwYDVQQDDAhpZHAudGVzdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABCx5sKaPHxvK4fTbC+dCivSymAPbp+bVty1I7cheyBSfUBd0C7Epl3ci/c4L4KeP8K7iJQIo09Pq9BiQUTNP4NijUzBRMB0GA1UdDgQWBBQvJkiKLi3V6Sy/I/4bNZyLZTkyGjAfBgNVHSMEGDAWgBQvJkiKLi3V6Sy/I/4bNZyLZTkyGjAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQCCiEII6vrjLiNBex80eEE9/2IwEJbilWy3yWK+VNhBlgIgKbtfCEE04uTTHKasRCLl2xQgR0XkWkWoV88oRoz3RH0=";
+
+    fn metadata(cert: &str, binding: &str) -> String {
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="{MD}" xmlns:ds="{DS}" entityID="https://idp.test/m" validUntil="2030-01-01T00:00:00Z"><md:IDPSSODescriptor protocolSupportEnumeration="{SAMLP}"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="{binding}" Location="https://idp.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        )
+    }
+
+    fn sp() -> ServiceProvider<'static> {
+        ServiceProvider {
+            entity_id: "https://gw.test/sso/1/metadata",
+            acs_url: "https://gw.test/sso/1/acs",
+            certificate_pem: "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n",
+            subject_attribute: None,
+            clock_skew_seconds: 60,
+        }
+    }
+
+    #[test]
+    fn metadata_is_read_and_its_faults_named() {
+        let m = read_metadata(&metadata(CERT, REDIRECT)).expect("metadata");
+        assert_eq!(m.entity_id, "https://idp.test/m");
+        assert_eq!(m.sso_url, "https://idp.test/sso");
+        assert_eq!(m.certificates.len(), 1);
+        assert_eq!(m.valid_until, Some(1_893_456_000));
+        let e = read_metadata(&metadata(CERT, POST)).unwrap_err();
+        assert!(e.contains("HTTP-Redirect"), "{e}");
+        let e = read_metadata(&metadata("bm90IGEgY2VydA==", REDIRECT)).unwrap_err();
+        assert!(e.contains("not a DER certificate"), "{e}");
+        let e = read_metadata(&format!(
+            "<!DOCTYPE x [<!ENTITY e \"y\">]>{}",
+            metadata(CERT, REDIRECT)
+        ))
+        .unwrap_err();
+        assert!(e.contains("DOCTYPE"), "{e}");
+        let e = read_metadata("<notmetadata/>").unwrap_err();
+        assert!(e.contains("EntityDescriptor"), "{e}");
+        let e = read_metadata(&"x".repeat(MAX_METADATA_BYTES + 1)).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+        let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
+        assert!(read_metadata(&deep).is_err());
+    }
+
+    #[test]
+    fn the_acs_form_is_bounded_and_never_inflated() {
+        let xml = "<samlp:Response/>";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(xml);
+        let (got, relay) =
+            read_form(format!("SAMLResponse={}&RelayState=x%2By", url_encode(&b64)).as_bytes())
+                .expect("form");
+        assert_eq!(got, xml);
+        assert_eq!(relay.as_deref(), Some("x+y"));
+        assert!(
+            read_form(b"RelayState=x")
+                .unwrap_err()
+                .contains("no SAMLResponse")
+        );
+        assert!(
+            read_form(b"SAMLResponse=a&SAMLResponse=b")
+                .unwrap_err()
+                .contains("repeats")
+        );
+        let long = format!(
+            "SAMLResponse={b64}&RelayState={}",
+            "r".repeat(MAX_RELAY_STATE + 1)
+        );
+        assert!(
+            read_form(long.as_bytes())
+                .unwrap_err()
+                .contains("RelayState")
+        );
+        let deflated = miniz_oxide::deflate::compress_to_vec(&vec![0u8; 1 << 20], 9);
+        let bomb = base64::engine::general_purpose::STANDARD.encode(deflated);
+        let e = read_form(format!("SAMLResponse={}", url_encode(&bomb)).as_bytes()).unwrap_err();
+        assert!(e.contains("never compressed"), "{e}");
+        assert!(read_form(&vec![b'a'; MAX_FORM_BYTES + 1]).is_err());
+        assert!(read_form(b"SAMLResponse=%zz").is_err());
+    }
+
+    #[test]
+    fn the_redirect_carries_the_deflated_request() {
+        let idp = IdpMetadata {
+            entity_id: "https://idp.test/m".into(),
+            sso_url: "https://idp.test/sso?tenant=1".into(),
+            certificates: vec![],
+            valid_until: None,
+        };
+        let xml = authn_request(&sp(), &idp, "_abc", 1_800_000_000);
+        assert!(
+            xml.contains(r#"ID="_abc""#)
+                && xml.contains(r#"Destination="https://idp.test/sso?tenant=1""#)
+        );
+        assert!(xml.contains("2027-01-15T08:00:00Z"), "{xml}");
+        let url = redirect_url(&idp, &xml, "r/1").expect("url");
+        assert!(
+            url.starts_with("https://idp.test/sso?tenant=1&SAMLRequest="),
+            "{url}"
+        );
+        assert!(url.ends_with("&RelayState=r%2F1"), "{url}");
+        let q = url
+            .split("SAMLRequest=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(form_decode(q).unwrap())
+            .unwrap();
+        let inflated = miniz_oxide::inflate::decompress_to_vec(&raw).expect("raw DEFLATE");
+        assert_eq!(String::from_utf8(inflated).unwrap(), xml);
+        assert!(redirect_url(&idp, &xml, &"r".repeat(MAX_RELAY_STATE + 1)).is_err());
+    }
+
+    #[test]
+    fn sp_metadata_names_the_acs_and_certificate() {
+        let m = sp_metadata(&sp()).expect("metadata");
+        assert!(m.contains(r#"entityID="https://gw.test/sso/1/metadata""#));
+        assert!(m.contains(r#"Location="https://gw.test/sso/1/acs""#));
+        assert!(m.contains("<ds:X509Certificate>QUJD</ds:X509Certificate>"));
+        let none = ServiceProvider {
+            certificate_pem: "",
+            ..sp()
+        };
+        assert!(sp_metadata(&none).is_err());
+    }
+
+    #[test]
+    fn text_is_one_text_node() {
+        let doc =
+            XmlDomDocument::parse("<r><a>x</a><b>x<!---->y</b><c>x<d/>y</c><e/></r>").unwrap();
+        let root = doc.root_element();
+        let el = |n: &str| root.children().find(|c| c.tag_name().name() == n).unwrap();
+        assert_eq!(strict_text(el("a"), "a").unwrap(), "x");
+        assert!(strict_text(el("b"), "b").is_err());
+        assert!(strict_text(el("c"), "c").is_err());
+        assert_eq!(strict_text(el("e"), "e").unwrap(), "");
+    }
+}

@@ -515,10 +515,32 @@ def main():
     p.add_argument("--subject", default="alice@example.com")
     p.add_argument("--now", type=int, required=True, help="Unix seconds")
     p.add_argument("--check", action="store_true", help="verify the signatures with signxml")
+    p.add_argument(
+        "--logins",
+        help="benchmark mode: a file of request ids (one per line); prints a JSON list of valid "
+        "signed responses (base64), one per request, with assertion ids _bench_N",
+    )
     args = p.parse_args()
 
+    for key, cert, name in ((args.key, args.cert, "lockgate test IdP"),):
+        if not (os.path.exists(key) and os.path.exists(cert)):
+            generate_key_pair(key, cert, name)
     if not (os.path.exists(args.attacker_key) and os.path.exists(args.attacker_cert)):
         generate_key_pair(args.attacker_key, args.attacker_cert, "lockgate test attacker")
+
+    if args.logins:
+        corpus = Corpus(args)
+        with open(args.logins) as f:
+            ids = [line.strip() for line in f if line.strip()]
+        out = [
+            base64.b64encode(
+                corpus.serialise("valid", corpus.signed(f"bench{i}", request_id=rid, assertion_id=f"_bench_{i}"))
+            ).decode("ascii")
+            for i, rid in enumerate(ids)
+        ]
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+        return
 
     corpus = Corpus(args)
     documents = {name: corpus.serialise(name, resp) for name, resp in corpus.cases().items()}
