@@ -19,6 +19,7 @@ use axum::{
     http::{Method, Request, header},
 };
 use base64::Engine as _;
+use lockgate_tests::sso::{enrol_sso, form_encode, post_acs, saml_peers};
 use lockgate_tests::{Db, SSO_PUBLIC_URL, TestApp};
 use serde_json::json;
 
@@ -38,18 +39,6 @@ fn report(what: &str, mut times: Vec<Duration>, total: Duration) -> f64 {
         times.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
     rate
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The bare library: parse, find the one assertion by its ID, verify with the IdP's key.
@@ -106,7 +95,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    let peers = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/saml");
+    let peers = saml_peers();
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, cert) = (dir.path().join("idp.key"), dir.path().join("idp.crt"));
     let made = Command::new("python3")
@@ -158,32 +147,14 @@ async fn main() {
     )
     .await
     .expect(200);
-    let now = chrono::Utc::now();
-    app.store
-        .create_sso_request(
-            sys,
-            "_enrol",
-            lockgate_store::sso::SsoPurpose::Enrol,
-            Some(app.master_c_key_id),
-            None,
-            now + chrono::Duration::minutes(5),
-        )
-        .await
-        .expect("request");
-    app.store
-        .complete_sso(
-            sys,
-            &lockgate_store::sso::VerifiedAssertion {
-                request_id: "_enrol",
-                assertion_id: "_enrolment",
-                not_on_or_after: now + chrono::Duration::minutes(5),
-                subject: "alice@example.com",
-            },
-            chrono::Duration::hours(1),
-            now,
-        )
-        .await
-        .expect("enrolled");
+    enrol_sso(
+        &app,
+        app.master_c_key_id,
+        "alice@example.com",
+        "_enrol",
+        "_enrolment",
+    )
+    .await;
 
     // The logins awaited, and one signed response for each.
     let started = Instant::now();
@@ -275,14 +246,9 @@ async fn main() {
     let mut acs = Vec::with_capacity(logins);
     let started = Instant::now();
     for r in &responses {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("/sso/{sys}/acs"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(format!("SAMLResponse={}", url_encode(r))))
-            .expect("request");
+        let body = format!("SAMLResponse={}", form_encode(r));
         let t = Instant::now();
-        let resp = app.send(req).await;
+        let resp = post_acs(&app, &body).await;
         acs.push(t.elapsed());
         assert_eq!(resp.status, 303, "{:?}", resp.body);
     }

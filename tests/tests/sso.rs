@@ -14,6 +14,7 @@ use axum::{
     body::Body,
     http::{Method, Request, header},
 };
+use lockgate_tests::sso::{enrol_sso, form_encode, post_acs, saml_peers};
 use lockgate_tests::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,10 +37,6 @@ impl Drop for Idp {
     }
 }
 
-fn peers() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/saml")
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -55,7 +52,7 @@ fn start_idp(sp_metadata: &str, subject: &str, port: u16) -> Idp {
     std::fs::write(&sp, sp_metadata).expect("write SP metadata");
     let (key, cert) = (dir.path().join("idp.key"), dir.path().join("idp.crt"));
     let mut child = Command::new("python3")
-        .arg(peers().join("idp.py"))
+        .arg(saml_peers().join("idp.py"))
         .args([
             "--port",
             &port.to_string(),
@@ -135,18 +132,6 @@ fn unescape(s: &str) -> String {
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The SSO site: the app with the `saml-sso` plugin behind its router, a certificate, the
@@ -256,20 +241,10 @@ async fn round_trip(site: &Site, idp_url: &str) -> (Resp, String) {
     let relay = unescape(&form_input(&html, "RelayState").unwrap_or_default());
     let body = format!(
         "SAMLResponse={}&RelayState={}",
-        url_encode(&response),
-        url_encode(&relay)
+        form_encode(&response),
+        form_encode(&relay)
     );
     (post_acs(&site.app, &body).await, body)
-}
-
-async fn post_acs(app: &TestApp, body: &str) -> Resp {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("/sso/{}/acs", app.system_id))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_string()))
-        .expect("request");
-    app.send(req).await
 }
 
 /// The browser's first step: the gateway's redirect to the identity provider.
@@ -797,34 +772,17 @@ async fn attack_corpus_is_refused() {
     .expect("requests");
     assert_eq!(ids.len(), 2);
     // The corpus's valid subject is enrolled for the master C-key.
-    app.store
-        .create_sso_request(
-            sys,
-            "_enrol",
-            lockgate_store::sso::SsoPurpose::Enrol,
-            Some(app.master_c_key_id),
-            None,
-            chrono::Utc::now() + chrono::Duration::minutes(5),
-        )
-        .await
-        .expect("request");
-    app.store
-        .complete_sso(
-            sys,
-            &lockgate_store::sso::VerifiedAssertion {
-                request_id: "_enrol",
-                assertion_id: "_enrolment",
-                not_on_or_after: chrono::Utc::now() + chrono::Duration::minutes(5),
-                subject: "alice@example.com",
-            },
-            chrono::Duration::hours(1),
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("enrolled");
+    enrol_sso(
+        app,
+        app.master_c_key_id,
+        "alice@example.com",
+        "_enrol",
+        "_enrolment",
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new("python3")
-        .arg(peers().join("corpus.py"))
+        .arg(saml_peers().join("corpus.py"))
         .arg("--key")
         .arg(&site.idp.key)
         .arg("--cert")
@@ -863,7 +821,7 @@ async fn attack_corpus_is_refused() {
             .as_str()
             .unwrap_or_else(|| panic!("case {case}"))
             .to_string();
-        async move { post_acs(app, &format!("SAMLResponse={}", url_encode(&response))).await }
+        async move { post_acs(app, &format!("SAMLResponse={}", form_encode(&response))).await }
     };
     let sessions = || async {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM admin_sessions")

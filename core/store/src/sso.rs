@@ -244,18 +244,42 @@ impl Store {
         .bind(c_key_id)
         .execute(&mut *tx)
         .await?;
-        let label = Self::c_key_label(&mut tx, system_id, c_key_id).await?;
+        Self::c_key_event(
+            &mut tx,
+            system_id,
+            c_key_id,
+            "sso_identity_removed",
+            Some(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// An event on a C-key, by `actor` or, without one, by the C-key itself (an SSO login or
+    /// enrolment is the administrator's own act).
+    async fn c_key_event(
+        conn: &mut sqlx::AnyConnection,
+        system_id: i64,
+        c_key_id: i64,
+        action: &str,
+        actor: Option<&Actor>,
+    ) -> Result<()> {
+        let label = Self::c_key_label(&mut *conn, system_id, c_key_id).await?;
+        let own = Actor {
+            c_key_id: Some(c_key_id),
+            label: label.clone(),
+            correlation_id: crate::objects::new_correlation_id(),
+        };
         EventDraft::new(
             lockgate_model::ObjectKind::CKey,
             Some(c_key_id),
             &label,
-            "sso_identity_removed",
+            action,
             serde_json::json!({}),
         )
-        .insert(&mut tx, system_id, actor)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        .insert(conn, system_id, actor.unwrap_or(&own))
+        .await
     }
 
     async fn c_key_label(
@@ -380,24 +404,7 @@ impl Store {
                 .try_get("c_key_id")?;
                 let session =
                     Self::open_session(&mut tx, system_id, c_key_id, session_lifetime, now).await?;
-                let label = Self::c_key_label(&mut tx, system_id, c_key_id).await?;
-                EventDraft::new(
-                    lockgate_model::ObjectKind::CKey,
-                    Some(c_key_id),
-                    &label,
-                    "sso_login",
-                    serde_json::json!({}),
-                )
-                .insert(
-                    &mut tx,
-                    system_id,
-                    &Actor {
-                        c_key_id: Some(c_key_id),
-                        label: label.clone(),
-                        correlation_id: crate::objects::new_correlation_id(),
-                    },
-                )
-                .await?;
+                Self::c_key_event(&mut tx, system_id, c_key_id, "sso_login", None).await?;
                 SsoOutcome::LoggedIn {
                     c_key_id,
                     session,
@@ -435,24 +442,8 @@ impl Store {
                 .bind(ts(now))
                 .execute(&mut *tx)
                 .await?;
-                let label = Self::c_key_label(&mut tx, system_id, c_key_id).await?;
-                EventDraft::new(
-                    lockgate_model::ObjectKind::CKey,
-                    Some(c_key_id),
-                    &label,
-                    "sso_identity_enrolled",
-                    serde_json::json!({}),
-                )
-                .insert(
-                    &mut tx,
-                    system_id,
-                    &Actor {
-                        c_key_id: Some(c_key_id),
-                        label: label.clone(),
-                        correlation_id: crate::objects::new_correlation_id(),
-                    },
-                )
-                .await?;
+                Self::c_key_event(&mut tx, system_id, c_key_id, "sso_identity_enrolled", None)
+                    .await?;
                 SsoOutcome::Enrolled {
                     c_key_id,
                     return_to,

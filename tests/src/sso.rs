@@ -1,0 +1,79 @@
+//! Helpers of the SAML single sign-on tests and benchmark (`tests/tests/sso.rs`,
+//! `tests/benches/saml_acs.rs`): the Python peers' folder, form encoding, the ACS post, and an
+//! SSO identity enrolled straight through the store.
+
+use std::path::PathBuf;
+
+use axum::{
+    body::Body,
+    http::{Method, Request, header},
+};
+use lockgate_store::sso::{SsoPurpose, VerifiedAssertion};
+
+use crate::{Resp, TestApp};
+
+/// `tests/peers/saml`: the identity provider (`idp.py`) and the corpus signer (`corpus.py`).
+pub fn saml_peers() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/saml")
+}
+
+/// Percent-encodes a form value (RFC 3986 unreserved characters kept).
+pub fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Posts a form body to the system's ACS, as a browser does.
+pub async fn post_acs(app: &TestApp, body: &str) -> Resp {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/sso/{}/acs", app.system_id))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    app.send(req).await
+}
+
+/// Enrols `subject` for `c_key_id` through the store, as a verified enrolment answer does
+/// (request `request_id`, assertion `assertion_id`).
+pub async fn enrol_sso(
+    app: &TestApp,
+    c_key_id: i64,
+    subject: &str,
+    request_id: &str,
+    assertion_id: &str,
+) {
+    let now = chrono::Utc::now();
+    app.store
+        .create_sso_request(
+            app.system_id,
+            request_id,
+            SsoPurpose::Enrol,
+            Some(c_key_id),
+            None,
+            now + chrono::Duration::minutes(5),
+        )
+        .await
+        .expect("request");
+    app.store
+        .complete_sso(
+            app.system_id,
+            &VerifiedAssertion {
+                request_id,
+                assertion_id,
+                not_on_or_after: now + chrono::Duration::minutes(5),
+                subject,
+            },
+            chrono::Duration::hours(1),
+            now,
+        )
+        .await
+        .expect("enrolled");
+}
