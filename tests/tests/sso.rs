@@ -341,6 +341,18 @@ on_both!(login_through_pysaml2, |_app: TestApp| async move {
         r.body
     );
     assert!(r.headers.get(header::SET_COOKIE).is_none());
+    // Enrolment needs the C-key's own token, not one another administrator issued for it.
+    let (_, issued) = app
+        .admin_with("SSO-T", json!({ "c_key": "view" }), &[])
+        .await;
+    app.call(
+        Method::POST,
+        "/api/v1/sso/enrolment",
+        Some(&issued),
+        Some(json!({})),
+    )
+    .await
+    .expect(403);
     // The administrator logged in with the C-key (a token) enrols the SSO identity.
     let e = app
         .call(
@@ -455,6 +467,27 @@ on_both!(login_through_pysaml2, |_app: TestApp| async move {
         app,
         Method::POST,
         "/api/v1/sso/enrolment",
+        &cookie,
+        Some(&csrf),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    // An SSO session changes neither SSO itself nor makes PD credentials.
+    let r = with_cookie(
+        app,
+        Method::PUT,
+        "/api/v1/sso/settings",
+        &cookie,
+        Some(&csrf),
+        Some(json!({ "enabled": false })),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = with_cookie(
+        app,
+        Method::POST,
+        "/api/v1/remote-pds/1/enrolment-code",
         &cookie,
         Some(&csrf),
         Some(json!({})),
@@ -676,6 +709,62 @@ on_both!(session_lifetimes, |app: TestApp| async move {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("replay"), "{e}");
+    // The same answer posted twice at the same moment: one login, one clean refusal.
+    app.store
+        .create_sso_request(
+            sys,
+            "_race",
+            SsoPurpose::Login,
+            None,
+            None,
+            now + chrono::Duration::minutes(5),
+        )
+        .await
+        .expect("request");
+    let race = VerifiedAssertion {
+        request_id: "_race",
+        assertion_id: "_race_a",
+        ..answer.clone()
+    };
+    let (a, b) = tokio::join!(
+        app.store
+            .complete_sso(sys, &race, chrono::Duration::hours(1), now),
+        app.store
+            .complete_sso(sys, &race, chrono::Duration::hours(1), now)
+    );
+    let outcomes = [a, b];
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(lockgate_store::StoreError::Refused { .. }))),
+        "the loser must be refused, not fail: {outcomes:?}"
+    );
+    // Another subject attribute means other identities: every enrolment is forgotten and
+    // every session ends; disabling SSO ends the sessions too.
+    let mut settings = app.store.sso_settings(sys).await.expect("settings");
+    settings.subject_attribute = Some("uid".into());
+    app.store
+        .put_sso_settings(sys, &settings, &lockgate_store::Actor::system())
+        .await
+        .expect("settings");
+    assert!(
+        app.store
+            .sso_identities(sys)
+            .await
+            .expect("identities")
+            .is_empty()
+    );
+    assert!(
+        auth(now + chrono::Duration::minutes(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
     // A C-key leaving its holder ends its SSO sessions and forgets its SSO identity (the next
     // holder enrols their own), as it revokes its tokens.
     let holder = app

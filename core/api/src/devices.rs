@@ -62,6 +62,8 @@ async fn create_code(
     PathId(id): PathId,
     JsonBody(req): JsonBody<CodeRequest>,
 ) -> ApiResult<Response> {
+    // A PD credential outlives the session that would make it.
+    admin.require_c_key_login("creating a PD enrolment code")?;
     admin.require(Function::RemotePds, Level::Full)?;
     crate::licence::require_feature(&state, &admin, LicenceFeature::Remote).await?;
     let minutes = req.valid_minutes;
@@ -162,6 +164,7 @@ async fn upload(
     PathId(id): PathId,
     JsonBody(req): JsonBody<UploadRequest>,
 ) -> ApiResult<Response> {
+    admin.require_c_key_login("uploading a PD certificate")?;
     admin.require(Function::RemotePds, Level::Full)?;
     crate::licence::require_feature(&state, &admin, LicenceFeature::Remote).await?;
     let c = state

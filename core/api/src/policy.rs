@@ -106,7 +106,10 @@ pub async fn check_write(
                     .and_then(Value::as_bool)
                     .unwrap_or(false)
             };
-            if blocked(before) && !blocked(Some(after)) {
+            let status = |v: Option<&Value>| v.and_then(|v| v.get("status")).cloned();
+            let out_of_use = |v: Option<Value>| v.is_some_and(|s| s == "lost" || s == "broken");
+            let back_in_use = out_of_use(status(before)) && !out_of_use(status(Some(after)));
+            if (blocked(before) && !blocked(Some(after))) || back_in_use {
                 // Manual §8.10: unlocking a C-key needs a login with a C-key.
                 admin.require_c_key_login("unlocking a C-key")?;
             }

@@ -232,8 +232,10 @@ pub struct SsoSettingsChange {
     pub subject_attribute: Option<String>,
 }
 
-/// Only super administrators (every function at Full) change SSO (manual §8.10).
+/// Only super administrators (every function at Full) change SSO (manual §8.10), and only
+/// logged in with the C-key: an SSO session never changes the SSO it rests on.
 fn require_super_administrator(admin: &Admin) -> ApiResult<()> {
+    admin.require_c_key_login("changing single sign-on")?;
     admin.require(Function::SystemSettings, Level::Full)?;
     admin.require(Function::Roles, Level::Full)?;
     admin.require(Function::CKey, Level::Full)
@@ -558,6 +560,13 @@ async fn enrol(
     body: Bytes,
 ) -> ApiResult<Response> {
     admin.require_c_key_login("enrolling an SSO identity")?;
+    // Only with the C-key's own token: a token another administrator issued (capped at that
+    // administrator's rights, expiring with it) must not turn into an SSO login of the C-key.
+    if admin.token_issued_by != admin.c_key.id {
+        return Err(Problem::forbidden(
+            "an SSO identity is enrolled with a token the C-key issued itself, not one another administrator issued for it",
+        ));
+    }
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Enrol {
@@ -643,8 +652,6 @@ async fn acs(
             session,
             return_to,
         } => {
-            // The C-key must still be usable; a session for a blocked, lost or broken C-key
-            // would be refused at its first request anyway, so end it now.
             let cookie = format!(
                 "{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
                 session.secret,

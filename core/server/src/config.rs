@@ -98,7 +98,7 @@ impl SsoConfig {
         }
         match url::Url::parse(&self.public_url) {
             Ok(u)
-                if matches!(u.scheme(), "https" | "http")
+                if u.scheme() == "https"
                     && u.host().is_some()
                     && u.query().is_none()
                     && u.fragment().is_none()
@@ -106,7 +106,7 @@ impl SsoConfig {
             _ => {
                 return invalid(
                     "public_url",
-                    "must be the gateway's base URL, e.g. https://lockgate.example.com (no path, query or fragment)",
+                    "must be the gateway's https base URL, e.g. https://lockgate.example.com (no path, query or fragment): the session cookie is Secure",
                 );
             }
         }

@@ -152,7 +152,10 @@ impl Store {
     }
 
     /// Writes a system's SSO settings with an `sso_settings_changed` event naming what changed
-    /// (never the metadata or certificate text).
+    /// (never the metadata or certificate text). Architecture invariant: an enrolled subject
+    /// means "this subject at this identity provider": another identity provider (entity id)
+    /// or another subject attribute forgets every SSO identity of the system and ends its
+    /// sessions (each administrator enrols again); disabling SSO ends the sessions.
     pub async fn put_sso_settings(
         &self,
         system_id: i64,
@@ -161,6 +164,23 @@ impl Store {
     ) -> Result<()> {
         let before = self.sso_settings(system_id).await?;
         let mut tx = self.write_tx().await?;
+        let other_provider = before.idp_entity_id != new.idp_entity_id
+            || before.subject_attribute != new.subject_attribute;
+        if other_provider {
+            sqlx::query("DELETE FROM sso_identities WHERE system_id = $1")
+                .bind(system_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if other_provider || !new.enabled {
+            sqlx::query(
+                "UPDATE admin_sessions SET ended_at = $1 WHERE system_id = $2 AND ended_at IS NULL",
+            )
+            .bind(ts(Utc::now()))
+            .bind(system_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query("DELETE FROM sso_settings WHERE system_id = $1")
             .bind(system_id)
             .execute(&mut *tx)
@@ -363,10 +383,18 @@ impl Store {
                 "the request this response answers has expired; log in again",
             ));
         }
-        sqlx::query("DELETE FROM sso_requests WHERE request_id = $1")
+        // Architecture invariant: a request is answered once. Two posts of one response race
+        // here: the second DELETE waits for the first transaction and then finds nothing.
+        let taken = sqlx::query("DELETE FROM sso_requests WHERE request_id = $1")
             .bind(answer.request_id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if taken == 0 {
+            return Err(refused(
+                "the request this response answers was already used",
+            ));
+        }
         sqlx::query("DELETE FROM sso_assertions WHERE not_on_or_after < $1")
             .bind(ts(now))
             .execute(&mut *tx)
@@ -388,7 +416,14 @@ impl Store {
         .bind(answer.assertion_id)
         .bind(ts(answer.not_on_or_after))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| match &e {
+            // The same assertion posted for another request at the same moment.
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                refused("this assertion was already used (replay)")
+            }
+            _ => e.into(),
+        })?;
         let purpose = SsoPurpose::parse(&req.try_get::<String, _>("purpose")?)?;
         let return_to: Option<String> = req.try_get("return_to")?;
         let outcome = match purpose {

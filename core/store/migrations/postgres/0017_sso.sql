@@ -1,8 +1,8 @@
 -- SAML single sign-on for administrators (keep in step with the other backend's 0017_sso.sql):
 -- * sso_settings: per locking system (manual §6.4 "Single sign on", §8.10): enabled by the super
 --   administrator, the identity provider's metadata (imported from a file or a URL), the
---   attribute that names the subject, and the service provider's certificate with its private
---   key sealed like the PD CA's ([pds] ca_key_file / LOCKGATE_PD_CA_KEY).
+--   attribute that names the subject, and the service provider's certificate (its private key
+--   is not kept: nothing is signed with it yet).
 -- * sso_identities: the SSO subject a C-key enrolled (one per C-key, one C-key per subject);
 --   only an enrolled C-key logs in by SSO (DOMAIN.md §10). Deleting the C-key forgets it.
 -- * sso_requests: authentication requests sent to the identity provider and not yet answered
@@ -19,7 +19,6 @@ CREATE TABLE sso_settings (
     idp_metadata_loaded_at TEXT,
     subject_attribute      TEXT,
     sp_certificate_pem     TEXT,
-    sp_sealed_key          TEXT,
     sp_certificate_created_at TEXT,
     updated_at             TEXT NOT NULL
 );
