@@ -41,6 +41,28 @@ pub async fn post_acs(app: &TestApp, body: &str) -> Resp {
     app.send(req).await
 }
 
+/// Records an authentication request awaiting the identity provider's answer, as the login
+/// (`c_key_id` none) or enrolment endpoints do.
+pub async fn await_sso_request(
+    app: &TestApp,
+    request_id: &str,
+    purpose: SsoPurpose,
+    c_key_id: Option<i64>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) {
+    app.store
+        .create_sso_request(
+            app.system_id,
+            request_id,
+            purpose,
+            c_key_id,
+            None,
+            expires_at,
+        )
+        .await
+        .expect("request");
+}
+
 /// Enrols `subject` for `c_key_id` through the store, as a verified enrolment answer does
 /// (request `request_id`, assertion `assertion_id`).
 pub async fn enrol_sso(
@@ -51,17 +73,14 @@ pub async fn enrol_sso(
     assertion_id: &str,
 ) {
     let now = chrono::Utc::now();
-    app.store
-        .create_sso_request(
-            app.system_id,
-            request_id,
-            SsoPurpose::Enrol,
-            Some(c_key_id),
-            None,
-            now + chrono::Duration::minutes(5),
-        )
-        .await
-        .expect("request");
+    await_sso_request(
+        app,
+        request_id,
+        SsoPurpose::Enrol,
+        Some(c_key_id),
+        now + chrono::Duration::minutes(5),
+    )
+    .await;
     app.store
         .complete_sso(
             app.system_id,

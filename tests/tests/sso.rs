@@ -14,7 +14,7 @@ use axum::{
     body::Body,
     http::{Method, Request, header},
 };
-use lockgate_tests::sso::{enrol_sso, form_encode, post_acs, saml_peers};
+use lockgate_tests::sso::{await_sso_request, enrol_sso, form_encode, post_acs, saml_peers};
 use lockgate_tests::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -591,17 +591,14 @@ on_both!(session_lifetimes, |app: TestApp| async move {
     use lockgate_store::sso::{SsoPurpose, VerifiedAssertion};
     let now = chrono::Utc::now();
     let sys = app.system_id;
-    app.store
-        .create_sso_request(
-            sys,
-            "_r1",
-            SsoPurpose::Enrol,
-            Some(app.master_c_key_id),
-            None,
-            now + chrono::Duration::minutes(5),
-        )
-        .await
-        .expect("request");
+    await_sso_request(
+        &app,
+        "_r1",
+        SsoPurpose::Enrol,
+        Some(app.master_c_key_id),
+        now + chrono::Duration::minutes(5),
+    )
+    .await;
     let answer = VerifiedAssertion {
         request_id: "_r1",
         assertion_id: "_a1",
@@ -612,17 +609,14 @@ on_both!(session_lifetimes, |app: TestApp| async move {
         .complete_sso(sys, &answer, chrono::Duration::hours(1), now)
         .await
         .expect("enrolled");
-    app.store
-        .create_sso_request(
-            sys,
-            "_r2",
-            SsoPurpose::Login,
-            None,
-            None,
-            now + chrono::Duration::minutes(5),
-        )
-        .await
-        .expect("request");
+    await_sso_request(
+        &app,
+        "_r2",
+        SsoPurpose::Login,
+        None,
+        now + chrono::Duration::minutes(5),
+    )
+    .await;
     let login = VerifiedAssertion {
         request_id: "_r2",
         assertion_id: "_a2",
@@ -665,17 +659,14 @@ on_both!(session_lifetimes, |app: TestApp| async move {
             .is_none()
     );
     // An expired request is refused and an assertion id is refused a second time.
-    app.store
-        .create_sso_request(
-            sys,
-            "_r3",
-            SsoPurpose::Login,
-            None,
-            None,
-            now - chrono::Duration::seconds(1),
-        )
-        .await
-        .expect("request");
+    await_sso_request(
+        &app,
+        "_r3",
+        SsoPurpose::Login,
+        None,
+        now - chrono::Duration::seconds(1),
+    )
+    .await;
     let late = VerifiedAssertion {
         request_id: "_r3",
         assertion_id: "_a3",
@@ -687,17 +678,14 @@ on_both!(session_lifetimes, |app: TestApp| async move {
             .await
             .is_err()
     );
-    app.store
-        .create_sso_request(
-            sys,
-            "_r4",
-            SsoPurpose::Login,
-            None,
-            None,
-            now + chrono::Duration::minutes(5),
-        )
-        .await
-        .expect("request");
+    await_sso_request(
+        &app,
+        "_r4",
+        SsoPurpose::Login,
+        None,
+        now + chrono::Duration::minutes(5),
+    )
+    .await;
     let replay = VerifiedAssertion {
         request_id: "_r4",
         assertion_id: "_a2",
@@ -710,17 +698,14 @@ on_both!(session_lifetimes, |app: TestApp| async move {
         .unwrap_err();
     assert!(e.to_string().contains("replay"), "{e}");
     // The same answer posted twice at the same moment: one login, one clean refusal.
-    app.store
-        .create_sso_request(
-            sys,
-            "_race",
-            SsoPurpose::Login,
-            None,
-            None,
-            now + chrono::Duration::minutes(5),
-        )
-        .await
-        .expect("request");
+    await_sso_request(
+        &app,
+        "_race",
+        SsoPurpose::Login,
+        None,
+        now + chrono::Duration::minutes(5),
+    )
+    .await;
     let race = VerifiedAssertion {
         request_id: "_race",
         assertion_id: "_race_a",
@@ -789,17 +774,14 @@ on_both!(session_lifetimes, |app: TestApp| async move {
         ("_h1", "_ha1", SsoPurpose::Enrol),
         ("_h2", "_ha2", SsoPurpose::Login),
     ] {
-        app.store
-            .create_sso_request(
-                sys,
-                req,
-                purpose,
-                Some(ck),
-                None,
-                t + chrono::Duration::minutes(5),
-            )
-            .await
-            .expect("request");
+        await_sso_request(
+            &app,
+            req,
+            purpose,
+            Some(ck),
+            t + chrono::Duration::minutes(5),
+        )
+        .await;
         let a = VerifiedAssertion {
             request_id: req,
             assertion_id: assertion,
