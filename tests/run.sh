@@ -101,6 +101,12 @@ if ! python3 -c 'import saml2, signxml, lxml' 2>/dev/null; then
   echo "installing the SAML test peers' Python packages"
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet -r tests/peers/saml/requirements.txt
 fi
+# The SCIM conformance checker (tests/peers/scim): scim2-tester and its CLI, pinned.
+if ! python3 -c 'import scim2_tester, scim2_cli' 2>/dev/null; then
+  echo "installing the SCIM conformance checker (scim2-tester)"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet -r tests/peers/scim/requirements.txt
+fi
+python3 -c 'import importlib.metadata as m; print("scim2-tester", m.version("scim2-tester"), "scim2-cli", m.version("scim2-cli"))'
 /usr/sbin/slapd -VV 2>&1 | head -n 1
 xmlsec1 --version
 python3 -c 'import importlib.metadata as m; print("pysaml2", m.version("pysaml2"), "signxml", m.version("signxml"))'

@@ -305,6 +305,62 @@ impl TestApp {
         self
     }
 
+    /// The same app with SCIM provisioning under `/scim/v2`, `meta.location` values based on
+    /// `public_url` (docs/connectors/scim.md).
+    pub fn with_scim(mut self, public_url: &str) -> TestApp {
+        let config = ApiConfig {
+            scim: Some(lockgate_api::scim::ScimConfig {
+                public_url: public_url.trim_end_matches('/').into(),
+            }),
+            ..ApiConfig::default()
+        };
+        self.router = lockgate_api::router(AppState::new(self.store.clone(), config));
+        self
+    }
+
+    /// A provisioning client: a C-key holding the pre-defined Web service role and a token
+    /// issued to it for SCIM; returns the C-key's id and the token.
+    pub async fn scim_client(&self, marking: &str) -> (i64, String) {
+        let roles = self
+            .get("/api/v1/roles?limit=100&with_body=true")
+            .await
+            .expect(200);
+        let role = roles.body["items"]
+            .as_array()
+            .expect("roles")
+            .iter()
+            .find(|r| r["body"]["predefined"] == "web_service")
+            .and_then(|r| r["id"].as_i64())
+            .expect("the Web service role");
+        let group =
+            match self.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"]
+                .as_i64()
+            {
+                Some(g) => g,
+                None => self.key_group("C-keys", "normal_c_key").await,
+            };
+        let ck = self
+            .post(
+                "/api/v1/c-keys",
+                json!({ "name": format!("Provisioning {marking}"), "marking": marking, "kind": "normal", "key_group_id": group, "role_ids": [role], "domain_ids": [self.default_domain] }),
+            )
+            .await
+            .expect(201)
+            .id();
+        let token = self
+            .post(
+                "/api/v1/tokens",
+                json!({ "name": "scim", "c_key_id": ck, "purpose": "scim" }),
+            )
+            .await
+            .expect(201)
+            .body["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        (ck, token)
+    }
+
     /// The actions of the events of the object at `path` (`/api/v1/remote-pds/7`), newest
     /// first.
     pub async fn event_actions(&self, path: &str) -> Vec<String> {

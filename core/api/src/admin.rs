@@ -21,7 +21,7 @@ use lockgate_model::{
     remote_pd::RemotePd,
     system::SystemSettings,
 };
-use lockgate_store::Stored;
+use lockgate_store::{Scope, Stored};
 use serde::Deserialize;
 
 use crate::{
@@ -223,6 +223,11 @@ pub struct NewToken {
     pub c_key_id: Option<i64>,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// `api` (default): the REST API; `scim`: only SCIM provisioning under `/scim/v2`, for a
+    /// C-key holding the Web service role.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub purpose: Option<lockgate_store::tokens::TokenPurpose>,
 }
 
 async fn create_token(
@@ -278,6 +283,19 @@ async fn create_token(
             )));
         }
     }
+    let purpose = req.purpose.unwrap_or_default();
+    if purpose == lockgate_store::tokens::TokenPurpose::Scim {
+        let holder: Stored<CKey> = state
+            .store
+            .get(admin.system.id, ObjectKind::CKey, c_key_id, &Scope::all())
+            .await?;
+        if !crate::authz::holds_web_service_role(&state, admin.system.id, &holder.body).await? {
+            return Err(Problem::field(
+                "purpose",
+                "a SCIM token is issued only for a C-key holding the Web service role",
+            ));
+        }
+    }
     let now = Utc::now();
     let longest = now + state.config.max_token_lifetime;
     let expires_at = match req.expires_at {
@@ -307,12 +325,13 @@ async fn create_token(
         .map_or(expires_at, |own| expires_at.min(own));
     let (info, secret) = state
         .store
-        .create_token(
+        .create_token_for(
             admin.system.id,
             c_key_id,
             admin.c_key.id,
             &req.name,
             Some(expires_at),
+            purpose,
         )
         .await?;
     tracing::info!(

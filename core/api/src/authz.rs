@@ -7,7 +7,7 @@ use lockgate_model::{
     permission::{Function, Level, PermissionSet, Role, effective, fn_name},
     system::LockingSystem,
 };
-use lockgate_store::{Actor, Scope, Stored, objects::new_correlation_id};
+use lockgate_store::{Actor, Scope, Stored, objects::new_correlation_id, tokens::TokenPurpose};
 
 use crate::{
     AppState,
@@ -183,6 +183,7 @@ async fn session_auth(
             c_key_id: s.c_key_id,
             issued_by: s.c_key_id,
             expires_at: Some(s.absolute_expires_at),
+            purpose: lockgate_store::tokens::TokenPurpose::Api,
         },
         Some(s),
     ))
@@ -214,6 +215,24 @@ pub async fn load_permissions(
     }
     let refs: Vec<&PermissionSet> = roles.iter().map(|r| &r.permissions).collect();
     Ok(effective(&refs))
+}
+
+/// Whether a C-key holds the pre-defined Web service role (SCIM provisioning needs it).
+pub async fn holds_web_service_role(
+    state: &AppState,
+    system_id: i64,
+    c_key: &CKey,
+) -> ApiResult<bool> {
+    for id in &c_key.role_ids {
+        let r: Stored<Role> = state
+            .store
+            .get(system_id, ObjectKind::Role, *id, &Scope::all())
+            .await?;
+        if r.body.predefined == Some(lockgate_model::permission::PredefinedRole::WebService) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether a C-key may act through a token: not blocked, lost or broken.
@@ -252,6 +271,20 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state, TokenPurpose::Api).await
+    }
+}
+
+/// Authenticate a request for a token purpose: the REST API takes `api` tokens and SSO
+/// sessions; SCIM (`/scim/v2`) takes only `scim` tokens.
+/// Architecture invariant: a token is accepted only where its purpose says, on every request,
+/// so a provisioning token never reaches the REST API and an API token never provisions.
+pub async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    purpose: TokenPurpose,
+) -> Result<Admin, Problem> {
+    {
         let (auth, session) = match bearer(parts) {
             Some(token) => (
                 state.store.authenticate(token).await?.ok_or_else(|| {
@@ -259,8 +292,25 @@ impl FromRequestParts<AppState> for Admin {
                 })?,
                 None,
             ),
-            None => session_auth(parts, state).await?,
+            None if purpose == TokenPurpose::Api => session_auth(parts, state).await?,
+            None => {
+                return Err(Problem::unauthorized(
+                    "an 'Authorization: Bearer <token>' header with a SCIM token is required",
+                ));
+            }
         };
+        if auth.purpose != purpose {
+            return Err(Problem::forbidden(match auth.purpose {
+                TokenPurpose::Scim => {
+                    "this token is for SCIM provisioning (/scim/v2) only".to_string()
+                }
+                TokenPurpose::Api => format!(
+                    "this endpoint needs a token issued for '{}' (POST /api/v1/tokens with \"purpose\": \"{}\")",
+                    purpose.as_str(),
+                    purpose.as_str()
+                ),
+            }));
+        }
         let system = state.store.system(auth.system_id).await?;
         // Manual §6.2: a system locked for maintenance takes no changes but the unlock.
         let read_only = matches!(

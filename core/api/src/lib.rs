@@ -17,6 +17,7 @@ pub mod plugins;
 pub mod policy;
 pub mod problem;
 pub mod resources;
+pub mod scim;
 pub mod sso;
 
 use std::{sync::Arc, time::Duration};
@@ -66,6 +67,8 @@ pub struct ApiConfig {
     pub hsts_max_age: Option<Duration>,
     /// Single sign-on (`[sso]`); none: SSO endpoints answer 404 and no session is accepted.
     pub sso: Option<sso::SsoConfig>,
+    /// SCIM provisioning (`[scim]`); none: `/scim/v2` answers 404.
+    pub scim: Option<scim::ScimConfig>,
 }
 
 /// Default longest lifetime of an API token: 90 days.
@@ -81,6 +84,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(60),
             hsts_max_age: None,
             sso: None,
+            scim: None,
         }
     }
 }
@@ -241,6 +245,7 @@ pub fn router(state: AppState) -> Router {
         .merge(plugins::routes())
         .merge(background::routes())
         .merge(sso::routes())
+        .merge(scim::routes())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -11,6 +11,7 @@ mod jobs;
 mod keys;
 mod objects;
 mod persons;
+mod scim;
 
 use std::sync::{Arc, Mutex};
 

@@ -46,6 +46,66 @@ pub struct Config {
     pub access: AccessConfig,
     pub pds: PdsConfig,
     pub sso: SsoConfig,
+    pub scim: ScimConfig,
+}
+
+/// `[scim]`: SCIM 2.0 provisioning under `/scim/v2` (docs/connectors/scim.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScimConfig {
+    /// Serve `/scim/v2`; off: it answers 404.
+    pub enabled: bool,
+    /// The gateway's base URL as provisioning clients reach it (`https://host[:port]`, no
+    /// path): every `meta.location` derives from it. `http` only for a loopback host.
+    pub public_url: Option<String>,
+}
+
+impl ScimConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let Some(public_url) = &self.public_url else {
+            return Err(ConfigError::Invalid {
+                key: "scim.public_url".into(),
+                message: "required when scim.enabled: the base of every meta.location".into(),
+            });
+        };
+        let ok = match url::Url::parse(public_url) {
+            Ok(u) => {
+                let loopback = match u.host() {
+                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                    Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                    Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                    None => false,
+                };
+                (u.scheme() == "https" || (u.scheme() == "http" && loopback))
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.path().trim_end_matches('/').is_empty()
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            return Err(ConfigError::Invalid {
+                key: "scim.public_url".into(),
+                message: "must be the gateway's https base URL, e.g. https://lockgate.example.com (no path, query or fragment; http only for a loopback host)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The API's view, when SCIM is enabled.
+    pub fn api(&self) -> Option<lockgate_api::scim::ScimConfig> {
+        self.public_url
+            .as_ref()
+            .filter(|_| self.enabled)
+            .map(|u| lockgate_api::scim::ScimConfig {
+                public_url: u.trim_end_matches('/').to_string(),
+            })
+    }
 }
 
 /// `[sso]`: SAML single sign-on for administrators (docs/connectors/saml.md). Each locking
@@ -1270,6 +1330,7 @@ impl Config {
         self.server.validate()?;
         self.pds.validate()?;
         self.sso.validate()?;
+        self.scim.validate()?;
         if !(1..=3650).contains(&self.access.max_token_lifetime_days) {
             return invalid("access.max_token_lifetime_days", "must be 1–3650".into());
         }

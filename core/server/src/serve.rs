@@ -150,6 +150,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
             request_timeout: cfg.server.request_timeout.0,
             hsts_max_age: cfg.server.tls.as_ref().map(|t| t.hsts_max_age.0),
             sso: cfg.sso.api(),
+            scim: cfg.scim.api(),
         },
     );
     // The event relay hands new events to the event-bridge plugins; the command listener

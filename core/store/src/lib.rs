@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod persons;
 pub mod plugin_kv;
 pub mod reconciliation;
+pub mod scim;
 mod sql;
 pub mod sso;
 pub mod systems;

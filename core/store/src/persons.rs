@@ -87,9 +87,34 @@ impl Store {
         (from, to, action): (PersonState, PersonState, &str),
         expected_version: Option<i64>,
     ) -> Result<Stored<Person>> {
-        let (sys, scope) = (&cx.system, &cx.scope);
         let mut tx = self.write_tx().await?;
-        let current: Stored<Person> = Self::get_in(&mut tx, sys.id, kind, id, scope).await?;
+        let s = Self::set_lifecycle_in(
+            &mut tx,
+            cx,
+            kind,
+            id,
+            (from, to, action),
+            expected_version,
+            false,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// [`Store::set_lifecycle`] inside a transaction; `by_source`: the directory source that
+    /// maintains the person moves it (only it may deactivate or delete a synced person).
+    pub(crate) async fn set_lifecycle_in(
+        tx: &mut Transaction<'static, Any>,
+        cx: &WriteContext,
+        kind: ObjectKind,
+        id: i64,
+        (from, to, action): (PersonState, PersonState, &str),
+        expected_version: Option<i64>,
+        by_source: bool,
+    ) -> Result<Stored<Person>> {
+        let (sys, scope) = (&cx.system, &cx.scope);
+        let current: Stored<Person> = Self::get_in(tx, sys.id, kind, id, scope).await?;
         if let Some(v) = expected_version
             && v != current.version
         {
@@ -107,12 +132,12 @@ impl Store {
             });
         }
         if to != PersonState::Active {
-            if current.body.synced_from.is_some() {
+            if current.body.synced_from.is_some() && !by_source {
                 return Err(StoreError::Refused {
                     message: format!("person {id} is maintained by a directory sync"),
                 });
             }
-            let users = Self::person_holds_keys(&mut tx, id).await?;
+            let users = Self::person_holds_keys(tx, id).await?;
             if !users.is_empty() {
                 let list: Vec<String> = users
                     .iter()
@@ -126,8 +151,8 @@ impl Store {
                 });
             }
         }
-        let s = Self::update_in(
-            &mut tx,
+        Self::update_in(
+            tx,
             cx,
             kind,
             id,
@@ -141,9 +166,7 @@ impl Store {
                 Ok(())
             },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(s)
+        .await
     }
 
     /// Deactivate (setting "delete permanently" only): hidden, shown as N/A, reversible.
@@ -243,7 +266,7 @@ impl Store {
         Ok(())
     }
 
-    async fn delete_permanently(
+    pub(crate) async fn delete_permanently(
         tx: &mut Transaction<'static, Any>,
         cx: &WriteContext,
         kind: ObjectKind,

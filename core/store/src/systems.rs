@@ -187,6 +187,7 @@ impl Store {
             None,
             "init: super administrator",
             None,
+            crate::tokens::TokenPurpose::Api,
         )
         .await?;
         tx.commit().await?;

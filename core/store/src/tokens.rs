@@ -10,6 +10,34 @@ use crate::{Result, Store, StoreError, opt_ts, parse_ts, ts};
 /// Prefix that makes lockgate tokens recognisable (e.g. to secret scanners).
 pub const TOKEN_PREFIX: &str = "lgt_";
 
+/// What a token may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPurpose {
+    /// The REST API under `/api/v1`.
+    #[default]
+    Api,
+    /// Only SCIM provisioning under `/scim/v2` (a C-key holding the Web service role).
+    Scim,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::Api => "api",
+            TokenPurpose::Scim => "scim",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "api" => Ok(TokenPurpose::Api),
+            "scim" => Ok(TokenPurpose::Scim),
+            other => Err(StoreError::Corrupt(format!("token purpose '{other}'"))),
+        }
+    }
+}
+
 /// A token as listed (never with its secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenInfo {
@@ -22,6 +50,7 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The C-key whose administrator issued the token (its own C-key when it issued it itself).
     pub issued_by: i64,
+    pub purpose: TokenPurpose,
 }
 
 /// Who a presented token authenticates.
@@ -35,6 +64,8 @@ pub struct TokenAuth {
     pub issued_by: i64,
     /// When the token stops working; a token it mints never outlives it.
     pub expires_at: Option<DateTime<Utc>>,
+    /// What the token may be used for; checked on every request.
+    pub purpose: TokenPurpose,
 }
 
 fn hash(secret: &str) -> String {
@@ -57,10 +88,11 @@ impl Store {
         issued_by: Option<i64>,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
+        purpose: TokenPurpose,
     ) -> Result<String> {
         let secret = new_secret()?;
         sqlx::query(
-            "INSERT INTO api_tokens (system_id, c_key_id, issued_by, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_tokens (system_id, c_key_id, issued_by, name, token_hash, created_at, expires_at, purpose) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(system_id)
         .bind(c_key_id)
@@ -69,6 +101,7 @@ impl Store {
         .bind(hash(&secret))
         .bind(ts(Utc::now()))
         .bind(expires_at.map(ts))
+        .bind(purpose.as_str())
         .execute(conn)
         .await?;
         Ok(secret)
@@ -84,6 +117,27 @@ impl Store {
         name: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(TokenInfo, String)> {
+        self.create_token_for(
+            system_id,
+            c_key_id,
+            issued_by,
+            name,
+            expires_at,
+            TokenPurpose::Api,
+        )
+        .await
+    }
+
+    /// [`Store::create_token`] for a purpose (`scim`: provisioning only).
+    pub async fn create_token_for(
+        &self,
+        system_id: i64,
+        c_key_id: i64,
+        issued_by: i64,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+        purpose: TokenPurpose,
+    ) -> Result<(TokenInfo, String)> {
         let mut e = lockgate_model::ValidationErrors::new();
         e.text("name", name, 1, 100);
         if expires_at.is_some_and(|t| t <= Utc::now()) {
@@ -98,6 +152,7 @@ impl Store {
             Some(issued_by),
             name.trim(),
             expires_at,
+            purpose,
         )
         .await?;
         let row = sqlx::query("SELECT id FROM api_tokens WHERE token_hash = $1")
@@ -121,7 +176,7 @@ impl Store {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT id, system_id, c_key_id, issued_by, expires_at, revoked_at, last_used_at FROM api_tokens WHERE token_hash = $1",
+            "SELECT id, system_id, c_key_id, issued_by, expires_at, revoked_at, last_used_at, purpose FROM api_tokens WHERE token_hash = $1",
         )
         .bind(hash(secret))
         .fetch_optional(self.pool())
@@ -144,6 +199,7 @@ impl Store {
                 .try_get::<Option<i64>, _>("issued_by")?
                 .unwrap_or(c_key_id),
             expires_at,
+            purpose: TokenPurpose::parse(&row.try_get::<String, _>("purpose")?)?,
         };
         // Record use at most once a minute, so reads stay reads.
         let last = opt_ts(row.try_get("last_used_at")?)?;
@@ -160,7 +216,7 @@ impl Store {
     /// Tokens of a system (optionally those a C-key holds or issued).
     pub async fn tokens(&self, system_id: i64, c_key_id: Option<i64>) -> Result<Vec<TokenInfo>> {
         let rows = sqlx::query(
-            "SELECT id, c_key_id, issued_by, name, created_at, expires_at, last_used_at, revoked_at FROM api_tokens \
+            "SELECT id, c_key_id, issued_by, name, created_at, expires_at, last_used_at, revoked_at, purpose FROM api_tokens \
              WHERE system_id = $1 AND ($2 = 0 OR c_key_id = $2 OR issued_by = $2) ORDER BY id LIMIT 10000",
         )
         .bind(system_id)
@@ -181,6 +237,7 @@ impl Store {
                     expires_at: opt_ts(r.try_get("expires_at")?)?,
                     last_used_at: opt_ts(r.try_get("last_used_at")?)?,
                     revoked_at: opt_ts(r.try_get("revoked_at")?)?,
+                    purpose: TokenPurpose::parse(&r.try_get::<String, _>("purpose")?)?,
                 })
             })
             .collect()
