@@ -11,35 +11,19 @@
 //!
 //! Run: `cargo bench -p lockgate-tests --bench saml_acs`.
 
+mod common;
+
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::{
     body::Body,
     http::{Method, Request, header},
 };
 use base64::Engine as _;
-use lockgate_tests::sso::{enrol_sso, form_encode, post_acs, saml_peers};
+use lockgate_tests::sso::{TEST_BROWSER_SECRET, enrol_sso, form_encode, post_acs, saml_peers};
 use lockgate_tests::{Db, SSO_PUBLIC_URL, TestApp};
 use serde_json::json;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(what: &str, mut times: Vec<Duration>, total: Duration) -> f64 {
-    times.sort();
-    let rate = times.len() as f64 / total.as_secs_f64();
-    println!(
-        "{what}: {} in {:.2} s = {rate:.1}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        times.len(),
-        total.as_secs_f64(),
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
-        percentile(&times, 0.99).as_secs_f64() * 1e3,
-        times.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-    );
-    rate
-}
 
 /// The bare library: parse, find the one assertion by its ID, verify with the IdP's key.
 fn bare_verify(xml: String, spki: &[u8], cert: &[u8]) -> bool {
@@ -159,9 +143,21 @@ async fn main() {
     // The logins awaited, and one signed response for each.
     let started = Instant::now();
     for _ in 0..logins {
-        app.call(Method::GET, &format!("/sso/{sys}/login"), None, None)
-            .await
-            .expect(303);
+        app.send(
+            Request::builder()
+                .uri(format!("/sso/{sys}/login"))
+                .header(
+                    header::COOKIE,
+                    format!(
+                        "{}={TEST_BROWSER_SECRET}",
+                        lockgate_api::sso::LOGIN_STATE_COOKIE
+                    ),
+                )
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect(303);
     }
     let begin = started.elapsed();
     let ids: Vec<String> = sqlx::query_scalar(
@@ -236,7 +232,7 @@ async fn main() {
         );
         bare.push(t.elapsed());
     }
-    let floor = report(
+    let floor = common::rate_report(
         "floor: xml-sec verify alone (native)",
         bare,
         started.elapsed(),
@@ -252,7 +248,7 @@ async fn main() {
         acs.push(t.elapsed());
         assert_eq!(resp.status, 303, "{:?}", resp.body);
     }
-    let rate = report(
+    let rate = common::rate_report(
         "ACS: verified logins through the gateway",
         acs,
         started.elapsed(),

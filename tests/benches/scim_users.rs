@@ -64,23 +64,6 @@ async fn create(app: &TestApp, token: &str, user: &Value) -> Duration {
     took
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(what: &str, mut times: Vec<Duration>, total: Duration) -> f64 {
-    times.sort();
-    let rate = times.len() as f64 / total.as_secs_f64();
-    println!(
-        "{what}: {} users in {:.2} s = {rate:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
-        times.len(),
-        total.as_secs_f64(),
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
-        percentile(&times, 0.99).as_secs_f64() * 1e3,
-    );
-    rate
-}
-
 async fn app() -> (Arc<TestApp>, String) {
     let app = TestApp::new(Db::Sqlite)
         .await
@@ -129,7 +112,7 @@ async fn main() {
     for u in users.iter() {
         times.push(create(&a, &token, u).await);
     }
-    let seq = report("POST /scim/v2/Users, 1 client", times, start.elapsed());
+    let seq = rate_report("POST /scim/v2/Users, 1 client", times, start.elapsed());
 
     // Concurrent: 8 clients, each its share.
     let (a, token) = app().await;
@@ -149,7 +132,7 @@ async fn main() {
     for t in tasks {
         times.extend(t.await.expect("client"));
     }
-    let conc = report(
+    let conc = rate_report(
         &format!("POST /scim/v2/Users, {CLIENTS} clients"),
         times,
         start.elapsed(),

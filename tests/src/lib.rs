@@ -332,13 +332,7 @@ impl TestApp {
             .find(|r| r["body"]["predefined"] == "web_service")
             .and_then(|r| r["id"].as_i64())
             .expect("the Web service role");
-        let group =
-            match self.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"]
-                .as_i64()
-            {
-                Some(g) => g,
-                None => self.key_group("C-keys", "normal_c_key").await,
-            };
+        let group = self.c_key_group().await;
         let ck = self
             .post(
                 "/api/v1/c-keys",
@@ -483,6 +477,15 @@ impl TestApp {
             .id()
     }
 
+    /// The first normal C-key group, created when there is none.
+    pub async fn c_key_group(&self) -> i64 {
+        match self.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"].as_i64()
+        {
+            Some(g) => g,
+            None => self.key_group("C-keys", "normal_c_key").await,
+        }
+    }
+
     /// A C-key with a custom role (`permissions` as JSON map) in the given domains, and its token.
     pub async fn admin_with(
         &self,
@@ -498,13 +501,7 @@ impl TestApp {
             .await
             .expect(201)
             .id();
-        let group =
-            match self.get("/api/v1/key-groups?type=normal_c_key").await.body["items"][0]["id"]
-                .as_i64()
-            {
-                Some(g) => g,
-                None => self.key_group("C-keys", "normal_c_key").await,
-            };
+        let group = self.c_key_group().await;
         let ck = self
             .post(
                 "/api/v1/c-keys",

@@ -8,7 +8,7 @@ use axum::{
     body::Body,
     http::{Method, Request, header},
 };
-use lockgate_store::sso::{SsoPurpose, VerifiedAssertion};
+use lockgate_store::sso::{AwaitedRequest, SsoPurpose, VerifiedAssertion};
 
 use crate::{Resp, TestApp};
 
@@ -30,15 +30,32 @@ pub fn form_encode(s: &str) -> String {
         .collect()
 }
 
-/// Posts a form body to the system's ACS, as a browser does.
+/// The login-state secret of the test browser: logins [`await_sso_request`] records are
+/// bound to it, and [`post_acs`] sends it in the login-state cookie.
+pub const TEST_BROWSER_SECRET: &str =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Posts a form body to the system's ACS, as the test browser does (with its login-state
+/// cookie).
 pub async fn post_acs(app: &TestApp, body: &str) -> Resp {
-    let req = Request::builder()
+    post_acs_from(app, body, Some(TEST_BROWSER_SECRET)).await
+}
+
+/// Posts a form body to the system's ACS from a browser holding this login-state secret
+/// (none: a browser without the cookie).
+pub async fn post_acs_from(app: &TestApp, body: &str, browser_secret: Option<&str>) -> Resp {
+    let mut req = Request::builder()
         .method(Method::POST)
         .uri(format!("/sso/{}/acs", app.system_id))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_string()))
-        .expect("request");
-    app.send(req).await
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(s) = browser_secret {
+        req = req.header(
+            header::COOKIE,
+            format!("{}={s}", lockgate_api::sso::LOGIN_STATE_COOKIE),
+        );
+    }
+    app.send(req.body(Body::from(body.to_string())).expect("request"))
+        .await
 }
 
 /// Records an authentication request awaiting the identity provider's answer, as the login
@@ -53,11 +70,14 @@ pub async fn await_sso_request(
     app.store
         .create_sso_request(
             app.system_id,
-            request_id,
-            purpose,
-            c_key_id,
-            None,
-            expires_at,
+            &AwaitedRequest {
+                request_id,
+                purpose,
+                c_key_id,
+                return_to: None,
+                browser_secret: (purpose == SsoPurpose::Login).then_some(TEST_BROWSER_SECRET),
+                expires_at,
+            },
         )
         .await
         .expect("request");
@@ -89,6 +109,7 @@ pub async fn enrol_sso(
                 assertion_id,
                 not_on_or_after: now + chrono::Duration::minutes(5),
                 subject,
+                browser_secret: None,
             },
             chrono::Duration::hours(1),
             now,

@@ -14,7 +14,10 @@ use axum::{
     body::Body,
     http::{Method, Request, header},
 };
-use lockgate_tests::sso::{await_sso_request, enrol_sso, form_encode, post_acs, saml_peers};
+use lockgate_tests::sso::{
+    TEST_BROWSER_SECRET, await_sso_request, enrol_sso, form_encode, post_acs, post_acs_from,
+    saml_peers,
+};
 use lockgate_tests::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -247,17 +250,43 @@ async fn round_trip(site: &Site, idp_url: &str) -> (Resp, String) {
     (post_acs(&site.app, &body).await, body)
 }
 
-/// The browser's first step: the gateway's redirect to the identity provider.
+/// The browser's first step: the gateway's redirect to the identity provider. The test
+/// browser already holds its login-state cookie, which the gateway keeps using.
 async fn start_login(app: &TestApp, query: &str) -> String {
     let r = app
-        .call(
-            Method::GET,
-            &format!("/sso/{}/login{query}", app.system_id),
-            None,
-            None,
+        .send(
+            Request::builder()
+                .uri(format!("/sso/{}/login{query}", app.system_id))
+                .header(
+                    header::COOKIE,
+                    format!(
+                        "{}={TEST_BROWSER_SECRET}",
+                        lockgate_api::sso::LOGIN_STATE_COOKIE
+                    ),
+                )
+                .body(Body::empty())
+                .expect("request"),
         )
         .await
         .expect(303);
+    let set = r.headers[header::SET_COOKIE].to_str().expect("cookie");
+    assert_eq!(
+        set.split(';').next(),
+        Some(
+            format!(
+                "{}={TEST_BROWSER_SECRET}",
+                lockgate_api::sso::LOGIN_STATE_COOKIE
+            )
+            .as_str()
+        ),
+        "the login-state cookie: {set}"
+    );
+    for attr in ["HttpOnly", "Secure", "SameSite=None", "Path=/"] {
+        assert!(
+            set.contains(attr),
+            "the login-state cookie lacks {attr}: {set}"
+        );
+    }
     r.headers[header::LOCATION]
         .to_str()
         .expect("location")
@@ -603,6 +632,7 @@ on_both!(session_lifetimes, |app: TestApp| async move {
         request_id: "_r1",
         assertion_id: "_a1",
         not_on_or_after: now + chrono::Duration::minutes(5),
+        browser_secret: Some(TEST_BROWSER_SECRET),
         subject: "carol",
     };
     app.store
@@ -786,6 +816,7 @@ on_both!(session_lifetimes, |app: TestApp| async move {
             request_id: req,
             assertion_id: assertion,
             not_on_or_after: t + chrono::Duration::minutes(5),
+            browser_secret: Some(TEST_BROWSER_SECRET),
             subject: "dora",
         };
         app.store
@@ -949,6 +980,30 @@ async fn attack_corpus_is_refused() {
         tally.case(format!("{case} ({})", r.status), refused);
     }
     assert_eq!(sessions().await, 0, "an attack opened a session");
+    // Login CSRF: a valid response pushed into a browser that did not start the login (no
+    // login-state cookie, or another browser's) is refused, and uses nothing up.
+    let valid = format!(
+        "SAMLResponse={}",
+        form_encode(corpus["valid"]["response"].as_str().expect("valid"))
+    );
+    for (case, secret) in [
+        ("login_csrf_no_cookie", None),
+        (
+            "login_csrf_other_browser",
+            Some("fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"),
+        ),
+    ] {
+        let r = post_acs_from(app, &valid, secret).await;
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("another browser")),
+            "{case}: {:?}",
+            r.body
+        );
+        tally.status(case, r.status.as_u16(), &[403]);
+    }
+    assert_eq!(sessions().await, 0, "a pushed login opened a session");
     // The valid response logs in; the same assertion for the other request is a replay;
     // that request is still good for a fresh assertion.
     let r = post("valid").await;

@@ -514,6 +514,7 @@ async fn begin(
     purpose: SsoPurpose,
     c_key_id: Option<i64>,
     return_to: Option<String>,
+    browser_secret: Option<&str>,
 ) -> ApiResult<String> {
     let (sso, config) = provider(state)?;
     let s = enabled_system(state, system_id).await?;
@@ -524,11 +525,14 @@ async fn begin(
         .store
         .create_sso_request(
             system_id,
-            &id,
-            purpose,
-            c_key_id,
-            return_to.as_deref(),
-            expires_at,
+            &lockgate_store::sso::AwaitedRequest {
+                request_id: &id,
+                purpose,
+                c_key_id,
+                return_to: return_to.as_deref(),
+                browser_secret,
+                expires_at,
+            },
         )
         .await?;
     Ok(url)
@@ -539,15 +543,46 @@ struct ReturnTo {
     return_to: Option<String>,
 }
 
-/// `GET /sso/{system}/login?return_to=/path`: the browser goes to the identity provider.
+/// The login-state cookie: binds a login to the browser that started it. `SameSite=None`
+/// because the identity provider's answer arrives as a cross-site POST.
+pub const LOGIN_STATE_COOKIE: &str = "__Host-lockgate_sso_login";
+
+/// `GET /sso/{system}/login?return_to=/path`: the browser goes to the identity provider, with
+/// a login-state cookie the ACS will require (a browser with one keeps it, so logins started
+/// in two tabs both complete).
 async fn login(
     State(state): State<AppState>,
     Path(system_id): Path<i64>,
     Query(q): Query<ReturnTo>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let return_to = check_return_to(q.return_to)?;
-    let url = begin(&state, system_id, SsoPurpose::Login, None, return_to).await?;
-    Ok(redirect(&url))
+    let secret = match crate::authz::cookie(&headers, LOGIN_STATE_COOKIE)
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        Some(v) => v.to_string(),
+        None => lockgate_store::sso::new_browser_secret()?,
+    };
+    let url = begin(
+        &state,
+        system_id,
+        SsoPurpose::Login,
+        None,
+        return_to,
+        Some(&secret),
+    )
+    .await?;
+    let (_, config) = provider(&state)?;
+    let mut resp = redirect(&url);
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{LOGIN_STATE_COOKIE}={secret}; Path=/; HttpOnly; Secure; SameSite=None; Max-Age={}",
+            config.request_lifetime.num_seconds()
+        ))
+        .expect("cookie is ASCII"),
+    );
+    Ok(resp)
 }
 
 /// `POST /api/v1/sso/enrolment`: the administrator logged in with the C-key (a token, not an
@@ -585,6 +620,7 @@ async fn enrol(
         SsoPurpose::Enrol,
         Some(admin.c_key.id),
         return_to,
+        None,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "redirect_url": url }))).into_response())
@@ -635,6 +671,7 @@ async fn acs(
                 assertion_id: &verified.assertion_id,
                 not_on_or_after,
                 subject: &verified.subject,
+                browser_secret: crate::authz::cookie(&headers, LOGIN_STATE_COOKIE),
             },
             config.session_absolute,
             now,
@@ -663,6 +700,13 @@ async fn acs(
             resp.headers_mut().insert(
                 header::SET_COOKIE,
                 HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
+            );
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&format!(
+                    "{LOGIN_STATE_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=None; Max-Age=0"
+                ))
+                .expect("cookie is ASCII"),
             );
             resp.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -113,6 +113,29 @@ pub struct VerifiedAssertion<'a> {
     pub assertion_id: &'a str,
     pub not_on_or_after: DateTime<Utc>,
     pub subject: &'a str,
+    /// The login-state cookie's secret the answer came with (a login must bring the one its
+    /// request was started with).
+    pub browser_secret: Option<&'a str>,
+}
+
+/// An authentication request sent to the identity provider, awaiting its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct AwaitedRequest<'a> {
+    /// The request's ID (the answer's `InResponseTo`).
+    pub request_id: &'a str,
+    pub purpose: SsoPurpose,
+    /// The enrolling C-key (enrolment only).
+    pub c_key_id: Option<i64>,
+    /// Where the browser goes after the answer (a path of this gateway).
+    pub return_to: Option<&'a str>,
+    /// The secret of the login-state cookie of the browser that started a login.
+    pub browser_secret: Option<&'a str>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A new secret for a browser's login-state cookie.
+pub fn new_browser_secret() -> Result<String> {
+    random_hex(32)
 }
 
 fn hash(secret: &str) -> String {
@@ -322,15 +345,7 @@ impl Store {
     }
 
     /// Records an authentication request sent to the identity provider.
-    pub async fn create_sso_request(
-        &self,
-        system_id: i64,
-        request_id: &str,
-        purpose: SsoPurpose,
-        c_key_id: Option<i64>,
-        return_to: Option<&str>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<()> {
+    pub async fn create_sso_request(&self, system_id: i64, r: &AwaitedRequest<'_>) -> Result<()> {
         let now = Utc::now();
         let mut tx = self.write_tx().await?;
         // Requests never answered are forgotten once expired.
@@ -339,15 +354,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO sso_requests (request_id, system_id, purpose, c_key_id, return_to, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO sso_requests (request_id, system_id, purpose, c_key_id, return_to, created_at, expires_at, browser_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(request_id)
+        .bind(r.request_id)
         .bind(system_id)
-        .bind(purpose.as_str())
-        .bind(c_key_id)
-        .bind(return_to)
+        .bind(r.purpose.as_str())
+        .bind(r.c_key_id)
+        .bind(r.return_to)
         .bind(ts(now))
-        .bind(ts(expires_at))
+        .bind(ts(r.expires_at))
+        .bind(r.browser_secret.map(hash))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -371,7 +387,7 @@ impl Store {
         };
         let mut tx = self.write_tx().await?;
         let req = sqlx::query(
-            "SELECT purpose, c_key_id, return_to, expires_at FROM sso_requests WHERE request_id = $1 AND system_id = $2",
+            "SELECT purpose, c_key_id, return_to, expires_at, browser_hash FROM sso_requests WHERE request_id = $1 AND system_id = $2",
         )
         .bind(answer.request_id)
         .bind(system_id)
@@ -381,6 +397,28 @@ impl Store {
         if parse_ts(&req.try_get::<String, _>("expires_at")?)? < now {
             return Err(refused(
                 "the request this response answers has expired; log in again",
+            ));
+        }
+        // Architecture invariant: a login is completed only in the browser that started it
+        // (its login-state cookie), so nobody can push their own login into another browser.
+        let purpose = SsoPurpose::parse(&req.try_get::<String, _>("purpose")?)?;
+        let bound: Option<String> = req.try_get("browser_hash")?;
+        let same_browser = match (&bound, answer.browser_secret) {
+            (Some(h), Some(secret)) => {
+                let got = hash(secret);
+                got.len() == h.len()
+                    && got
+                        .bytes()
+                        .zip(h.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            }
+            (Some(_), None) => false,
+            (None, _) => purpose == SsoPurpose::Enrol,
+        };
+        if !same_browser {
+            return Err(refused(
+                "this login was started in another browser (its login-state cookie is missing or different); start the login again here",
             ));
         }
         // Architecture invariant: a request is answered once. Two posts of one response race
@@ -424,7 +462,6 @@ impl Store {
             }
             _ => e.into(),
         })?;
-        let purpose = SsoPurpose::parse(&req.try_get::<String, _>("purpose")?)?;
         let return_to: Option<String> = req.try_get("return_to")?;
         let outcome = match purpose {
             SsoPurpose::Login => {

@@ -454,6 +454,22 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Prints the rate and latency of `times` (one per operation) done in `total`; returns the
+/// rate per second.
+pub fn rate_report(what: &str, mut times: Vec<Duration>, total: Duration) -> f64 {
+    times.sort();
+    let rate = times.len() as f64 / total.as_secs_f64();
+    println!(
+        "{what}: {} in {:.2} s = {rate:.1}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        times.len(),
+        total.as_secs_f64(),
+        ms(percentile(&times, 50.0)),
+        ms(percentile(&times, 99.0)),
+        ms(times.last().copied().unwrap_or_default()),
+    );
+    rate
+}
+
 /// Peak resident set size of this process (VmHWM), in kB.
 pub fn peak_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
