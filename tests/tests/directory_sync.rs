@@ -14,7 +14,8 @@ use lockgate_host::{
 use lockgate_jobs::{Queue, QueueConfig};
 use lockgate_model::person::Person;
 use lockgate_store::{
-    Actor, DirectorySync, DirectorySyncReport, StoreError, SyncedPerson, directory::SyncSkip,
+    Actor, DirectorySync, DirectorySyncReport, StoreError, SyncedPerson,
+    directory::{OnInvalid, SyncSkip},
 };
 use lockgate_tests::*;
 use serde_json::json;
@@ -49,6 +50,7 @@ fn request<'a>(source: &'a str, full: bool, persons: Vec<SyncedPerson>) -> Direc
         max_deletions: 1_000_000,
         max_deletion_percent: 100,
         watermark: None,
+        on_invalid: OnInvalid::Refuse,
         persons,
     }
 }
@@ -627,7 +629,12 @@ on_both!(
     gateway_sync_persons_maps_and_applies,
     |app: TestApp| async move {
         let app = app;
-        let gw = CoreGateway::new(app.store.clone());
+        // This source refuses a sync with an invalid entry (`[plugins.sources.ldap]`).
+        let gw = CoreGateway::new(app.store.clone()).with_on_invalid(
+            [("ldap".to_string(), OnInvalid::Refuse)]
+                .into_iter()
+                .collect(),
+        );
         let invalid = |e: PluginError| match e {
             PluginError::Invalid(m) => m,
             other => panic!("{other:?}"),
@@ -921,5 +928,122 @@ on_both!(
             "directory sync of {n} persons on {:?}: create {create:?}, unchanged {unchanged:?}, 10 % updated {update:?}",
             app.db
         );
+    }
+);
+
+on_both!(
+    invalid_entries_are_skipped_by_default_and_stored_persons_kept,
+    |app: TestApp| async move {
+        let app = app;
+        let sys = app.store.system(app.system_id).await.expect("system");
+        let sync = |persons: Vec<SyncedPerson>, full: bool| DirectorySync {
+            on_invalid: OnInvalid::Skip,
+            ..request("corp", full, persons)
+        };
+        // First sync: three good persons.
+        let r = app
+            .store
+            .sync_directory(
+                &sys,
+                &actor(),
+                sync(
+                    vec![
+                        person("S-1", "One"),
+                        person("S-2", "Two"),
+                        person("S-3", "Three"),
+                    ],
+                    true,
+                ),
+            )
+            .await
+            .expect("sync");
+        assert_eq!((r.created, r.invalid), (3, 0));
+        // Then S-2's entry turns invalid (bad e-mail), one entry has no identifier and one
+        // repeats S-1: with `skip` they are listed with field and reason, the rest is applied,
+        // and the full sync deletes neither S-2 (kept as stored) nor anyone else.
+        let mut bad = person("S-2", "Two");
+        bad.person.email = Some("not-an-address".into());
+        let mut nameless = person("", "Nobody");
+        nameless.person.identifier = None;
+        let r = app
+            .store
+            .sync_directory(
+                &sys,
+                &actor(),
+                sync(
+                    vec![
+                        person("S-1", "Uno"),
+                        bad,
+                        nameless,
+                        person("s-1", "Again"),
+                        person("S-3", "Three"),
+                        person("S-4", "Four"),
+                    ],
+                    true,
+                ),
+            )
+            .await
+            .expect("sync");
+        assert_eq!(
+            (r.staged, r.created, r.updated, r.deleted, r.invalid),
+            (6, 1, 1, 0, 3),
+            "{r:?}"
+        );
+        let reasons: Vec<(String, String)> = r
+            .skipped
+            .iter()
+            .map(|s| (s.identifier.clone(), s.reason.clone()))
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|(i, why)| i == "S-2" && why.contains("email")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|(i, why)| i == "persons[2]" && why.contains("identifier: is required")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|(i, why)| i == "s-1" && why.contains("already staged as persons[0]")),
+            "{reasons:?}"
+        );
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE kind = 'employee' AND system_id = $1 AND status = 'active'")
+            .bind(app.system_id)
+            .fetch_one(app.store.pool())
+            .await
+            .expect("count");
+        assert_eq!(count, 4, "S-1, S-2 (kept), S-3, S-4");
+        // The same batch with `refuse`: nothing written, every invalid entry named.
+        let mut bad = person("S-3", "Three");
+        bad.person.email = Some("nope".into());
+        let err = app
+            .store
+            .sync_directory(
+                &sys,
+                &actor(),
+                DirectorySync {
+                    on_invalid: OnInvalid::Refuse,
+                    ..request("corp", true, vec![person("S-5", "Five"), bad])
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(v) if v.errors.iter().any(|e| e.field == "persons[1].email")),
+            "{err:?}"
+        );
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM objects WHERE kind = 'employee' AND system_id = $1",
+        )
+        .bind(app.system_id)
+        .fetch_one(app.store.pool())
+        .await
+        .expect("count");
+        assert_eq!(count, 4, "nothing written");
     }
 );

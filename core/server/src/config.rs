@@ -49,6 +49,15 @@ pub struct Config {
     pub scim: ScimConfig,
 }
 
+/// `[plugins.sources.NAME]`: the core's policy for one directory-source plugin's syncs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// An entry that fails validation: `skip` (default; listed in the report with field and
+    /// reason, the rest applied) or `refuse` (the whole sync refused, nothing written).
+    pub on_invalid: lockgate_store::directory::OnInvalid,
+}
+
 /// `[scim]`: SCIM 2.0 provisioning under `/scim/v2` (docs/connectors/scim.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -715,6 +724,9 @@ pub struct PluginsConfig {
     /// `[plugins.mqtt]`: the broker behind the `mqtt` capability; none: MQTT
     /// publishes answer `unavailable`. Read at start-up only.
     pub mqtt: Option<lockgate_host::MqttConfig>,
+    /// `[plugins.sources.NAME]`: how the core applies the persons the directory-source plugin
+    /// NAME hands over (`on_invalid`). Read at start-up.
+    pub sources: BTreeMap<String, SourceConfig>,
     /// `[plugins.ldap.NAME]`: the directories behind the `ldap` capability
     /// (a grant names them). Reloaded on SIGHUP.
     pub ldap: BTreeMap<String, lockgate_host::LdapDirectoryConfig>,
@@ -737,6 +749,7 @@ impl Default for PluginsConfig {
             limits: host.limits,
             backoff: host.backoff,
             instances: BTreeMap::new(),
+            sources: BTreeMap::new(),
             mqtt: None,
             ldap: BTreeMap::new(),
             smtp: None,

@@ -51,6 +51,9 @@ pub struct CoreGateway {
     queue: Option<Queue>,
     /// The licence configuration plugin writes are judged by, per locking system.
     licence: lockgate_api::licence::LicenceConfig,
+    /// Per directory-source plugin: what an invalid entry does (`[plugins.sources.NAME]`);
+    /// unnamed plugins skip invalid entries.
+    on_invalid: std::collections::HashMap<String, lockgate_store::directory::OnInvalid>,
 }
 
 impl CoreGateway {
@@ -60,7 +63,17 @@ impl CoreGateway {
             store,
             queue: None,
             licence: lockgate_api::licence::LicenceConfig::default(),
+            on_invalid: std::collections::HashMap::new(),
         }
+    }
+
+    /// What an invalid directory entry does, per directory-source plugin.
+    pub fn with_on_invalid(
+        mut self,
+        on_invalid: std::collections::HashMap<String, lockgate_store::directory::OnInvalid>,
+    ) -> Self {
+        self.on_invalid = on_invalid;
+        self
     }
 
     /// Judge plugin writes by this licence configuration (`[licence]`).
@@ -592,6 +605,7 @@ impl Gateway for CoreGateway {
                 .watermark
                 .as_ref()
                 .map(|(key, value)| (plugin, key.as_str(), value.as_slice())),
+            on_invalid: self.on_invalid.get(plugin).copied().unwrap_or_default(),
             persons: staged,
         };
         let report = self

@@ -178,7 +178,14 @@ pub async fn start(
         tracing::info!("plugin host disabled in the configuration");
         return Ok(None);
     }
-    let mut gateway = crate::gateway::CoreGateway::new(store.clone()).with_licence(licence.clone());
+    let mut gateway = crate::gateway::CoreGateway::new(store.clone())
+        .with_licence(licence.clone())
+        .with_on_invalid(
+            cfg.sources
+                .iter()
+                .map(|(name, source)| (name.clone(), source.on_invalid))
+                .collect(),
+        );
     if let Some(q) = queue {
         gateway = gateway.with_queue(q);
     }

@@ -60,6 +60,19 @@ pub struct SyncedPerson {
     pub active: bool,
 }
 
+/// What a sync does with an entry that fails validation (per source, `on_invalid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalid {
+    /// Leave the entry out and list it in the report (field and reason); the rest is
+    /// applied. A stored person whose entry is invalid stays as it is (a full sync does not
+    /// delete them).
+    #[default]
+    Skip,
+    /// Refuse the whole sync, naming every invalid entry (at most 100); nothing is written.
+    Refuse,
+}
+
 /// One directory sync (see [`Store::sync_directory`]).
 #[derive(Debug, Clone)]
 pub struct DirectorySync<'a> {
@@ -78,6 +91,8 @@ pub struct DirectorySync<'a> {
     pub max_deletion_percent: u8,
     /// `(plugin, key, value)` written to the plugin key-value store in the same transaction.
     pub watermark: Option<(&'a str, &'a str, &'a [u8])>,
+    /// What an invalid entry does: skipped (default) or the whole sync refused.
+    pub on_invalid: OnInvalid,
     pub persons: Vec<SyncedPerson>,
 }
 
@@ -109,6 +124,9 @@ pub struct DirectorySyncReport {
     /// Persons left alone (at most [`MAX_REPORT_LIST`]).
     pub skipped: Vec<SyncSkip>,
     pub skipped_total: usize,
+    /// Entries left out because they failed validation (`on_invalid = "skip"`; in `skipped`
+    /// with the field and reason).
+    pub invalid: usize,
     /// Active persons of the source before the sync (the base of the percentage guard;
     /// counted only when something would be deleted or on a full sync).
     pub source_persons: usize,
@@ -180,37 +198,72 @@ fn check_watermark(plugin: &str, key: &str, value: &[u8]) -> Result<()> {
     Ok(e.into_result()?)
 }
 
+/// A validated batch: the case-folded identifier of every entry, and the entries that failed
+/// (`on_invalid = "skip"`: index, identifier or `persons[i]`, and the reasons).
+struct Batch {
+    folded: Vec<String>,
+    invalid: Vec<(usize, String, String)>,
+}
+
 /// Batch validation: the model's checks per person, a required identifier, no identifier
-/// twice (case-folded). Errors name the index: `persons[12].email`.
-fn validate_batch(sys: &LockingSystem, persons: &[SyncedPerson]) -> Result<Vec<String>> {
+/// twice (case-folded; the later entry is the invalid one). Refusing, errors name the index:
+/// `persons[12].email`; skipping, each invalid entry is listed with its fields and reasons.
+fn validate_batch(
+    sys: &LockingSystem,
+    persons: &[SyncedPerson],
+    on_invalid: OnInvalid,
+) -> Result<Batch> {
     let mut errors = ValidationErrors::new();
+    let mut invalid = Vec::new();
     let link_root = sys.settings.link_root_url.is_some();
     let mut seen: HashMap<String, usize> = HashMap::with_capacity(persons.len());
     let mut folded = Vec::with_capacity(persons.len());
     for (i, sp) in persons.iter().enumerate() {
-        if errors.errors.len() >= MAX_ERRORS {
+        if on_invalid == OnInvalid::Refuse && errors.errors.len() >= MAX_ERRORS {
             break;
         }
-        let prefix = format!("persons[{i}]");
+        let mut own = ValidationErrors::new();
         let ident = sp.person.identifier.as_deref().unwrap_or("");
         if ident.trim().is_empty() {
-            errors.push(format!("{prefix}.identifier"), "is required");
+            own.push("identifier", "is required");
         }
-        errors.extend_prefixed(&prefix, sp.person.validate_fields(link_root));
+        own.errors
+            .extend(sp.person.validate_fields(link_root).errors);
         let f = crate::fold(ident);
-        if !f.is_empty()
-            && let Some(first) = seen.insert(f.clone(), i)
-        {
-            errors.push(
-                format!("{prefix}.identifier"),
-                format!("'{ident}' is already staged as persons[{first}]"),
-            );
+        if !f.is_empty() {
+            match seen.get(&f) {
+                Some(first) => own.push(
+                    "identifier",
+                    format!("'{ident}' is already staged as persons[{first}]"),
+                ),
+                None => {
+                    seen.insert(f.clone(), i);
+                }
+            }
+        }
+        if !own.is_empty() {
+            match on_invalid {
+                OnInvalid::Refuse => errors.extend_prefixed(&format!("persons[{i}]"), own),
+                OnInvalid::Skip => {
+                    let shown = if ident.trim().is_empty() {
+                        format!("persons[{i}]")
+                    } else {
+                        ident.trim().to_string()
+                    };
+                    let reasons: Vec<String> = own
+                        .errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect();
+                    invalid.push((i, shown, format!("invalid entry: {}", reasons.join("; "))));
+                }
+            }
         }
         folded.push(f);
     }
     errors.errors.truncate(MAX_ERRORS);
     errors.into_result()?;
-    Ok(folded)
+    Ok(Batch { folded, invalid })
 }
 
 /// The body a synced person gets from the directory on top of what is stored.
@@ -289,7 +342,38 @@ impl Store {
         if let Some((plugin, key, value)) = req.watermark {
             check_watermark(plugin, key, value)?;
         }
-        let folded = validate_batch(sys, &req.persons)?;
+        let Batch {
+            mut folded,
+            invalid,
+        } = validate_batch(sys, &req.persons, req.on_invalid)?;
+        // Invalid entries are left out; their stored persons (if any) are kept as they are.
+        let mut req = req;
+        let mut protected: HashSet<String> = HashSet::new();
+        if !invalid.is_empty() {
+            let out: HashSet<usize> = invalid.iter().map(|(i, _, _)| *i).collect();
+            for (i, f) in folded.iter().enumerate() {
+                if out.contains(&i) && !f.is_empty() {
+                    protected.insert(f.clone());
+                }
+            }
+            let mut index = 0;
+            req.persons.retain(|_| {
+                index += 1;
+                !out.contains(&(index - 1))
+            });
+            let mut index = 0;
+            folded.retain(|_| {
+                index += 1;
+                !out.contains(&(index - 1))
+            });
+        }
+        let note_invalid = |report: &mut DirectorySyncReport| {
+            report.staged += invalid.len();
+            report.invalid = invalid.len();
+            for (_, ident, reason) in &invalid {
+                report.skip(ident, reason.clone());
+            }
+        };
         let domain = match req.domain {
             Some(name) => {
                 let want = crate::fold(name);
@@ -313,11 +397,13 @@ impl Store {
         // between reading and writing); a dry run reads on a plain connection.
         if req.dry_run {
             let mut conn = self.pool().acquire().await?;
-            let (report, _) = plan(&mut conn, sys, &req, &folded, domain).await?;
+            let (mut report, _) = plan(&mut conn, sys, &req, &folded, &protected, domain).await?;
+            note_invalid(&mut report);
             return Ok(report);
         }
         let mut tx = self.write_tx().await?;
-        let (report, writes) = plan(&mut tx, sys, &req, &folded, domain).await?;
+        let (mut report, writes) = plan(&mut tx, sys, &req, &folded, &protected, domain).await?;
+        note_invalid(&mut report);
         if let Some(message) = &report.guard {
             return Err(StoreError::Refused {
                 message: message.clone(),
@@ -356,6 +442,7 @@ async fn plan(
     sys: &LockingSystem,
     req: &DirectorySync<'_>,
     folded: &[String],
+    protected: &HashSet<String>,
     domain: Option<i64>,
 ) -> Result<(DirectorySyncReport, Writes)> {
     let source = req.source;
@@ -465,6 +552,7 @@ async fn plan(
             if ex.body.synced_from.as_deref() == Some(source)
                 && ex.body.lifecycle == PersonState::Active
                 && !kept_active.contains(f.as_str())
+                && !protected.contains(f.as_str())
             {
                 candidates.insert(ex.id, ex);
             }
