@@ -964,6 +964,9 @@ async fn attack_corpus_is_refused() {
             "oversized" => "bytes",
             "deflate_bomb" => "never compressed",
             "encrypted_assertion" => "encrypted",
+            "no_authn_statement" => "AuthnStatement",
+            "unknown_condition" => "does not understand",
+            "wrong_version" => "SAML 2.0",
             other => panic!("case {other} has no expected reason here"),
         };
         let detail = r.body["detail"].as_str().unwrap_or_default();

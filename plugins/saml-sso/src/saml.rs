@@ -657,6 +657,12 @@ fn read_assertion(
 ) -> Result<Verified> {
     let skew = sp.clock_skew_seconds;
     let root = doc.root_element();
+    if root.attribute("Version") != Some("2.0") {
+        return Err(format!(
+            "Response Version '{}' is not SAML 2.0",
+            root.attribute("Version").unwrap_or_default()
+        ));
+    }
     let destination = attr(root, "Destination", "Response")?;
     if destination != sp.acs_url {
         return Err(format!(
@@ -691,6 +697,19 @@ fn read_assertion(
     if assertion.attribute("ID") != Some(assertion_id) {
         return Err("the Assertion read is not the one verified".into());
     }
+    if assertion.attribute("Version") != Some("2.0") {
+        return Err(format!(
+            "Assertion Version '{}' is not SAML 2.0",
+            assertion.attribute("Version").unwrap_or_default()
+        ));
+    }
+    // Web browser SSO profile (SAML profiles §4.1.4.2): a bearer assertion says how the
+    // subject authenticated; one without an AuthnStatement is no login.
+    if child(assertion, SAML, "AuthnStatement").is_none() {
+        return Err(
+            "the Assertion has no AuthnStatement: it does not say the subject authenticated".into(),
+        );
+    }
     let issuer = strict_text(
         only_child(assertion, SAML, "Issuer", "Assertion")?,
         "Assertion/Issuer",
@@ -703,6 +722,20 @@ fn read_assertion(
     }
     // Conditions: time window and audience.
     let conditions = only_child(assertion, SAML, "Conditions", "Assertion")?;
+    // A condition not understood makes the assertion's validity indeterminate (SAML core
+    // §2.5.1): refused. OneTimeUse is kept by the replay cache; ProxyRestriction limits what
+    // this service provider would issue, and it issues nothing.
+    for c in conditions.children().filter(|c| c.is_element()) {
+        let known = ["AudienceRestriction", "OneTimeUse", "ProxyRestriction"]
+            .iter()
+            .any(|n| is(&c, SAML, n));
+        if !known {
+            return Err(format!(
+                "Conditions holds a condition this service provider does not understand ({})",
+                c.tag_name().name()
+            ));
+        }
+    }
     let mut not_on_or_after = i64::MAX;
     if let Some(nb) = conditions.attribute("NotBefore")
         && parse_instant(nb, "Conditions NotBefore")? > now + skew

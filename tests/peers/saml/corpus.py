@@ -102,6 +102,9 @@ EXPECT = {
     "oversized": ["larger", "bytes"],
     "deflate_bomb": ["base64", "xml", "compressed"],
     "encrypted_assertion": "encrypt",
+    "no_authn_statement": "AuthnStatement",
+    "unknown_condition": "understand",
+    "wrong_version": "2.0",
 }
 
 # Whether signxml, given the IdP certificate, must accept the (first) signature of a case.
@@ -122,6 +125,9 @@ SIGNATURE_VERIFIES = {
     "expired": True,
     "not_yet_valid": True,
     "oversized": True,
+    "no_authn_statement": True,
+    "unknown_condition": True,
+    "wrong_version": True,
     "tampered": False,
     "attacker_keyinfo": False,
     "duplicate_id": False,  # the reference is ambiguous
@@ -447,6 +453,24 @@ class Corpus:
         )
         out["not_yet_valid"] = self.signed("not_yet_valid", not_before=now + 3600, not_on_or_after=now + 3900)
         out["oversized"] = self.signed("oversized", extra_attributes=[("padding", "A" * OVERSIZED_XML_BYTES)])
+
+        # Signed, but no statement that the subject authenticated.
+        resp = self.response("no_authn_statement")
+        a_el = self.assertion(resp)
+        a_el.remove(a_el.find("saml:AuthnStatement", NS))
+        out["no_authn_statement"] = self.sign(resp, a_el.get("ID"))
+
+        # Signed, with a condition the SP cannot understand (validity indeterminate).
+        resp = self.response("unknown_condition")
+        cond = self.assertion(resp).find("saml:Conditions", NS)
+        custom = sub(cond, SAML, "Condition")
+        custom.set("{http://www.w3.org/2001/XMLSchema-instance}type", "DelegationRestrictionType")
+        out["unknown_condition"] = self.sign(resp, self.assertion(resp).get("ID"))
+
+        # Signed, but not a SAML 2.0 assertion.
+        resp = self.response("wrong_version")
+        self.assertion(resp).set("Version", "1.1")
+        out["wrong_version"] = self.sign(resp, self.assertion(resp).get("ID"))
 
         # An EncryptedAssertion in place of the Assertion (the cipher text is random: the SP
         # has no key to decrypt it and must refuse encrypted assertions before trying).
