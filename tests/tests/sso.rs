@@ -360,6 +360,13 @@ on_both!(login_through_pysaml2, |_app: TestApp| async move {
     )
     .await
     .expect_field(422, "url");
+    // The keys every login is verified with never come over plain http from the network.
+    app.post(
+        "/api/v1/sso/idp-metadata",
+        json!({ "url": "http://idp.example.com/metadata" }),
+    )
+    .await
+    .expect_field(422, "url");
     // Before enrolment the subject maps to no C-key: refused, never created.
     let url = start_login(app, "").await;
     let (r, _) = round_trip(&site, &url).await;

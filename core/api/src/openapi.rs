@@ -1076,7 +1076,7 @@ fn sso_operations(ops: &mut Vec<Op>) {
         )
         .ok(200, "The settings with what the metadata says", settings())
         .problem(404, off)
-        .problem(409, "The metadata was not imported from a URL")
+        .problem(409, "The metadata was not imported from a URL, or the URL now names another identity provider")
         .problem(422, "The metadata is not usable, or the URL's host is not granted to the plugin")
         .problem(503, "The identity provider or the sso plugin is unavailable"),
     );

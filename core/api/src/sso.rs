@@ -337,14 +337,35 @@ async fn refresh_metadata(State(state): State<AppState>, admin: Admin) -> ApiRes
         )
     })?;
     let xml = sso.fetch_metadata(url.clone()).await?;
+    // A refresh renews keys and endpoints of the same identity provider; another entity id
+    // at that URL (which would forget every enrolled identity) needs an explicit import.
+    let summary = sso.read_metadata(xml.clone()).await?;
+    if s.idp_entity_id.as_deref() != Some(summary.entity_id.as_str()) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "sso-other-identity-provider",
+            format!(
+                "the metadata at {url} now names another identity provider ('{}'); import it explicitly (POST /api/v1/sso/idp-metadata) if that is intended",
+                summary.entity_id
+            ),
+        ));
+    }
     keep_metadata(&state, &admin, &*sso, &config, xml, Some(url)).await
 }
 
-/// A metadata URL: http(s), at most 2048 characters, no credentials.
+/// A metadata URL: https (http only to a loopback host: the metadata carries the keys every
+/// login is verified with, so a network attacker must not be able to swap it), at most 2048
+/// characters, no credentials.
 fn check_metadata_url(url: &str) -> ApiResult<String> {
+    let loopback = |u: &url::Url| match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    };
     match url::Url::parse(url) {
         Ok(u)
-            if matches!(u.scheme(), "https" | "http")
+            if (u.scheme() == "https" || (u.scheme() == "http" && loopback(&u)))
                 && u.host().is_some()
                 && u.username().is_empty()
                 && u.password().is_none()
@@ -354,7 +375,7 @@ fn check_metadata_url(url: &str) -> ApiResult<String> {
         }
         _ => Err(Problem::field(
             "url",
-            "must be an http(s) URL without credentials, at most 2048 characters",
+            "must be an https URL (http only to a loopback host) without credentials, at most 2048 characters",
         )),
     }
 }
