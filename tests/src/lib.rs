@@ -321,6 +321,11 @@ impl TestApp {
     /// A provisioning client: a C-key holding the pre-defined Web service role and a token
     /// issued to it for SCIM; returns the C-key's id and the token.
     pub async fn scim_client(&self, marking: &str) -> (i64, String) {
+        self.scim_client_in(marking, &[self.default_domain]).await
+    }
+
+    /// [`TestApp::scim_client`] whose C-key administers these domains.
+    pub async fn scim_client_in(&self, marking: &str, domains: &[i64]) -> (i64, String) {
         let roles = self
             .get("/api/v1/roles?limit=100&with_body=true")
             .await
@@ -336,7 +341,7 @@ impl TestApp {
         let ck = self
             .post(
                 "/api/v1/c-keys",
-                json!({ "name": format!("Provisioning {marking}"), "marking": marking, "kind": "normal", "key_group_id": group, "role_ids": [role], "domain_ids": [self.default_domain] }),
+                json!({ "name": format!("Provisioning {marking}"), "marking": marking, "kind": "normal", "key_group_id": group, "role_ids": [role], "domain_ids": domains }),
             )
             .await
             .expect(201)

@@ -944,6 +944,157 @@ on_both!(groups_are_tags, |app: TestApp| async move {
         .expect(404);
 });
 
+on_both!(domains_bounds_and_etag_lists, |app: TestApp| async move {
+    let app = app.with_scim(BASE);
+    let (_, token) = app.scim_client("SCIM7").await;
+    let other_domain = app.domain("Plant 2").await;
+    let (_, other) = app.scim_client_in("SCIM8", &[other_domain]).await;
+    let r = scim(
+        &app,
+        &token,
+        Method::POST,
+        "/scim/v2/Users",
+        Some(user("uma", "Uma", "U", "D-1")),
+        &[],
+    )
+    .await
+    .expect(201);
+    let uid = r.body["id"].as_str().expect("id").to_string();
+    let r = scim(
+        &app,
+        &token,
+        Method::POST,
+        "/scim/v2/Groups",
+        Some(json!({ "schemas": [GROUP], "displayName": "Empty" })),
+        &[],
+    )
+    .await
+    .expect(201);
+    let group = format!("/scim/v2/Groups/{}", r.body["id"].as_str().expect("id"));
+    // Another domain's client sees neither the user nor the (empty) group, and cannot write them.
+    let r = scim(&app, &other, Method::GET, "/scim/v2/Groups", None, &[])
+        .await
+        .expect(200);
+    assert_eq!(r.body["totalResults"], 0, "{}", r.body);
+    scim(&app, &other, Method::GET, &group, None, &[])
+        .await
+        .expect(404);
+    scim(&app, &other, Method::DELETE, &group, None, &[])
+        .await
+        .expect(404);
+    scim(
+        &app,
+        &other,
+        Method::GET,
+        &format!("/scim/v2/Users/{uid}"),
+        None,
+        &[],
+    )
+    .await
+    .expect(404);
+    assert_eq!(
+        scim(&app, &other, Method::GET, "/scim/v2/Users", None, &[])
+            .await
+            .expect(200)
+            .body["totalResults"],
+        0
+    );
+    // Entity-tag lists and weak comparison (RFC 7232).
+    let path = format!("/scim/v2/Users/{uid}");
+    scim(
+        &app,
+        &token,
+        Method::GET,
+        &path,
+        None,
+        &[("If-None-Match", "\"1\"")],
+    )
+    .await
+    .expect(304);
+    scim(
+        &app,
+        &token,
+        Method::PUT,
+        &path,
+        Some(user("uma", "Uma", "V", "D-1")),
+        &[("If-Match", "W/\"7\", W/\"1\"")],
+    )
+    .await
+    .expect(200);
+    // Bounds: one spelling per attribute, at most 100 values, at most 64 KiB.
+    let mut twice = user("vic", "V", "W", "D-2");
+    twice["USERNAME"] = json!("vic2");
+    assert_eq!(
+        scim(
+            &app,
+            &token,
+            Method::POST,
+            "/scim/v2/Users",
+            Some(twice),
+            &[]
+        )
+        .await
+        .expect(400)
+        .body["scimType"],
+        "invalidValue"
+    );
+    let mut many = user("vic", "V", "W", "D-2");
+    many["emails"] = json!(
+        (0..101)
+            .map(|i| json!({ "value": format!("v{i}@x.example") }))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        scim(
+            &app,
+            &token,
+            Method::POST,
+            "/scim/v2/Users",
+            Some(many),
+            &[]
+        )
+        .await
+        .expect(400)
+        .body["scimType"],
+        "invalidValue"
+    );
+    let mut big = user("vic", "V", "W", "D-2");
+    big["displayName"] = json!("x".repeat(70_000));
+    assert_eq!(
+        scim(&app, &token, Method::POST, "/scim/v2/Users", Some(big), &[])
+            .await
+            .expect(400)
+            .body["scimType"],
+        "invalidValue"
+    );
+    // A user deleted while persons are marked as deleted leaves its groups' tags behind.
+    scim(&app, &token, Method::PATCH, &group, Some(json!({ "schemas": [PATCH], "Operations": [{ "op": "add", "path": "members", "value": [{ "value": uid }] }] })), &[]).await.expect(200);
+    assert_eq!(employee(&app, "D-1").await["tags"], json!(["Empty"]));
+    app.patch(
+        "/api/v1/system/settings",
+        json!({ "person_deletion": "mark_as_deleted" }),
+    )
+    .await
+    .expect(200);
+    scim(&app, &token, Method::DELETE, &path, None, &[])
+        .await
+        .expect(204);
+    let e = employee(&app, "D-1").await;
+    assert_eq!(
+        (e["status"].as_str(), e["tags"].clone()),
+        (Some("deleted"), json!([])),
+        "{e}"
+    );
+    assert_eq!(
+        scim(&app, &token, Method::GET, &group, None, &[])
+            .await
+            .expect(200)
+            .body
+            .get("members"),
+        None
+    );
+});
+
 /// The external conformance checker, scim2-tester (through `scim2 ... test`), against a
 /// gateway listening on loopback: every check must succeed (a skipped one fails too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -317,10 +317,12 @@ pub async fn authenticate(
         }
         let system = state.store.system(auth.system_id).await?;
         // Manual §6.2: a system locked for maintenance takes no changes but the unlock.
+        // A SCIM search is a POST that reads.
         let read_only = matches!(
             parts.method,
             axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-        );
+        ) || (purpose == TokenPurpose::Scim
+            && parts.uri.path().ends_with("/.search"));
         if !read_only
             && system.in_maintenance(state.app.now())
             && parts.uri.path() != crate::admin::MAINTENANCE_PATH

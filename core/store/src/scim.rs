@@ -10,7 +10,7 @@
 //! its `displayName` on its members' employees; the group is the source of truth and its
 //! next write puts the tag back where an administrator took it off.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use lockgate_model::{
@@ -121,7 +121,30 @@ fn record(r: &sqlx::any::AnyRow) -> Result<ScimRecord> {
     })
 }
 
-const COLS: &str = "s.id, s.resource_type, s.body, s.person_id, s.version, s.created_at, s.updated_at, o.domain_id";
+/// A user's domain is its employee's; a group's, the creating client's.
+const COLS: &str = "s.id, s.resource_type, s.body, s.person_id, s.version, s.created_at, s.updated_at, COALESCE(o.domain_id, s.domain_id) AS domain_id";
+
+/// The domain a group created by this client belongs to: the client's home domain, else its
+/// lowest domain, else (every domain) the system's default domain.
+fn owning_domain(cx: &WriteContext) -> Option<i64> {
+    cx.scope
+        .home
+        .or_else(|| {
+            cx.scope
+                .domains
+                .as_ref()
+                .and_then(|d| d.iter().min().copied())
+        })
+        .or(cx.system.default_domain_id)
+}
+
+/// The attribute that names a resource uniquely.
+fn name_field(rt: ScimResourceType) -> &'static str {
+    match rt {
+        ScimResourceType::User => "userName",
+        ScimResourceType::Group => "displayName",
+    }
+}
 
 fn conflict(field: &str, message: String) -> StoreError {
     StoreError::Conflict {
@@ -141,7 +164,7 @@ impl Store {
     ) -> Result<Vec<ScimRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLS} FROM scim_resources s LEFT JOIN objects o ON o.id = s.person_id \
-             WHERE s.system_id = $1 AND s.resource_type = $2 ORDER BY s.created_at, s.id LIMIT {MAX_SCIM_RESOURCES}"
+             WHERE s.system_id = $1 AND s.resource_type = $2 ORDER BY s.created_at, s.id"
         ))
         .bind(system_id)
         .bind(rt.as_str())
@@ -244,6 +267,24 @@ impl Store {
         name: &str,
         except: Option<&str>,
     ) -> Result<()> {
+        if except.is_none() {
+            let n: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM scim_resources WHERE system_id = $1 AND resource_type = $2",
+            )
+            .bind(system_id)
+            .bind(rt.as_str())
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("n")?;
+            if usize::try_from(n).unwrap_or(usize::MAX) >= MAX_SCIM_RESOURCES {
+                return Err(StoreError::Refused {
+                    message: format!(
+                        "this locking system holds {MAX_SCIM_RESOURCES} SCIM {}s, the most it takes",
+                        rt.as_str()
+                    ),
+                });
+            }
+        }
         let row = sqlx::query(
             "SELECT id FROM scim_resources WHERE system_id = $1 AND resource_type = $2 AND name_fold = $3",
         )
@@ -255,10 +296,7 @@ impl Store {
         if let Some(r) = row {
             let other: String = r.try_get("id")?;
             if Some(other.as_str()) != except {
-                let field = match rt {
-                    ScimResourceType::User => "userName",
-                    ScimResourceType::Group => "displayName",
-                };
+                let field = name_field(rt);
                 return Err(conflict(
                     field,
                     format!("another {} already has {field} '{name}'", rt.as_str()),
@@ -282,8 +320,8 @@ impl Store {
             None => {
                 let id = new_id()?;
                 sqlx::query(
-                    "INSERT INTO scim_resources (system_id, id, resource_type, name_fold, external_id, person_id, body, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+                    "INSERT INTO scim_resources (system_id, id, resource_type, name_fold, external_id, person_id, domain_id, body, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9)",
                 )
                 .bind(cx.system.id)
                 .bind(&id)
@@ -291,10 +329,15 @@ impl Store {
                 .bind(fold(name))
                 .bind(external_id)
                 .bind(person_id)
+                .bind(match rt {
+                    ScimResourceType::Group => owning_domain(cx),
+                    ScimResourceType::User => None,
+                })
                 .bind(&json)
                 .bind(ts(now))
                 .execute(&mut **tx)
-                .await?;
+                .await
+                .map_err(|e| crate::map_unique(e, name_field(rt), name))?;
                 Ok(ScimRecord {
                     id,
                     resource_type: rt,
@@ -318,7 +361,8 @@ impl Store {
                 .bind(&c.id)
                 .bind(c.version)
                 .execute(&mut **tx)
-                .await?;
+                .await
+                .map_err(|e| crate::map_unique(e, name_field(rt), name))?;
                 if res.rows_affected() != 1 {
                     return Err(StoreError::VersionMismatch {
                         current: c.version + 1,
@@ -572,8 +616,17 @@ impl Store {
                 continue;
             }
             let mut body = g.body.clone();
-            body["members"] = Value::Array(kept);
+            match body.as_object_mut() {
+                // No members left: the attribute is unassigned (RFC 7643 §2.5).
+                Some(o) if kept.is_empty() => {
+                    o.remove("members");
+                }
+                _ => body["members"] = Value::Array(kept),
+            }
             let (name, external) = group_names(&body);
+            // The user's employee loses the group's tag (it may be kept, marked as deleted).
+            let left = (name.clone(), vec![user_id.to_string()]);
+            Self::retag_members(tx, cx, Some(&left), None).await?;
             Self::scim_write_row(
                 tx,
                 cx,
@@ -619,18 +672,14 @@ impl Store {
     ) -> Result<()> {
         let old_persons = match old {
             Some((_, ids)) => {
-                // Members deleted since are gone already: only existing users count.
+                // Members deleted since are gone already, and members now outside the
+                // client's domains are not its to untag: only those it sees count.
                 let mut set = BTreeSet::new();
                 for m in ids {
-                    if let Some(p) = Self::scim_record_in(
-                        tx,
-                        cx.system.id,
-                        ScimResourceType::User,
-                        m,
-                        &Scope::all(),
-                    )
-                    .await?
-                    .and_then(|r| r.person_id)
+                    if let Some(p) =
+                        Self::scim_record_in(tx, cx.system.id, ScimResourceType::User, m, &cx.scope)
+                            .await?
+                            .and_then(|r| r.person_id)
                     {
                         set.insert(p);
                     }
@@ -645,7 +694,9 @@ impl Store {
         };
         let old_tag = old.map(|(n, _)| n.trim().to_lowercase());
         let new_tag = new.map(|(n, _)| n.trim().to_string());
-        let mut plan: HashMap<i64, (bool, bool)> = HashMap::new();
+        // In id order, so concurrent group writes lock employees in the same order.
+        let mut plan: std::collections::BTreeMap<i64, (bool, bool)> =
+            std::collections::BTreeMap::new();
         for p in &old_persons {
             plan.entry(*p).or_default().0 = true;
         }

@@ -5,7 +5,7 @@
 use lockgate_model::person::Person;
 use lockgate_scim::{
     ScimError, ScimType,
-    schema::{ENTERPRISE_USER_URN, ResourceType},
+    schema::{ENTERPRISE_USER_URN, ResourceType, USER_URN},
 };
 use lockgate_store::scim::{ScimGroupWrite, ScimUserWrite};
 use serde_json::{Map, Value};
@@ -16,6 +16,10 @@ pub const MAX_NAME_CHARS: usize = 256;
 const MAX_PERSON_NAME: usize = 49;
 /// Most members one group lists.
 pub const MAX_MEMBERS: usize = 20_000;
+/// Most values of a user's multi-valued attribute (`emails`, `phoneNumbers`, `addresses`).
+pub const MAX_VALUES: usize = 100;
+/// Largest stored user, bytes of JSON (lists and searches hold many at once).
+pub const MAX_USER_BYTES: usize = 64 * 1024;
 
 fn invalid(detail: impl Into<String>) -> ScimError {
     ScimError::bad(ScimType::InvalidValue, detail)
@@ -188,9 +192,22 @@ pub fn normalise(body: Value, rt: &ResourceType) -> Result<Value, ScimError> {
         "schemas".into(),
         Value::Array(schemas.iter().map(|s| Value::String(s.clone())).collect()),
     );
+    let mut seen = std::collections::HashSet::new();
     for (k, v) in o {
         if k.eq_ignore_ascii_case("schemas") || v.is_null() {
             continue;
+        }
+        // Attribute names are case-insensitive: one spelling per attribute.
+        if !seen.insert(k.to_lowercase()) {
+            return Err(invalid(format!(
+                "{k}: given twice (attribute names are case-insensitive)"
+            )));
+        }
+        if rt.schema.id == USER_URN
+            && let Some(a) = v.as_array()
+            && a.len() > MAX_VALUES
+        {
+            return Err(invalid(format!("{k}: at most {MAX_VALUES} values")));
         }
         if k.eq_ignore_ascii_case("externalId") {
             if !v.is_string() {
@@ -212,7 +229,13 @@ pub fn normalise(body: Value, rt: &ResourceType) -> Result<Value, ScimError> {
         }
         // id, meta and attributes no schema of the type defines are not kept.
     }
-    Ok(Value::Object(out))
+    let out = Value::Object(out);
+    if rt.schema.id == USER_URN && out.to_string().len() > MAX_USER_BYTES {
+        return Err(invalid(format!(
+            "the user is larger than {MAX_USER_BYTES} bytes of JSON"
+        )));
+    }
+    Ok(out)
 }
 
 /// A normalised user as the employee it maintains.

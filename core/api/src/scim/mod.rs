@@ -174,28 +174,44 @@ pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
 }
 
-/// The version an `If-Match` header asks for: none (absent or `*`) or one version; a tag
-/// that is no version of ours can match nothing (412).
-fn if_match(headers: &HeaderMap) -> ScimResult<Option<i64>> {
+/// The versions an entity-tag list names (`W/"3", "4"`; weak comparison, RFC 7232 §2.3.2);
+/// `None` for `*`. A tag that is no version of ours names none.
+fn tag_versions(v: &str) -> Option<Vec<i64>> {
+    let v = v.trim();
+    if v == "*" {
+        return None;
+    }
+    Some(
+        v.split(',')
+            .take(32)
+            .filter_map(|t| {
+                t.trim()
+                    .trim_start_matches("W/")
+                    .trim_matches('"')
+                    .parse::<i64>()
+                    .ok()
+            })
+            .collect(),
+    )
+}
+
+/// What `If-Match` asks: nothing (absent or `*`) or the version the resource must be at now.
+/// `current` is the stored version when the caller has read it; without it, a list of tags
+/// keeps its first (the write then checks it in its transaction).
+fn if_match(headers: &HeaderMap, current: Option<i64>) -> ScimResult<Option<i64>> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
     let v = v
         .to_str()
-        .map_err(|_| ScimError::bad(ScimType::InvalidValue, "If-Match: not ASCII"))?
-        .trim();
-    if v == "*" {
+        .map_err(|_| ScimError::bad(ScimType::InvalidValue, "If-Match: not ASCII"))?;
+    let Some(versions) = tag_versions(v) else {
         return Ok(None);
-    }
-    let mut versions = v.split(',').map(|t| {
-        t.trim()
-            .trim_start_matches("W/")
-            .trim_matches('"')
-            .parse::<i64>()
-            .unwrap_or(-1)
-    });
-    // One tag is what clients send; several: the first is compared, the rest ignored.
-    Ok(Some(versions.next().unwrap_or(-1)))
+    };
+    Ok(Some(match current {
+        Some(c) if versions.contains(&c) => c,
+        _ => versions.first().copied().unwrap_or(-1),
+    }))
 }
 
 fn resource_type(rt: ScimResourceType) -> &'static ResourceType {
@@ -599,7 +615,7 @@ async fn get_one(
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|x| x.trim() == tag || x.trim() == "*"))
+        .is_some_and(|v| tag_versions(v).is_none_or(|vs| vs.contains(&rec.version)))
     {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(v) = HeaderValue::from_str(&tag) {
@@ -676,7 +692,12 @@ async fn replace(
 ) -> ScimResult<Response> {
     let t = type_of_path(&kind)?;
     let p = Projection::from_strings(param(&q, "attributes"), param(&q, "excludedAttributes"))?;
-    let expected = if_match(&headers)?;
+    let current = state
+        .store
+        .scim_record(client.admin.system.id, t, &id, &client.admin.scope)
+        .await?
+        .map(|r| r.version);
+    let expected = if_match(&headers, current)?;
     let resource = json_body(&headers, &body)?;
     let rec = write(&state, &client, t, Some((&id, expected)), resource)
         .await?
@@ -696,7 +717,6 @@ async fn modify(
     let t = type_of_path(&kind)?;
     let rt = resource_type(t);
     let p = Projection::from_strings(param(&q, "attributes"), param(&q, "excludedAttributes"))?;
-    let expected = if_match(&headers)?;
     let request = json_body(&headers, &body)?;
     let listed = request
         .get("schemas")
@@ -723,7 +743,7 @@ async fn modify(
         .scim_record(client.admin.system.id, t, &id, &client.admin.scope)
         .await?
         .ok_or_else(|| not_found(t, &id))?;
-    if let Some(v) = expected
+    if let Some(v) = if_match(&headers, Some(current.version))?
         && v != current.version
     {
         return Err(StoreError::VersionMismatch {
@@ -755,7 +775,12 @@ async fn remove(
     headers: HeaderMap,
 ) -> ScimResult<Response> {
     let t = type_of_path(&kind)?;
-    let expected = if_match(&headers)?;
+    let current = state
+        .store
+        .scim_record(client.admin.system.id, t, &id, &client.admin.scope)
+        .await?
+        .map(|r| r.version);
+    let expected = if_match(&headers, current)?;
     let cx = client.admin.cx(&state.app);
     if state.app.scim_delete(&cx, t, &id, expected).await? {
         Ok(StatusCode::NO_CONTENT.into_response())

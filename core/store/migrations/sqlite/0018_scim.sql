@@ -4,7 +4,9 @@
 -- * scim_resources: the SCIM users and groups of a locking system, as the provisioning client
 --   last wrote them (body: the resource without id and meta, so a read returns what was
 --   written), with the employee a user maintains (person_id; the employee carries
---   synced_from = 'scim'). Groups are tags on their members' employees. version is the ETag.
+--   synced_from = 'scim'). Groups are tags on their members' employees, and belong to the domain
+--   of the client that created them (domain_id; a user's domain is its employee's). version is
+--   the ETag.
 ALTER TABLE api_tokens ADD COLUMN purpose TEXT NOT NULL DEFAULT 'api';
 CREATE TABLE scim_resources (
     system_id     INTEGER NOT NULL REFERENCES locking_systems(id) ON DELETE CASCADE,
@@ -13,6 +15,7 @@ CREATE TABLE scim_resources (
     name_fold     TEXT NOT NULL,
     external_id   TEXT,
     person_id     INTEGER REFERENCES objects(id) ON DELETE CASCADE,
+    domain_id     INTEGER,
     body          TEXT NOT NULL,
     version       INTEGER NOT NULL,
     created_at    TEXT NOT NULL,
