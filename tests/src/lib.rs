@@ -337,11 +337,30 @@ impl TestApp {
             .find(|r| r["body"]["predefined"] == "web_service")
             .and_then(|r| r["id"].as_i64())
             .expect("the Web service role");
+        self.c_key_and_token(
+            &format!("Provisioning {marking}"),
+            marking,
+            role,
+            domains,
+            "scim",
+        )
+        .await
+    }
+
+    /// A normal C-key holding `role` in these domains, and a token issued to it for `purpose`.
+    async fn c_key_and_token(
+        &self,
+        name: &str,
+        marking: &str,
+        role: i64,
+        domains: &[i64],
+        purpose: &str,
+    ) -> (i64, String) {
         let group = self.c_key_group().await;
         let ck = self
             .post(
                 "/api/v1/c-keys",
-                json!({ "name": format!("Provisioning {marking}"), "marking": marking, "kind": "normal", "key_group_id": group, "role_ids": [role], "domain_ids": domains }),
+                json!({ "name": name, "marking": marking, "kind": "normal", "key_group_id": group, "role_ids": [role], "domain_ids": domains }),
             )
             .await
             .expect(201)
@@ -349,7 +368,7 @@ impl TestApp {
         let token = self
             .post(
                 "/api/v1/tokens",
-                json!({ "name": "scim", "c_key_id": ck, "purpose": "scim" }),
+                json!({ "name": purpose, "c_key_id": ck, "purpose": purpose }),
             )
             .await
             .expect(201)
@@ -506,24 +525,8 @@ impl TestApp {
             .await
             .expect(201)
             .id();
-        let group = self.c_key_group().await;
-        let ck = self
-            .post(
-                "/api/v1/c-keys",
-                json!({ "name": format!("Admin {marking}"), "marking": marking, "kind": "normal", "key_group_id": group, "role_ids": [role], "domain_ids": domains }),
-            )
+        self.c_key_and_token(&format!("Admin {marking}"), marking, role, domains, "api")
             .await
-            .expect(201)
-            .id();
-        let token = self
-            .post("/api/v1/tokens", json!({ "name": "test", "c_key_id": ck }))
-            .await
-            .expect(201)
-            .body["token"]
-            .as_str()
-            .expect("token")
-            .to_string();
-        (ck, token)
     }
 }
 

@@ -299,6 +299,11 @@ struct Projection {
 }
 
 impl Projection {
+    /// From the `attributes` / `excludedAttributes` query parameters.
+    fn of_query(q: &[(String, String)]) -> ScimResult<Self> {
+        Self::from_strings(param(q, "attributes"), param(q, "excludedAttributes"))
+    }
+
     fn from_strings(attributes: Option<&str>, excluded: Option<&str>) -> ScimResult<Self> {
         let p = Projection {
             attributes: attributes
@@ -593,6 +598,20 @@ async fn search_root(
     .await
 }
 
+/// The version the resource is at now, if the client sees it.
+async fn current_version(
+    state: &AppState,
+    client: &ScimClient,
+    t: ScimResourceType,
+    id: &str,
+) -> ScimResult<Option<i64>> {
+    Ok(state
+        .store
+        .scim_record(client.admin.system.id, t, id, &client.admin.scope)
+        .await?
+        .map(|r| r.version))
+}
+
 fn not_found(t: ScimResourceType, id: &str) -> ScimFailure {
     ScimError::status(404, format!("no {} '{id}'", t.as_str())).into()
 }
@@ -605,7 +624,7 @@ async fn get_one(
     headers: HeaderMap,
 ) -> ScimResult<Response> {
     let t = type_of_path(&kind)?;
-    let p = Projection::from_strings(param(&q, "attributes"), param(&q, "excludedAttributes"))?;
+    let p = Projection::of_query(&q)?;
     let rec = state
         .store
         .scim_record(client.admin.system.id, t, &id, &client.admin.scope)
@@ -668,7 +687,7 @@ async fn create(
     body: Bytes,
 ) -> ScimResult<Response> {
     let t = type_of_path(&kind)?;
-    let p = Projection::from_strings(param(&q, "attributes"), param(&q, "excludedAttributes"))?;
+    let p = Projection::of_query(&q)?;
     let resource = json_body(&headers, &body)?;
     let rec = write(&state, &client, t, None, resource)
         .await?
@@ -691,13 +710,8 @@ async fn replace(
     body: Bytes,
 ) -> ScimResult<Response> {
     let t = type_of_path(&kind)?;
-    let p = Projection::from_strings(param(&q, "attributes"), param(&q, "excludedAttributes"))?;
-    let current = state
-        .store
-        .scim_record(client.admin.system.id, t, &id, &client.admin.scope)
-        .await?
-        .map(|r| r.version);
-    let expected = if_match(&headers, current)?;
+    let p = Projection::of_query(&q)?;
+    let expected = if_match(&headers, current_version(&state, &client, t, &id).await?)?;
     let resource = json_body(&headers, &body)?;
     let rec = write(&state, &client, t, Some((&id, expected)), resource)
         .await?
@@ -716,7 +730,7 @@ async fn modify(
 ) -> ScimResult<Response> {
     let t = type_of_path(&kind)?;
     let rt = resource_type(t);
-    let p = Projection::from_strings(param(&q, "attributes"), param(&q, "excludedAttributes"))?;
+    let p = Projection::of_query(&q)?;
     let request = json_body(&headers, &body)?;
     let listed = request
         .get("schemas")
@@ -775,12 +789,7 @@ async fn remove(
     headers: HeaderMap,
 ) -> ScimResult<Response> {
     let t = type_of_path(&kind)?;
-    let current = state
-        .store
-        .scim_record(client.admin.system.id, t, &id, &client.admin.scope)
-        .await?
-        .map(|r| r.version);
-    let expected = if_match(&headers, current)?;
+    let expected = if_match(&headers, current_version(&state, &client, t, &id).await?)?;
     let cx = client.admin.cx(&state.app);
     if state.app.scim_delete(&cx, t, &id, expected).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
