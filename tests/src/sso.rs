@@ -77,6 +77,7 @@ pub async fn await_sso_request(
                 return_to: None,
                 browser_secret: (purpose == SsoPurpose::Login).then_some(TEST_BROWSER_SECRET),
                 expires_at,
+                max_awaited: lockgate_api::sso::MAX_AWAITED_REQUESTS,
             },
         )
         .await

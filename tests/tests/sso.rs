@@ -1030,3 +1030,43 @@ async fn attack_corpus_is_refused() {
     assert_eq!(sessions().await, 2);
     tally.finish();
 }
+
+// The public login endpoint keeps a row per call until it expires: the rows one system keeps
+// at once are bounded, and expired ones make room again.
+on_both!(awaited_requests_are_bounded, |app: TestApp| async move {
+    use lockgate_store::sso::{AwaitedRequest, SsoPurpose};
+    let now = chrono::Utc::now();
+    let request = |id: &'static str, expires_at| AwaitedRequest {
+        request_id: id,
+        purpose: SsoPurpose::Login,
+        c_key_id: None,
+        return_to: None,
+        browser_secret: Some(TEST_BROWSER_SECRET),
+        expires_at,
+        max_awaited: 3,
+    };
+    let soon = now + chrono::Duration::seconds(2);
+    for id in ["_q1", "_q2", "_q3"] {
+        app.store
+            .create_sso_request(app.system_id, &request(id, soon))
+            .await
+            .expect("room");
+    }
+    let full = app
+        .store
+        .create_sso_request(
+            app.system_id,
+            &request("_q4", now + chrono::Duration::minutes(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(full.to_string().contains("the most it keeps"), "{full}");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.store
+        .create_sso_request(
+            app.system_id,
+            &request("_q4", now + chrono::Duration::minutes(5)),
+        )
+        .await
+        .expect("the expired ones made room");
+});

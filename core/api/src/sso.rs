@@ -553,9 +553,16 @@ async fn begin(
                 return_to: return_to.as_deref(),
                 browser_secret,
                 expires_at,
+                max_awaited: MAX_AWAITED_REQUESTS,
             },
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            lockgate_store::StoreError::Refused { message } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "sso-busy", message)
+            }
+            other => other.into(),
+        })?;
     Ok(url)
 }
 
@@ -563,6 +570,10 @@ async fn begin(
 struct ReturnTo {
     return_to: Option<String>,
 }
+
+/// Most logins and enrolments of one locking system awaiting the identity provider at once
+/// (`/sso/{id}/login` is public, and each call keeps a row until it expires); beyond, 429.
+pub const MAX_AWAITED_REQUESTS: usize = 10_000;
 
 /// The login-state cookie: binds a login to the browser that started it. `SameSite=None`
 /// because the identity provider's answer arrives as a cross-site POST.

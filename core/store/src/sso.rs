@@ -131,6 +131,9 @@ pub struct AwaitedRequest<'a> {
     /// The secret of the login-state cookie of the browser that started a login.
     pub browser_secret: Option<&'a str>,
     pub expires_at: DateTime<Utc>,
+    /// Most requests of the system awaiting an answer at once (the login endpoint is public:
+    /// its rows are bounded); beyond, the request is refused.
+    pub max_awaited: usize,
 }
 
 /// A new secret for a browser's login-state cookie.
@@ -353,6 +356,19 @@ impl Store {
             .bind(ts(now))
             .execute(&mut *tx)
             .await?;
+        let awaited: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM sso_requests WHERE system_id = $1")
+                .bind(system_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+        if usize::try_from(awaited).unwrap_or(usize::MAX) >= r.max_awaited {
+            return Err(StoreError::Refused {
+                message: format!(
+                    "{awaited} logins of this locking system already await the identity provider's answer, the most it keeps; try again in a few minutes"
+                ),
+            });
+        }
         sqlx::query(
             "INSERT INTO sso_requests (request_id, system_id, purpose, c_key_id, return_to, created_at, expires_at, browser_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
