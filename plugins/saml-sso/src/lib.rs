@@ -95,7 +95,7 @@ impl identity_provider::Guest for SamlSso {
         sp: identity_provider::ServiceProvider,
         relay_state: String,
     ) -> Result<identity_provider::LoginRequest, Error> {
-        let idp = saml::read_metadata(&sp.idp_metadata).map_err(Error::invalid)?;
+        let idp = saml::usable_metadata(&sp.idp_metadata, now_seconds()).map_err(Error::invalid)?;
         let id = new_request_id();
         let xml = saml::authn_request(&sp_of(&sp), &idp, &id, now_seconds());
         let redirect_url = saml::redirect_url(&idp, &xml, &relay_state).map_err(Error::invalid)?;
@@ -111,7 +111,7 @@ impl identity_provider::Guest for SamlSso {
                 "the response must be posted (HTTP-POST binding); other bindings are not accepted",
             ));
         }
-        let idp = saml::read_metadata(&sp.idp_metadata).map_err(Error::invalid)?;
+        let idp = saml::usable_metadata(&sp.idp_metadata, now_seconds()).map_err(Error::invalid)?;
         let (xml, relay_state) = saml::read_form(&callback.body).map_err(Error::invalid)?;
         let v = saml::verify_response(&sp_of(&sp), &idp, xml, relay_state, now_seconds())
             .map_err(Error::invalid)?;

@@ -195,6 +195,18 @@ fn attr<'a>(node: XmlDomNode<'a, '_>, name: &str, path: &str) -> Result<&'a str>
 
 /// Reads and checks identity-provider metadata (an EntityDescriptor, or an EntitiesDescriptor
 /// holding exactly one identity provider).
+/// The metadata a login uses now: read, and refused once its `validUntil` has passed (it was
+/// checked at import; an identity provider that stops renewing it must not stay trusted).
+pub fn usable_metadata(xml: &str, now: i64) -> Result<IdpMetadata> {
+    let m = read_metadata(xml)?;
+    match m.valid_until {
+        Some(until) if until <= now => Err(format!(
+            "the identity provider's metadata expired (validUntil {until}); refresh or import it again"
+        )),
+        _ => Ok(m),
+    }
+}
+
 pub fn read_metadata(xml: &str) -> Result<IdpMetadata> {
     if xml.len() > MAX_METADATA_BYTES {
         return Err(format!(
@@ -927,6 +939,10 @@ mod tests {
         assert_eq!(m.sso_url, "https://idp.test/sso");
         assert_eq!(m.certificates.len(), 1);
         assert_eq!(m.valid_until, Some(1_893_456_000));
+        let xml = metadata(CERT, REDIRECT);
+        assert!(usable_metadata(&xml, 1_893_455_999).is_ok());
+        let expired = usable_metadata(&xml, 1_893_456_000).unwrap_err();
+        assert!(expired.contains("expired"), "{expired}");
         let e = read_metadata(&metadata(CERT, POST)).unwrap_err();
         assert!(e.contains("HTTP-Redirect"), "{e}");
         let e = read_metadata(&metadata("bm90IGEgY2VydA==", REDIRECT)).unwrap_err();
