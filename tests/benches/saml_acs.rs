@@ -21,7 +21,9 @@ use axum::{
     http::{Method, Request, header},
 };
 use base64::Engine as _;
-use lockgate_tests::sso::{TEST_BROWSER_SECRET, enrol_sso, form_encode, post_acs, saml_peers};
+use lockgate_tests::sso::{
+    enrol_sso, form_encode, post_acs, saml_peers, start_login_as_test_browser,
+};
 use lockgate_tests::{Db, SSO_PUBLIC_URL, TestApp};
 use serde_json::json;
 
@@ -143,21 +145,7 @@ async fn main() {
     // The logins awaited, and one signed response for each.
     let started = Instant::now();
     for _ in 0..logins {
-        app.send(
-            Request::builder()
-                .uri(format!("/sso/{sys}/login"))
-                .header(
-                    header::COOKIE,
-                    format!(
-                        "{}={TEST_BROWSER_SECRET}",
-                        lockgate_api::sso::LOGIN_STATE_COOKIE
-                    ),
-                )
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect(303);
+        start_login_as_test_browser(&app, "").await.expect(303);
     }
     let begin = started.elapsed();
     let ids: Vec<String> = sqlx::query_scalar(

@@ -15,10 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    body::Body,
-    http::{Method, Request, header},
-};
+use axum::http::Method;
 use common::*;
 use lockgate_model::ObjectKind;
 use lockgate_tests::{Db, TestApp};
@@ -49,15 +46,7 @@ fn scim_user(row: &[String; 21]) -> Value {
 async fn create(app: &TestApp, token: &str, user: &Value) -> Duration {
     let start = Instant::now();
     let r = app
-        .send(
-            Request::builder()
-                .method(Method::POST)
-                .uri("/scim/v2/Users")
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(header::CONTENT_TYPE, "application/scim+json")
-                .body(Body::from(user.to_string()))
-                .expect("request"),
-        )
+        .scim_call(token, Method::POST, "/scim/v2/Users", Some(user), &[])
         .await;
     let took = start.elapsed();
     assert_eq!(r.status.as_u16(), 201, "{}", r.body);

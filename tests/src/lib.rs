@@ -318,6 +318,33 @@ impl TestApp {
         self
     }
 
+    /// A SCIM request with a provisioning token, a JSON body (`application/scim+json`) and extra
+    /// headers.
+    pub async fn scim_call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/scim+json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        self.send(req).await
+    }
+
     /// A provisioning client: a C-key holding the pre-defined Web service role and a token
     /// issued to it for SCIM; returns the C-key's id and the token.
     pub async fn scim_client(&self, marking: &str) -> (i64, String) {

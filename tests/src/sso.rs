@@ -35,6 +35,25 @@ pub fn form_encode(s: &str) -> String {
 pub const TEST_BROWSER_SECRET: &str =
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+/// `GET /sso/{system}/login{query}` from the test browser, which already holds its login-state
+/// cookie (the gateway keeps using it).
+pub async fn start_login_as_test_browser(app: &TestApp, query: &str) -> Resp {
+    app.send(
+        Request::builder()
+            .uri(format!("/sso/{}/login{query}", app.system_id))
+            .header(
+                header::COOKIE,
+                format!(
+                    "{}={TEST_BROWSER_SECRET}",
+                    lockgate_api::sso::LOGIN_STATE_COOKIE
+                ),
+            )
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await
+}
+
 /// Posts a form body to the system's ACS, as the test browser does (with its login-state
 /// cookie).
 pub async fn post_acs(app: &TestApp, body: &str) -> Resp {

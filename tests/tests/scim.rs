@@ -25,21 +25,8 @@ async fn scim(
     body: Option<Value>,
     headers: &[(&str, &str)],
 ) -> Resp {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/scim+json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .expect("request");
-    app.send(req).await
+    app.scim_call(token, method, path, body.as_ref(), headers)
+        .await
 }
 
 fn user(name: &str, given: &str, family: &str, number: &str) -> Value {

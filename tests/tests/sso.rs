@@ -16,7 +16,7 @@ use axum::{
 };
 use lockgate_tests::sso::{
     TEST_BROWSER_SECRET, await_sso_request, enrol_sso, form_encode, post_acs, post_acs_from,
-    saml_peers,
+    saml_peers, start_login_as_test_browser,
 };
 use lockgate_tests::*;
 use serde_json::{Value, json};
@@ -253,22 +253,7 @@ async fn round_trip(site: &Site, idp_url: &str) -> (Resp, String) {
 /// The browser's first step: the gateway's redirect to the identity provider. The test
 /// browser already holds its login-state cookie, which the gateway keeps using.
 async fn start_login(app: &TestApp, query: &str) -> String {
-    let r = app
-        .send(
-            Request::builder()
-                .uri(format!("/sso/{}/login{query}", app.system_id))
-                .header(
-                    header::COOKIE,
-                    format!(
-                        "{}={TEST_BROWSER_SECRET}",
-                        lockgate_api::sso::LOGIN_STATE_COOKIE
-                    ),
-                )
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect(303);
+    let r = start_login_as_test_browser(app, query).await.expect(303);
     let set = r.headers[header::SET_COOKIE].to_str().expect("cookie");
     assert_eq!(
         set.split(';').next(),

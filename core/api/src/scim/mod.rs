@@ -554,19 +554,26 @@ async fn list(
     run_search(&state, &client, &[t], &s).await
 }
 
-fn search_body(headers: &HeaderMap, body: &Bytes) -> ScimResult<Search> {
-    let b = json_body(headers, body)?;
-    let listed = b
+/// A protocol message (search request, PATCH) must name its message schema in `schemas`.
+fn require_message_schema(message: &Value, urn: &str) -> ScimResult<()> {
+    let listed = message
         .get("schemas")
         .and_then(Value::as_array)
-        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(SEARCH_REQUEST_URN)));
-    if !listed {
-        return Err(ScimError::bad(
+        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(urn)));
+    if listed {
+        Ok(())
+    } else {
+        Err(ScimError::bad(
             ScimType::InvalidValue,
-            format!("schemas: must list '{SEARCH_REQUEST_URN}'"),
+            format!("schemas: must list '{urn}'"),
         )
-        .into());
+        .into())
     }
+}
+
+fn search_body(headers: &HeaderMap, body: &Bytes) -> ScimResult<Search> {
+    let b = json_body(headers, body)?;
+    require_message_schema(&b, SEARCH_REQUEST_URN)?;
     Search::from_json(&b)
 }
 
@@ -732,17 +739,7 @@ async fn modify(
     let rt = resource_type(t);
     let p = Projection::of_query(&q)?;
     let request = json_body(&headers, &body)?;
-    let listed = request
-        .get("schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(PATCH_OP_URN)));
-    if !listed {
-        return Err(ScimError::bad(
-            ScimType::InvalidValue,
-            format!("schemas: must list '{PATCH_OP_URN}'"),
-        )
-        .into());
-    }
+    require_message_schema(&request, PATCH_OP_URN)?;
     let ops = request
         .get("Operations")
         .or_else(|| request.get("operations"))
