@@ -107,6 +107,12 @@ if ! python3 -c 'import scim2_tester, scim2_cli' 2>/dev/null; then
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet -r tests/peers/scim/requirements.txt
 fi
 python3 -c 'import importlib.metadata as m; print("scim2-tester", m.version("scim2-tester"), "scim2-cli", m.version("scim2-cli"))'
+# The HR web service's SOAP client (tests/peers/hr/soap_client.py): zeep, pinned.
+if ! python3 -c 'import zeep' 2>/dev/null; then
+  echo "installing the HR SOAP client (zeep)"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet -r tests/peers/hr/requirements.txt
+fi
+python3 -c 'import importlib.metadata as m; print("zeep", m.version("zeep"))'
 /usr/sbin/slapd -VV 2>&1 | head -n 1
 xmlsec1 --version
 python3 -c 'import importlib.metadata as m; print("pysaml2", m.version("pysaml2"), "signxml", m.version("signxml"))'
@@ -126,7 +132,9 @@ say "unit tests of the plugins' pure logic (host target)"
 host_target=$(rustc -vV | sed -n 's/^host: //p')
 (cd plugins && cargo test --locked --target "$host_target" \
     -p lockgate-plugin-sdk -p lockgate-plugin-directory-sync -p lockgate-plugin-email-notifier \
+    -p lockgate-plugin-hr-soap \
     -p lockgate-plugin-template-webhook -p lockgate-pd-protocol -p lockgate-plugin-saml-sso)
+(cd plugins && cargo test --locked --target "$host_target" -p lockgate-plugin-hr-pull)
 
 # 4. Every test, on SQLite and on PostgreSQL.
 say "tests"

@@ -121,6 +121,15 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A listener on a free loopback port and its base URL (`http://127.0.0.1:PORT`).
+pub async fn loopback_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, url)
+}
+
 /// A running app on a fresh database with one locking system and its super-administrator.
 #[derive(Debug)]
 pub struct TestApp {
@@ -318,6 +327,90 @@ impl TestApp {
         self
     }
 
+    /// The same app with the bundled `hr-soap` plugin mounted at `/ws/hr`
+    /// (docs/connectors/hr-web-services.md), its WSDL naming `endpoint`; keeps the PD
+    /// authority.
+    pub fn with_hr_web_service(mut self, endpoint: &str) -> TestApp {
+        let cfg: lockgate_host::HostConfig = toml::from_str(&format!(
+            "[plugins.hr-soap]\ngrants = {{ log = true, config = true, employees = true }}\n\
+             [plugins.hr-soap.config]\nendpoint = \"{endpoint}\"\n"
+        ))
+        .expect("host config");
+        let host = lockgate_host::PluginHost::new(
+            cfg,
+            std::sync::Arc::new(lockgate::plugins::DbKv::new(self.store.clone())),
+            std::sync::Arc::new(lockgate::gateway::CoreGateway::new(self.store.clone())),
+        )
+        .expect("plugin host");
+        // Only this plugin: compiling every bundled one takes minutes in a debug build.
+        host.load_manifest(
+            &std::path::Path::new(lockgate_host::BUNDLED_PLUGINS_DIR).join("hr-soap.toml"),
+        );
+        let status = host.status_of("hr-soap").expect("loaded");
+        assert_eq!(
+            status.state,
+            lockgate_host::PluginState::Enabled,
+            "{status:?}"
+        );
+        let config = ApiConfig {
+            web_services: lockgate_api::web_services::WebServicesConfig {
+                mounts: [("hr".to_owned(), "hr-soap".to_owned())].into(),
+                ..Default::default()
+            },
+            ..ApiConfig::default()
+        };
+        let mut layer = lockgate_app::App::new(self.store.clone());
+        if let Some(a) = &self.pd_authority {
+            layer = layer.with_pd_authority(a.clone());
+        }
+        self.router = lockgate_api::router(AppState::with_app(layer, config).with_web_services(
+            std::sync::Arc::new(lockgate::plugins::HostWebServices(host)),
+        ));
+        self
+    }
+
+    /// Serves the app's router on `listener` (see [`loopback_listener`]) through the gateway's
+    /// own listener code (plain HTTP, so requests carry their transport), until the test's
+    /// runtime ends.
+    pub fn serve(&self, listener: tokio::net::TcpListener) {
+        tokio::spawn(lockgate::serve::serve_http(
+            listener,
+            self.router.clone(),
+            lockgate::serve::HttpOptions::default(),
+            std::future::pending(),
+        ));
+    }
+
+    /// A web-service client: a C-key holding the pre-defined Web service role in these
+    /// domains, and a token issued to it for `purpose` (`web_service`, `scim`); returns the
+    /// C-key's id and the token. The C-key is named `Provisioning MARKING`.
+    pub async fn web_service_client(
+        &self,
+        marking: &str,
+        domains: &[i64],
+        purpose: &str,
+    ) -> (i64, String) {
+        let roles = self
+            .get("/api/v1/roles?limit=100&with_body=true")
+            .await
+            .expect(200);
+        let role = roles.body["items"]
+            .as_array()
+            .expect("roles")
+            .iter()
+            .find(|r| r["body"]["predefined"] == "web_service")
+            .and_then(|r| r["id"].as_i64())
+            .expect("the Web service role");
+        self.c_key_and_token(
+            &format!("Provisioning {marking}"),
+            marking,
+            role,
+            domains,
+            purpose,
+        )
+        .await
+    }
+
     /// A SCIM request with a provisioning token, a JSON body (`application/scim+json`) and extra
     /// headers.
     pub async fn scim_call(
@@ -353,25 +446,7 @@ impl TestApp {
 
     /// [`TestApp::scim_client`] whose C-key administers these domains.
     pub async fn scim_client_in(&self, marking: &str, domains: &[i64]) -> (i64, String) {
-        let roles = self
-            .get("/api/v1/roles?limit=100&with_body=true")
-            .await
-            .expect(200);
-        let role = roles.body["items"]
-            .as_array()
-            .expect("roles")
-            .iter()
-            .find(|r| r["body"]["predefined"] == "web_service")
-            .and_then(|r| r["id"].as_i64())
-            .expect("the Web service role");
-        self.c_key_and_token(
-            &format!("Provisioning {marking}"),
-            marking,
-            role,
-            domains,
-            "scim",
-        )
-        .await
+        self.web_service_client(marking, domains, "scim").await
     }
 
     /// A normal C-key holding `role` in these domains, and a token issued to it for `purpose`.

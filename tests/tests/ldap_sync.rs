@@ -385,3 +385,67 @@ on_both!(synchronise_now_through_the_api, |app: TestApp| async move {
         .await
         .expect(422);
 });
+
+on_both!(
+    an_entry_missing_a_required_attribute_is_judged_not_dropped,
+    |app: TestApp| async move {
+        let app = app;
+        app.domain("People").await;
+        // Every entry has a displayName but p00002.
+        let people = (0..5).map(|i| {
+            let p = person(i);
+            if i == 2 {
+                p
+            } else {
+                p.attr("displayName", &format!("Shown{i}"))
+            }
+        });
+        let slapd = tokio::task::spawn_blocking(move || Slapd::start(people))
+            .await
+            .expect("slapd");
+        let first = host(&app, &slapd, &slapd.ldap_url(), "", 30_000).await;
+        let created = sync(&first, true).await.expect("full sync");
+        assert_eq!(created.created, 5, "{created:?}");
+        drop(first);
+
+        // The first name now comes from displayName, which p00002 lacks: the entry is staged
+        // with an empty first name, so the core skips it (on_invalid = skip, the default),
+        // lists it with the field, and keeps its stored person; before, the plugin dropped
+        // it and the full sync deleted p00002.
+        let by_display =
+            "attributes = { identifier = \"uid\", first_name = \"displayName\", surname = \"sn\" }";
+        let skip = host(&app, &slapd, &slapd.ldap_url(), by_display, 30_000).await;
+        let report = sync(&skip, true).await.expect("full sync");
+        assert_eq!((report.deleted, report.updated), (0, 4), "{report:?}");
+        let listed = report
+            .skipped
+            .iter()
+            .find(|s| s.identifier == "p00002")
+            .unwrap_or_else(|| panic!("p00002 not listed: {report:?}"));
+        assert!(listed.reason.contains("first_name"), "{listed:?}");
+        let stored = employees(&app).await;
+        assert_eq!(
+            find(&stored, "p00002").expect("kept")["first_name"],
+            "Given2"
+        );
+        assert_eq!(
+            find(&stored, "p00001").expect("updated")["first_name"],
+            "Shown1"
+        );
+        drop(skip);
+
+        // on_invalid = refuse: the whole sync is refused, naming the entry and the field.
+        let refuse = format!("{by_display}\n[sources.directory-sync]\non_invalid = \"refuse\"");
+        let strict = host(&app, &slapd, &slapd.ldap_url(), &refuse, 30_000).await;
+        let err = strict
+            .sync(PLUGIN, true, false)
+            .await
+            .expect("the plugin ran");
+        let message = format!("{err:?}");
+        assert!(
+            message.contains("first_name"),
+            "refused without naming the field: {message}"
+        );
+        drop(slapd);
+    }
+);

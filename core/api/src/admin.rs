@@ -284,7 +284,7 @@ async fn create_token(
         }
     }
     let purpose = req.purpose.unwrap_or_default();
-    if purpose == lockgate_store::tokens::TokenPurpose::Scim {
+    if purpose != lockgate_store::tokens::TokenPurpose::Api {
         let holder: Stored<CKey> = state
             .store
             .get(admin.system.id, ObjectKind::CKey, c_key_id, &Scope::all())
@@ -292,7 +292,10 @@ async fn create_token(
         if !crate::authz::holds_web_service_role(&state, admin.system.id, &holder.body).await? {
             return Err(Problem::field(
                 "purpose",
-                "a SCIM token is issued only for a C-key holding the Web service role",
+                format!(
+                    "a '{}' token is issued only for a C-key holding the Web service role",
+                    purpose.as_str()
+                ),
             ));
         }
     }

@@ -288,8 +288,19 @@ pub async fn authenticate(
     state: &AppState,
     purpose: TokenPurpose,
 ) -> Result<Admin, Problem> {
+    authenticate_with(parts, state, purpose, bearer(parts)).await
+}
+
+/// [`authenticate`] with the token presented some other way than the `Authorization` header
+/// (a WS-Security UsernameToken's password); none: the header's, or the session.
+pub async fn authenticate_with(
+    parts: &Parts,
+    state: &AppState,
+    purpose: TokenPurpose,
+    presented: Option<&str>,
+) -> Result<Admin, Problem> {
     {
-        let (auth, session) = match bearer(parts) {
+        let (auth, session) = match presented {
             Some(token) => (
                 state.store.authenticate(token).await?.ok_or_else(|| {
                     Problem::unauthorized("the token is unknown, expired or revoked")
@@ -298,15 +309,19 @@ pub async fn authenticate(
             ),
             None if purpose == TokenPurpose::Api => session_auth(parts, state).await?,
             None => {
-                return Err(Problem::unauthorized(
-                    "an 'Authorization: Bearer <token>' header with a SCIM token is required",
-                ));
+                return Err(Problem::unauthorized(format!(
+                    "an 'Authorization: Bearer <token>' header with a token issued for '{}' is required",
+                    purpose.as_str()
+                )));
             }
         };
         if auth.purpose != purpose {
             return Err(Problem::forbidden(match auth.purpose {
                 TokenPurpose::Scim => {
                     "this token is for SCIM provisioning (/scim/v2) only".to_string()
+                }
+                TokenPurpose::WebService => {
+                    "this token is for the web services (/ws) only".to_string()
                 }
                 TokenPurpose::Api => format!(
                     "this endpoint needs a token issued for '{}' (POST /api/v1/tokens with \"purpose\": \"{}\")",

@@ -19,6 +19,7 @@ pub mod problem;
 pub mod resources;
 pub mod scim;
 pub mod sso;
+pub mod web_services;
 
 use std::{sync::Arc, time::Duration};
 
@@ -69,6 +70,8 @@ pub struct ApiConfig {
     pub sso: Option<sso::SsoConfig>,
     /// SCIM provisioning (`[scim]`); none: `/scim/v2` answers 404.
     pub scim: Option<scim::ScimConfig>,
+    /// Web services mounted under `/ws` (`[web_services]`); no mounts: `/ws/...` answers 404.
+    pub web_services: web_services::WebServicesConfig,
 }
 
 /// Default longest lifetime of an API token: 90 days.
@@ -85,6 +88,7 @@ impl Default for ApiConfig {
             hsts_max_age: None,
             sso: None,
             scim: None,
+            web_services: web_services::WebServicesConfig::default(),
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct AppState {
     pub plugins: Option<Arc<dyn plugins::PluginAdmin>>,
     /// The `sso` plugin, when the gateway runs one.
     pub sso: Option<Arc<dyn sso::SsoProvider>>,
+    /// The plugin host behind `/ws`, when the gateway mounts web services.
+    pub web_services: Option<Arc<dyn web_services::WebServiceHost>>,
     openapi: Arc<String>,
 }
 
@@ -117,6 +123,7 @@ impl AppState {
             config,
             plugins: None,
             sso: None,
+            web_services: None,
             openapi: Arc::new(doc),
         }
     }
@@ -124,6 +131,12 @@ impl AppState {
     /// The same state with an SSO plugin behind the SSO endpoints.
     pub fn with_sso(mut self, sso: Arc<dyn sso::SsoProvider>) -> Self {
         self.sso = Some(sso);
+        self
+    }
+
+    /// The same state with a plugin host behind the web services (`/ws`).
+    pub fn with_web_services(mut self, host: Arc<dyn web_services::WebServiceHost>) -> Self {
+        self.web_services = Some(host);
         self
     }
 
@@ -246,6 +259,9 @@ pub fn router(state: AppState) -> Router {
         .merge(background::routes())
         .merge(sso::routes())
         .merge(scim::routes())
+        .merge(web_services::routes().layer(DefaultBodyLimit::max(
+            state.config.web_services.max_body_bytes,
+        )))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

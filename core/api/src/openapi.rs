@@ -592,7 +592,7 @@ fn hand_written(s: &mut Map<String, Value>) {
                 "expires_at": nullable_date_time(),
                 "last_used_at": nullable_date_time(),
                 "revoked_at": nullable_date_time(),
-                "purpose": described(json!({ "type": "string", "enum": ["api", "scim"] }), "api: the REST API; scim: only SCIM provisioning under /scim/v2"),
+                "purpose": described(json!({ "type": "string", "enum": ["api", "scim", "web_service"] }), "api: the REST API; scim: only SCIM provisioning under /scim/v2; web_service: only the web services under /ws"),
             }),
             &[],
         ),

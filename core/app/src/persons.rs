@@ -11,7 +11,8 @@ use lockgate_store::persons::ImportReport;
 use crate::{App, Result, WriteContext};
 
 impl App {
-    /// Upsert employees into the domain named `domain` (create, or update by identifier),
+    /// Upsert employees, new ones into the domain named `domain` (none: the system's initial
+    /// person domain) (create, or update by identifier),
     /// all-or-nothing: one invalid person writes nothing and the report lists every invalid
     /// one, numbered by its index in `persons`.
     ///
@@ -21,7 +22,7 @@ impl App {
     pub async fn upsert_employees(
         &self,
         cx: &WriteContext,
-        domain: &str,
+        domain: Option<&str>,
         persons: Vec<(usize, Person)>,
     ) -> Result<ImportReport> {
         let mut parsed = ParsedFile {
@@ -35,7 +36,7 @@ impl App {
                 parsed.valid.push(CsvPerson {
                     line: index,
                     person,
-                    domain: Some(domain.to_owned()),
+                    domain: domain.map(str::to_owned),
                 });
             } else {
                 parsed.invalid.push(CsvRowError {

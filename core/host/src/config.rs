@@ -406,6 +406,9 @@ pub struct Capabilities {
     /// `lockgate:host/device`: the operations of the PD whose frame a device-protocol
     /// plugin handles (only ever that PD, and only in `handle-frame`).
     pub device: bool,
+    /// `lockgate:host/employees`: employees as the web-service client the host authenticated
+    /// for a `handle` call (only ever that client, and only in `handle`).
+    pub employees: bool,
 }
 
 /// The `mqtt` capability: `mqtt = { prefixes = ["lockgate/site-a/"] }` (or
@@ -667,6 +670,7 @@ impl Capabilities {
             (self.clock, grants.clock, "clock"),
             (self.kv, grants.kv, "kv"),
             (self.device, grants.device, "device"),
+            (self.employees, grants.employees, "employees"),
         ] {
             if want && !have {
                 out.push(name.to_owned());

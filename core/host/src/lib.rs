@@ -41,7 +41,9 @@ pub use engine::Allocator;
 pub use ldap::{LdapDirectories, LdapDirectoryConfig};
 pub use manifest::{Manifest, World};
 pub use mqtt::{CommandSecret, MqttConfig, RumqttPublisher};
-pub use providers::{DeviceBinding, Gateway, KvStore, KvUsage, MemoryKv, MqttPublisher, NoGateway};
+pub use providers::{
+    DeviceBinding, Gateway, KvStore, KvUsage, MemoryKv, MqttPublisher, NoGateway, WebServiceClient,
+};
 pub use registry::{
     Fault, FaultKind, HostStatus, PluginHost, PluginState, PluginStatus, StatsView,
 };
@@ -63,6 +65,11 @@ pub mod types {
     pub use crate::bindings::lockgate::host::device::{
         AuditEntry, CylinderAuditEntry, DeliverableJob, HeartbeatAnswer,
         HeartbeatReport as DeviceHeartbeat, JobOutcome, JobReport, RenewedCertificate, ReportTaken,
+    };
+    pub use crate::bindings::lockgate::host::employees::{
+        Change as EmployeeChange, ChangeKind as EmployeeChangeKind,
+        ChangePage as EmployeeChangePage, Employee, EmployeeState, InvalidPerson,
+        UpsertError as EmployeesUpsertError, UpsertOutcome as EmployeesUpsertOutcome,
     };
     pub use crate::bindings::lockgate::host::gateway::{
         SyncReport, SyncRequest, SyncSkip, UpsertReport,

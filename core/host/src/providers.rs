@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::types::{
-    AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Event, HeartbeatAnswer, Job, JobReport,
-    Key, Person, PluginError, RenewedCertificate, ReportTaken, SyncReport, SyncRequest,
-    UpsertReport,
+    AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Employee, EmployeeChangePage,
+    EmployeesUpsertError, EmployeesUpsertOutcome, Event, HeartbeatAnswer, Job, JobReport, Key,
+    Person, PluginError, RenewedCertificate, ReportTaken, SyncReport, SyncRequest, UpsertReport,
 };
 
 /// Longest kv key, bytes.
@@ -170,6 +170,54 @@ pub trait Gateway: Send + Sync + 'static {
     /// installed, expires or is replaced. An error names why not.
     async fn licensed(&self, plugin: &str, feature: &str) -> Result<(), PluginError>;
 
+    /// `employees.upsert` for the bound web-service client: all or nothing.
+    async fn employees_upsert(
+        &self,
+        _plugin: &str,
+        _client: &WebServiceClient,
+        _domain: Option<String>,
+        _persons: Vec<Person>,
+    ) -> Result<EmployeesUpsertOutcome, EmployeesUpsertError> {
+        Err(EmployeesUpsertError::Failed(unwired_error()))
+    }
+    /// `employees.get`.
+    async fn employees_get(
+        &self,
+        _plugin: &str,
+        _client: &WebServiceClient,
+        _identifier: &str,
+    ) -> Result<Employee, PluginError> {
+        unwired()
+    }
+    /// `employees.deactivate`.
+    async fn employees_deactivate(
+        &self,
+        _plugin: &str,
+        _client: &WebServiceClient,
+        _identifier: &str,
+    ) -> Result<Employee, PluginError> {
+        unwired()
+    }
+    /// `employees.delete`: none when deleted permanently.
+    async fn employees_delete(
+        &self,
+        _plugin: &str,
+        _client: &WebServiceClient,
+        _identifier: &str,
+    ) -> Result<Option<Employee>, PluginError> {
+        unwired()
+    }
+    /// `employees.list-changes` (`limit` already within 1..=[`MAX_CHANGES_PAGE`]).
+    async fn employees_changes(
+        &self,
+        _plugin: &str,
+        _client: &WebServiceClient,
+        _since: &str,
+        _limit: u32,
+    ) -> Result<EmployeeChangePage, PluginError> {
+        unwired()
+    }
+
     /// `device.heartbeat` of the PD `device` (the host bound it from the connection's
     /// verified certificate; see [`DeviceBinding`]).
     async fn device_heartbeat(
@@ -245,6 +293,25 @@ pub trait Gateway: Send + Sync + 'static {
     }
 }
 
+/// The web-service client a `handle` call acts for, bound by the host from the credentials the
+/// embedder authenticated for the request (never from the request body a plugin reads). The
+/// `employees` operations of that call act as this client, within its domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebServiceClient {
+    /// The client's locking system.
+    pub system_id: i64,
+    /// The C-key the client's token belongs to (the actor of every change).
+    pub c_key_id: i64,
+    /// The C-key's name, as events name the actor.
+    pub label: String,
+    /// Shared by the events of the request (its request id).
+    pub correlation_id: String,
+    /// The domains the client sees; none: all.
+    pub domains: Option<Vec<i64>>,
+    /// Where a new object goes when the system has no initial domain for it.
+    pub home: Option<i64>,
+}
+
 /// The PD a `handle-frame` call acts for, bound by the host from the connection's
 /// verified client certificate (never from the frame). The `device` operations of that
 /// call act for this PD only.
@@ -257,6 +324,11 @@ pub struct DeviceBinding {
     /// The certificate the connection presented.
     pub certificate_id: i64,
 }
+
+/// Most changes one `employees.list-changes` page holds.
+pub const MAX_CHANGES_PAGE: u32 = 1_000;
+/// Most persons one `employees.upsert` call takes.
+pub const MAX_EMPLOYEES_UPSERT: usize = 1_000;
 
 /// Most records one `upload-audit-trail` call takes.
 pub const MAX_AUDIT_ENTRIES: usize = 10_000;
@@ -293,10 +365,12 @@ pub trait MqttPublisher: Send + Sync + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoGateway;
 
+fn unwired_error() -> PluginError {
+    PluginError::Unavailable("the gateway is not wired to a core".into())
+}
+
 fn unwired<T>() -> Result<T, PluginError> {
-    Err(PluginError::Unavailable(
-        "the gateway is not wired to a core".into(),
-    ))
+    Err(unwired_error())
 }
 
 #[async_trait]

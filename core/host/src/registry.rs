@@ -21,7 +21,7 @@ use crate::cache::{CacheOutcome, ComponentCache};
 use crate::config::{Capabilities, HostConfig};
 use crate::engine::{Allocator, EpochTicker, build_engine};
 use crate::manifest::{Manifest, World};
-use crate::providers::{DeviceBinding, Gateway, KvStore, MqttPublisher};
+use crate::providers::{DeviceBinding, Gateway, KvStore, MqttPublisher, WebServiceClient};
 use crate::state::{ConnectorSlot, Connectors, HostState, MqttSlot, PluginContext};
 use crate::types::{
     Command, ContentItem, Device, Event, FrameAnswer, Identity, IdpSummary, LoginRequest,
@@ -263,7 +263,7 @@ enum Call {
     SpMetadata(Box<ServiceProvider>),
     BeginLogin(Box<ServiceProvider>, String),
     CompleteLogin(Box<ServiceProvider>, Request),
-    Handle(Request),
+    Handle(Option<WebServiceClient>, Request),
     Notify(Notification),
     ListContent,
     FetchContent(String),
@@ -282,7 +282,7 @@ impl Call {
             Call::SpMetadata(_) => "sp-metadata",
             Call::BeginLogin(..) => "begin-login",
             Call::CompleteLogin(..) => "complete-login",
-            Call::Handle(_) => "handle",
+            Call::Handle(..) => "handle",
             Call::Notify(_) => "notify",
             Call::ListContent => "list-items",
             Call::FetchContent(_) => "fetch",
@@ -301,7 +301,7 @@ impl Call {
             | Call::SpMetadata(_)
             | Call::BeginLogin(..)
             | Call::CompleteLogin(..) => World::Sso,
-            Call::Handle(_) => World::WebService,
+            Call::Handle(..) => World::WebService,
             Call::Notify(_) => World::Notifier,
             Call::ListContent | Call::FetchContent(_) => World::ContentSource,
             Call::HandleFrame(..) => World::DeviceProtocol,
@@ -869,9 +869,16 @@ impl PluginHost {
         expect_reply!(self, name, Call::CompleteLogin(Box::new(sp), callback), Reply::CompleteLogin(r) => r)
     }
 
-    /// `http-handler.handle` (web-service plugins).
-    pub async fn handle(&self, name: &str, request: Request) -> Result<Response, HostError> {
-        expect_reply!(self, name, Call::Handle(request), Reply::Handle(r) => r)
+    /// `http-handler.handle` (web-service plugins): one request, whose `employees`
+    /// operations act as `client` (the caller the embedder authenticated; none: they are
+    /// denied).
+    pub async fn handle(
+        &self,
+        name: &str,
+        client: Option<WebServiceClient>,
+        request: Request,
+    ) -> Result<Response, HostError> {
+        expect_reply!(self, name, Call::Handle(client, request), Reply::Handle(r) => r)
     }
 
     /// `notification-sink.notify` (notifier plugins).
@@ -1071,8 +1078,10 @@ impl PluginHost {
             limits.http_response_bytes,
         );
         let mut state = HostState::new(loaded.ctx.clone(), store_limits, http, limits.into());
-        if let Call::HandleFrame(f) = &call {
-            state.bind_device(f.binding);
+        match &call {
+            Call::HandleFrame(f) => state.bind_device(f.binding),
+            Call::Handle(Some(client), _) => state.bind_web_service_client(client.clone()),
+            _ => {}
         }
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -1220,7 +1229,7 @@ async fn run(store: &mut Store<HostState>, l: &Loaded, call: Call) -> wasmtime::
                 .call_complete_login(s, &sp, &req)
                 .await?,
         ),
-        (Call::Handle(req), KindIndices::WebService(i)) => {
+        (Call::Handle(_, req), KindIndices::WebService(i)) => {
             Reply::Handle(i.load(&mut *s, &instance)?.call_handle(s, &req).await?)
         }
         (Call::Notify(msg), KindIndices::Notifier(i)) => {
@@ -1363,6 +1372,7 @@ fn check_imports(imports: &[String], grants: &Capabilities) -> Result<(), String
             "lockgate:host/ldap" => !grants.ldap.is_empty(),
             "lockgate:host/smtp" => grants.smtp,
             "lockgate:host/device" => grants.device,
+            "lockgate:host/employees" => grants.employees,
             // Outbound HTTP: only with granted hosts (each request is checked too).
             _ if iface.starts_with("wasi:http/") => {
                 if matches!(iface, "wasi:http/types" | "wasi:http/outgoing-handler")

@@ -16,20 +16,22 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::lockgate::host::{
-    clock, config, device, gateway, kv, ldap, log, mqtt, smtp, types,
+    clock, config, device, employees, gateway, kv, ldap, log, mqtt, smtp, types,
 };
 use crate::config::{Capabilities, STAGED_STRING_OVERHEAD};
 use crate::http::HttpPolicy;
 use crate::ldap::{LdapDirectories, LdapSessions};
 use crate::providers::{
     DeviceBinding, Gateway, KV_MAX_KEY_BYTES, KV_MAX_LIST, KV_MAX_VALUE_BYTES, KvStore,
-    MAX_AUDIT_ENTRIES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, MQTT_MAX_PAYLOAD_BYTES, MqttPublisher,
+    MAX_AUDIT_ENTRIES, MAX_CHANGES_PAGE, MAX_EMPLOYEES_UPSERT, MAX_LOG_LINE_BYTES, MAX_LOG_LINES,
+    MQTT_MAX_PAYLOAD_BYTES, MqttPublisher, WebServiceClient,
 };
 use crate::smtp::SmtpRelay;
 use crate::types::{
-    AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Email, Event, HeartbeatAnswer, Job,
-    JobReport, Key, LdapPage, LdapSearch, Person, PluginError, ReportTaken, SendError, SyncReport,
-    SyncRequest, UpsertReport,
+    AuditEntry, Cylinder, DeliverableJob, DeviceHeartbeat, Email, Employee, EmployeeChangePage,
+    EmployeesUpsertError, EmployeesUpsertOutcome, Event, HeartbeatAnswer, Job, JobReport, Key,
+    LdapPage, LdapSearch, Person, PluginError, ReportTaken, SendError, SyncReport, SyncRequest,
+    UpsertReport,
 };
 
 /// Most persons one call may stage for `sync-persons`.
@@ -140,6 +142,8 @@ pub(crate) struct HostState {
     quota: CallQuota,
     /// The PD a `handle-frame` call acts for; `None` in every other call.
     device: Option<DeviceBinding>,
+    /// The web-service client a `handle` call acts for; `None` in every other call.
+    web_service_client: Option<WebServiceClient>,
 }
 
 impl HostState {
@@ -167,6 +171,7 @@ impl HostState {
             staged_bytes: 0,
             quota,
             device: None,
+            web_service_client: None,
         }
     }
 
@@ -185,6 +190,27 @@ impl HostState {
         self.device.ok_or_else(|| {
             PluginError::Denied(
                 "device operations act for the PD of a frame: call them in handle-frame".into(),
+            )
+        })
+    }
+
+    /// Binds a `handle` call to the client the embedder authenticated for its request.
+    pub fn bind_web_service_client(&mut self, client: WebServiceClient) {
+        self.web_service_client = Some(client);
+    }
+
+    /// Architecture invariant: the `employees` operations act only as the web-service client
+    /// the host bound to this `handle` call from the request's verified credentials; without
+    /// one (any other call, or an unauthenticated request) they are denied.
+    fn bound_web_service_client(&self) -> Result<WebServiceClient, PluginError> {
+        if !self.ctx.grants.employees {
+            return Err(self.denied("employees"));
+        }
+        self.web_service_client.clone().ok_or_else(|| {
+            PluginError::Denied(
+                "employees operations act for an authenticated web-service client: call them in \
+                 handle, for a request that carried credentials"
+                    .into(),
             )
         })
     }
@@ -432,6 +458,69 @@ impl gateway::Host for HostState {
         self.ctx
             .gateway
             .report_key_lost(&self.ctx.name, key_id)
+            .await
+    }
+}
+
+impl employees::Host for HostState {
+    async fn upsert(
+        &mut self,
+        domain: Option<String>,
+        persons: Vec<Person>,
+    ) -> Result<EmployeesUpsertOutcome, EmployeesUpsertError> {
+        let client = self
+            .bound_web_service_client()
+            .map_err(EmployeesUpsertError::Failed)?;
+        if persons.len() > MAX_EMPLOYEES_UPSERT {
+            return Err(EmployeesUpsertError::Failed(PluginError::Invalid(format!(
+                "at most {MAX_EMPLOYEES_UPSERT} persons per upsert, not {}",
+                persons.len()
+            ))));
+        }
+        self.ctx
+            .gateway
+            .employees_upsert(&self.ctx.name, &client, domain, persons)
+            .await
+    }
+
+    async fn get(&mut self, identifier: String) -> Result<Employee, PluginError> {
+        let client = self.bound_web_service_client()?;
+        self.ctx
+            .gateway
+            .employees_get(&self.ctx.name, &client, &identifier)
+            .await
+    }
+
+    async fn deactivate(&mut self, identifier: String) -> Result<Employee, PluginError> {
+        let client = self.bound_web_service_client()?;
+        self.ctx
+            .gateway
+            .employees_deactivate(&self.ctx.name, &client, &identifier)
+            .await
+    }
+
+    async fn delete(&mut self, identifier: String) -> Result<Option<Employee>, PluginError> {
+        let client = self.bound_web_service_client()?;
+        self.ctx
+            .gateway
+            .employees_delete(&self.ctx.name, &client, &identifier)
+            .await
+    }
+
+    async fn list_changes(
+        &mut self,
+        since: String,
+        limit: u32,
+    ) -> Result<EmployeeChangePage, PluginError> {
+        let client = self.bound_web_service_client()?;
+        if !(1..=MAX_CHANGES_PAGE).contains(&limit) {
+            return Err(PluginError::Invalid(format!(
+                "limit: 1 to {MAX_CHANGES_PAGE} changes per page, not {limit}"
+            )));
+        }
+        self.ctx
+            .gateway
+            .employees_changes(&self.ctx.name, &client, &since, limit)
             .await
     }
 }

@@ -47,6 +47,7 @@ pub struct Config {
     pub pds: PdsConfig,
     pub sso: SsoConfig,
     pub scim: ScimConfig,
+    pub web_services: WebServicesConfig,
 }
 
 /// `[plugins.sources.NAME]`: the core's policy for one directory-source plugin's syncs.
@@ -56,6 +57,66 @@ pub struct SourceConfig {
     /// An entry that fails validation: `skip` (default; listed in the report with field and
     /// reason, the rest applied) or `refuse` (the whole sync refused, nothing written).
     pub on_invalid: lockgate_store::directory::OnInvalid,
+}
+
+/// `[web_services]`: `web-service` plugins mounted under `/ws`
+/// (docs/connectors/hr-web-services.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebServicesConfig {
+    /// Mount name → the plugin answering it: `mounts = { hr = "hr-soap" }` serves `/ws/hr`.
+    pub mounts: std::collections::BTreeMap<String, String>,
+    /// Largest request body of a web service, bytes (1 KiB to 64 MiB; default 4 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for WebServicesConfig {
+    fn default() -> Self {
+        WebServicesConfig {
+            mounts: Default::default(),
+            max_body_bytes: lockgate_api::web_services::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl WebServicesConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (mount, plugin) in &self.mounts {
+            let ok = (1..=32).contains(&mount.len())
+                && mount
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: format!("web_services.mounts.{mount}"),
+                    message: "a mount name is 1-32 characters of a-z, 0-9 and '-'".into(),
+                });
+            }
+            if plugin.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: format!("web_services.mounts.{mount}"),
+                    message: "names the web-service plugin (under [plugins]) answering the mount"
+                        .into(),
+                });
+            }
+        }
+        if !(1024..=64 << 20).contains(&self.max_body_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "web_services.max_body_bytes".into(),
+                message: "must be 1024 to 67108864 (64 MiB)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The API's view.
+    pub fn api(&self) -> lockgate_api::web_services::WebServicesConfig {
+        lockgate_api::web_services::WebServicesConfig {
+            mounts: self.mounts.clone(),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
 }
 
 /// `[scim]`: SCIM 2.0 provisioning under `/scim/v2` (docs/connectors/scim.md).
@@ -1344,6 +1405,7 @@ impl Config {
         self.pds.validate()?;
         self.sso.validate()?;
         self.scim.validate()?;
+        self.web_services.validate()?;
         if !(1..=3650).contains(&self.access.max_token_lifetime_days) {
             return invalid("access.max_token_lifetime_days", "must be 1–3650".into());
         }

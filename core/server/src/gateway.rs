@@ -13,14 +13,18 @@ use lockgate_host::types::{
     JobReport, Key, Person, PluginError, RenewedCertificate, ReportTaken, SyncReport, SyncRequest,
     SyncSkip, UpsertReport,
 };
-use lockgate_host::{DeviceBinding, Gateway};
+use lockgate_host::types::{
+    Employee, EmployeeChange, EmployeeChangeKind, EmployeeChangePage, EmployeeState,
+    EmployeesUpsertError, EmployeesUpsertOutcome, InvalidPerson,
+};
+use lockgate_host::{DeviceBinding, Gateway, WebServiceClient};
 use lockgate_jobs::{JobsError, NewJob, Queue};
 use lockgate_model::{
     ObjectKind,
     cylinder::Cylinder as StoredCylinder,
     domain::Domain,
     key::{BlockChoice, Key as StoredKey, KeyStatus},
-    person::Person as StoredPerson,
+    person::{Person as StoredPerson, PersonState},
     system::LockingSystem,
 };
 use lockgate_store::{
@@ -84,12 +88,13 @@ impl CoreGateway {
 
     /// Architecture invariant: a plugin's write obeys the licence of the locking system it
     /// writes to, now (not the features of every system at start-up): nothing after the hard
-    /// expiry, and an operation's own feature (`feature`) only while the licence holds it.
+    /// expiry, and an operation's own feature (any one of `features`; none: no feature) only
+    /// while the licence holds it.
     async fn licensed_write(
         &self,
         plugin: &str,
         sys: &LockingSystem,
-        feature: Option<lockgate_api::licence::LicenceFeature>,
+        features: &[lockgate_api::licence::LicenceFeature],
     ) -> Result<(), PluginError> {
         let now = self
             .store
@@ -104,11 +109,12 @@ impl CoreGateway {
                 "the licence of the locking system expired for good at {since}: nothing is changed"
             )));
         }
-        if let Some(f) = feature
-            && !status.available().contains(&f)
-        {
+        let available = status.available();
+        if !features.is_empty() && !features.iter().any(|f| available.contains(f)) {
+            let names: Vec<String> = features.iter().map(|f| f.to_string()).collect();
             return Err(PluginError::Unavailable(format!(
-                "the licence of the locking system does not include the feature {f}"
+                "the licence of the locking system does not include the feature {}",
+                names.join(" or ")
             )));
         }
         Ok(())
@@ -172,6 +178,97 @@ impl CoreGateway {
             }
             Err(e) => Err(unavailable(plugin, e)),
         }
+    }
+
+    /// The locking system and write context of an `employees` operation: the bound
+    /// web-service client as actor, within its domains, while the licence includes web
+    /// services (reads too: the feature switches the whole service).
+    async fn client_context(
+        &self,
+        plugin: &str,
+        client: &WebServiceClient,
+    ) -> Result<lockgate_app::WriteContext, PluginError> {
+        let sys = self
+            .store
+            .system(client.system_id)
+            .await
+            .map_err(|e| unavailable(plugin, e))?;
+        self.licensed_write(
+            plugin,
+            &sys,
+            &[lockgate_api::licence::LicenceFeature::WebServices],
+        )
+        .await?;
+        let scope = Scope {
+            domains: client.domains.as_ref().map(|d| d.iter().copied().collect()),
+            home: client.home,
+        };
+        let actor = Actor {
+            c_key_id: Some(client.c_key_id),
+            label: client.label.clone(),
+            correlation_id: client.correlation_id.clone(),
+        };
+        Ok(self.app.context(&sys, &scope, &actor))
+    }
+
+    /// The employee with `identifier` in the client's domains, or `not-found`.
+    async fn employee(
+        &self,
+        plugin: &str,
+        cx: &lockgate_app::WriteContext,
+        identifier: &str,
+    ) -> Result<lockgate_store::Stored<StoredPerson>, PluginError> {
+        if identifier.trim().is_empty() || identifier.chars().count() > MAX_IDENTIFIER_CHARS {
+            return Err(PluginError::Invalid(format!(
+                "identifier: 1 to {MAX_IDENTIFIER_CHARS} characters"
+            )));
+        }
+        let ids = self
+            .store
+            .persons_with_identifier(cx.system.id, identifier)
+            .await
+            .map_err(|e| unavailable(plugin, e))?;
+        for id in ids {
+            match self
+                .store
+                .get::<StoredPerson>(cx.system.id, ObjectKind::Employee, id, &cx.scope)
+                .await
+            {
+                Ok(p) => return Ok(p),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(unavailable(plugin, e)),
+            }
+        }
+        Err(PluginError::NotFound(format!(
+            "no employee with identifier '{identifier}'"
+        )))
+    }
+
+    /// An employee as the `employees` interface returns it.
+    async fn employee_view(
+        &self,
+        plugin: &str,
+        sys_id: i64,
+        p: lockgate_store::Stored<StoredPerson>,
+    ) -> Result<Employee, PluginError> {
+        let domain = self
+            .store
+            .get::<Domain>(sys_id, ObjectKind::Domain, p.body.domain_id, &Scope::all())
+            .await
+            .map_err(|e| unavailable(plugin, e))?;
+        Ok(Employee {
+            id: p.id.unsigned_abs(),
+            person: plugin_person(&p.body),
+            state: match p.body.lifecycle {
+                PersonState::Active => EmployeeState::Active,
+                PersonState::Deactivated => EmployeeState::Deactivated,
+                PersonState::Deleted => EmployeeState::MarkedDeleted,
+            },
+            domain: domain.body.name,
+            synced_from: p.body.synced_from.clone(),
+            version: p.version.unsigned_abs(),
+            updated_at: p.updated_at.timestamp_millis(),
+        })
     }
 
     /// The write context of an operation of `plugin` (lockgate itself, named after it).
@@ -240,6 +337,30 @@ fn key_view(id: i64, k: &StoredKey, holder: Option<String>) -> Key {
     }
 }
 
+/// The optional person fields by their REST / CSV names, as the model holds them (one table
+/// for both directions between plugin and model).
+fn person_fields(m: &mut StoredPerson) -> [(&'static str, &mut Option<String>); 17] {
+    [
+        ("title", &mut m.title),
+        ("email", &mut m.email),
+        ("phone", &mut m.phone),
+        ("organisation", &mut m.organisation),
+        ("department", &mut m.department),
+        ("street", &mut m.street),
+        ("postcode", &mut m.postcode),
+        ("language", &mut m.language),
+        ("region", &mut m.region),
+        ("job", &mut m.job),
+        ("city", &mut m.city),
+        ("state", &mut m.state),
+        ("country", &mut m.country),
+        ("company_address", &mut m.company_address),
+        ("location", &mut m.location),
+        ("mobile_phone", &mut m.mobile_phone),
+        ("gmd_text", &mut m.gmd_text),
+    ]
+}
+
 /// A plugin's person as the model has it (`index`: its position in the call, for errors).
 /// Empty field values are absent values.
 fn model_person(index: usize, p: Person) -> Result<(StoredPerson, bool), PluginError> {
@@ -251,39 +372,72 @@ fn model_person(index: usize, p: Person) -> Result<(StoredPerson, bool), PluginE
     };
     let mut seen = std::collections::HashSet::new();
     for (name, value) in p.fields {
-        let slot = match name.as_str() {
-            "title" => &mut m.title,
-            "email" => &mut m.email,
-            "phone" => &mut m.phone,
-            "organisation" => &mut m.organisation,
-            "department" => &mut m.department,
-            "street" => &mut m.street,
-            "postcode" => &mut m.postcode,
-            "language" => &mut m.language,
-            "region" => &mut m.region,
-            "job" => &mut m.job,
-            "city" => &mut m.city,
-            "state" => &mut m.state,
-            "country" => &mut m.country,
-            "company_address" => &mut m.company_address,
-            "location" => &mut m.location,
-            "mobile_phone" => &mut m.mobile_phone,
-            "gmd_text" => &mut m.gmd_text,
-            _ => {
-                let shown: String = name.chars().take(64).collect();
-                return Err(PluginError::Invalid(format!(
-                    "persons[{index}].fields: unknown field `{shown}`"
-                )));
-            }
+        let mut slots = person_fields(&mut m);
+        let Some((_, slot)) = slots.iter_mut().find(|(n, _)| *n == name) else {
+            let shown: String = name.chars().take(64).collect();
+            return Err(PluginError::Invalid(format!(
+                "persons[{index}].fields: unknown field `{shown}`"
+            )));
         };
         if !seen.insert(name.clone()) {
             return Err(PluginError::Invalid(format!(
                 "persons[{index}].fields: `{name}` given twice"
             )));
         }
-        *slot = (!value.trim().is_empty()).then_some(value);
+        **slot = (!value.trim().is_empty()).then_some(value);
     }
     Ok((m, p.active))
+}
+
+/// A stored person as plugins see it (the fields that hold a value).
+fn plugin_person(m: &StoredPerson) -> Person {
+    let mut copy = m.clone();
+    Person {
+        identifier: m.identifier.clone().unwrap_or_default(),
+        first_name: m.first_name.clone(),
+        surname: m.surname.clone(),
+        fields: person_fields(&mut copy)
+            .into_iter()
+            .filter_map(|(name, v)| v.take().map(|v| (name.to_owned(), v)))
+            .collect(),
+        active: m.lifecycle == PersonState::Active,
+    }
+}
+
+/// Longest identifier the `employees` operations look up.
+pub const MAX_IDENTIFIER_CHARS: usize = 256;
+
+/// The text of a plugin error (the variant is the caller's business, not the row's).
+fn error_text(e: PluginError) -> String {
+    match e {
+        PluginError::Invalid(m)
+        | PluginError::NotFound(m)
+        | PluginError::Denied(m)
+        | PluginError::Unavailable(m)
+        | PluginError::Other(m) => m,
+    }
+}
+
+/// The change feed's token after event `id`: opaque to clients (`c` and the position).
+fn change_token(id: i64) -> String {
+    format!("c{id}")
+}
+
+/// A change token back to its position ("" is the start).
+fn parse_change_token(token: &str) -> Result<i64, PluginError> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .strip_prefix('c')
+        .filter(|d| d.len() <= 19 && !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<i64>().ok())
+        .ok_or_else(|| {
+            PluginError::Invalid(
+                "since: not a change token this service issued (pass \"\" to start from the beginning)"
+                    .into(),
+            )
+        })
 }
 
 /// A directory source name: 1-64 characters of `A-Z a-z 0-9 . _ -`.
@@ -379,7 +533,7 @@ impl Gateway for CoreGateway {
         self.licensed_write(
             plugin,
             &sys,
-            Some(lockgate_api::licence::LicenceFeature::WebServices),
+            &[lockgate_api::licence::LicenceFeature::WebServices],
         )
         .await?;
         let domains = self
@@ -409,11 +563,185 @@ impl Gateway for CoreGateway {
         // identifier and validation, all-or-nothing, with an event per touched person.
         let applied = self
             .app
-            .upsert_employees(&self.cx(plugin, &sys), &domain.body.name, rows)
+            .upsert_employees(&self.cx(plugin, &sys), Some(&domain.body.name), rows)
             .await
             .map_err(|e| app_unavailable(plugin, e))?;
         refuse_invalid(&applied)?;
         Ok(upsert_report(&applied, skipped_inactive))
+    }
+
+    async fn employees_upsert(
+        &self,
+        plugin: &str,
+        client: &WebServiceClient,
+        domain: Option<String>,
+        persons: Vec<Person>,
+    ) -> Result<EmployeesUpsertOutcome, EmployeesUpsertError> {
+        let cx = self
+            .client_context(plugin, client)
+            .await
+            .map_err(EmployeesUpsertError::Failed)?;
+        let mut rows: Vec<(usize, StoredPerson)> = Vec::with_capacity(persons.len());
+        let mut invalid = Vec::new();
+        let mut identifiers = Vec::with_capacity(persons.len());
+        for (i, p) in persons.into_iter().enumerate() {
+            identifiers.push(p.identifier.clone());
+            let row = |field: &str, reason: String| InvalidPerson {
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                identifier: identifiers[i].clone(),
+                field: field.to_owned(),
+                reason,
+            };
+            if p.identifier.trim().is_empty() {
+                invalid.push(row(
+                    "identifier",
+                    "is required: the web service matches employees by identifier".into(),
+                ));
+                continue;
+            }
+            match model_person(i, p) {
+                Ok((person, _active)) => rows.push((i, person)),
+                Err(e) => invalid.push(row("fields", error_text(e))),
+            }
+        }
+        // Through the application layer's upsert: the employee import's matching by
+        // identifier and validation, all-or-nothing, an event per touched person.
+        let applied = if invalid.is_empty() {
+            Some(
+                self.app
+                    .upsert_employees(&cx, domain.as_deref(), rows)
+                    .await
+                    .map_err(|e| EmployeesUpsertError::Failed(app_unavailable(plugin, e)))?,
+            )
+        } else {
+            None
+        };
+        if let Some(report) = &applied {
+            for bad in &report.invalid {
+                for f in &bad.errors {
+                    invalid.push(InvalidPerson {
+                        index: u32::try_from(bad.line).unwrap_or(u32::MAX),
+                        identifier: identifiers.get(bad.line).cloned().unwrap_or_default(),
+                        field: f.field.clone(),
+                        reason: f.message.clone(),
+                    });
+                }
+            }
+        }
+        match applied {
+            Some(report) if invalid.is_empty() => {
+                let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+                Ok(EmployeesUpsertOutcome {
+                    created: n(report.created),
+                    updated: n(report.updated),
+                    unchanged: n(report.unchanged + report.skipped.len()),
+                })
+            }
+            _ => {
+                invalid.sort_by_key(|r| r.index);
+                Err(EmployeesUpsertError::InvalidPersons(invalid))
+            }
+        }
+    }
+
+    async fn employees_get(
+        &self,
+        plugin: &str,
+        client: &WebServiceClient,
+        identifier: &str,
+    ) -> Result<Employee, PluginError> {
+        let cx = self.client_context(plugin, client).await?;
+        let p = self.employee(plugin, &cx, identifier).await?;
+        self.employee_view(plugin, cx.system.id, p).await
+    }
+
+    async fn employees_deactivate(
+        &self,
+        plugin: &str,
+        client: &WebServiceClient,
+        identifier: &str,
+    ) -> Result<Employee, PluginError> {
+        let cx = self.client_context(plugin, client).await?;
+        let p = self.employee(plugin, &cx, identifier).await?;
+        let p = if p.body.lifecycle == PersonState::Deactivated {
+            p
+        } else {
+            self.app
+                .move_person(
+                    &cx,
+                    ObjectKind::Employee,
+                    p.id,
+                    lockgate_app::PersonMove::Deactivate,
+                )
+                .await
+                .map_err(|e| app_unavailable(plugin, e))?
+        };
+        self.employee_view(plugin, cx.system.id, p).await
+    }
+
+    async fn employees_delete(
+        &self,
+        plugin: &str,
+        client: &WebServiceClient,
+        identifier: &str,
+    ) -> Result<Option<Employee>, PluginError> {
+        let cx = self.client_context(plugin, client).await?;
+        let p = self.employee(plugin, &cx, identifier).await?;
+        let id = p.id;
+        self.app
+            .delete_object::<StoredPerson>(&cx, ObjectKind::Employee, id, None, false)
+            .await
+            .map_err(|e| app_unavailable(plugin, e))?;
+        match self
+            .store
+            .get::<StoredPerson>(cx.system.id, ObjectKind::Employee, id, &cx.scope)
+            .await
+        {
+            Ok(marked) => Ok(Some(
+                self.employee_view(plugin, cx.system.id, marked).await?,
+            )),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unavailable(plugin, e)),
+        }
+    }
+
+    async fn employees_changes(
+        &self,
+        plugin: &str,
+        client: &WebServiceClient,
+        since: &str,
+        limit: u32,
+    ) -> Result<EmployeeChangePage, PluginError> {
+        let cx = self.client_context(plugin, client).await?;
+        let after = parse_change_token(since)?;
+        let page = self
+            .store
+            .employee_changes(cx.system.id, after, i64::from(limit), &cx.scope)
+            .await
+            .map_err(|e| unavailable(plugin, e))?;
+        Ok(EmployeeChangePage {
+            changes: page
+                .changes
+                .into_iter()
+                .map(|c| EmployeeChange {
+                    id: c.person_id.unsigned_abs(),
+                    kind: match c.action.as_str() {
+                        "created" => EmployeeChangeKind::Created,
+                        "deactivated" => EmployeeChangeKind::Deactivated,
+                        "reactivated" => EmployeeChangeKind::Reactivated,
+                        "marked_deleted" => EmployeeChangeKind::MarkedDeleted,
+                        "restored" => EmployeeChangeKind::Restored,
+                        "deleted" => EmployeeChangeKind::Deleted,
+                        _ if c.identifier.is_none() => EmployeeChangeKind::Deleted,
+                        _ => EmployeeChangeKind::Updated,
+                    },
+                    identifier: c.identifier,
+                    at: c.at.timestamp_millis(),
+                })
+                .collect(),
+            next_token: change_token(page.last_event_id),
+            more: page.more,
+        })
     }
 
     async fn read_keys(
@@ -538,7 +866,7 @@ impl Gateway for CoreGateway {
             ));
         }
         let sys = self.system(plugin).await?;
-        self.licensed_write(plugin, &sys, None).await?;
+        self.licensed_write(plugin, &sys, &[]).await?;
         let object_id = event
             .object_id
             .map(|id| {
@@ -587,7 +915,12 @@ impl Gateway for CoreGateway {
         self.licensed_write(
             plugin,
             &sys,
-            Some(lockgate_api::licence::LicenceFeature::LdapIntegration),
+            // A directory sync is an LDAP or a web-services (HR) integration; the plugin's
+            // manifest names which, and the host checks that feature before every call.
+            &[
+                lockgate_api::licence::LicenceFeature::LdapIntegration,
+                lockgate_api::licence::LicenceFeature::WebServices,
+            ],
         )
         .await?;
         // Synced persons are marked with the plugin's name: another plugin's source of the
@@ -668,7 +1001,7 @@ impl Gateway for CoreGateway {
 
     async fn request_key_update(&self, plugin: &str, key_id: u64) -> Result<Vec<Job>, PluginError> {
         let sys = self.system(plugin).await?;
-        self.licensed_write(plugin, &sys, None).await?;
+        self.licensed_write(plugin, &sys, &[]).await?;
         let (id, _) = self.key(plugin, &sys, key_id).await?;
         self.app
             .reconcile_after(&self.cx(plugin, &sys), ObjectKind::Key, &[id])
@@ -678,7 +1011,7 @@ impl Gateway for CoreGateway {
 
     async fn report_key_lost(&self, plugin: &str, key_id: u64) -> Result<(), PluginError> {
         let sys = self.system(plugin).await?;
-        self.licensed_write(plugin, &sys, None).await?;
+        self.licensed_write(plugin, &sys, &[]).await?;
         let (id, key) = self.key(plugin, &sys, key_id).await?;
         if key.status == KeyStatus::Lost {
             return Ok(());
@@ -882,6 +1215,6 @@ impl Gateway for CoreGateway {
                 ))
             })?;
         let sys = self.system(plugin).await?;
-        self.licensed_write(plugin, &sys, Some(feature)).await
+        self.licensed_write(plugin, &sys, &[feature]).await
     }
 }

@@ -402,6 +402,45 @@ mod tests {
     }
 }
 
+/// The API's handle on the `web-service` plugins mounted under `/ws`.
+#[derive(Debug, Clone)]
+pub struct HostWebServices(pub PluginHost);
+
+impl lockgate_api::web_services::WebServiceHost for HostWebServices {
+    fn handle(
+        &self,
+        plugin: String,
+        caller: Option<lockgate_api::web_services::WebServiceCaller>,
+        request: lockgate_api::web_services::WebRequest,
+    ) -> lockgate_api::web_services::WebFuture {
+        let host = self.0.clone();
+        Box::pin(async move {
+            let client = caller.map(|c| lockgate_host::WebServiceClient {
+                system_id: c.system_id,
+                c_key_id: c.c_key_id,
+                label: c.label,
+                correlation_id: c.correlation_id,
+                domains: c.domains,
+                home: c.home,
+            });
+            let request = lockgate_host::types::Request {
+                method: request.method,
+                path: request.path,
+                headers: request.headers,
+                body: request.body,
+            };
+            host.handle(&plugin, client, request)
+                .await
+                .map(|r| lockgate_api::web_services::WebResponse {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                })
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// The API's handle on the `sso` plugin named in `[sso] plugin`.
 #[derive(Debug, Clone)]
 pub struct HostSso {

@@ -151,6 +151,7 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
             hsts_max_age: cfg.server.tls.as_ref().map(|t| t.hsts_max_age.0),
             sso: cfg.sso.api(),
             scim: cfg.scim.api(),
+            web_services: cfg.web_services.api(),
         },
     );
     // The event relay hands new events to the event-bridge plugins; the command listener
@@ -204,6 +205,10 @@ pub async fn serve(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyh
                 host: host.clone(),
                 plugin: name.clone(),
             }));
+        }
+        if !cfg.web_services.mounts.is_empty() {
+            state =
+                state.with_web_services(Arc::new(crate::plugins::HostWebServices(host.clone())));
         }
         state = state.with_plugins(Arc::new(crate::plugins::HostAdmin(host)));
     }
@@ -389,9 +394,9 @@ pub async fn serve_http(
             },
             () = &mut shutdown => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait, do not spin.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -402,7 +407,20 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // How the connection reached the gateway, for every request on it (a password in a
+        // request body is taken only over TLS or from a loopback peer).
+        let transport = lockgate_api::web_services::Transport {
+            tls: tls.is_some(),
+            peer,
+        };
+        let service =
+            hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+                app.clone(),
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(transport);
+                    req
+                },
+            ));
         let http = http.clone();
         let watcher = graceful.watcher();
         match &tls {

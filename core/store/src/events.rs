@@ -60,7 +60,78 @@ impl EventDraft {
     }
 }
 
+/// One entry of the employees' change feed: an event on an employee, with the employee's
+/// identifier while the person exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmployeeChange {
+    /// The event's id: the feed's position.
+    pub event_id: i64,
+    pub person_id: i64,
+    /// The event's action (`created`, `updated`, `deactivated`, `marked_deleted`, ...).
+    pub action: String,
+    pub at: chrono::DateTime<Utc>,
+    /// None once the person is deleted permanently.
+    pub identifier: Option<String>,
+}
+
+/// A page of the employees' change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmployeeChanges {
+    pub changes: Vec<EmployeeChange>,
+    /// The last event the page looked at (continue after it); `after` when there was none.
+    pub last_event_id: i64,
+    /// Whether more events follow right away.
+    pub more: bool,
+}
+
 impl Store {
+    /// The change feed of a system's employees: events on employees after event `after`,
+    /// oldest first, at most `limit` looked at. Events on persons outside `scope`'s domains
+    /// are passed over (the page still moves past them); a person deleted permanently has
+    /// no domain any more and is reported by id only.
+    pub async fn employee_changes(
+        &self,
+        system_id: i64,
+        after: i64,
+        limit: i64,
+        scope: &crate::Scope,
+    ) -> Result<EmployeeChanges> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.object_id, e.action, e.at, o.marking, o.domain_id FROM events e \
+             LEFT JOIN objects o ON o.id = e.object_id AND o.system_id = e.system_id \
+             WHERE e.system_id = $1 AND e.object_kind = 'employee' AND e.id > $2 \
+             AND e.object_id IS NOT NULL ORDER BY e.id LIMIT $3",
+        )
+        .bind(system_id)
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(self.pool())
+        .await?;
+        let more = rows.len() as i64 > limit;
+        let mut out = EmployeeChanges {
+            changes: Vec::new(),
+            last_event_id: after,
+            more,
+        };
+        for r in rows.iter().take(limit as usize) {
+            let event_id: i64 = r.try_get("id")?;
+            out.last_event_id = event_id;
+            let domain: Option<i64> = r.try_get("domain_id")?;
+            let identifier: Option<String> = r.try_get("marking")?;
+            if identifier.is_some() && !scope.allows_exactly(domain) {
+                continue;
+            }
+            out.changes.push(EmployeeChange {
+                event_id,
+                person_id: r.try_get("object_id")?,
+                action: r.try_get("action")?,
+                at: parse_ts(&r.try_get::<String, _>("at")?)?,
+                identifier,
+            });
+        }
+        Ok(out)
+    }
+
     /// Events recorded on one object, newest first.
     pub async fn events_for(
         &self,

@@ -19,6 +19,8 @@ pub enum TokenPurpose {
     Api,
     /// Only SCIM provisioning under `/scim/v2` (a C-key holding the Web service role).
     Scim,
+    /// Only the web services mounted under `/ws` (a C-key holding the Web service role).
+    WebService,
 }
 
 impl TokenPurpose {
@@ -26,6 +28,7 @@ impl TokenPurpose {
         match self {
             TokenPurpose::Api => "api",
             TokenPurpose::Scim => "scim",
+            TokenPurpose::WebService => "web_service",
         }
     }
 
@@ -33,6 +36,7 @@ impl TokenPurpose {
         match s {
             "api" => Ok(TokenPurpose::Api),
             "scim" => Ok(TokenPurpose::Scim),
+            "web_service" => Ok(TokenPurpose::WebService),
             other => Err(StoreError::Corrupt(format!("token purpose '{other}'"))),
         }
     }

@@ -33,25 +33,7 @@ const MAX_ENTRIES: usize = 1_000_000;
 /// Most skipped entries listed in the report (all are counted in the log).
 const MAX_LISTED_SKIPS: usize = 1_000;
 /// The optional person fields an attribute can be mapped to.
-const OPTIONAL_FIELDS: [&str; 17] = [
-    "title",
-    "email",
-    "phone",
-    "organisation",
-    "department",
-    "street",
-    "postcode",
-    "language",
-    "region",
-    "job",
-    "city",
-    "state",
-    "country",
-    "company_address",
-    "location",
-    "mobile_phone",
-    "gmd_text",
-];
+const OPTIONAL_FIELDS: [&str; 17] = lockgate_plugin_sdk::PERSON_FIELDS;
 
 /// Which directory server: decides the watermark and the "disabled" test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,17 +213,23 @@ fn first<'a>(entry: &'a Entry, attribute: &str) -> Option<&'a str> {
         .filter(|v| !v.trim().is_empty())
 }
 
-/// Maps one entry to a person; `Err` is the reason it is skipped.
+/// Maps one entry to a person; `Err` is the reason it is skipped (no identifier: nothing to
+/// match it with). A missing first name or surname is staged empty, so the core judges the
+/// entry as `on_invalid` says (listed with field and reason, and its stored person kept, or
+/// the whole sync refused) instead of the person vanishing from a full sync.
 fn person(cfg: &Config, entry: &Entry) -> Result<Person, String> {
-    let required = |field: &str| {
+    let value = |field: &str| {
         let attr = cfg.attribute(field).unwrap_or(field);
-        first(entry, attr)
-            .map(|v| v.trim().to_owned())
-            .ok_or_else(|| format!("no `{attr}` attribute ({field})"))
+        first(entry, attr).map(|v| v.trim().to_owned())
     };
-    let identifier = required("identifier")?;
-    let first_name = required("first_name")?;
-    let surname = required("surname")?;
+    let identifier = value("identifier").ok_or_else(|| {
+        format!(
+            "no `{}` attribute (identifier)",
+            cfg.attribute("identifier").unwrap_or("identifier")
+        )
+    })?;
+    let first_name = value("first_name").unwrap_or_default();
+    let surname = value("surname").unwrap_or_default();
     let fields = OPTIONAL_FIELDS
         .iter()
         .filter_map(|field| {
@@ -390,7 +378,7 @@ impl directory_source::Guest for Plugin {
         }
         if skipped_total > 0 {
             log::warn(&format!(
-                "{skipped_total} entries skipped (missing required attributes)"
+                "{skipped_total} entries skipped (no identifier attribute)"
             ));
         }
         let mark = match usn_now {
@@ -481,8 +469,14 @@ mod tests {
             [("email".to_owned(), "ada@example.com".to_owned())]
         );
         assert!(p.active);
-        let missing = person(&cfg, &entry(&[("uid", &["e-2"]), ("sn", &["X"])])).unwrap_err();
-        assert!(missing.contains("givenName"), "{missing}");
+        // A missing first name is staged empty: the core judges it (on_invalid).
+        let partial = person(&cfg, &entry(&[("uid", &["e-2"]), ("sn", &["X"])])).unwrap();
+        assert_eq!(
+            (partial.first_name.as_str(), partial.surname.as_str()),
+            ("", "X")
+        );
+        let missing = person(&cfg, &entry(&[("givenName", &["A"]), ("sn", &["X"])])).unwrap_err();
+        assert!(missing.contains("uid"), "{missing}");
     }
 
     #[test]

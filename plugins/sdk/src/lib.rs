@@ -55,9 +55,31 @@ pub mod http;
 pub mod settings;
 
 pub use bindings::lockgate::host;
-pub use host::{clock, config, device, gateway, kv, ldap, mqtt, smtp, types};
+pub use host::{clock, config, device, employees, gateway, kv, ldap, mqtt, smtp, types};
 pub use settings::settings;
 pub use types::{Cylinder, Error, Event, Job, Key, Person, Timestamp};
+
+/// The optional fields of a [`Person`] by their REST / CSV names, in the order of the CSV
+/// format (`wit/host/types.wit`, `person.fields`): what a connector maps its source to.
+pub const PERSON_FIELDS: [&str; 17] = [
+    "title",
+    "email",
+    "phone",
+    "organisation",
+    "department",
+    "street",
+    "postcode",
+    "language",
+    "region",
+    "job",
+    "city",
+    "state",
+    "country",
+    "company_address",
+    "location",
+    "mobile_phone",
+    "gmd_text",
+];
 pub use wit_bindgen;
 
 /// World `content-source`: [`content_provider::Guest`].

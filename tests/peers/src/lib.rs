@@ -31,6 +31,13 @@
 //!   `drop-after-data@…` is read to its end and then the connection is closed without an
 //!   answer (and the message is not stored).
 //!
+//! - [`FakeHr`]: the fake HR system (`tests/peers/hr/fake_hr.py`, Python standard library;
+//!   contract in `tests/peers/hr/README.md`): a paged REST/JSON endpoint with a
+//!   `changed_since` filter and a SOAP 1.1 variant of the same generated persons;
+//!   `FakeHr::start(n)`, `start_with(n, token)`, `json_url()`, `soap_url()`, `host()`, and
+//!   the control endpoints `update`, `add`, `deactivate`, `remove`, `fault`, `clear`,
+//!   `requests`, `watermark`. Drop stops it.
+//!
 //! All calls block (slapd and the SMTP peer start in well under a second; `Slapd::start`
 //! with 100 000 persons takes about two); from async tests they can be called directly or
 //! through `spawn_blocking`.
@@ -40,12 +47,14 @@
 //! server's log when a peer cannot start: these are test helpers.
 
 mod ca;
+mod hr;
 mod proxy;
 mod slapd;
 mod smtp;
 mod util;
 
 pub use ca::{TestCa, TlsFiles};
+pub use hr::FakeHr;
 pub use proxy::CutProxy;
 pub use slapd::{LdapPerson, Slapd};
 pub use smtp::{ReceivedMail, SmtpOptions, SmtpPeer};

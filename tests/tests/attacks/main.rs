@@ -19,3 +19,4 @@ mod settings_race;
 mod ssrf;
 mod tokens;
 mod transport;
+mod web_services;
