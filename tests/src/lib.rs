@@ -355,6 +355,8 @@ impl TestApp {
         let config = ApiConfig {
             web_services: lockgate_api::web_services::WebServicesConfig {
                 mounts: [("hr".to_owned(), "hr-soap".to_owned())].into(),
+                // The tests' listener is plain HTTP on loopback.
+                loopback_passwords: true,
                 ..Default::default()
             },
             ..ApiConfig::default()

@@ -111,6 +111,37 @@ fn get_employee_envelope(header_xml: &str, identifier: &str) -> String {
     )
 }
 
+/// A web-service client (the pre-defined Web service role) that also holds key-holder
+/// deactivate at Full, as deactivating needs; returns its token.
+async fn deactivating_client(app: &TestApp, marking: &str) -> String {
+    let (ck, token) = app
+        .web_service_client(marking, &[app.default_domain], "web_service")
+        .await;
+    let roles: Vec<Value> = app
+        .get(&format!("/api/v1/c-keys/{ck}"))
+        .await
+        .expect(200)
+        .body["role_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let extra = app
+        .post(
+            "/api/v1/roles",
+            json!({ "name": format!("Deactivation {marking}"), "permissions": {
+                "employee": "full", "visitor": "full", "key_holder_deactivate": "full" } }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let mut all = roles;
+    all.push(json!(extra));
+    app.patch(&format!("/api/v1/c-keys/{ck}"), json!({ "role_ids": all }))
+        .await
+        .expect(200);
+    token
+}
+
 /// The zeep client's line is a SOAP fault whose message contains `needle`.
 #[track_caller]
 fn assert_fault(line: &Value, needle: &str) {
@@ -132,9 +163,7 @@ fn text(r: &Resp) -> String {
 
 on_both!(zeep_calls_every_operation, |app: TestApp| async move {
     let (app, url) = serving(app).await;
-    let (_, token) = app
-        .web_service_client("HR1", &[app.default_domain], "web_service")
-        .await;
+    let token = deactivating_client(&app, "HR1").await;
     let lines = zeep(
         &url,
         &bearer(&token).each_ref().map(String::as_str),
@@ -225,8 +254,39 @@ on_both!(zeep_calls_every_operation, |app: TestApp| async move {
             .as_str()
             .is_some_and(|t| t.starts_with('c'))
     );
+    let changes = lines[5]["result"]["change"].as_array().expect("changes");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["identifier"] == "HR-1" && c["kind"] == "created"),
+        "an upserted employee's change is `created`: {feed}"
+    );
     // 7. An unknown identifier: a Client fault naming it.
     assert_fault(&lines[6], "HR-does-not-exist");
+
+    // A batch naming a deactivated employee (left alone by an update) or an identifier twice
+    // is refused as a whole, each row named; the valid row is not written.
+    let lines = zeep(
+        &url,
+        &bearer(&token).each_ref().map(String::as_str),
+        Some(json!([{ "op": "UpsertEmployees", "args": { "employee": [
+            { "identifier": "HR-9", "firstName": "Nia", "lastName": "New" },
+            { "identifier": "HR-2", "firstName": "Grace", "lastName": "Hopper" },
+            { "identifier": "HR-1", "firstName": "Ada", "lastName": "Lovelace" },
+            { "identifier": "hr-1", "firstName": "Ada", "lastName": "Again" } ] } }])),
+        None,
+    )
+    .await;
+    let rows = lines[0]["fault"]["detail"]["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let indexes: Vec<i64> = rows.iter().filter_map(|r| r["index"].as_i64()).collect();
+    assert_eq!(indexes, [1, 3], "{}", lines[0]);
+    assert!(
+        employee(&app, "HR-9").await.is_none(),
+        "a refused batch wrote a row"
+    );
 });
 
 on_both!(username_token_and_rights, |app: TestApp| async move {
@@ -247,6 +307,41 @@ on_both!(username_token_and_rights, |app: TestApp| async move {
     .await;
     assert_eq!(lines[0]["ok"], true, "{}", lines[0]);
     assert!(employee(&app, "U-1").await.is_some());
+    // The pre-defined Web service role alone does not deactivate (key-holder deactivate),
+    // and does not see deactivated employees.
+    let lines = zeep(
+        &url,
+        &bearer(&token).each_ref().map(String::as_str),
+        Some(json!([{ "op": "DeactivateEmployee", "args": { "identifier": "U-1" } }])),
+        None,
+    )
+    .await;
+    assert_fault(&lines[0], "key-holder deactivate");
+    let u1 = employee(&app, "U-1").await.expect("U-1")["id"]
+        .as_i64()
+        .expect("id");
+    app.post(&format!("/api/v1/employees/{u1}/deactivate"), json!({}))
+        .await
+        .expect(200);
+    let lines = zeep(
+        &url,
+        &bearer(&token).each_ref().map(String::as_str),
+        Some(
+            json!([{ "op": "GetEmployee", "args": { "identifier": "U-1" } },
+                     { "op": "ListChanges", "args": { "limit": 100 } }]),
+        ),
+        None,
+    )
+    .await;
+    assert_fault(&lines[0], "U-1");
+    assert!(
+        !lines[1]["result"].to_string().contains("U-1"),
+        "a hidden employee in the feed: {}",
+        lines[1]
+    );
+    app.post(&format!("/api/v1/employees/{u1}/reactivate"), json!({}))
+        .await
+        .expect(200);
     // Another username with the same token: refused.
     let lines = zeep(
         &url,
@@ -349,9 +444,7 @@ on_both!(mark_as_deleted_setting, |app: TestApp| async move {
     )
     .await
     .expect(200);
-    let (_, token) = app
-        .web_service_client("HR4", &[app.default_domain], "web_service")
-        .await;
+    let token = deactivating_client(&app, "HR4").await;
     let lines = zeep(
         &url,
         &bearer(&token).each_ref().map(String::as_str),

@@ -54,6 +54,9 @@ pub struct WebServicesConfig {
     pub mounts: BTreeMap<String, String>,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// Accept a UsernameToken password from a loopback peer on a plain-HTTP listener (a
+    /// TLS-terminating proxy on the same host); off: only over the listener's own TLS.
+    pub loopback_passwords: bool,
 }
 
 impl Default for WebServicesConfig {
@@ -61,6 +64,7 @@ impl Default for WebServicesConfig {
         WebServicesConfig {
             mounts: BTreeMap::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            loopback_passwords: false,
         }
     }
 }
@@ -75,10 +79,10 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Whether a password may travel in the request: over TLS, or from this host (a
-    /// TLS-terminating proxy beside the gateway, tests).
-    fn protects_passwords(&self) -> bool {
-        self.tls || self.peer.ip().is_loopback()
+    /// Whether a password may travel in the request: over TLS, or, when `loopback` allows
+    /// it, from this host (a TLS-terminating proxy beside the gateway).
+    fn protects_passwords(&self, loopback: bool) -> bool {
+        self.tls || (loopback && self.peer.ip().is_loopback())
     }
 }
 
@@ -94,6 +98,8 @@ pub struct WebServiceCaller {
     /// The domains the caller sees; none: all.
     pub domains: Option<Vec<i64>>,
     pub home: Option<i64>,
+    /// Holds key-holder-deactivate at Full (deactivates, sees hidden persons).
+    pub sees_hidden_persons: bool,
 }
 
 /// A request as the plugin gets it.
@@ -202,11 +208,13 @@ fn escape(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
 }
 
-/// The credentials of a WS-Security UsernameToken.
+/// The credentials of a WS-Security UsernameToken, and where the password's text is in the
+/// body (so it can be cut out before the plugin sees the request).
 #[derive(PartialEq, Eq)]
 struct UsernameToken {
     username: String,
     password: String,
+    password_at: std::ops::Range<usize>,
 }
 
 impl std::fmt::Debug for UsernameToken {
@@ -228,7 +236,10 @@ fn username_token(body: &[u8]) -> Result<Option<UsernameToken>, String> {
     let (mut username, mut password, mut password_type) = (None, None, None);
     let mut reading: Option<&'static str> = None;
     let mut value = String::new();
+    // Where the Password element's content starts, and the range once it is closed.
+    let (mut content_start, mut password_at) = (0usize, None);
     loop {
+        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let (ns, event) = reader
             .read_resolved_event()
             .map_err(|e| format!("the request is not well-formed XML: {e}"))?;
@@ -282,6 +293,7 @@ fn username_token(body: &[u8]) -> Result<Option<UsernameToken>, String> {
                         "Password"
                     });
                     value.clear();
+                    content_start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
                 }
                 if matches!(event, Event::Start(_)) {
                     path.push((ns, name));
@@ -291,6 +303,9 @@ fn username_token(body: &[u8]) -> Result<Option<UsernameToken>, String> {
             }
             Event::End(_) => {
                 path.pop();
+                if reading == Some("Password") {
+                    password_at = Some(content_start..before);
+                }
                 if let Some(field) = reading.take() {
                     store(
                         field,
@@ -328,7 +343,12 @@ fn username_token(body: &[u8]) -> Result<Option<UsernameToken>, String> {
             if password_type.as_deref() != Some(PASSWORD_TEXT) {
                 return Err("the UsernameToken's password must be of type PasswordText (a digest cannot be checked against a token)".into());
             }
-            Ok(Some(UsernameToken { username, password }))
+            Ok(Some(UsernameToken {
+                username,
+                password,
+                // An empty element (`<Password/>`) has no content to cut.
+                password_at: password_at.unwrap_or(0..0),
+            }))
         }
         _ => Err("the UsernameToken needs a Username and a Password".into()),
     }
@@ -366,7 +386,12 @@ fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Authenticates a `POST`: the token from the header or the UsernameToken, then the rights.
-async fn caller(parts: &Parts, state: &AppState, body: &[u8]) -> Result<WebServiceCaller, Fault> {
+/// Also returns where a UsernameToken's password is in the body.
+async fn caller(
+    parts: &Parts,
+    state: &AppState,
+    body: &[u8],
+) -> Result<(WebServiceCaller, Option<std::ops::Range<usize>>), Fault> {
     let has_header = parts.headers.contains_key(header::AUTHORIZATION);
     let token = if has_header {
         None
@@ -375,7 +400,8 @@ async fn caller(parts: &Parts, state: &AppState, body: &[u8]) -> Result<WebServi
     };
     if let Some(t) = &token {
         let transport = parts.extensions.get::<Transport>();
-        if !transport.is_some_and(Transport::protects_passwords) {
+        let loopback = state.config.web_services.loopback_passwords;
+        if !transport.is_some_and(|t| t.protects_passwords(loopback)) {
             return Err(Fault::client(
                 StatusCode::FORBIDDEN,
                 "a UsernameToken password is accepted only over TLS: use https, or send the token in 'Authorization: Bearer'",
@@ -421,7 +447,7 @@ async fn caller(parts: &Parts, state: &AppState, body: &[u8]) -> Result<WebServi
     }
     admin.require(Function::Employee, Level::Full)?;
     crate::licence::require_feature(state, &admin, LicenceFeature::WebServices).await?;
-    Ok(WebServiceCaller {
+    let caller = WebServiceCaller {
         system_id: admin.system.id,
         c_key_id: admin.c_key.id,
         label: admin.actor.label.clone(),
@@ -432,7 +458,9 @@ async fn caller(parts: &Parts, state: &AppState, body: &[u8]) -> Result<WebServi
             .as_ref()
             .map(|d| d.iter().copied().collect()),
         home: admin.scope.home,
-    })
+        sees_hidden_persons: admin.level(Function::KeyHolderDeactivate) >= Level::Full,
+    };
+    Ok((caller, token.map(|t| t.password_at)))
 }
 
 async fn serve(
@@ -472,18 +500,35 @@ async fn serve_request(
             format!("the request body is larger than {limit} bytes"),
         )
     })?;
-    let caller = if parts.method == Method::GET || parts.method == Method::HEAD {
-        None
+    let (caller, password_at) = if parts.method == Method::GET || parts.method == Method::HEAD {
+        // Unauthenticated: nothing to hand over but the query.
+        if !body.is_empty() {
+            return Err(Fault::client(
+                StatusCode::BAD_REQUEST,
+                "a GET or HEAD request has no body",
+            ));
+        }
+        (None, None)
     } else {
-        Some(caller(&parts, state, &body).await?)
+        let (c, at) = caller(&parts, state, &body).await?;
+        (Some(c), at)
     };
-    let below = uri
-        .path()
-        .strip_prefix(&format!("/ws/{mount}"))
-        .unwrap_or_default();
+    // Architecture invariant: credentials never reach the plugin: the Authorization header is
+    // dropped (`forwarded_headers`) and a UsernameToken's password is cut out of the body.
+    let body: Vec<u8> = match password_at {
+        Some(at) if at.start <= at.end && at.end <= body.len() => {
+            [&body[..at.start], &body[at.end..]].concat()
+        }
+        _ => body.to_vec(),
+    };
+    // The path below the mount, from the matched route (decoded), never from the raw URI.
+    let below = params
+        .get("rest")
+        .map(|r| format!("/{r}"))
+        .unwrap_or_else(|| "/".to_owned());
     let path = match uri.query() {
-        Some(q) => format!("{}?{q}", if below.is_empty() { "/" } else { below }),
-        None => (if below.is_empty() { "/" } else { below }).to_owned(),
+        Some(q) => format!("{below}?{q}"),
+        None => below,
     };
     let answer = host
         .handle(
@@ -493,7 +538,7 @@ async fn serve_request(
                 method: parts.method.as_str().to_owned(),
                 path,
                 headers: forwarded_headers(&parts.headers),
-                body: body.to_vec(),
+                body,
             },
         )
         .await
@@ -512,14 +557,41 @@ async fn serve_request(
         ) else {
             continue;
         };
-        // The gateway's own headers (security, length, cookies) are not the plugin's to set.
-        if matches!(
-            name.as_str(),
-            "content-type" | "cache-control" | "etag" | "last-modified" | "content-language"
-        ) {
+        // The gateway's own headers (security, length, cookies) are not the plugin's to set,
+        // and it answers only as data: XML, JSON or text, never a page for a browser.
+        let allowed = match name.as_str() {
+            "content-type" => {
+                let media = value.to_str().unwrap_or("").split(';').next().unwrap_or("");
+                matches!(
+                    media.trim().to_ascii_lowercase().as_str(),
+                    "text/xml"
+                        | "application/xml"
+                        | "application/soap+xml"
+                        | "text/plain"
+                        | "application/json"
+                )
+            }
+            "cache-control" | "etag" | "last-modified" | "content-language" | "allow" => true,
+            _ => false,
+        };
+        if allowed {
             resp.headers_mut().insert(name, value);
         }
     }
+    if !resp.headers().contains_key(header::CONTENT_TYPE) {
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     Ok(resp)
 }
 
@@ -542,6 +614,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!((t.username.as_str(), t.password.as_str()), ("hr", "a&b"));
+        let body = envelope(
+            "<w:Security s:mustUnderstand=\"1\"><w:UsernameToken><w:Username>hr</w:Username><w:Password>a&amp;b</w:Password></w:UsernameToken></w:Security>",
+        );
+        assert_eq!(&body[t.password_at.clone()], b"a&amp;b");
     }
 
     #[test]

@@ -6,15 +6,16 @@ use lockgate_model::{
     employee_csv::{CsvPerson, CsvRowError, ParsedFile},
     person::Person,
 };
-use lockgate_store::persons::ImportReport;
+use lockgate_store::persons::{ImportAtomicity, ImportReport};
 
 use crate::{App, Result, WriteContext};
 
 impl App {
     /// Upsert employees, new ones into the domain named `domain` (none: the system's initial
-    /// person domain) (create, or update by identifier),
-    /// all-or-nothing: one invalid person writes nothing and the report lists every invalid
-    /// one, numbered by its index in `persons`.
+    /// person domain) (create, or update by identifier), all or nothing as `atomicity` says
+    /// (one invalid person, and with `InvalidOrSkippedRefuses` one the import leaves alone,
+    /// writes nothing); the report lists every such person, numbered by its index in
+    /// `persons`. `dry_run`: judge only, write nothing.
     ///
     /// Nothing is reconciled: an upsert keeps each person's lifecycle and access profiles
     /// (the import never takes them from outside), and those are the only person fields a
@@ -24,6 +25,8 @@ impl App {
         cx: &WriteContext,
         domain: Option<&str>,
         persons: Vec<(usize, Person)>,
+        atomicity: ImportAtomicity,
+        dry_run: bool,
     ) -> Result<ImportReport> {
         let mut parsed = ParsedFile {
             delimiter: ';',
@@ -47,7 +50,14 @@ impl App {
         }
         Ok(self
             .store
-            .import_parsed(cx, ObjectKind::Employee, parsed, true, false, &|_, _| {})
+            .import_parsed(
+                cx,
+                ObjectKind::Employee,
+                parsed,
+                atomicity,
+                dry_run,
+                &|_, _| {},
+            )
             .await?)
     }
 }
@@ -92,7 +102,7 @@ impl App {
             lockgate_model::employee_csv::parse(bytes).map_err(lockgate_store::StoreError::from)?;
         let report = self
             .store
-            .import_parsed(cx, kind, parsed, false, dry_run, progress)
+            .import_parsed(cx, kind, parsed, ImportAtomicity::PerRow, dry_run, progress)
             .await?;
         if !dry_run {
             self.reconcile_after(cx, kind, &[]).await;

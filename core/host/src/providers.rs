@@ -310,6 +310,9 @@ pub struct WebServiceClient {
     pub domains: Option<Vec<i64>>,
     /// Where a new object goes when the system has no initial domain for it.
     pub home: Option<i64>,
+    /// The client holds the key-holder-deactivate permission at Full: it may deactivate
+    /// employees and sees deactivated and marked-deleted ones (hidden from it otherwise).
+    pub sees_hidden_persons: bool,
 }
 
 /// The PD a `handle-frame` call acts for, bound by the host from the connection's

@@ -632,6 +632,7 @@ impl PluginHost {
             mqtt: self.inner.mqtt.clone(),
             connectors: self.inner.connectors.clone(),
             deadline_ms: settings.deadline_ms,
+            licence_feature: manifest.licence_feature.as_deref().map(Arc::from),
         };
         Ok(Loaded {
             ctx,

@@ -91,6 +91,8 @@ pub(crate) struct PluginContext {
     pub connectors: ConnectorSlot,
     /// This plugin's deadline per call, when it has its own.
     pub deadline_ms: Option<u64>,
+    /// The licence feature the plugin's manifest names (checked before every call).
+    pub licence_feature: Option<Arc<str>>,
 }
 
 /// The servers behind the `ldap` and `smtp` capabilities.
@@ -213,6 +215,21 @@ impl HostState {
                     .into(),
             )
         })
+    }
+
+    /// Architecture invariant: a directory sync is licensed as the integration it is: the
+    /// plugin's manifest names `ldap_integration` or `web_services` (an HR system), the host
+    /// checks that feature before every call, and the core's `sync-persons` takes only those
+    /// two. A plugin naming neither cannot sync.
+    fn check_directory_licence(&self) -> Result<(), PluginError> {
+        match self.ctx.licence_feature.as_deref() {
+            Some("ldap_integration" | "web_services") => Ok(()),
+            _ => Err(PluginError::Denied(format!(
+                "plugin `{}`: a directory sync needs `licence-feature = \"ldap_integration\"` or \
+                 `\"web_services\"` in the plugin's manifest",
+                self.ctx.name
+            ))),
+        }
     }
 
     fn denied(&self, what: &str) -> PluginError {
@@ -403,6 +420,7 @@ impl gateway::Host for HostState {
 
     async fn stage_persons(&mut self, persons: Vec<Person>) -> Result<u32, PluginError> {
         self.check_op("sync-persons")?;
+        self.check_directory_licence()?;
         if self.staged.len() + persons.len() > MAX_STAGED_PERSONS {
             return Err(PluginError::Invalid(format!(
                 "at most {MAX_STAGED_PERSONS} persons per sync"
@@ -425,6 +443,7 @@ impl gateway::Host for HostState {
 
     async fn sync_persons(&mut self, request: SyncRequest) -> Result<SyncReport, PluginError> {
         self.check_op("sync-persons")?;
+        self.check_directory_licence()?;
         let persons = std::mem::take(&mut self.staged);
         self.staged_bytes = 0;
         self.ctx
@@ -739,6 +758,7 @@ mod tests {
             mqtt: MqttSlot::default(),
             connectors: ConnectorSlot::default(),
             deadline_ms: None,
+            licence_feature: Some("ldap_integration".into()),
         };
         let http = HttpPolicy::new(
             "p".into(),
@@ -804,6 +824,28 @@ mod tests {
         assert_eq!(s.staged.len(), 2);
         assert!(s.stage_persons(vec![person("e4", 0)]).await.is_err());
         assert_eq!(s.staged_bytes, 2 * one);
+    }
+
+    #[tokio::test]
+    async fn a_directory_sync_needs_a_directory_licence_feature() {
+        use gateway::Host as _;
+        for (feature, allowed) in [
+            (None, false),
+            (Some("remote"), false),
+            (Some("web_services"), true),
+            (Some("ldap_integration"), true),
+        ] {
+            let mut s = state(quota());
+            s.ctx.licence_feature = feature.map(Into::into);
+            let staged = s.stage_persons(vec![person("e1", 0)]).await;
+            assert_eq!(staged.is_ok(), allowed, "{feature:?}: {staged:?}");
+            if !allowed {
+                assert!(
+                    matches!(&staged, Err(PluginError::Denied(m)) if m.contains("licence-feature")),
+                    "{staged:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -68,6 +68,10 @@ pub struct WebServicesConfig {
     pub mounts: std::collections::BTreeMap<String, String>,
     /// Largest request body of a web service, bytes (1 KiB to 64 MiB; default 4 MiB).
     pub max_body_bytes: usize,
+    /// Accept a WS-Security UsernameToken password from a loopback peer over plain HTTP (a
+    /// TLS-terminating proxy on this host). Off (default): only over the listener's own TLS.
+    /// Leave it off where a port forwarder makes remote clients appear as 127.0.0.1.
+    pub loopback_passwords: bool,
 }
 
 impl Default for WebServicesConfig {
@@ -75,6 +79,7 @@ impl Default for WebServicesConfig {
         WebServicesConfig {
             mounts: Default::default(),
             max_body_bytes: lockgate_api::web_services::DEFAULT_MAX_BODY_BYTES,
+            loopback_passwords: false,
         }
     }
 }
@@ -115,6 +120,7 @@ impl WebServicesConfig {
         lockgate_api::web_services::WebServicesConfig {
             mounts: self.mounts.clone(),
             max_body_bytes: self.max_body_bytes,
+            loopback_passwords: self.loopback_passwords,
         }
     }
 }

@@ -211,11 +211,13 @@ impl CoreGateway {
         Ok(self.app.context(&sys, &scope, &actor))
     }
 
-    /// The employee with `identifier` in the client's domains, or `not-found`.
+    /// The employee with `identifier` in the client's domains, or `not-found`; deactivated
+    /// and marked-deleted ones only for a client that sees hidden persons (as the REST API).
     async fn employee(
         &self,
         plugin: &str,
         cx: &lockgate_app::WriteContext,
+        client: &WebServiceClient,
         identifier: &str,
     ) -> Result<lockgate_store::Stored<StoredPerson>, PluginError> {
         if identifier.trim().is_empty() || identifier.chars().count() > MAX_IDENTIFIER_CHARS {
@@ -234,8 +236,10 @@ impl CoreGateway {
                 .get::<StoredPerson>(cx.system.id, ObjectKind::Employee, id, &cx.scope)
                 .await
             {
-                Ok(p) => return Ok(p),
-                Err(StoreError::NotFound { .. }) => {}
+                Ok(p) if client.sees_hidden_persons || p.body.lifecycle == PersonState::Active => {
+                    return Ok(p);
+                }
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
                 Err(e) => return Err(unavailable(plugin, e)),
             }
         }
@@ -563,7 +567,13 @@ impl Gateway for CoreGateway {
         // identifier and validation, all-or-nothing, with an event per touched person.
         let applied = self
             .app
-            .upsert_employees(&self.cx(plugin, &sys), Some(&domain.body.name), rows)
+            .upsert_employees(
+                &self.cx(plugin, &sys),
+                Some(&domain.body.name),
+                rows,
+                lockgate_store::persons::ImportAtomicity::InvalidRefuses,
+                false,
+            )
             .await
             .map_err(|e| app_unavailable(plugin, e))?;
         refuse_invalid(&applied)?;
@@ -584,6 +594,9 @@ impl Gateway for CoreGateway {
         let mut rows: Vec<(usize, StoredPerson)> = Vec::with_capacity(persons.len());
         let mut invalid = Vec::new();
         let mut identifiers = Vec::with_capacity(persons.len());
+        // Each identifier once per call (compared as the store compares them).
+        let mut first_row: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
         for (i, p) in persons.into_iter().enumerate() {
             identifiers.push(p.identifier.clone());
             let row = |field: &str, reason: String| InvalidPerson {
@@ -599,49 +612,62 @@ impl Gateway for CoreGateway {
                 ));
                 continue;
             }
+            if let Some(first) = first_row.insert(p.identifier.trim().to_lowercase(), i) {
+                invalid.push(row(
+                    "identifier",
+                    format!("is given more than once in this call (also employee {first})"),
+                ));
+                continue;
+            }
             match model_person(i, p) {
                 Ok((person, _active)) => rows.push((i, person)),
                 Err(e) => invalid.push(row("fields", error_text(e))),
             }
         }
         // Through the application layer's upsert: the employee import's matching by
-        // identifier and validation, all-or-nothing, an event per touched person.
-        let applied = if invalid.is_empty() {
-            Some(
-                self.app
-                    .upsert_employees(&cx, domain.as_deref(), rows)
-                    .await
-                    .map_err(|e| EmployeesUpsertError::Failed(app_unavailable(plugin, e)))?,
+        // identifier and validation, all-or-nothing, an event per touched person. With rows
+        // already refused here it only judges the others (so every problem is listed).
+        let report = self
+            .app
+            .upsert_employees(
+                &cx,
+                domain.as_deref(),
+                rows,
+                lockgate_store::persons::ImportAtomicity::InvalidOrSkippedRefuses,
+                !invalid.is_empty(),
             )
-        } else {
-            None
-        };
-        if let Some(report) = &applied {
-            for bad in &report.invalid {
-                for f in &bad.errors {
-                    invalid.push(InvalidPerson {
-                        index: u32::try_from(bad.line).unwrap_or(u32::MAX),
-                        identifier: identifiers.get(bad.line).cloned().unwrap_or_default(),
-                        field: f.field.clone(),
-                        reason: f.message.clone(),
-                    });
-                }
+            .await
+            .map_err(|e| EmployeesUpsertError::Failed(app_unavailable(plugin, e)))?;
+        // A row the import leaves alone (a deactivated or marked-deleted person, one a
+        // directory maintains) is not applied: in an all-or-nothing call that is a refusal.
+        for skip in &report.skipped {
+            invalid.push(InvalidPerson {
+                index: u32::try_from(skip.line).unwrap_or(u32::MAX),
+                identifier: identifiers.get(skip.line).cloned().unwrap_or_default(),
+                field: "identifier".into(),
+                reason: skip.reason.clone(),
+            });
+        }
+        for bad in &report.invalid {
+            for f in &bad.errors {
+                invalid.push(InvalidPerson {
+                    index: u32::try_from(bad.line).unwrap_or(u32::MAX),
+                    identifier: identifiers.get(bad.line).cloned().unwrap_or_default(),
+                    field: f.field.clone(),
+                    reason: f.message.clone(),
+                });
             }
         }
-        match applied {
-            Some(report) if invalid.is_empty() => {
-                let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-                Ok(EmployeesUpsertOutcome {
-                    created: n(report.created),
-                    updated: n(report.updated),
-                    unchanged: n(report.unchanged + report.skipped.len()),
-                })
-            }
-            _ => {
-                invalid.sort_by_key(|r| r.index);
-                Err(EmployeesUpsertError::InvalidPersons(invalid))
-            }
+        if !invalid.is_empty() {
+            invalid.sort_by_key(|r| r.index);
+            return Err(EmployeesUpsertError::InvalidPersons(invalid));
         }
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Ok(EmployeesUpsertOutcome {
+            created: n(report.created),
+            updated: n(report.updated),
+            unchanged: n(report.unchanged),
+        })
     }
 
     async fn employees_get(
@@ -651,7 +677,7 @@ impl Gateway for CoreGateway {
         identifier: &str,
     ) -> Result<Employee, PluginError> {
         let cx = self.client_context(plugin, client).await?;
-        let p = self.employee(plugin, &cx, identifier).await?;
+        let p = self.employee(plugin, &cx, client, identifier).await?;
         self.employee_view(plugin, cx.system.id, p).await
     }
 
@@ -662,7 +688,13 @@ impl Gateway for CoreGateway {
         identifier: &str,
     ) -> Result<Employee, PluginError> {
         let cx = self.client_context(plugin, client).await?;
-        let p = self.employee(plugin, &cx, identifier).await?;
+        if !client.sees_hidden_persons {
+            return Err(PluginError::Denied(
+                "deactivating an employee needs the key-holder deactivate permission at Full"
+                    .into(),
+            ));
+        }
+        let p = self.employee(plugin, &cx, client, identifier).await?;
         let p = if p.body.lifecycle == PersonState::Deactivated {
             p
         } else {
@@ -686,7 +718,7 @@ impl Gateway for CoreGateway {
         identifier: &str,
     ) -> Result<Option<Employee>, PluginError> {
         let cx = self.client_context(plugin, client).await?;
-        let p = self.employee(plugin, &cx, identifier).await?;
+        let p = self.employee(plugin, &cx, client, identifier).await?;
         let id = p.id;
         self.app
             .delete_object::<StoredPerson>(&cx, ObjectKind::Employee, id, None, false)
@@ -716,7 +748,13 @@ impl Gateway for CoreGateway {
         let after = parse_change_token(since)?;
         let page = self
             .store
-            .employee_changes(cx.system.id, after, i64::from(limit), &cx.scope)
+            .employee_changes(
+                cx.system.id,
+                after,
+                i64::from(limit),
+                &cx.scope,
+                client.sees_hidden_persons,
+            )
             .await
             .map_err(|e| unavailable(plugin, e))?;
         Ok(EmployeeChangePage {

@@ -422,6 +422,7 @@ impl lockgate_api::web_services::WebServiceHost for HostWebServices {
                 correlation_id: c.correlation_id,
                 domains: c.domains,
                 home: c.home,
+                sees_hidden_persons: c.sees_hidden_persons,
             });
             let request = lockgate_host::types::Request {
                 method: request.method,

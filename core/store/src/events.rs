@@ -1,7 +1,7 @@
 //! Events: writing one per touched object inside the change's transaction, and reading them back.
 
 use chrono::Utc;
-use lockgate_model::{ObjectKind, event::Event};
+use lockgate_model::{ObjectKind, event::Event, person::PersonState};
 use sqlx::{AnyConnection, Row};
 
 use crate::{Result, Store, objects::Actor, parse_ts, ts};
@@ -86,18 +86,22 @@ pub struct EmployeeChanges {
 
 impl Store {
     /// The change feed of a system's employees: events on employees after event `after`,
-    /// oldest first, at most `limit` looked at. Events on persons outside `scope`'s domains
-    /// are passed over (the page still moves past them); a person deleted permanently has
-    /// no domain any more and is reported by id only.
+    /// oldest first, at most `limit` looked at. Passed over (the page still moves past
+    /// them): events on persons outside `scope`'s domains; without `sees_hidden`, events on
+    /// persons deactivated or marked as deleted now; events on persons deleted permanently
+    /// but their deletion, which is reported by id only and only to a client that sees
+    /// every domain (the person's domain went with it).
     pub async fn employee_changes(
         &self,
         system_id: i64,
         after: i64,
         limit: i64,
         scope: &crate::Scope,
+        sees_hidden: bool,
     ) -> Result<EmployeeChanges> {
         let rows = sqlx::query(
-            "SELECT e.id, e.object_id, e.action, e.at, o.marking, o.domain_id FROM events e \
+            "SELECT e.id, e.object_id, e.action, e.at, e.changes, o.marking, o.domain_id, o.status \
+             FROM events e \
              LEFT JOIN objects o ON o.id = e.object_id AND o.system_id = e.system_id \
              WHERE e.system_id = $1 AND e.object_kind = 'employee' AND e.id > $2 \
              AND e.object_id IS NOT NULL ORDER BY e.id LIMIT $3",
@@ -118,15 +122,37 @@ impl Store {
             out.last_event_id = event_id;
             let domain: Option<i64> = r.try_get("domain_id")?;
             let identifier: Option<String> = r.try_get("marking")?;
-            if identifier.is_some() && !scope.allows_exactly(domain) {
+            let status: Option<String> = r.try_get("status")?;
+            let mut action: String = r.try_get("action")?;
+            let exists = domain.is_some();
+            let passed_over = if exists {
+                !scope.allows_exactly(domain)
+                    || (!sees_hidden
+                        && status.as_deref().is_some_and(|s| {
+                            s == PersonState::Deactivated.as_str()
+                                || s == PersonState::Deleted.as_str()
+                        }))
+            } else {
+                action != "deleted" || scope.domains.is_some()
+            };
+            if passed_over {
                 continue;
+            }
+            // The import writes `imported` for both: a creation records no changes.
+            if action == "imported" {
+                let changes: String = r.try_get("changes")?;
+                action = if changes.trim() == "{}" {
+                    "created".into()
+                } else {
+                    "updated".into()
+                };
             }
             out.changes.push(EmployeeChange {
                 event_id,
                 person_id: r.try_get("object_id")?,
-                action: r.try_get("action")?,
+                action,
                 at: parse_ts(&r.try_get::<String, _>("at")?)?,
-                identifier,
+                identifier: identifier.filter(|_| exists),
             });
         }
         Ok(out)

@@ -38,6 +38,18 @@ pub struct SkippedRow {
     pub reason: String,
 }
 
+/// What an import does when some rows cannot be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportAtomicity {
+    /// The valid rows are applied; invalid and skipped rows are reported (the CSV import).
+    PerRow,
+    /// One invalid row writes nothing; skipped rows are reported (a connector's upsert).
+    InvalidRefuses,
+    /// One invalid or skipped row writes nothing (the HR web service: the caller sends the
+    /// batch and can fix it).
+    InvalidOrSkippedRefuses,
+}
+
 /// What an import did (or, on a dry run, would do).
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
@@ -313,19 +325,19 @@ impl Store {
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<ImportReport> {
         let parsed = employee_csv::parse(bytes)?;
-        self.import_parsed(cx, kind, parsed, false, dry_run, progress)
+        self.import_parsed(cx, kind, parsed, ImportAtomicity::PerRow, dry_run, progress)
             .await
     }
 
     /// Import persons already parsed (a CSV file, or persons a plugin hands over), each
-    /// with the line (or index) its errors name. With `all_or_nothing`, one invalid person
-    /// writes nothing and the report lists every invalid one.
+    /// with the line (or index) its errors name. `atomicity` says whether rows that cannot be
+    /// applied stop the others; the report lists every one either way.
     pub async fn import_parsed(
         &self,
         cx: &crate::WriteContext,
         kind: ObjectKind,
         parsed: employee_csv::ParsedFile,
-        all_or_nothing: bool,
+        atomicity: ImportAtomicity,
         dry_run: bool,
         progress: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<ImportReport> {
@@ -496,7 +508,14 @@ impl Store {
             }
         }
         report.invalid.sort_by_key(|r| r.line);
-        if dry_run || plans.is_empty() || (all_or_nothing && !report.invalid.is_empty()) {
+        let refused = match atomicity {
+            ImportAtomicity::PerRow => false,
+            ImportAtomicity::InvalidRefuses => !report.invalid.is_empty(),
+            ImportAtomicity::InvalidOrSkippedRefuses => {
+                !report.invalid.is_empty() || !report.skipped.is_empty()
+            }
+        };
+        if dry_run || plans.is_empty() || refused {
             return Ok(report);
         }
 

@@ -228,7 +228,43 @@ async fn web_services_refuse_hostile_xml_and_misplaced_credentials() {
         let text = r.body.as_str().map(str::to_owned).unwrap_or_default();
         t.case(
             "a SOAP call in a GET",
-            !text.contains("Secret-Surname") && !text.contains("Visible"),
+            r.status.as_u16() == 400
+                && !text.contains("Secret-Surname")
+                && !text.contains("Visible"),
+        );
+
+        // Hidden persons: without key-holder deactivate, a deactivated employee is not read,
+        // and nobody is deactivated.
+        let hidden = app
+            .post(
+                "/api/v1/employees",
+                json!({ "identifier": "A-2", "first_name": "Hid", "surname": "Secret-Surname", "domain_id": d }),
+            )
+            .await
+            .expect(201)
+            .id();
+        app.post(&format!("/api/v1/employees/{hidden}/deactivate"), json!({}))
+            .await
+            .expect(200);
+        let r = post(&app, Some(&token), envelope("", &get("A-2"))).await;
+        t.case(
+            "read a deactivated employee without the permission",
+            refused(&r),
+        );
+        let r = post(
+            &app,
+            Some(&token),
+            envelope(
+                "",
+                "<hr:DeactivateEmployee><hr:identifier>A-1</hr:identifier></hr:DeactivateEmployee>",
+            ),
+        )
+        .await;
+        t.case("deactivate without the permission", refused(&r));
+        let a1 = app.get("/api/v1/employees?q=A-1&with_body=true").await;
+        t.case(
+            "the employee stays active",
+            a1.body.to_string().contains("\"lifecycle\":\"active\""),
         );
 
         // Employees outside the client's domains.
