@@ -17,7 +17,6 @@ use std::{
 
 use axum::http::Method;
 use common::*;
-use lockgate_model::ObjectKind;
 use lockgate_tests::{Db, TestApp};
 use serde_json::{Value, json};
 
@@ -72,27 +71,7 @@ async fn main() {
     let users: Arc<Vec<Value>> = Arc::new(rows.iter().map(scim_user).collect());
 
     // Floor: the CSV import of the same persons, one transaction.
-    let f = fresh(Db::Sqlite).await;
-    let csv = employee_csv(n, 7, &[]);
-    let start = Instant::now();
-    let imported = f
-        .store
-        .import_persons(
-            &lockgate_store::WriteContext::system(&f.boot.system, chrono::Utc::now()),
-            ObjectKind::Employee,
-            csv.as_bytes(),
-            false,
-            &|_, _| {},
-        )
-        .await
-        .expect("import");
-    let csv_took = start.elapsed();
-    assert_eq!(imported.created, n, "{:?}", imported.invalid.first());
-    let csv_rate = n as f64 / csv_took.as_secs_f64();
-    println!(
-        "floor, CSV import of the same {n} persons: {:.2} s = {csv_rate:.0}/s",
-        csv_took.as_secs_f64()
-    );
+    let csv_rate = csv_import_floor(n).await;
 
     // Sequential: one client.
     let (a, token) = app().await;

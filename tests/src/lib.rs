@@ -121,6 +121,11 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The person with this identifier among bodies such as [`TestApp::employee_bodies`] returns.
+pub fn find_person<'a>(list: &'a [Value], identifier: &str) -> Option<&'a Value> {
+    list.iter().find(|p| p["identifier"] == identifier)
+}
+
 /// A listener on a free loopback port and its base URL (`http://127.0.0.1:PORT`).
 pub async fn loopback_listener() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -481,6 +486,26 @@ impl TestApp {
             .expect("token")
             .to_string();
         (ck, token)
+    }
+
+    /// Every employee (hidden ones included, at most 1000) as its body with its `id` added.
+    pub async fn employee_bodies(&self) -> Vec<Value> {
+        let list = self
+            .get("/api/v1/employees?include_hidden=true&with_body=true&limit=1000")
+            .await
+            .expect(200)
+            .body;
+        list["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                let mut body = item["body"].clone();
+                body["id"] = item["id"].clone();
+                body
+            })
+            .collect()
     }
 
     /// The actions of the events of the object at `path` (`/api/v1/remote-pds/7`), newest

@@ -12,7 +12,7 @@ use lockgate_host::PluginHost;
 use lockgate_host::types::{PluginError, SyncReport};
 use lockgate_test_peers::FakeHr;
 use lockgate_tests::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PLUGIN: &str = "hr-pull";
 
@@ -147,30 +147,6 @@ async fn on_hr<T: Send + 'static>(
         .expect("fake HR control")
 }
 
-/// The employees (hidden ones included) as bodies with their `id`.
-async fn employees(app: &TestApp) -> Vec<Value> {
-    let list = app
-        .get("/api/v1/employees?include_hidden=true&with_body=true&limit=1000")
-        .await
-        .expect(200)
-        .body;
-    list["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|item| {
-            let mut body = item["body"].clone();
-            body["id"] = item["id"].clone();
-            body
-        })
-        .collect()
-}
-
-fn find<'a>(list: &'a [Value], identifier: &str) -> Option<&'a Value> {
-    list.iter().find(|p| p["identifier"] == identifier)
-}
-
 async fn watermark(app: &TestApp) -> Option<String> {
     app.store
         .plugin_kv_get(PLUGIN, "watermark")
@@ -191,9 +167,9 @@ on_both!(full_and_incremental_json_pull, |app: TestApp| async move {
         (20, 20, 0),
         "{first:?}"
     );
-    let people = employees(&app).await;
+    let people = app.employee_bodies().await;
     assert_eq!(people.len(), 20);
-    let p3 = find(&people, "E000003").expect("E000003 pulled");
+    let p3 = find_person(&people, "E000003").expect("E000003 pulled");
     assert_eq!(
         (
             p3["first_name"].as_str(),
@@ -263,18 +239,18 @@ on_both!(full_and_incremental_json_pull, |app: TestApp| async move {
         !requests.is_empty() && requests.iter().all(|r| r.contains(&since)),
         "{requests:?} should all carry {since}"
     );
-    let people = employees(&app).await;
+    let people = app.employee_bodies().await;
     assert_eq!(
-        find(&people, "E000004").unwrap()["email"],
+        find_person(&people, "E000004").unwrap()["email"],
         "new4@example.com"
     );
-    assert!(find(&people, "E000020").is_some());
+    assert!(find_person(&people, "E000020").is_some());
     assert!(
-        find(&people, "E000005").is_none(),
+        find_person(&people, "E000005").is_none(),
         "inactive: deleted (delete permanently)"
     );
     assert!(
-        find(&people, "E000006").is_some(),
+        find_person(&people, "E000006").is_some(),
         "an incremental pull cannot see removals"
     );
     let new_mark = on_hr(&hr, |hr| hr.watermark()).await;
@@ -299,7 +275,7 @@ on_both!(full_and_incremental_json_pull, |app: TestApp| async move {
         (full.deleted, full.deleted_identifiers.clone()),
         (1, vec!["E000006".to_owned()])
     );
-    assert!(find(&employees(&app).await, "E000006").is_none());
+    assert!(find_person(&app.employee_bodies().await, "E000006").is_none());
 });
 
 on_both!(
@@ -323,12 +299,15 @@ on_both!(
         .await;
         let r = sync(&host, true).await.expect("full sync");
         assert_eq!(r.deleted, 2, "{r:?}");
-        let people = employees(&app).await;
+        let people = app.employee_bodies().await;
         for id in ["E000001", "E000002"] {
-            let p = find(&people, id).unwrap_or_else(|| panic!("{id} is kept, marked"));
+            let p = find_person(&people, id).unwrap_or_else(|| panic!("{id} is kept, marked"));
             assert_eq!(p["lifecycle"], "deleted", "{p}");
         }
-        assert_ne!(find(&people, "E000003").unwrap()["lifecycle"], "deleted");
+        assert_ne!(
+            find_person(&people, "E000003").unwrap()["lifecycle"],
+            "deleted"
+        );
     }
 );
 
@@ -345,7 +324,10 @@ on_both!(
         let dry = dry_run(&host, true).await;
         assert!(dry.dry_run);
         assert_eq!((dry.staged, dry.created), (30, 30), "{dry:?}");
-        assert!(employees(&app).await.is_empty(), "a dry run wrote persons");
+        assert!(
+            app.employee_bodies().await.is_empty(),
+            "a dry run wrote persons"
+        );
         assert_eq!(watermark(&app).await, None, "a dry run wrote the watermark");
 
         sync(&host, true).await.expect("full sync");
@@ -370,10 +352,10 @@ on_both!(
             Err(PluginError::Invalid(m)) => assert!(m.contains("10"), "{m}"),
             other => panic!("the guard must refuse the sync: {other:?}"),
         }
-        let people = employees(&app).await;
+        let people = app.employee_bodies().await;
         assert_eq!(people.len(), 30, "a refused sync changes nothing");
         assert_eq!(
-            find(&people, "E000020").unwrap()["email"],
+            find_person(&people, "E000020").unwrap()["email"],
             "e20@example.com"
         );
         assert_eq!(
@@ -402,8 +384,8 @@ on_both!(
         let host = host_with(&app, &hr, &soap_config(&hr), SOAP_FIELDS, "skip").await;
         let first = sync(&host, true).await.expect("full SOAP sync");
         assert_eq!((first.staged, first.created), (20, 20), "{first:?}");
-        let people = employees(&app).await;
-        let p7 = find(&people, "E000007").expect("E000007");
+        let people = app.employee_bodies().await;
+        let p7 = find_person(&people, "E000007").expect("E000007");
         assert_eq!(
             (p7["surname"].as_str(), p7["email"].as_str()),
             (Some("Surname7"), Some("e7@example.com"))
@@ -432,9 +414,12 @@ on_both!(
             requests[0].contains(&format!("<hr:ChangedSince>{mark}</hr:ChangedSince>")),
             "{requests:?}"
         );
-        let people = employees(&app).await;
-        assert_eq!(find(&people, "E000011").unwrap()["department"], "Finance");
-        assert!(find(&people, "E000012").is_none());
+        let people = app.employee_bodies().await;
+        assert_eq!(
+            find_person(&people, "E000011").unwrap()["department"],
+            "Finance"
+        );
+        assert!(find_person(&people, "E000012").is_none());
         let new_mark = on_hr(&hr, |hr| hr.watermark()).await;
         assert_eq!(watermark(&app).await.as_deref(), Some(new_mark.as_str()));
     }
@@ -471,7 +456,7 @@ on_both!(
             other => panic!("on_invalid = refuse must refuse: {other:?}"),
         }
         assert!(
-            employees(&app).await.is_empty(),
+            app.employee_bodies().await.is_empty(),
             "a refused sync wrote persons"
         );
         assert_eq!(
@@ -506,7 +491,7 @@ on_both!(
             reason("persons[0] (page 1, item 1)")
                 .starts_with("invalid entry: identifier: is required")
         );
-        assert_eq!(employees(&app).await.len(), 8);
+        assert_eq!(app.employee_bodies().await.len(), 8);
         assert!(watermark(&app).await.is_some());
     }
 );
@@ -594,7 +579,7 @@ on_both!(
                 "expected `{message}`, got `{got}`"
             );
             assert!(
-                employees(&app).await.is_empty(),
+                app.employee_bodies().await.is_empty(),
                 "{message}: page 1 was applied"
             );
             assert_eq!(
@@ -615,7 +600,7 @@ on_both!(
             ),
             other => panic!("an unreadable item must fail the sync: {other:?}"),
         }
-        assert!(employees(&app).await.is_empty());
+        assert!(app.employee_bodies().await.is_empty());
         // Without faults the same pulls go through.
         on_hr(&hr, |hr| {
             hr.update(&[("E000002", json!({ "email": "e2@example.com" }))])
@@ -698,7 +683,10 @@ on_both!(synchronise_now_through_the_api, |app: TestApp| async move {
         (json!(true), json!(5), json!(5)),
         "{dry}"
     );
-    assert!(employees(&app).await.is_empty(), "a dry run wrote persons");
+    assert!(
+        app.employee_bodies().await.is_empty(),
+        "a dry run wrote persons"
+    );
     let done = app
         .post(&path, json!({ "full": true }))
         .await
@@ -708,7 +696,7 @@ on_both!(synchronise_now_through_the_api, |app: TestApp| async move {
         (done["dry_run"].clone(), done["created"].clone()),
         (json!(false), json!(5))
     );
-    assert_eq!(employees(&app).await.len(), 5);
+    assert_eq!(app.employee_bodies().await.len(), 5);
     // An incremental pull through the endpoint.
     on_hr(&hr, |hr| {
         hr.update(&[("E000001", json!({ "given": "Renamed" }))])
@@ -731,5 +719,5 @@ on_both!(synchronise_now_through_the_api, |app: TestApp| async move {
         "{}",
         refused.body
     );
-    assert_eq!(employees(&app).await.len(), 5);
+    assert_eq!(app.employee_bodies().await.len(), 5);
 });

@@ -12,7 +12,7 @@ use lockgate_host::PluginHost;
 use lockgate_host::types::{PluginError, SyncReport};
 use lockgate_test_peers::{CutProxy, LdapPerson, Slapd};
 use lockgate_tests::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PLUGIN: &str = "directory-sync";
 
@@ -82,30 +82,6 @@ async fn sync(host: &PluginHost, full: bool) -> Result<SyncReport, PluginError> 
         .expect("the plugin ran")
 }
 
-/// The employees as `identifier → body`.
-async fn employees(app: &TestApp) -> Vec<Value> {
-    let list = app
-        .get("/api/v1/employees?include_hidden=true&with_body=true&limit=1000")
-        .await
-        .expect(200)
-        .body;
-    list["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|item| {
-            let mut body = item["body"].clone();
-            body["id"] = item["id"].clone();
-            body
-        })
-        .collect()
-}
-
-fn find<'a>(list: &'a [Value], identifier: &str) -> Option<&'a Value> {
-    list.iter().find(|p| p["identifier"] == identifier)
-}
-
 on_both!(
     full_and_incremental_sync_over_starttls,
     |app: TestApp| async move {
@@ -120,9 +96,9 @@ on_both!(
             (20, 20, 0),
             "{first:?}"
         );
-        let people = employees(&app).await;
+        let people = app.employee_bodies().await;
         assert_eq!(people.len(), 20);
-        let p3 = find(&people, "p00003").expect("p00003 synced");
+        let p3 = find_person(&people, "p00003").expect("p00003 synced");
         assert_eq!(p3["first_name"], "Given3");
         assert_eq!(p3["email"], "p3@example.com");
         assert_eq!(p3["department"], "Operations");
@@ -178,24 +154,27 @@ on_both!(
             inc.staged < 21,
             "an incremental sync reads only changes: {inc:?}"
         );
-        let people = employees(&app).await;
+        let people = app.employee_bodies().await;
         assert_eq!(
-            find(&people, "p00004").unwrap()["email"],
+            find_person(&people, "p00004").unwrap()["email"],
             "new4@example.com"
         );
         assert!(
-            find(&people, "p00005").is_some(),
+            find_person(&people, "p00005").is_some(),
             "incremental syncs do not delete"
         );
         // The local tag survived the updates of the synced fields.
-        assert_eq!(find(&people, "p00003").unwrap()["tags"], json!(["vip"]));
+        assert_eq!(
+            find_person(&people, "p00003").unwrap()["tags"],
+            json!(["vip"])
+        );
 
         let full = sync(&host, true).await.expect("full sync");
         assert_eq!(
             (full.deleted, full.deleted_identifiers.clone()),
             (1, vec!["p00005".to_owned()])
         );
-        assert!(find(&employees(&app).await, "p00005").is_none());
+        assert!(find_person(&app.employee_bodies().await, "p00005").is_none());
         drop(slapd);
     }
 );
@@ -231,13 +210,17 @@ on_both!(
             .expect("a dry run reports");
         assert!(dry.dry_run);
         assert_eq!(dry.deleted, 10, "{dry:?}");
-        assert_eq!(employees(&app).await.len(), 30, "a dry run changes nothing");
+        assert_eq!(
+            app.employee_bodies().await.len(),
+            30,
+            "a dry run changes nothing"
+        );
         match sync(&host, true).await {
             Err(PluginError::Invalid(m)) => assert!(m.contains("10"), "{m}"),
             other => panic!("the guard must refuse the sync: {other:?}"),
         }
         assert_eq!(
-            employees(&app).await.len(),
+            app.employee_bodies().await.len(),
             30,
             "a refused sync changes nothing"
         );
@@ -263,7 +246,7 @@ on_both!(
         }
         assert!(proxy.cuts() >= 1, "the proxy cut the connection");
         assert!(
-            employees(&app).await.is_empty(),
+            app.employee_bodies().await.is_empty(),
             "nothing of the cut sync was applied"
         );
         assert!(
@@ -291,7 +274,7 @@ on_both!(
             "the deadline stops it"
         );
         assert_eq!(
-            find(&employees(&app).await, "p00001").unwrap()["email"],
+            find_person(&app.employee_bodies().await, "p00001").unwrap()["email"],
             "p1@example.com"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -361,7 +344,10 @@ on_both!(synchronise_now_through_the_api, |app: TestApp| async move {
         (json!(true), json!(5), json!(5)),
         "{dry}"
     );
-    assert!(employees(&app).await.is_empty(), "a dry run wrote persons");
+    assert!(
+        app.employee_bodies().await.is_empty(),
+        "a dry run wrote persons"
+    );
     let done = app
         .call(
             axum::http::Method::POST,
@@ -376,7 +362,7 @@ on_both!(synchronise_now_through_the_api, |app: TestApp| async move {
         (done["dry_run"].clone(), done["created"].clone()),
         (json!(false), json!(5))
     );
-    assert_eq!(employees(&app).await.len(), 5);
+    assert_eq!(app.employee_bodies().await.len(), 5);
     // Unknown plugin: 404; an unknown body field: 422.
     app.post("/api/v1/plugins/nope/sync", json!({}))
         .await
@@ -423,13 +409,13 @@ on_both!(
             .find(|s| s.identifier == "p00002")
             .unwrap_or_else(|| panic!("p00002 not listed: {report:?}"));
         assert!(listed.reason.contains("first_name"), "{listed:?}");
-        let stored = employees(&app).await;
+        let stored = app.employee_bodies().await;
         assert_eq!(
-            find(&stored, "p00002").expect("kept")["first_name"],
+            find_person(&stored, "p00002").expect("kept")["first_name"],
             "Given2"
         );
         assert_eq!(
-            find(&stored, "p00001").expect("updated")["first_name"],
+            find_person(&stored, "p00001").expect("updated")["first_name"],
             "Shown1"
         );
         drop(skip);

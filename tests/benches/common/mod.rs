@@ -5,7 +5,10 @@
 
 #![allow(dead_code)]
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use sqlx::Row;
 
@@ -725,4 +728,32 @@ pub async fn insert_direct<R: Resource>(
     }
     tx.commit().await.expect("commit");
     ids
+}
+
+/// The floor of the person benchmarks: the CSV import of `n` generated employees (seed 7, no
+/// domains, as `employee_row` makes them) in one transaction on a fresh SQLite database;
+/// prints it and returns persons per second.
+pub async fn csv_import_floor(n: usize) -> f64 {
+    let f = fresh(Db::Sqlite).await;
+    let csv = employee_csv(n, 7, &[]);
+    let start = Instant::now();
+    let imported = f
+        .store
+        .import_persons(
+            &lockgate_store::WriteContext::system(&f.boot.system, chrono::Utc::now()),
+            ObjectKind::Employee,
+            csv.as_bytes(),
+            false,
+            &|_, _| {},
+        )
+        .await
+        .expect("import");
+    let took = start.elapsed();
+    assert_eq!(imported.created, n, "{:?}", imported.invalid.first());
+    let rate = n as f64 / took.as_secs_f64();
+    println!(
+        "floor, CSV import of the same {n} persons: {:.2} s = {rate:.0}/s",
+        took.as_secs_f64()
+    );
+    rate
 }
