@@ -133,7 +133,8 @@ fn template_state(gw: &Gateway) -> Option<String> {
         .map(|p| p["state"].to_string())
 }
 
-/// Poll until `ok` holds for the template plugin's state (up to 60 s).
+/// Poll until `ok` holds for the template plugin's state (up to 180 s: a debug build
+/// compiles every bundled plugin at start and at every reload).
 fn wait_until(gw: &Gateway, ok: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     loop {
@@ -143,7 +144,7 @@ fn wait_until(gw: &Gateway, ok: impl Fn(&str) -> bool) -> String {
             return state;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_secs(180),
             "the template plugin did not reach the expected state"
         );
         std::thread::sleep(Duration::from_millis(100));
